@@ -1,0 +1,109 @@
+"""Array backends: numpy on the CPU, cupy on an NVIDIA GPU, one code path for both.
+
+Kernels never call numpy directly on arrays that could live on the GPU; they ask
+``xp = xp_of(q)`` for the array module of their inputs and use ``xp`` throughout.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+BACKENDS = ("numpy", "cupy")
+
+
+class BackendError(RuntimeError):
+    """A backend was requested that cannot be used on this machine."""
+
+
+def _cupy():
+    """The cupy module, or None when it is not installed or not usable."""
+    try:
+        import cupy
+    except Exception:  # ImportError, or a broken CUDA install raising at import
+        return None
+    return cupy
+
+
+def get_backend(name: str = "numpy"):
+    """The array module for ``name`` ('numpy' or 'cupy'); a one-line BackendError if unusable."""
+    if name == "numpy":
+        return np
+    if name != "cupy":
+        raise BackendError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")
+    cupy = _cupy()
+    if cupy is None:
+        raise BackendError("backend 'cupy' requested but cupy is not installed "
+                           "(pip install 'fluidgrad[gpu]')")
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:
+        raise BackendError(f"backend 'cupy' requested but no CUDA GPU is usable ({exc})") from None
+    if count < 1:
+        raise BackendError("backend 'cupy' requested but no CUDA GPU is present")
+    return cupy
+
+
+def _raw(x):
+    """The plain array inside a fluidgrad Tensor (or ``x`` itself)."""
+    while hasattr(x, "_fg_value"):
+        x = x._fg_value
+    return x
+
+
+def is_cupy_array(x) -> bool:
+    """True if ``x`` (or the array inside a Tensor) is a cupy array."""
+    return type(_raw(x)).__module__.startswith("cupy")
+
+
+def xp_of(*arrays):
+    """The array module (numpy or cupy) that owns ``arrays``; numpy for plain scalars."""
+    for a in arrays:
+        if is_cupy_array(a):
+            return _cupy()
+    return np
+
+
+def backend_name(x) -> str:
+    """'cupy' or 'numpy', for the array ``x``."""
+    return "cupy" if is_cupy_array(x) else "numpy"
+
+
+def to_numpy(x):
+    """A numpy copy-free view (host copy for cupy) of ``x``; Tensors are unwrapped."""
+    x = _raw(x)
+    if is_cupy_array(x):
+        return x.get()
+    return np.asarray(x)
+
+
+def to_backend(x, name: str):
+    """``x`` moved to the backend ``name`` ('numpy' or 'cupy')."""
+    xp = get_backend(name)
+    x = _raw(x)
+    if xp is np:
+        return to_numpy(x)
+    return xp.asarray(x)
+
+
+def scatter_add(target, indices, values):
+    """``target[indices] += values`` in place, adding repeated indices up (numpy and cupy)."""
+    if is_cupy_array(target):
+        import cupyx
+
+        cupyx.scatter_add(target, indices, values)
+    else:
+        np.add.at(target, indices, values)
+    return target
+
+
+def bincount_add(target_flat, flat_index, values):
+    """``target_flat[flat_index] += values`` for 1-D flat indices, faster than scatter_add."""
+    xp = xp_of(target_flat)
+    n = target_flat.shape[0]
+    if values.dtype.kind == "c":
+        target_flat += xp.bincount(flat_index, weights=values.real, minlength=n)
+        target_flat += 1j * xp.bincount(flat_index, weights=values.imag, minlength=n)
+    else:
+        target_flat += xp.bincount(flat_index, weights=values, minlength=n).astype(
+            target_flat.dtype, copy=False)
+    return target_flat
