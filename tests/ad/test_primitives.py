@@ -2,17 +2,36 @@
 central-difference check of its JVP, in float64; linear primitives pass the transpose
 identity. A primitive registered without test inputs fails the suite."""
 
+import importlib
+import pkgutil
+
 import numpy as onp
 import pytest
 
-import fluidgrad  # noqa: F401 - registers the primitives
-from fluidgrad.ad.core import differentiable_primitives
+import fluidgrad
+from fluidgrad.ad.core import Primitive, differentiable_primitives
 from fluidgrad.testing import check_vjp
 from ad.primitive_cases import CASES
 
 PRIMITIVES = differentiable_primitives()
 PARAMS = [pytest.param(name, k, id=f"{name}-{case.id or k}")
           for name in sorted(CASES) for k, case in enumerate(CASES[name])]
+
+
+def _primitives_defined_in_fluidgrad():
+    found = {}
+    for info in pkgutil.walk_packages(fluidgrad.__path__, "fluidgrad."):
+        module = importlib.import_module(info.name)
+        for obj in vars(module).values():
+            if isinstance(obj, Primitive) and obj.has_vjp:
+                found[obj.name] = obj
+    return found
+
+
+def test_no_primitive_with_rules_escapes_the_registry():
+    unregistered = sorted(name for name, p in _primitives_defined_in_fluidgrad().items()
+                          if PRIMITIVES.get(name) is not p)
+    assert not unregistered, f"primitives with rules but not registered: {unregistered}"
 
 
 def test_every_registered_primitive_has_test_inputs():

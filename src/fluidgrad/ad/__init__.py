@@ -4,6 +4,8 @@ Knows nothing about fluids: any numpy code written with :mod:`fluidgrad.numpy` (
 new primitives registered with :func:`primitive`) can be differentiated.
 """
 
+import types as _types
+
 from . import tensor as _tensor_module
 from .core import (DifferentiationError, Primitive, differentiable_primitives, primitive)
 from .tensor import Tensor
@@ -12,7 +14,7 @@ from .transforms import (Tape, checkpoint, elementwise_grad, grad, jvp, stop_gra
 from .tree import register_tree
 from . import ops
 
-_tensor_module._np = ops
+_tensor_module._np = _types.SimpleNamespace(**ops.NAMESPACE)
 
 __all__ = ["DifferentiationError", "Primitive", "Tape", "Tensor", "checkpoint",
            "differentiable_primitives", "elementwise_grad", "grad", "jvp", "primitive",

@@ -32,7 +32,7 @@ class DifferentiationError(TypeError):
 _node_ids = itertools.count()
 _trace_levels = itertools.count(1)
 
-#: Every primitive with a derivative rule, by name (the test suite checks each one).
+#: fluidgrad's primitives with derivative rules, by name (the test suite checks each one).
 REGISTRY: dict[str, "Primitive"] = {}
 
 
@@ -74,7 +74,7 @@ class Primitive:
         jvp rule:  rule(dot, ans, *args, **kwargs) -> contribution to dot_ans
     """
 
-    def __init__(self, fun, name=None, *, linear=False, register=True):
+    def __init__(self, fun, name=None, *, linear=False, register=False):
         self.fun = fun
         self.name = name or getattr(fun, "__name__", repr(fun))
         self.linear = linear
@@ -202,11 +202,13 @@ def _tree_add(a, b):
     return unflatten(td, [x if y is None else y if x is None else _add(x, y) for x, y in zip(la, lb)])
 
 
-def primitive(fun=None, *, name=None, linear=False):
-    """Decorator: turn ``fun`` into a :class:`Primitive` (then add rules with ``.defvjp``)."""
+def primitive(fun=None, *, name=None, linear=False, register=False):
+    """Decorator: turn ``fun`` into a :class:`Primitive` (then add rules with ``.defvjp``).
+    ``register=True`` lists it in :data:`REGISTRY` (fluidgrad's own primitives are all
+    registered, and the test suite checks every registered one)."""
     if fun is None:
-        return lambda f: Primitive(f, name, linear=linear)
-    return Primitive(fun, name, linear=linear)
+        return lambda f: Primitive(f, name, linear=linear, register=register)
+    return Primitive(fun, name, linear=linear, register=register)
 
 
 def differentiable_primitives() -> dict[str, Primitive]:

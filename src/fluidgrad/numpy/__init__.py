@@ -13,6 +13,6 @@ import sys as _sys
 from ..ad import ops as _ops
 
 globals().update(_ops.NAMESPACE)
-__all__ = list(_ops.__all__)
+__all__ = sorted(_ops.NAMESPACE)
 _sys.modules[__name__ + ".linalg"] = linalg  # noqa: F821 - defined by the update above
 _sys.modules[__name__ + ".fft"] = fft  # noqa: F821

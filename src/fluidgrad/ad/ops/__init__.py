@@ -164,6 +164,5 @@ def namespace() -> dict:
     return ns
 
 
+#: name -> function, what ``fluidgrad.numpy`` exports
 NAMESPACE = namespace()
-globals().update(NAMESPACE)
-__all__ = sorted(NAMESPACE)

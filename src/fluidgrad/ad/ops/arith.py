@@ -16,7 +16,7 @@ from . import reductions, shaping
 
 
 def prim(fun, name=None, **kw):
-    return Primitive(fun, name or fun.__name__, **kw)
+    return Primitive(fun, name or fun.__name__, register=True, **kw)
 
 
 def shape_of(x):

@@ -50,7 +50,7 @@ def _einsum(subscripts, *operands, **kwargs):
     return onp.einsum(subscripts, *operands, **kwargs)
 
 
-einsum = Primitive(_einsum, "einsum")
+einsum = Primitive(_einsum, "einsum", register=True)
 
 
 def _einsum_adjoint(g, subscripts, operands, i, kwargs):
@@ -93,7 +93,7 @@ def _einsum_jvp(dots, ans, subscripts, *operands, **kwargs):
     return total
 
 
-matmul = Primitive(onp.matmul, "matmul")
+matmul = Primitive(onp.matmul, "matmul", register=True)
 
 
 def _matmul_adj_a(g, ans, a, b):

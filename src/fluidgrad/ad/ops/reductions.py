@@ -41,7 +41,7 @@ def _sum(x, axis=None, dtype=None, keepdims=False):
     return onp.sum(x, axis=axis, dtype=dtype, keepdims=keepdims)
 
 
-sum = Primitive(_sum, "sum", linear=True)  # noqa: A001 - numpy's name
+sum = Primitive(_sum, "sum", linear=True, register=True)  # noqa: A001 - numpy's name
 sum.deftranspose(lambda g, x, axis=None, dtype=None, keepdims=False:
                  arith.astype(restore(g, arith.shape_of(x), axis, keepdims), arith.dtype_of(x))
                  if dtype is not None else restore(g, arith.shape_of(x), axis, keepdims))
@@ -51,7 +51,7 @@ def _mean(x, axis=None, dtype=None, keepdims=False):
     return onp.mean(x, axis=axis, dtype=dtype, keepdims=keepdims)
 
 
-mean = Primitive(_mean, "mean", linear=True)
+mean = Primitive(_mean, "mean", linear=True, register=True)
 mean.deftranspose(lambda g, x, axis=None, dtype=None, keepdims=False:
                   restore(g, arith.shape_of(x), axis, keepdims) / _count(arith.shape_of(x), axis))
 
@@ -60,7 +60,7 @@ def _prod(x, axis=None, dtype=None, keepdims=False):
     return onp.prod(x, axis=axis, dtype=dtype, keepdims=keepdims)
 
 
-prod = Primitive(_prod, "prod")
+prod = Primitive(_prod, "prod", register=True)
 prod.defvjp(lambda g, ans, x, axis=None, dtype=None, keepdims=False:
             restore(g * ans, arith.shape_of(x), axis, keepdims) / x)
 prod.defjvp(lambda d, ans, x, axis=None, dtype=None, keepdims=False:
@@ -80,7 +80,7 @@ def _reduce_with(fun, name):
     def reduce(x, axis=None, keepdims=False):
         return fun(x, axis=axis, keepdims=keepdims)
 
-    p = Primitive(reduce, name)
+    p = Primitive(reduce, name, register=True)
     p.defvjp(lambda g, ans, x, axis=None, keepdims=False:
              restore(g, arith.shape_of(x), axis, keepdims) * _extremum_weights(ans, x, axis, keepdims, g))
     p.defjvp(lambda d, ans, x, axis=None, keepdims=False:
@@ -105,7 +105,7 @@ def _cumsum_transpose(g, x, axis=None, dtype=None):
     return shaping.flip(cumsum(shaping.flip(g, axis), axis), axis)
 
 
-cumsum = Primitive(_cumsum, "cumsum", linear=True)
+cumsum = Primitive(_cumsum, "cumsum", linear=True, register=True)
 cumsum.deftranspose(_cumsum_transpose)
 
 

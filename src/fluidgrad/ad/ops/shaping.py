@@ -18,7 +18,7 @@ from . import arith
 
 
 def linear(fun, name=None):
-    return Primitive(fun, name or fun.__name__, linear=True)
+    return Primitive(fun, name or fun.__name__, linear=True, register=True)
 
 
 def _ndim(x):
