@@ -40,10 +40,9 @@ def is_differentiable(x) -> bool:
     """True for floating-point (or complex) arrays, numpy scalars, Python floats and Tensors."""
     if type(x) is Tensor:
         return True
-    dtype = getattr(x, "dtype", None)
-    if dtype is not None:
-        return dtype.kind in "fc"
-    return isinstance(x, (float, complex))
+    if isinstance(x, (float, complex)):
+        return True
+    return getattr(getattr(x, "dtype", None), "kind", None) in ("f", "c")
 
 
 def zeros_like_value(x):
@@ -72,6 +71,11 @@ class Primitive:
 
         vjp rule:  rule(g, ans, *args, **kwargs) -> adjoint of one argument
         jvp rule:  rule(dot, ans, *args, **kwargs) -> contribution to dot_ans
+
+    A VJP rule may declare what it reads (``needs``: argument positions and/or
+    ``"ans"``); the tape then keeps only those arrays and replaces the others by a
+    :class:`Stripped` stand-in that has just ``shape`` and ``dtype``. Without a
+    declaration everything is kept.
     """
 
     def __init__(self, fun, name=None, *, linear=False, register=False):
@@ -83,6 +87,8 @@ class Primitive:
         self.jvps: dict[int, object] = {}
         self.jvp_all = None
         self.transpose_argnum = None
+        self.needs: dict[int, frozenset] | None = {}  # argnum -> what its VJP reads
+        self._keep_cache: dict = {}
         self._register = register
         functools.update_wrapper(self, fun, updated=())
         if linear:  # linear in argument 0: the tangent map is the function itself
@@ -111,20 +117,49 @@ class Primitive:
                 raise ValueError(f"two primitives named {self.name!r}")
             REGISTRY[self.name] = self
 
-    def defvjp(self, *rules, argnums=None):
-        """Register ``rules[k]`` as the VJP for argument ``argnums[k]`` (default 0, 1, ...)."""
+    def defvjp(self, *rules, argnums=None, needs=None):
+        """Register ``rules[k]`` as the VJP for argument ``argnums[k]`` (default 0, 1, ...).
+        ``needs[k]`` lists what ``rules[k]`` reads: argument positions and/or ``"ans"``."""
         argnums = range(len(rules)) if argnums is None else argnums
-        for i, rule in zip(argnums, rules):
+        for k, (i, rule) in enumerate(zip(argnums, rules)):
             if rule is not None:
                 self.vjps[i] = rule
+                self._set_needs(i, None if needs is None else needs[k])
         self._register_rule()
         return self
 
-    def defvjp_all(self, rule):
-        """Register one rule ``rule(g, ans, *args, **kw) -> tuple of adjoints`` (None = zero)."""
+    def defvjp_all(self, rule=None, *, needs=None):
+        """Register one rule ``rule(g, ans, *args, **kw) -> tuple of adjoints`` (None = zero),
+        reading what ``needs`` lists (default: everything). Usable as a decorator."""
+        if rule is None:
+            return lambda r: self.defvjp_all(r, needs=needs)
         self.vjp_all = rule
+        self.needs = None if needs is None else {"all": frozenset(needs)}
+        self._keep_cache.clear()
         self._register_rule()
         return rule
+
+    def _set_needs(self, argnum, needs):
+        if self.needs is not None and needs is not None:
+            self.needs[argnum] = frozenset(needs)
+        elif self.needs is not None:
+            self.needs = None  # a rule without a declaration: keep everything
+        self._keep_cache.clear()
+
+    def kept(self, argnums):
+        """What the tape must keep for the VJPs of ``argnums`` (None = everything)."""
+        keep = self._keep_cache.get(argnums, _MISSING)
+        if keep is _MISSING:
+            if self.needs is None:
+                keep = None
+            elif "all" in self.needs:
+                keep = self.needs["all"]
+            else:
+                keep = frozenset().union(*[self.needs.get(i, frozenset()) for i in argnums])
+                if any(i not in self.needs for i in argnums):
+                    keep = None
+            self._keep_cache[argnums] = keep
+        return keep
 
     def defjvp(self, *rules, argnums=None):
         """Register ``rules[k]`` as the JVP contribution of argument ``argnums[k]``."""
@@ -145,6 +180,7 @@ class Primitive:
         ``transpose(g, *args, **kw)`` is the VJP (``adj_x = Aᵀ g``)."""
         self.transpose_argnum = argnum
         self.vjps[argnum] = lambda g, ans, *args, **kw: transpose(g, *args, **kw)
+        self._set_needs(argnum, ())  # a linear map's transpose needs only the shape of its input
         self._register_rule()
         return transpose
 
@@ -311,7 +347,7 @@ class Node:
     the cotangents accumulated so far for each output leaf.
     """
 
-    __slots__ = ("prim", "args", "kwargs", "ans", "parents", "out_treedef", "n_out",
+    __slots__ = ("prim", "args", "kwargs", "ans", "parents", "argnums", "out_treedef", "n_out",
                  "out_grads", "id", "tensor")
 
     def __init__(self, prim, args, kwargs, ans, parents, out_treedef, n_out):
@@ -320,6 +356,7 @@ class Node:
         self.kwargs = kwargs
         self.ans = ans
         self.parents = parents
+        self.argnums = tuple(dict.fromkeys(p[0] for p in parents))  # inputs needing adjoints
         self.out_treedef = out_treedef
         self.n_out = n_out
         self.out_grads = None
@@ -331,6 +368,41 @@ class Node:
 
 
 _FREED = object()
+_MISSING = object()
+
+
+class Stripped:
+    """Stands in on the tape for an input the VJP does not read: only shape and dtype."""
+
+    __slots__ = ("shape", "dtype")
+
+    def __init__(self, value):
+        self.shape = value.shape
+        self.dtype = value.dtype
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    def __repr__(self):
+        return f"<value not kept on the tape: shape {self.shape}, {self.dtype}>"
+
+
+def _is_float_array(x):
+    return getattr(getattr(x, "dtype", None), "kind", None) in ("f", "c") and hasattr(x, "shape")
+
+
+def _strip_unneeded(prim, args, ans, argnums):
+    """The inputs and output to store on a node: those the VJP will not read are
+    replaced by their shape and dtype, so the arrays can be freed early."""
+    keep = prim.kept(argnums)
+    if keep is None:
+        return args, ans
+    stored = [Stripped(a) if i not in keep and _is_float_array(a) else a
+              for i, a in enumerate(args)]
+    if "ans" not in keep and _is_float_array(ans):
+        ans = Stripped(ans)
+    return stored, ans
 
 
 class ReverseTrace(Trace):
@@ -361,6 +433,7 @@ class ReverseTrace(Trace):
             if not is_differentiable(ans):
                 return ans
             node = Node(prim, new_args, kwargs, ans, parents, None, 1)
+            node.args, node.ans = _strip_unneeded(prim, new_args, ans, node.argnums)
             out = Tensor(ans, self, node, 0)
         else:
             leaves, treedef = flatten(ans)
@@ -483,8 +556,7 @@ def backward_pass(trace, seeds, retain_graph=False):
                 "backward(); pass retain_graph=True to the first call")
         g = _cotangent(node)
         node.out_grads = None
-        argnums = sorted({p[0] for p in node.parents})
-        adjs = node.prim.apply_vjp(g, node.ans, node.args, node.kwargs, argnums)
+        adjs = node.prim.apply_vjp(g, node.ans, node.args, node.kwargs, node.argnums)
         flat_adjs = {}
         for i, j, parent, index in node.parents:
             adj = adjs[i]

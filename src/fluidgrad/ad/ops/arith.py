@@ -70,7 +70,8 @@ def _astype(x, dtype):
 
 
 astype = prim(_astype, "astype")
-astype.defvjp(lambda g, ans, x, dtype: astype(g, dtype_of(x)))
+astype.defvjp(lambda g, ans, x, dtype: astype(g, dtype_of(x)),
+              needs=((),))
 astype.defjvp(lambda dot, ans, x, dtype: astype(dot, dtype))
 
 
@@ -80,24 +81,28 @@ negative = prim(onp.negative, linear=True)
 negative.deftranspose(lambda g, x: negative(g))
 
 add = prim(onp.add)
-add.defvjp(lambda g, ans, x, y: unbroadcast(g, x), lambda g, ans, x, y: unbroadcast(g, y))
+add.defvjp(lambda g, ans, x, y: unbroadcast(g, x), lambda g, ans, x, y: unbroadcast(g, y),
+           needs=((), ()))
 add.defjvp(lambda d, ans, x, y: broadcast_like(d, ans), lambda d, ans, x, y: broadcast_like(d, ans))
 
 subtract = prim(onp.subtract)
 subtract.defvjp(lambda g, ans, x, y: unbroadcast(g, x),
-                lambda g, ans, x, y: unbroadcast(negative(g), y))
+                lambda g, ans, x, y: unbroadcast(negative(g), y),
+                needs=((), ()))
 subtract.defjvp(lambda d, ans, x, y: broadcast_like(d, ans),
                 lambda d, ans, x, y: broadcast_like(negative(d), ans))
 
 multiply = prim(onp.multiply)
 multiply.defvjp(lambda g, ans, x, y: unbroadcast(g * y, x),
-                lambda g, ans, x, y: unbroadcast(g * x, y))
+                lambda g, ans, x, y: unbroadcast(g * x, y),
+                needs=((1,), (0,)))
 multiply.defjvp(lambda d, ans, x, y: broadcast_like(d * y, ans),
                 lambda d, ans, x, y: broadcast_like(x * d, ans))
 
 divide = prim(onp.divide, "divide")
 divide.defvjp(lambda g, ans, x, y: unbroadcast(g / y, x),
-              lambda g, ans, x, y: unbroadcast(negative(g) * ans / y, y))
+              lambda g, ans, x, y: unbroadcast(negative(g) * ans / y, y),
+              needs=((1,), (1, "ans")))
 divide.defjvp(lambda d, ans, x, y: broadcast_like(d / y, ans),
               lambda d, ans, x, y: broadcast_like(negative(d) * ans / y, ans))
 true_divide = divide
@@ -117,112 +122,137 @@ def _log_base(x):
 
 power = prim(onp.power)
 power.defvjp(lambda g, ans, x, y: unbroadcast(g * y * x ** _safe_power_exponent(y), x),
-             lambda g, ans, x, y: unbroadcast(g * ans * _log_base(x), y))
+             lambda g, ans, x, y: unbroadcast(g * ans * _log_base(x), y),
+             needs=((0, 1), (0, "ans")))
 power.defjvp(lambda d, ans, x, y: broadcast_like(d * y * x ** _safe_power_exponent(y), ans),
              lambda d, ans, x, y: broadcast_like(d * ans * _log_base(x), ans))
 
 square = prim(onp.square)
-square.defvjp(lambda g, ans, x: g * 2 * x)
+square.defvjp(lambda g, ans, x: g * 2 * x,
+              needs=((0,),))
 square.defjvp(lambda d, ans, x: d * 2 * x)
 
 reciprocal = prim(onp.reciprocal)
-reciprocal.defvjp(lambda g, ans, x: negative(g) * ans * ans)
+reciprocal.defvjp(lambda g, ans, x: negative(g) * ans * ans,
+                  needs=(("ans",),))
 reciprocal.defjvp(lambda d, ans, x: negative(d) * ans * ans)
 
 # -- exponentials and logarithms -----------------------------------------------
 
 exp = prim(onp.exp)
-exp.defvjp(lambda g, ans, x: g * ans)
+exp.defvjp(lambda g, ans, x: g * ans,
+           needs=(("ans",),))
 exp.defjvp(lambda d, ans, x: d * ans)
 
 expm1 = prim(onp.expm1)
-expm1.defvjp(lambda g, ans, x: g * (ans + 1))
+expm1.defvjp(lambda g, ans, x: g * (ans + 1),
+             needs=(("ans",),))
 expm1.defjvp(lambda d, ans, x: d * (ans + 1))
 
 exp2 = prim(onp.exp2)
-exp2.defvjp(lambda g, ans, x: g * ans * math.log(2.0))
+exp2.defvjp(lambda g, ans, x: g * ans * math.log(2.0),
+            needs=(("ans",),))
 exp2.defjvp(lambda d, ans, x: d * ans * math.log(2.0))
 
 log = prim(onp.log)
-log.defvjp(lambda g, ans, x: g / x)
+log.defvjp(lambda g, ans, x: g / x,
+           needs=((0,),))
 log.defjvp(lambda d, ans, x: d / x)
 
 log1p = prim(onp.log1p)
-log1p.defvjp(lambda g, ans, x: g / (x + 1))
+log1p.defvjp(lambda g, ans, x: g / (x + 1),
+             needs=((0,),))
 log1p.defjvp(lambda d, ans, x: d / (x + 1))
 
 log2 = prim(onp.log2)
-log2.defvjp(lambda g, ans, x: g / (x * math.log(2.0)))
+log2.defvjp(lambda g, ans, x: g / (x * math.log(2.0)),
+            needs=((0,),))
 log2.defjvp(lambda d, ans, x: d / (x * math.log(2.0)))
 
 log10 = prim(onp.log10)
-log10.defvjp(lambda g, ans, x: g / (x * math.log(10.0)))
+log10.defvjp(lambda g, ans, x: g / (x * math.log(10.0)),
+             needs=((0,),))
 log10.defjvp(lambda d, ans, x: d / (x * math.log(10.0)))
 
 logaddexp = prim(onp.logaddexp)
 logaddexp.defvjp(lambda g, ans, x, y: unbroadcast(g * exp(x - ans), x),
-                 lambda g, ans, x, y: unbroadcast(g * exp(y - ans), y))
+                 lambda g, ans, x, y: unbroadcast(g * exp(y - ans), y),
+                 needs=((0, "ans"), (1, "ans")))
 logaddexp.defjvp(lambda d, ans, x, y: broadcast_like(d * exp(x - ans), ans),
                  lambda d, ans, x, y: broadcast_like(d * exp(y - ans), ans))
 
 sqrt = prim(onp.sqrt)
-sqrt.defvjp(lambda g, ans, x: g * 0.5 / ans)
+sqrt.defvjp(lambda g, ans, x: g * 0.5 / ans,
+            needs=(("ans",),))
 sqrt.defjvp(lambda d, ans, x: d * 0.5 / ans)
 
 cbrt = prim(onp.cbrt)
-cbrt.defvjp(lambda g, ans, x: g / (3 * ans * ans))
+cbrt.defvjp(lambda g, ans, x: g / (3 * ans * ans),
+            needs=(("ans",),))
 cbrt.defjvp(lambda d, ans, x: d / (3 * ans * ans))
 
 # -- trigonometric and hyperbolic ------------------------------------------------
 
 sin = prim(onp.sin)
-sin.defvjp(lambda g, ans, x: g * cos(x))
+sin.defvjp(lambda g, ans, x: g * cos(x),
+           needs=((0,),))
 sin.defjvp(lambda d, ans, x: d * cos(x))
 
 cos = prim(onp.cos)
-cos.defvjp(lambda g, ans, x: negative(g) * sin(x))
+cos.defvjp(lambda g, ans, x: negative(g) * sin(x),
+           needs=((0,),))
 cos.defjvp(lambda d, ans, x: negative(d) * sin(x))
 
 tan = prim(onp.tan)
-tan.defvjp(lambda g, ans, x: g / cos(x) ** 2)
+tan.defvjp(lambda g, ans, x: g / cos(x) ** 2,
+           needs=((0,),))
 tan.defjvp(lambda d, ans, x: d / cos(x) ** 2)
 
 arcsin = prim(onp.arcsin)
-arcsin.defvjp(lambda g, ans, x: g / sqrt(1 - x * x))
+arcsin.defvjp(lambda g, ans, x: g / sqrt(1 - x * x),
+              needs=((0,),))
 arcsin.defjvp(lambda d, ans, x: d / sqrt(1 - x * x))
 
 arccos = prim(onp.arccos)
-arccos.defvjp(lambda g, ans, x: negative(g) / sqrt(1 - x * x))
+arccos.defvjp(lambda g, ans, x: negative(g) / sqrt(1 - x * x),
+              needs=((0,),))
 arccos.defjvp(lambda d, ans, x: negative(d) / sqrt(1 - x * x))
 
 arctan = prim(onp.arctan)
-arctan.defvjp(lambda g, ans, x: g / (1 + x * x))
+arctan.defvjp(lambda g, ans, x: g / (1 + x * x),
+              needs=((0,),))
 arctan.defjvp(lambda d, ans, x: d / (1 + x * x))
 
 arctan2 = prim(onp.arctan2)
 arctan2.defvjp(lambda g, ans, y, x: unbroadcast(g * x / (x * x + y * y), y),
-               lambda g, ans, y, x: unbroadcast(negative(g) * y / (x * x + y * y), x))
+               lambda g, ans, y, x: unbroadcast(negative(g) * y / (x * x + y * y), x),
+               needs=((0, 1), (0, 1)))
 arctan2.defjvp(lambda d, ans, y, x: broadcast_like(d * x / (x * x + y * y), ans),
                lambda d, ans, y, x: broadcast_like(negative(d) * y / (x * x + y * y), ans))
 
 sinh = prim(onp.sinh)
-sinh.defvjp(lambda g, ans, x: g * cosh(x))
+sinh.defvjp(lambda g, ans, x: g * cosh(x),
+            needs=((0,),))
 sinh.defjvp(lambda d, ans, x: d * cosh(x))
 
 cosh = prim(onp.cosh)
-cosh.defvjp(lambda g, ans, x: g * sinh(x))
+cosh.defvjp(lambda g, ans, x: g * sinh(x),
+            needs=((0,),))
 cosh.defjvp(lambda d, ans, x: d * sinh(x))
 
 tanh = prim(onp.tanh)
-tanh.defvjp(lambda g, ans, x: g / cosh(x) ** 2)
+tanh.defvjp(lambda g, ans, x: g * (1 - ans * ans),
+            needs=(("ans",),))
 tanh.defjvp(lambda d, ans, x: d / cosh(x) ** 2)
 
 arcsinh = prim(onp.arcsinh)
-arcsinh.defvjp(lambda g, ans, x: g / sqrt(x * x + 1))
+arcsinh.defvjp(lambda g, ans, x: g / sqrt(x * x + 1),
+               needs=((0,),))
 arcsinh.defjvp(lambda d, ans, x: d / sqrt(x * x + 1))
 
 arctanh = prim(onp.arctanh)
-arctanh.defvjp(lambda g, ans, x: g / (1 - x * x))
+arctanh.defvjp(lambda g, ans, x: g / (1 - x * x),
+               needs=((0,),))
 arctanh.defjvp(lambda d, ans, x: d / (1 - x * x))
 
 # -- complex parts -------------------------------------------------------------
@@ -241,7 +271,8 @@ def _sign(x):
 
 
 absolute = prim(onp.absolute, "abs")
-absolute.defvjp(lambda g, ans, x: g * _sign(x))
+absolute.defvjp(lambda g, ans, x: g * _sign(x),
+                needs=((0,),))
 absolute.defjvp(lambda d, ans, x: d * _sign(x))
 abs = absolute  # noqa: A001 - numpy's name
 
@@ -254,13 +285,15 @@ def _share(x, y, like):
 
 maximum = prim(onp.maximum)
 maximum.defvjp(lambda g, ans, x, y: unbroadcast(g * _share(x, y, g), x),
-               lambda g, ans, x, y: unbroadcast(g * _share(y, x, g), y))
+               lambda g, ans, x, y: unbroadcast(g * _share(y, x, g), y),
+               needs=((0, 1), (0, 1)))
 maximum.defjvp(lambda d, ans, x, y: broadcast_like(d * _share(x, y, d), ans),
                lambda d, ans, x, y: broadcast_like(d * _share(y, x, d), ans))
 
 minimum = prim(onp.minimum)
 minimum.defvjp(lambda g, ans, x, y: unbroadcast(g * _share(y, x, g), x),
-               lambda g, ans, x, y: unbroadcast(g * _share(x, y, g), y))
+               lambda g, ans, x, y: unbroadcast(g * _share(x, y, g), y),
+               needs=((0, 1), (0, 1)))
 minimum.defjvp(lambda d, ans, x, y: broadcast_like(d * _share(y, x, d), ans),
                lambda d, ans, x, y: broadcast_like(d * _share(x, y, d), ans))
 
@@ -272,10 +305,9 @@ def _zero(x):
 
 
 where = prim(onp.where)
-where.defvjp(None,
-             lambda g, ans, c, x, y: unbroadcast(where(c, g, _zero(g)), x),
+where.defvjp(lambda g, ans, c, x, y: unbroadcast(where(c, g, _zero(g)), x),
              lambda g, ans, c, x, y: unbroadcast(where(c, _zero(g), g), y),
-             argnums=(0, 1, 2))
+             argnums=(1, 2), needs=((0,), (0,)))
 where.defjvp(lambda d, ans, c, x, y: broadcast_like(where(c, d, _zero(d)), ans),
              lambda d, ans, c, x, y: broadcast_like(where(c, _zero(d), d), ans),
              argnums=(1, 2))
@@ -290,5 +322,6 @@ def _inside(x, lo, hi):
 
 
 clip = prim(onp.clip)
-clip.defvjp(lambda g, ans, x, lo=None, hi=None: g * _inside(x, lo, hi))
+clip.defvjp(lambda g, ans, x, lo=None, hi=None: g * _inside(x, lo, hi),
+            needs=((0, 1, 2),))
 clip.defjvp(lambda d, ans, x, lo=None, hi=None: d * _inside(x, lo, hi))

@@ -122,7 +122,7 @@ def _matmul_adj_b(g, ans, a, b):
     return arith.unbroadcast(adj, b)
 
 
-matmul.defvjp(_matmul_adj_a, _matmul_adj_b)
+matmul.defvjp(_matmul_adj_a, _matmul_adj_b, needs=((1,), (0,)))
 matmul.defjvp(lambda d, ans, a, b: matmul(d, b), lambda d, ans, a, b: matmul(a, d))
 
 

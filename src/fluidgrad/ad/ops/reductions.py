@@ -62,7 +62,7 @@ def _prod(x, axis=None, dtype=None, keepdims=False):
 
 prod = Primitive(_prod, "prod", register=True)
 prod.defvjp(lambda g, ans, x, axis=None, dtype=None, keepdims=False:
-            restore(g * ans, arith.shape_of(x), axis, keepdims) / x)
+            restore(g * ans, arith.shape_of(x), axis, keepdims) / x, needs=((0, "ans"),))
 prod.defjvp(lambda d, ans, x, axis=None, dtype=None, keepdims=False:
             sum(d * restore(ans, arith.shape_of(x), axis, keepdims) / x, axis, keepdims=keepdims))
 
@@ -82,7 +82,8 @@ def _reduce_with(fun, name):
 
     p = Primitive(reduce, name, register=True)
     p.defvjp(lambda g, ans, x, axis=None, keepdims=False:
-             restore(g, arith.shape_of(x), axis, keepdims) * _extremum_weights(ans, x, axis, keepdims, g))
+             restore(g, arith.shape_of(x), axis, keepdims) * _extremum_weights(ans, x, axis, keepdims, g),
+             needs=((0, "ans"),))
     p.defjvp(lambda d, ans, x, axis=None, keepdims=False:
              sum(d * _extremum_weights(ans, x, axis, keepdims, d), axis, keepdims=keepdims))
     return p
