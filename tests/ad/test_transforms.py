@@ -323,3 +323,45 @@ def test_user_primitive_with_rules_is_checked_by_check_vjp():
     cube.defjvp(lambda d, ans, x: d * 3 * x ** 2)
     r = check_vjp(cube, onp.linspace(0.1, 1, 5))
     assert r.dot_product_error < 1e-13
+
+
+@dataclasses.dataclass(frozen=True)
+class Polar:
+    radius: object
+    angle: object
+
+
+def test_primitive_with_container_input_several_outputs_and_static_kwargs():
+    @fg.primitive
+    def to_polar(xy, *, scale):
+        x, y = xy
+        return Polar(scale * onp.hypot(x, y), onp.arctan2(y, x))
+
+    @to_polar.defvjp_all
+    def _vjp(g, ans, xy, *, scale):
+        x, y = xy
+        r2 = x * x + y * y
+        r = np.sqrt(r2)
+        adj_x = g.radius * scale * x / r - g.angle * y / r2
+        adj_y = g.radius * scale * y / r + g.angle * x / r2
+        return ((adj_x, adj_y),)
+
+    @to_polar.defjvp_all
+    def _jvp(dots, ans, xy, *, scale):
+        (x, y), (dx, dy) = xy, dots[0]
+        r2 = x * x + y * y
+        return Polar(scale * (x * dx + y * dy) / np.sqrt(r2), (x * dy - y * dx) / r2)
+
+    rng = onp.random.default_rng(5)
+    xy = (rng.uniform(0.5, 1, 6), rng.uniform(0.5, 1, 6))
+    r = check_vjp(to_polar, xy, kwargs={"scale": 2.0})
+    assert r.dot_product_error < 1e-13 and r.finite_difference_error < 1e-7
+
+    def loss(xy):
+        p = to_polar(xy, scale=2.0)
+        return np.sum(p.angle)  # only one output used: the other cotangent is zero
+
+    gx, gy = fg.grad(loss)(xy)
+    onp.testing.assert_allclose(gx, -xy[1] / (xy[0] ** 2 + xy[1] ** 2), rtol=1e-13)
+    with pytest.raises(fg.DifferentiationError, match="keyword argument 'scale' is static"):
+        fg.grad(lambda s: np.sum(to_polar(xy, scale=s).radius))(2.0)

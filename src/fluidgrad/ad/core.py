@@ -101,11 +101,11 @@ class Primitive:
         return self if obj is None else functools.partial(self, obj)
 
     def __call__(self, *args, **kwargs):
+        if kwargs:
+            kwargs = _check_static(self, kwargs)
         top = _top_trace(args)
         if top is None:
             return self.fun(*args, **kwargs)
-        if kwargs:
-            kwargs = _check_static(self, kwargs)
         return top.process(self, args, kwargs)
 
     # -- rule registration -------------------------------------------------
