@@ -103,7 +103,9 @@ def _one_cotangent(value):
     return xp_of(value).ones_like(value)
 
 
-def _value_and_grad(fun, argnums, has_aux, args, kwargs, name):
+def _restrict(fun, argnums, args, kwargs, name):
+    """``fun`` as a function of the arguments ``argnums`` only (checked to be
+    differentiable), the others fixed to ``args``; and those arguments' values."""
     nums = _argnums_tuple(argnums)
     for i in nums:
         if i >= len(args):
@@ -117,6 +119,11 @@ def _value_and_grad(fun, argnums, has_aux, args, kwargs, name):
             full[i] = a
         return fun(*full, **kwargs)
 
+    return partial, [args[i] for i in nums]
+
+
+def _value_and_grad(fun, argnums, has_aux, args, kwargs, name):
+    partial, primals = _restrict(fun, argnums, args, kwargs, name)
     holder = {}
 
     def main_output(*diff_args):
@@ -136,7 +143,7 @@ def _value_and_grad(fun, argnums, has_aux, args, kwargs, name):
                                        f"returned a {type(out).__name__}")
         return out
 
-    value, vjp_fn = _vjp(main_output, [args[i] for i in nums], retain_graph=False)
+    value, vjp_fn = _vjp(main_output, primals, retain_graph=False)
     grads = vjp_fn(_one_cotangent(value))
     grads = grads[0] if isinstance(argnums, int) else grads
     if has_aux:
@@ -168,17 +175,8 @@ def elementwise_grad(fun, argnums=0):
     point (the sum of the Jacobian's rows in general)."""
     @functools.wraps(fun)
     def elementwise_grad_fun(*args, **kwargs):
-        nums = _argnums_tuple(argnums)
-        for i in nums:
-            _check_differentiable(args[i], f"elementwise_grad: argument {i}")
-
-        def partial(*diff_args):
-            full = list(args)
-            for i, a in zip(nums, diff_args):
-                full[i] = a
-            return fun(*full, **kwargs)
-
-        out, vjp_fn = _vjp(partial, [args[i] for i in nums], retain_graph=False)
+        partial, primals = _restrict(fun, argnums, args, kwargs, "elementwise_grad")
+        out, vjp_fn = _vjp(partial, primals, retain_graph=False)
         grads = vjp_fn(tree_map(_one_cotangent, out))
         return grads[0] if isinstance(argnums, int) else grads
     return elementwise_grad_fun
