@@ -1,0 +1,324 @@
+"""Boundary conditions on the faces of the box, solid obstacles, and the ``Domain``
+that combines them with the grid into the masks and values the kernels need.
+
+Face types:
+
+* ``periodic`` - the opposite face is the same face;
+* ``no_slip`` - a wall; fluid velocity equals the wall velocity (zero unless a moving
+  wall's ``velocity`` is given: its tangential part drags the fluid, its normal part
+  must be zero);
+* ``free_slip`` - a wall; zero normal velocity, no friction (zero tangential gradient);
+* ``inflow`` - a given velocity enters (normal and tangential parts prescribed);
+* ``outflow`` - zero pressure on the face, zero-gradient velocity.
+
+Pressure sees walls and inflow as Neumann faces (the normal velocity there is fixed)
+and outflow as a Dirichlet face (p = 0). Scalars (density) have zero gradient at every
+non-periodic face. Faces next to a solid cell are closed, with the obstacle's velocity.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+
+import numpy as onp
+
+from .grid import AXES, Grid
+
+KINDS = ("periodic", "no_slip", "free_slip", "inflow", "outflow")
+WALLS = ("no_slip", "free_slip")
+
+
+@dataclasses.dataclass(frozen=True)
+class BoundaryFace:
+    """One face of the box: its ``kind`` and, for moving walls and inflow, ``velocity``."""
+
+    kind: str
+    velocity: tuple | None = None
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            hint = difflib.get_close_matches(str(self.kind), KINDS, n=1)
+            extra = f"; did you mean {hint[0]!r}?" if hint else ""
+            raise ValueError(f"unknown boundary type {self.kind!r} (expected one of "
+                             f"{', '.join(KINDS)}){extra}")
+        if self.velocity is not None:
+            object.__setattr__(self, "velocity", tuple(float(v) for v in self.velocity))
+        if self.kind == "inflow" and self.velocity is None:
+            raise ValueError("an inflow face needs a velocity")
+        if self.kind in ("free_slip", "outflow", "periodic") and self.velocity is not None:
+            raise ValueError(f"a {self.kind} face takes no velocity")
+
+    def wall_velocity(self, ndim: int) -> tuple:
+        return self.velocity if self.velocity is not None else (0.0,) * ndim
+
+
+def face_name(axis: int, side: int) -> str:
+    return f"{AXES[axis]}_{'lo' if side == 0 else 'hi'}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Boundaries:
+    """Boundary conditions of all faces: ``faces[axis] = (low face, high face)``."""
+
+    faces: tuple
+
+    def __post_init__(self):
+        faces = tuple((_as_face(lo), _as_face(hi)) for lo, hi in self.faces)
+        object.__setattr__(self, "faces", faces)
+        ndim = len(faces)
+        for axis, pair in enumerate(faces):
+            if (pair[0].kind == "periodic") != (pair[1].kind == "periodic"):
+                raise ValueError(f"{face_name(axis, 0)}/{face_name(axis, 1)}: a periodic face "
+                                 f"needs a periodic partner")
+            for side, face in enumerate(pair):
+                if face.velocity is not None and len(face.velocity) != ndim:
+                    raise ValueError(f"{face_name(axis, side)}.velocity: expected {ndim} numbers, "
+                                     f"got {len(face.velocity)}")
+                if face.kind == "no_slip" and face.velocity is not None and face.velocity[axis] != 0:
+                    raise ValueError(f"{face_name(axis, side)}.velocity: a wall cannot move through "
+                                     f"itself (normal component must be 0)")
+
+    @classmethod
+    def periodic(cls, ndim: int) -> "Boundaries":
+        return cls(tuple((BoundaryFace("periodic"), BoundaryFace("periodic")) for _ in range(ndim)))
+
+    @classmethod
+    def closed(cls, ndim: int, kind: str = "no_slip") -> "Boundaries":
+        return cls(tuple((BoundaryFace(kind), BoundaryFace(kind)) for _ in range(ndim)))
+
+    @classmethod
+    def from_dict(cls, spec: dict, ndim: int) -> "Boundaries":
+        """From ``{'x': 'periodic', 'y_lo': 'no_slip', 'y_hi': {'type': 'no_slip',
+        'velocity': [1, 0]}}``; faces not named are no-slip walls."""
+        faces = [[BoundaryFace("no_slip"), BoundaryFace("no_slip")] for _ in range(ndim)]
+        for key, value in spec.items():
+            if key in AXES[:ndim]:
+                axis = AXES.index(key)
+                faces[axis] = [_as_face(value), _as_face(value)]
+                continue
+            names = [face_name(a, s) for a in range(ndim) for s in (0, 1)]
+            if key not in names:
+                hint = difflib.get_close_matches(key, names + list(AXES[:ndim]), n=1)
+                extra = f"; did you mean {hint[0]!r}?" if hint else ""
+                raise ValueError(f"unknown boundary face {key!r}{extra}")
+            axis, side = AXES.index(key[0]), (0 if key.endswith("lo") else 1)
+            faces[axis][side] = _as_face(value)
+        return cls(tuple(tuple(pair) for pair in faces))
+
+    @property
+    def ndim(self) -> int:
+        return len(self.faces)
+
+    def is_periodic(self, axis: int) -> bool:
+        return self.faces[axis][0].kind == "periodic"
+
+    @property
+    def periodic_axes(self) -> tuple:
+        return tuple(self.is_periodic(a) for a in range(self.ndim))
+
+    def tangential_ghost(self, component: int, axis: int, side: int):
+        """Ghost rule ``ghost = a·inside + b`` for velocity component ``component`` half a
+        cell outside face (axis, side), ``axis != component``: no-slip/inflow make the
+        face value the wall velocity (a = -1, b = 2v); free-slip/outflow copy (a = 1)."""
+        face = self.faces[axis][side]
+        if face.kind in ("no_slip", "inflow"):
+            return -1.0, 2.0 * face.wall_velocity(self.ndim)[component]
+        return 1.0, 0.0
+
+
+def _as_face(value) -> BoundaryFace:
+    if isinstance(value, BoundaryFace):
+        return value
+    if isinstance(value, str):
+        return BoundaryFace(value)
+    if isinstance(value, dict):
+        unknown = set(value) - {"type", "velocity"}
+        if unknown:
+            raise ValueError(f"unknown boundary key {sorted(unknown)[0]!r} (expected type, velocity)")
+        if "type" not in value:
+            raise ValueError("a boundary face needs a type")
+        return BoundaryFace(value["type"], value.get("velocity"))
+    raise ValueError(f"a boundary face must be a type name or {{type, velocity}}, got {value!r}")
+
+
+# ---------------------------------------------------------------------------
+# obstacles
+
+
+@dataclasses.dataclass(frozen=True)
+class Obstacle:
+    """A solid region: ``shape`` 'circle'/'sphere' (center, radius), 'box' (lower,
+    upper) or 'mask' (a boolean array resampled to the grid); optional rigid
+    ``velocity`` given to the faces of its cells."""
+
+    shape: str
+    center: tuple | None = None
+    radius: float | None = None
+    lower: tuple | None = None
+    upper: tuple | None = None
+    mask: object = None
+    velocity: tuple | None = None
+
+    def cells(self, grid: Grid):
+        """Boolean cell mask: True where the cell centre lies inside the obstacle."""
+        xs = grid.mesh()
+        if self.shape in ("circle", "sphere"):
+            r2 = sum((x - c) ** 2 for x, c in zip(xs, self.center))
+            return r2 <= self.radius ** 2
+        if self.shape == "box":
+            inside = onp.ones(grid.shape, dtype=bool)
+            for x, lo, hi in zip(xs, self.lower, self.upper):
+                inside &= (x >= lo) & (x <= hi)
+            return inside
+        if self.shape == "mask":
+            return resample_mask(onp.asarray(self.mask), grid.shape)
+        raise ValueError(f"unknown obstacle shape {self.shape!r} (expected circle, sphere, box, mask)")
+
+
+def resample_mask(mask, shape):
+    """Nearest-neighbour resampling of a boolean (or 0..1) image to ``shape``."""
+    mask = onp.asarray(mask)
+    idx = [onp.minimum((onp.arange(n) + 0.5) * m / n, m - 1).astype(int) for n, m in zip(shape, mask.shape)]
+    return mask[onp.ix_(*idx)] > 0.5
+
+
+# ---------------------------------------------------------------------------
+# the domain
+
+
+class Domain:
+    """Grid + boundaries + obstacles, and the masks derived from them.
+
+    Static (never differentiated) and hashed by identity, so kernels can take it as a
+    keyword argument. Derived arrays are numpy; :meth:`array` moves one to the array
+    module and dtype of a field, with caching.
+    """
+
+    def __init__(self, grid: Grid, boundaries: Boundaries | None = None, obstacles=()):
+        boundaries = boundaries or Boundaries.closed(grid.ndim)
+        if boundaries.ndim != grid.ndim:
+            raise ValueError(f"boundaries are {boundaries.ndim}-D but the grid is {grid.ndim}-D")
+        self.grid = grid
+        self.boundaries = boundaries
+        self.obstacles = tuple(obstacles)
+        solid = onp.zeros(grid.shape, dtype=bool)
+        self._solid_velocity = [onp.zeros(grid.shape) for _ in range(grid.ndim)]
+        for ob in self.obstacles:
+            cells = ob.cells(grid)
+            solid |= cells
+            if ob.velocity is not None:
+                for d in range(grid.ndim):
+                    self._solid_velocity[d][cells] = ob.velocity[d]
+        self.solid = solid
+        self._cache = {}
+
+    def __repr__(self):
+        return f"Domain({self.grid}, obstacles={len(self.obstacles)})"
+
+    @property
+    def ndim(self) -> int:
+        return self.grid.ndim
+
+    @property
+    def dx(self) -> float:
+        return self.grid.dx
+
+    @property
+    def has_obstacles(self) -> bool:
+        return bool(self.solid.any())
+
+    @property
+    def fluid(self):
+        return ~self.solid
+
+    def periodic(self, axis: int) -> bool:
+        return self.boundaries.is_periodic(axis)
+
+    def face_shape(self, axis: int) -> tuple:
+        return self.grid.face_shape(axis, self.periodic(axis))
+
+    @property
+    def velocity_shapes(self) -> tuple:
+        return tuple(self.face_shape(d) for d in range(self.ndim))
+
+    def _neighbour_cells(self, cell_array, axis):
+        """The cell values on each side of every face normal to ``axis`` (for boundary
+        faces of a bounded axis, the outside neighbour is the inside cell itself)."""
+        if self.periodic(axis):
+            return onp.roll(cell_array, 1, axis), cell_array
+        lo = onp.concatenate([onp.take(cell_array, [0], axis), cell_array], axis)
+        hi = onp.concatenate([cell_array, onp.take(cell_array, [-1], axis)], axis)
+        return lo, hi
+
+    @functools.cached_property
+    def open_faces(self) -> tuple:
+        """Per axis, True on faces whose normal velocity is free (set by the pressure
+        projection); False on walls, inflow faces and faces touching a solid cell."""
+        masks = []
+        for axis in range(self.ndim):
+            left, right = self._neighbour_cells(self.solid, axis)
+            mask = ~(left | right)
+            if not self.periodic(axis):
+                for side, index in ((0, 0), (1, -1)):
+                    if self.boundaries.faces[axis][side].kind != "outflow":
+                        _face_slice(mask, axis, index)[...] = False
+            masks.append(mask)
+        return tuple(masks)
+
+    @functools.cached_property
+    def fixed_velocity(self) -> tuple:
+        """Per axis, the prescribed normal velocity on closed faces (0 on open faces)."""
+        values = []
+        for axis in range(self.ndim):
+            left, right = self._neighbour_cells(self._solid_velocity[axis], axis)
+            sl, sr = self._neighbour_cells(self.solid, axis)
+            v = onp.where(sr, right, onp.where(sl, left, 0.0))
+            if not self.periodic(axis):
+                for side, index in ((0, 0), (1, -1)):
+                    face = self.boundaries.faces[axis][side]
+                    if face.kind in ("no_slip", "inflow") and face.velocity is not None:
+                        _face_slice(v, axis, index)[...] = face.velocity[axis]
+            values.append(onp.where(self.open_faces[axis], 0.0, v))
+        return tuple(values)
+
+    @functools.cached_property
+    def pressure_conductances(self) -> tuple:
+        """Per axis, face weights of the pressure Laplacian: 1 on open interior faces,
+        2 on outflow faces (p = 0 half a cell away), 0 on closed faces."""
+        weights = []
+        for axis in range(self.ndim):
+            w = self.open_faces[axis].astype(float)
+            if not self.periodic(axis):
+                for side, index in ((0, 0), (1, -1)):
+                    _face_slice(w, axis, index)[...] *= 2.0
+            weights.append(w)
+        return tuple(weights)
+
+    @property
+    def has_outflow(self) -> bool:
+        return any(f.kind == "outflow" for pair in self.boundaries.faces for f in pair)
+
+    def array(self, name, like, index=None):
+        """A derived numpy array (``open_faces``, ``fixed_velocity``, ...) in the array
+        module and float dtype of ``like``, cached."""
+        from .backend import xp_of
+        xp = xp_of(like)
+        dtype = getattr(like, "dtype", onp.float64)
+        key = (name, index, xp.__name__, str(dtype))
+        out = self._cache.get(key)
+        if out is None:
+            value = getattr(self, name)
+            if index is not None:
+                value = value[index]
+            value = onp.asarray(value)
+            out = xp.asarray(value.astype(dtype) if value.dtype != bool else value)
+            self._cache[key] = out
+        return out
+
+
+def _face_slice(array, axis, index):
+    sl = [slice(None)] * array.ndim
+    sl[axis] = index
+    return array[tuple(sl)]

@@ -1,0 +1,189 @@
+"""Multilinear interpolation of grid fields at arbitrary points, with its transpose and
+its derivative with respect to the points.
+
+A field lives on a *lattice*: sample ``i`` along axis ``d`` sits at
+``x = (i + offset_d) h``. Cell-centred fields have offset ½ on every axis; velocity
+component ``c`` has offset 0 along axis ``c``. Before sampling, a field gets one ghost
+layer on each bounded side (its boundary rule), so interpolation near a wall sees the
+wall. Periodic axes wrap; beyond the ghost layer points are clamped to it.
+
+A :class:`Stencil` holds, for each point, the 2ᵈ corner indices and weights, so that
+
+* ``gather``: ``q(x) = Σ_k w_k q[i_k]``;
+* ``scatter``: the transpose, ``adj_q[i_k] += w_k g`` (repeated indices add up);
+* ``slope``: ``∂q(x)/∂x_d = Σ_k (∂w_k/∂x_d) q[i_k]`` (0 where a point is clamped).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+
+from ..backend import xp_of
+from . import stencils
+
+
+@dataclasses.dataclass(frozen=True)
+class Lattice:
+    shape: tuple
+    offset: tuple
+    periodic: tuple
+    h: float
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+
+def field_lattice(domain, location) -> Lattice:
+    """The lattice of a field at ``location`` ('center' or a face axis), unpadded."""
+    shape = domain.grid.shape if location == "center" else domain.face_shape(location)
+    offset = tuple(0.0 if d == location else 0.5 for d in range(domain.ndim))
+    return Lattice(tuple(shape), offset, domain.boundaries.periodic_axes, domain.dx)
+
+
+def padded_lattice(domain, location) -> Lattice:
+    """The lattice after :func:`pad_field`: one more sample on each bounded side."""
+    lat = field_lattice(domain, location)
+    shape = tuple(n if p else n + 2 for n, p in zip(lat.shape, lat.periodic))
+    offset = tuple(o if p else o - 1 for o, p in zip(lat.offset, lat.periodic))
+    return Lattice(shape, offset, lat.periodic, lat.h)
+
+
+def pad_field(q, domain, location, homogeneous=False):
+    """``q`` with one ghost layer on every bounded side, by its boundary rules."""
+    for d in range(domain.ndim):
+        if not domain.periodic(d):
+            q = stencils.pad(q, d, stencils.cell_rule(domain, location, d, 0),
+                             stencils.cell_rule(domain, location, d, 1), homogeneous)
+    return q
+
+
+def pad_field_transpose(g, domain, location):
+    """Adjoint of :func:`pad_field` (its homogeneous part)."""
+    for d in reversed(range(domain.ndim)):
+        if not domain.periodic(d):
+            g = stencils.pad_transpose(g, d, stencils.cell_rule(domain, location, d, 0),
+                                       stencils.cell_rule(domain, location, d, 1))
+    return g
+
+
+def sample_points(domain, location, like):
+    """Coordinates of the lattice points of ``location`` (a tuple of arrays), cached."""
+    key = ("points", location)
+    xp = xp_of(like)
+    cache_key = (key, xp.__name__, str(like.dtype))
+    points = domain._cache.get(cache_key)
+    if points is None:
+        mesh = domain.grid.mesh(location, None if location == "center" else domain.periodic(location))
+        points = tuple(xp.asarray(m, dtype=like.dtype) for m in mesh)
+        domain._cache[cache_key] = points
+    return points
+
+
+class Stencil:
+    """Corner indices (flat, into the padded field), weights and weight slopes."""
+
+    __slots__ = ("index", "weight", "slope_weight", "size", "shape")
+
+    def __init__(self, index, weight, slope_weight, size, shape):
+        self.index = index
+        self.weight = weight
+        self.slope_weight = slope_weight
+        self.size = size
+        self.shape = shape
+
+
+def stencil(lattice: Lattice, points) -> Stencil:
+    """Interpolation stencil of ``lattice`` at ``points`` (a tuple of coordinate arrays)."""
+    xp = xp_of(points[0])
+    ndim = len(lattice.shape)
+    lower, upper, frac, dfrac = [], [], [], []
+    for d in range(ndim):
+        n = lattice.shape[d]
+        s = points[d] / lattice.h - lattice.offset[d]
+        if lattice.periodic[d]:
+            f = xp.floor(s)
+            t = s - f
+            i0 = f.astype(xp.int64) % n
+            i1 = (i0 + 1) % n
+            dt = None  # derivative of t w.r.t. s is 1
+        elif n == 1:
+            i0 = i1 = xp.zeros(s.shape, dtype=xp.int64)
+            t = xp.zeros_like(s)
+            dt = xp.zeros_like(s)
+        else:
+            sc = xp.clip(s, 0, n - 1)
+            i0 = xp.minimum(xp.floor(sc).astype(xp.int64), n - 2)
+            t = sc - i0
+            i1 = i0 + 1
+            dt = ((s >= 0) & (s <= n - 1)).astype(s.dtype)
+        lower.append(i0)
+        upper.append(i1)
+        frac.append(t)
+        dfrac.append(dt)
+    strides = [math.prod(lattice.shape[d + 1:]) for d in range(ndim)]
+    index, weight = [], []
+    slope_weight = [[] for _ in range(ndim)]
+    for bits in itertools.product((0, 1), repeat=ndim):
+        idx = None
+        factors = []
+        for d, b in enumerate(bits):
+            i = (upper if b else lower)[d]
+            term = i * strides[d] if strides[d] != 1 else i
+            idx = term if idx is None else idx + term
+            factors.append(frac[d] if b else 1 - frac[d])
+        index.append(idx)
+        weight.append(math.prod(factors[1:], start=factors[0]) if ndim > 1 else factors[0])
+        for d, b in enumerate(bits):
+            others = [factors[e] for e in range(ndim) if e != d]
+            sign = 1.0 if b else -1.0
+            w = sign / lattice.h
+            if dfrac[d] is not None:
+                w = w * dfrac[d]
+            for o in others:
+                w = w * o
+            slope_weight[d].append(w)
+    return Stencil(index, weight, slope_weight, lattice.size, points[0].shape)
+
+
+def gather(field, st: Stencil):
+    """``Σ_k w_k field[i_k]`` at each point."""
+    flat = field.reshape(-1)
+    xp = xp_of(field)
+    out = None
+    for idx, w in zip(st.index, st.weight):
+        term = w * xp.take(flat, idx)
+        out = term if out is None else out + term
+    return out
+
+
+def scatter(g, st: Stencil, shape):
+    """Transpose of :func:`gather`: ``adj[i_k] += w_k g`` into an array of ``shape``."""
+    xp = xp_of(g)
+    index = xp.concatenate([i.reshape(-1) for i in st.index])
+    values = xp.concatenate([(w * g).reshape(-1) for w in st.weight])
+    out = xp.bincount(index, weights=values, minlength=st.size)
+    return out.astype(g.dtype, copy=False).reshape(shape)
+
+
+def slope(field, st: Stencil):
+    """``∂/∂x_d`` of the interpolant at each point, for every axis ``d``."""
+    flat = field.reshape(-1)
+    xp = xp_of(field)
+    corners = [xp.take(flat, idx) for idx in st.index]
+    out = []
+    for weights in st.slope_weight:
+        total = None
+        for c, w in zip(corners, weights):
+            total = w * c if total is None else total + w * c
+        out.append(total)
+    return out
+
+
+def corner_values(field, st: Stencil):
+    """The 2ᵈ corner values at each point, stacked on a new first axis."""
+    flat = field.reshape(-1)
+    xp = xp_of(field)
+    return xp.stack([xp.take(flat, idx) for idx in st.index])

@@ -1,0 +1,78 @@
+"""Test inputs for every fluid kernel primitive, on every boundary configuration in
+2-D and 3-D (see domains.py). Merged into the registry-driven primitive tests."""
+
+import numpy as onp
+
+from ad.primitive_cases import Case
+from ops import domains
+
+
+def velocity(domain, rng, scale=1.0):
+    return tuple(scale * rng.standard_normal(s) for s in domain.velocity_shapes)
+
+
+def cells(domain, rng):
+    return rng.standard_normal(domain.grid.shape)
+
+
+def _each_domain(build):
+    cases = []
+    for name, ndim in domains.ALL:
+        domain = domains.make(name, ndim)
+        cases.extend(build(domain, f"{name}-{ndim}d"))
+    return cases
+
+
+def _cases_velocity_in(kwargs=None):
+    def build(domain, tag):
+        return [Case(lambda rng, d=domain: (velocity(d, rng),), kwargs={"domain": domain, **(kwargs or {})},
+                     id=tag)]
+    return _each_domain(build)
+
+
+def _cases_cells_in(extra=None):
+    def build(domain, tag):
+        out = [Case(lambda rng, d=domain: (cells(d, rng),), kwargs={"domain": domain}, id=tag)]
+        return out
+    return _each_domain(build)
+
+
+def _laplacian_cases():
+    def build(domain, tag):
+        out = [Case(lambda rng, d=domain: (cells(d, rng),), kwargs={"domain": domain}, id=f"center-{tag}")]
+        for c in range(domain.ndim):
+            out.append(Case(lambda rng, d=domain, c=c: (rng.standard_normal(d.face_shape(c)),),
+                            kwargs={"domain": domain, "location": c}, id=f"face{c}-{tag}"))
+        return out
+    return _each_domain(build)
+
+
+def _center_to_face_cases():
+    def build(domain, tag):
+        return [Case(lambda rng, d=domain: (cells(d, rng),), kwargs={"domain": domain, "axis": a},
+                     id=f"axis{a}-{tag}") for a in range(domain.ndim)]
+    return _each_domain(build)
+
+
+def _advection_cases():
+    def build(domain, tag):
+        dt = 0.6 * domains.H
+        out = [Case(lambda rng, d=domain: (cells(d, rng), velocity(d, rng)),
+                    kwargs={"domain": domain, "dt": dt}, id=f"center-{tag}")]
+        for c in range(domain.ndim):
+            out.append(Case(lambda rng, d=domain, c=c: (rng.standard_normal(d.face_shape(c)), velocity(d, rng)),
+                            kwargs={"domain": domain, "dt": dt, "location": c}, id=f"face{c}-{tag}"))
+        return out
+    return _each_domain(build)
+
+
+CASES = {
+    "divergence": _cases_velocity_in(),
+    "gradient": _cases_cells_in(),
+    "laplacian": _laplacian_cases(),
+    "face_to_center": _cases_velocity_in(),
+    "center_to_face": _center_to_face_cases(),
+    "vorticity": _cases_velocity_in(),
+    "semi_lagrangian": _advection_cases(),
+    "maccormack": _advection_cases(),
+}
