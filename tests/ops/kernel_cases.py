@@ -66,7 +66,35 @@ def _advection_cases():
     return _each_domain(build)
 
 
+def _projection_cases():
+    from fluidgrad.ops.pressure import PressureSolve
+
+    def build(domain, tag):
+        out = []
+        for solver in ("auto", "cg", "multigrid", "jacobi"):
+            settings = PressureSolve(solver, tolerance=1e-13, adjoint_tolerance=1e-14, iterations=20)
+            out.append(Case(lambda rng, d=domain: (velocity(d, rng),), kwargs={"domain": domain, "solve": settings},
+                            id=f"{solver}-{tag}"))
+        return out
+    return _each_domain(build)
+
+
+def _diffusion_cases():
+    def build(domain, tag):
+        dt = 0.5 * domains.H
+        out = [Case(lambda rng, d=domain: (cells(d, rng), 0.03), kwargs={"domain": domain, "dt": dt},
+                    id=f"center-{tag}")]
+        for c in range(domain.ndim):
+            out.append(Case(lambda rng, d=domain, c=c: (rng.standard_normal(d.face_shape(c)), 0.02),
+                            kwargs={"domain": domain, "dt": dt, "location": c}, id=f"face{c}-{tag}"))
+        return out
+    return _each_domain(build)
+
+
 CASES = {
+    "explicit_diffusion": _diffusion_cases(),
+    "implicit_diffusion": _diffusion_cases(),
+    "project": _projection_cases(),
     "divergence": _cases_velocity_in(),
     "gradient": _cases_cells_in(),
     "laplacian": _laplacian_cases(),

@@ -1,0 +1,150 @@
+"""Pressure projection: make the velocity divergence-free, differentiated implicitly.
+
+With ``M`` the open-face mask, ``c`` the prescribed velocity on closed faces (walls,
+inflow, obstacles), ``D`` the divergence and ``G`` the pressure gradient::
+
+    u_b = M u + c,   p = L⁺ D u_b  (L = D M G),   u' = u_b - M G p
+
+``L`` is symmetric, so the VJP is one more solve of the same kind (never unrolled)::
+
+    adj_rhs = L⁺ (adj_p - Gᵀ M adj_u'),   adj_u = M (adj_u' + Dᵀ adj_rhs)
+
+On the open faces (homogeneous boundary values) the projection is symmetric and
+idempotent. Solvers: ``fft`` (periodic box), ``dct`` (any box without obstacles, by
+fast transforms), ``cg`` (preconditioned conjugate gradients), ``multigrid`` (V-cycles),
+``jacobi`` (a fixed number of sweeps: a fixed symmetric map, fast and approximate),
+``auto`` (the fastest exact one).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..ad.core import Primitive
+from ..backend import xp_of
+from . import linear_solvers, spectral, stencils
+
+SOLVERS = ("auto", "fft", "dct", "cg", "multigrid", "jacobi")
+
+
+class SolveError(RuntimeError):
+    """An iterative pressure solve did not reach its tolerance."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PressureSolve:
+    """Settings of the pressure solve and of its adjoint (``adjoint_tolerance``).
+
+    ``tolerance`` bounds ``max |∇·u|`` after projection (absolute); the adjoint solve
+    stops at ``adjoint_tolerance`` relative to its right-hand side (default: ``tolerance``).
+    """
+
+    solver: str = "auto"
+    tolerance: float = 1e-6
+    adjoint_tolerance: float | None = None
+    max_iterations: int = 10_000
+    iterations: int = 50  # jacobi sweeps
+    preconditioner: str = "multigrid"
+
+    def __post_init__(self):
+        if self.solver not in SOLVERS:
+            raise ValueError(f"pressure.solver: unknown solver {self.solver!r} (expected one of "
+                             f"{', '.join(SOLVERS)})")
+        if not self.tolerance > 0:
+            raise ValueError(f"pressure.tolerance: must be positive (got {self.tolerance})")
+
+    def resolved(self, domain) -> str:
+        """The concrete solver for ``domain`` ('auto' chooses; impossible choices raise)."""
+        fast_ok = not domain.has_obstacles
+        if self.solver == "auto":
+            return "dct" if fast_ok else "cg"
+        if self.solver in ("fft", "dct") and not fast_ok:
+            raise ValueError(f"pressure.solver: {self.solver!r} cannot handle obstacles; use cg, "
+                             f"multigrid or auto")
+        if self.solver == "fft" and not all(domain.boundaries.periodic_axes):
+            raise ValueError("pressure.solver: 'fft' needs a periodic box; use dct or auto")
+        return self.solver
+
+
+def poisson_operator(domain, like):
+    """The pressure Laplacian ``L = D M G`` of ``domain`` as a PoissonOperator (cached)."""
+    xp = xp_of(like)
+    key = ("poisson-operator", xp.__name__, str(like.dtype))
+    op = domain._cache.get(key)
+    if op is None:
+        conductances = tuple(domain.array("pressure_conductances", like, d) for d in range(domain.ndim))
+        op = linear_solvers.PoissonOperator(conductances, domain.dx, xp.asarray(domain.fluid))
+        domain._cache[key] = op
+    return op
+
+
+def solve_pressure(domain, b, settings: PressureSolve, adjoint=False):
+    """``p = L⁺ b`` with the solver of ``settings`` (the adjoint tolerance if ``adjoint``)."""
+    solver = settings.resolved(domain)
+    if solver in ("fft", "dct"):
+        return spectral.solve(domain, b)
+    op = poisson_operator(domain, b)
+    if solver == "jacobi":
+        return linear_solvers.solve_jacobi(op, b, settings.iterations)[0]
+    if adjoint:
+        tol = settings.adjoint_tolerance if settings.adjoint_tolerance is not None else settings.tolerance
+        kwargs = dict(tolerance=tol, relative=True)
+    else:
+        kwargs = dict(tolerance=settings.tolerance, relative=False)
+    if solver == "cg":
+        p, info = linear_solvers.solve_cg(op, b, max_iterations=settings.max_iterations,
+                                          preconditioner=settings.preconditioner, **kwargs)
+    else:
+        p, info = linear_solvers.solve_multigrid(op, b, max_iterations=settings.max_iterations, **kwargs)
+    if not info.converged:
+        which = "adjoint pressure" if adjoint else "pressure"
+        raise SolveError(f"{which} solve ({solver}) did not converge: residual {info.residual:.3g} "
+                         f"after {info.iterations} iterations")
+    return p
+
+
+def _open_mask(domain, like):
+    return tuple(domain.array("open_faces", like[d], d) for d in range(domain.ndim))
+
+
+def _projection(velocity, domain, settings, homogeneous=False):
+    """``(u', p)`` from the formulas above; ``homogeneous`` drops the prescribed values."""
+    mask = _open_mask(domain, velocity)
+    if homogeneous:
+        u_b = tuple(m * u for m, u in zip(mask, velocity))
+    else:
+        fixed = tuple(domain.array("fixed_velocity", velocity[d], d) for d in range(domain.ndim))
+        u_b = tuple(m * u + c for m, u, c in zip(mask, velocity, fixed))
+    p = solve_pressure(domain, stencils._divergence(u_b, domain=domain), settings)
+    grad = stencils._gradient(p, domain=domain)
+    return tuple(u - m * g for u, m, g in zip(u_b, mask, grad)), p
+
+
+def _project(velocity, *, domain, solve=PressureSolve()):
+    """The divergence-free part of ``velocity`` and the pressure ``p`` that removed the rest."""
+    return _projection(velocity, domain, solve)
+
+
+project = Primitive(_project, "project", register=True)
+
+
+@project.defvjp_all(needs=())
+def _project_vjp(g, ans, velocity, *, domain, solve=PressureSolve()):
+    """``adj_u = M (g_u + Dᵀ L⁺ (g_p - Gᵀ M g_u))``: one adjoint solve."""
+    g_u, g_p = g
+    mask = _open_mask(domain, g_u)
+    masked = tuple(m * gu for m, gu in zip(mask, g_u))
+    rhs = g_p - stencils._gradient_transpose(masked, None, domain=domain)
+    adj_rhs = solve_pressure(domain, rhs, solve, adjoint=True)
+    back = stencils._divergence_transpose(adj_rhs, None, domain=domain)
+    return (tuple(m * (gu + b) for m, gu, b in zip(mask, g_u, back)),)
+
+
+@project.defjvp_all
+def _project_jvp(dots, ans, velocity, *, domain, solve=PressureSolve()):
+    return _projection(dots[0], domain, solve, homogeneous=True)
+
+
+def make_incompressible(velocity, *, domain, solve=PressureSolve()):
+    """The projected velocity alone (drop the pressure)."""
+    return project(velocity, domain=domain, solve=solve)[0]
