@@ -92,6 +92,8 @@ def _diffusion_cases():
 
 
 CASES = {
+    "vorticity_confinement": _each_domain(lambda domain, tag: [
+        Case(lambda rng, d=domain: (velocity(d, rng), 0.7), kwargs={"domain": domain}, id=tag)]),
     "explicit_diffusion": _diffusion_cases(),
     "implicit_diffusion": _diffusion_cases(),
     "project": _projection_cases(),

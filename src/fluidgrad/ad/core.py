@@ -119,7 +119,8 @@ class Primitive:
 
     def defvjp(self, *rules, argnums=None, needs=None):
         """Register ``rules[k]`` as the VJP for argument ``argnums[k]`` (default 0, 1, ...).
-        ``needs[k]`` lists what ``rules[k]`` reads: argument positions and/or ``"ans"``."""
+        ``needs[k]`` lists what ``rules[k]`` reads: argument positions, ``"*args"`` (all
+        of them) and/or ``"ans"``."""
         argnums = range(len(rules)) if argnums is None else argnums
         for k, (i, rule) in enumerate(zip(argnums, rules)):
             if rule is not None:
@@ -398,8 +399,8 @@ def _strip_unneeded(prim, args, ans, argnums):
     keep = prim.kept(argnums)
     if keep is None:
         return args, ans
-    stored = [Stripped(a) if i not in keep and _is_float_array(a) else a
-              for i, a in enumerate(args)]
+    stored = args if "*args" in keep else [
+        Stripped(a) if i not in keep and _is_float_array(a) else a for i, a in enumerate(args)]
     if "ans" not in keep and _is_float_array(ans):
         ans = Stripped(ans)
     return stored, ans

@@ -221,28 +221,33 @@ def stop_gradient(x):
     return tree_map(_raw, x)
 
 
-def checkpoint(fun):
-    """``fun`` as one tape node that keeps only its inputs and output; the backward pass
-    re-runs ``fun`` under a local tape. Trades one extra forward for memory.
-    Keyword arguments are static; values to differentiate must be positional."""
-    name = getattr(fun, "__name__", "fun")
+def recomputing_primitive(fun, name=None, register=False):
+    """``fun`` as a single primitive whose VJP re-runs ``fun`` under a local tape and
+    whose JVP pushes tangents through it: exact derivatives, one tape node, and only the
+    inputs (and output) kept. Keyword arguments are static."""
+    name = name or getattr(fun, "__name__", "fun")
+    prim = Primitive(lambda *args, **kwargs: fun(*args, **kwargs), name, register=register)
 
-    def forward(*args, **kwargs):
-        return fun(*args, **kwargs)
-
-    segment = Primitive(forward, f"checkpoint({name})", register=False)
-
-    @segment.defvjp_all
+    @prim.defvjp_all(needs=("*args",))
     def _recompute_vjp(g, ans, *args, **kwargs):
         _, vjp_fn = _vjp(functools.partial(fun, **kwargs), args, retain_graph=False)
         grads = vjp_fn(g)
         return tuple(gr if any(is_differentiable(x) for x in flatten(a)[0]) else None
                      for gr, a in zip(grads, args))
 
-    @segment.defjvp_all
+    @prim.defjvp_all
     def _forward_jvp(dots, ans, *args, **kwargs):
         tangents = [tree_map(zeros_like_value, a) if d is None else d for d, a in zip(dots, args)]
         return jvp(functools.partial(fun, **kwargs), args, tangents)[1]
+
+    return prim
+
+
+def checkpoint(fun):
+    """``fun`` as one tape node that keeps only its inputs and output; the backward pass
+    re-runs ``fun`` under a local tape. Trades one extra forward for memory.
+    Keyword arguments are static; values to differentiate must be positional."""
+    segment = recomputing_primitive(fun, f"checkpoint({getattr(fun, '__name__', 'fun')})")
 
     @functools.wraps(fun)
     def checkpointed(*args, **kwargs):

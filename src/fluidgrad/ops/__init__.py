@@ -2,8 +2,10 @@
 
 from .advection import advect, advect_velocity, maccormack, semi_lagrangian
 from .diffusion import diffuse_velocity, explicit_diffusion, implicit_diffusion
+from .forces import apply_force, buoyancy, vorticity_confinement
 from .pressure import PressureSolve, SolveError, make_incompressible, project
+from .sources import add_source, impose, region_mask
 from .stencils import center_to_face, divergence, face_to_center, gradient, laplacian, vorticity
 
-__all__ = ["diffuse_velocity", "explicit_diffusion", "implicit_diffusion", "PressureSolve", "SolveError", "make_incompressible", "project", "advect", "advect_velocity", "center_to_face", "divergence", "face_to_center",
+__all__ = ["apply_force", "buoyancy", "vorticity_confinement", "add_source", "impose", "region_mask", "diffuse_velocity", "explicit_diffusion", "implicit_diffusion", "PressureSolve", "SolveError", "make_incompressible", "project", "advect", "advect_velocity", "center_to_face", "divergence", "face_to_center",
            "gradient", "laplacian", "maccormack", "semi_lagrangian", "vorticity"]

@@ -1,12 +1,13 @@
 """Semi-Lagrangian and MacCormack advection on the MAC grid, differentiable with respect
 to the advected field **and** the velocity.
 
-Semi-Lagrangian: ``q'(x) = I[q](x - Δt U(x))`` where ``U`` samples the MAC velocity at
-the lattice point ``x`` and ``I`` interpolates ``q`` multilinearly. Its adjoints:
+Semi-Lagrangian: ``q'(x) = I[q](x_d)`` where ``I`` interpolates ``q`` multilinearly and
+the departure point comes from the midpoint rule ``x_d = x - Δt U(x - Δt/2 U(x))``
+(``U`` samples the MAC velocity). Its adjoints:
 
 * ``adj_q = Iᵀ g`` - scatter-add with the same weights;
-* ``adj_u_d = S_dᵀ (-Δt g ∂I[q]/∂x_d)`` - the interpolant's slope at the departure
-  point, sent back through the velocity sampling ``S_d``.
+* ``adj_x_d = g ∂I[q]/∂x`` - the interpolant's slope at the departure point, sent back
+  to the velocity through the two velocity samplings (:meth:`Backtrace.transpose`).
 
 MacCormack (Selle et al. 2008): ``q¹ = SL(q, Δt)``, ``q⁰ = SL(q¹, -Δt)``,
 ``q' = clamp(q¹ + (q - q⁰)/2, min, max)`` with min/max over the corners used by ``q¹``;
@@ -35,35 +36,69 @@ def _velocity_stencils(domain, location, like):
     return cached
 
 
-def _sample_velocity(velocity, domain, location, homogeneous=False):
-    """``U(x)`` at the lattice points of ``location``: one array per component."""
-    sts = _velocity_stencils(domain, location, velocity[0])
-    return [interp.gather(interp.pad_field(u, domain, d, homogeneous), st)
-            for d, (u, st) in enumerate(zip(velocity, sts))]
+def _padded_velocity(velocity, domain, homogeneous=False):
+    return [interp.pad_field(u, domain, d, homogeneous) for d, u in enumerate(velocity)]
 
 
-def _sample_velocity_transpose(adj_points, domain, location, like):
-    sts = _velocity_stencils(domain, location, like)
-    return tuple(interp.pad_field_transpose(
-        interp.scatter(a, st, interp.padded_lattice(domain, d).shape), domain, d)
-        for d, (a, st) in enumerate(zip(adj_points, sts)))
+class Backtrace:
+    """Departure points by the midpoint rule (second order in time)::
 
+        m = x - (Δt/2) U(x),   x_d = x - Δt U(m)
 
-def _trace(velocity, domain, location, dt):
-    """Stencil of the field's padded lattice at the departure points ``x - Δt U(x)``."""
-    points = interp.sample_points(domain, location, velocity[0])
-    u = _sample_velocity(velocity, domain, location)
-    departure = tuple(x - dt * ud for x, ud in zip(points, u))
-    return interp.stencil(interp.padded_lattice(domain, location), departure)
+    with ``U(x)`` sampled by fixed stencils and ``U(m)`` by stencils at ``m``. Keeps
+    what the tangent and the adjoint of ``x_d`` with respect to the velocity need."""
+
+    def __init__(self, velocity, domain, location, dt):
+        self.domain, self.location, self.dt = domain, location, dt
+        points = interp.sample_points(domain, location, velocity[0])
+        self.start = _velocity_stencils(domain, location, velocity[0])
+        padded = _padded_velocity(velocity, domain)
+        u_start = [interp.gather(p, st) for p, st in zip(padded, self.start)]
+        mid = tuple(x - 0.5 * dt * u for x, u in zip(points, u_start))
+        self.mid = tuple(interp.stencil(interp.padded_lattice(domain, d), mid) for d in range(domain.ndim))
+        u_mid = [interp.gather(p, st) for p, st in zip(padded, self.mid)]
+        self.mid_slopes = [interp.slope(p, st) for p, st in zip(padded, self.mid)]  # [d][e] = ∂U_d/∂x_e
+        departure = tuple(x - dt * u for x, u in zip(points, u_mid))
+        self.stencil = interp.stencil(interp.padded_lattice(domain, location), departure)
+
+    def tangent(self, dot_velocity):
+        """``dx_d`` (one array per axis) for a velocity tangent."""
+        padded = _padded_velocity(dot_velocity, self.domain, homogeneous=True)
+        du_start = [interp.gather(p, st) for p, st in zip(padded, self.start)]
+        dm = [-0.5 * self.dt * du for du in du_start]
+        dx = []
+        for d, (p, st) in enumerate(zip(padded, self.mid)):
+            du_mid = interp.gather(p, st)
+            for e, s in enumerate(self.mid_slopes[d]):
+                du_mid = du_mid + s * dm[e]
+            dx.append(-self.dt * du_mid)
+        return dx
+
+    def transpose(self, adj_departure, like):
+        """The velocity cotangent from the cotangent of the departure points."""
+        domain = self.domain
+        adj_u_mid = [-self.dt * a for a in adj_departure]
+        adj_mid = [None] * domain.ndim
+        for d in range(domain.ndim):
+            for e, s in enumerate(self.mid_slopes[d]):
+                term = adj_u_mid[d] * s
+                adj_mid[e] = term if adj_mid[e] is None else adj_mid[e] + term
+        adj_u_start = [-0.5 * self.dt * a for a in adj_mid]
+        out = []
+        for d in range(domain.ndim):
+            shape = interp.padded_lattice(domain, d).shape
+            total = interp.scatter(adj_u_mid[d], self.mid[d], shape) + interp.scatter(adj_u_start[d], self.start[d], shape)
+            out.append(interp.pad_field_transpose(total, domain, d))
+        return tuple(out)
 
 
 # -- semi-Lagrangian -------------------------------------------------------------------
 
 
 def _semi_lagrangian(q, velocity, *, dt, domain, location="center"):
-    """``q'(x) = I[q](x - Δt U(x))``."""
-    st = _trace(velocity, domain, location, dt)
-    return interp.gather(interp.pad_field(q, domain, location), st)
+    """``q'(x) = I[q](x_d)`` at the departure point ``x_d`` of the lattice point ``x``."""
+    bt = Backtrace(velocity, domain, location, dt)
+    return interp.gather(interp.pad_field(q, domain, location), bt.stencil)
 
 
 semi_lagrangian = Primitive(_semi_lagrangian, "semi_lagrangian", register=True)
@@ -71,28 +106,27 @@ semi_lagrangian = Primitive(_semi_lagrangian, "semi_lagrangian", register=True)
 
 @semi_lagrangian.defvjp_all(needs=(0, 1))
 def _semi_lagrangian_vjp(g, ans, q, velocity, *, dt, domain, location="center"):
-    """``adj_q = Iᵀ g``; ``adj_u_d = S_dᵀ(-Δt g ∂I[q]/∂x_d)``."""
-    st = _trace(velocity, domain, location, dt)
+    """``adj_q = Iᵀ g``; the departure points get ``g ∂I[q]/∂x`` and pass it to u."""
+    bt = Backtrace(velocity, domain, location, dt)
     padded_shape = interp.padded_lattice(domain, location).shape
-    adj_q = interp.pad_field_transpose(interp.scatter(g, st, padded_shape), domain, location)
-    slopes = interp.slope(interp.pad_field(q, domain, location), st)
-    adj_u = _sample_velocity_transpose([-dt * g * s for s in slopes], domain, location, g)
+    adj_q = interp.pad_field_transpose(interp.scatter(g, bt.stencil, padded_shape), domain, location)
+    slopes = interp.slope(interp.pad_field(q, domain, location), bt.stencil)
+    adj_u = bt.transpose([g * s for s in slopes], g)
     return adj_q, adj_u
 
 
 @semi_lagrangian.defjvp_all
 def _semi_lagrangian_jvp(dots, ans, q, velocity, *, dt, domain, location="center"):
-    """``dot_q' = I dot_q + Σ_d ∂I[q]/∂x_d · (-Δt S_d dot_u_d)``."""
+    """``dot_q' = I dot_q + Σ_a ∂I[q]/∂x_a · dx_d,a``."""
     dot_q, dot_u = dots
-    st = _trace(velocity, domain, location, dt)
+    bt = Backtrace(velocity, domain, location, dt)
     out = None
     if dot_q is not None:
-        out = interp.gather(interp.pad_field(dot_q, domain, location, homogeneous=True), st)
+        out = interp.gather(interp.pad_field(dot_q, domain, location, homogeneous=True), bt.stencil)
     if dot_u is not None:
-        slopes = interp.slope(interp.pad_field(q, domain, location), st)
-        du = _sample_velocity(dot_u, domain, location, homogeneous=True)
-        for s, d in zip(slopes, du):
-            out = -dt * s * d if out is None else out - dt * s * d
+        slopes = interp.slope(interp.pad_field(q, domain, location), bt.stencil)
+        for s, dx in zip(slopes, bt.tangent(dot_u)):
+            out = s * dx if out is None else out + s * dx
     return out
 
 
@@ -104,8 +138,10 @@ class _MacCormackPass:
 
     def __init__(self, q, velocity, dt, domain, location):
         self.domain, self.location, self.dt = domain, location, dt
-        self.forward = _trace(velocity, domain, location, dt)
-        self.backward = _trace(velocity, domain, location, -dt)
+        self.forward_trace = Backtrace(velocity, domain, location, dt)
+        self.backward_trace = Backtrace(velocity, domain, location, -dt)
+        self.forward = self.forward_trace.stencil
+        self.backward = self.backward_trace.stencil
         self.q_padded = interp.pad_field(q, domain, location)
         self.q1 = interp.gather(self.q_padded, self.forward)
         self.q1_padded = interp.pad_field(self.q1, domain, location)
@@ -153,14 +189,12 @@ def _maccormack_vjp(g, ans, q, velocity, *, dt, domain, location="center"):
     adj_q0 = -0.5 * adj_c
     adj_q1 = adj_c + interp.pad_field_transpose(interp.scatter(adj_q0, mc.backward, lattice.shape),
                                                 domain, location)
-    adj_points = [dt * adj_q0 * s for s in interp.slope(mc.q1_padded, mc.backward)]
+    adj_u = mc.backward_trace.transpose([adj_q0 * s for s in interp.slope(mc.q1_padded, mc.backward)], g)
     # q1 = SL(q, dt)
     adj_q_padded = adj_q_padded + interp.scatter(adj_q1, mc.forward, lattice.shape)
-    for k, s in enumerate(interp.slope(mc.q_padded, mc.forward)):
-        adj_points[k] = adj_points[k] - dt * adj_q1 * s
+    adj_u_forward = mc.forward_trace.transpose([adj_q1 * s for s in interp.slope(mc.q_padded, mc.forward)], g)
     adj_q = interp.pad_field_transpose(adj_q_padded, domain, location) + 0.5 * adj_c
-    adj_u = _sample_velocity_transpose(adj_points, domain, location, g)
-    return adj_q, adj_u
+    return adj_q, tuple(a + b for a, b in zip(adj_u, adj_u_forward))
 
 
 @maccormack.defjvp_all
@@ -172,15 +206,13 @@ def _maccormack_jvp(dots, ans, q, velocity, *, dt, domain, location="center"):
         dot_q = xp.zeros_like(q)
     dot_q_padded = interp.pad_field(dot_q, domain, location, homogeneous=True)
     dot_q1 = interp.gather(dot_q_padded, mc.forward)
-    du = None
     if dot_u is not None:
-        du = _sample_velocity(dot_u, domain, location, homogeneous=True)
-        for s, d in zip(interp.slope(mc.q_padded, mc.forward), du):
-            dot_q1 = dot_q1 - dt * s * d
+        for s, dx in zip(interp.slope(mc.q_padded, mc.forward), mc.forward_trace.tangent(dot_u)):
+            dot_q1 = dot_q1 + s * dx
     dot_q0 = interp.gather(interp.pad_field(dot_q1, domain, location, homogeneous=True), mc.backward)
-    if du is not None:
-        for s, d in zip(interp.slope(mc.q1_padded, mc.backward), du):
-            dot_q0 = dot_q0 + dt * s * d
+    if dot_u is not None:
+        for s, dx in zip(interp.slope(mc.q1_padded, mc.backward), mc.backward_trace.tangent(dot_u)):
+            dot_q0 = dot_q0 + s * dx
     dot_c = dot_q1 + 0.5 * (dot_q - dot_q0)
     flat = dot_q_padded.reshape(-1)
     dot_lo = xp.take(flat, mc.corner_index(mc.arg_lo))
