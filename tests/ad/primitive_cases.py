@@ -16,6 +16,7 @@ class Case:
     kwargs: dict = field(default_factory=dict)
     argnums: tuple = None        # default: every floating-point argument
     id: str = ""
+    rtol_dot: float = 1e-10      # dot-product test tolerance (1e-12 for direct solves)
 
 
 def normal(*shape):

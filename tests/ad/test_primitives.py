@@ -53,8 +53,8 @@ def test_dot_product_and_finite_differences(name, k):
     case = CASES[name][k]
     args = case.make(onp.random.default_rng(k))
     result = check_vjp(PRIMITIVES[name], *args, argnums=case.argnums, kwargs=case.kwargs,
-                       rtol_dot=1e-10, rtol_fd=1e-6)
-    assert result.dot_product_error <= 1e-10
+                       rtol_dot=case.rtol_dot, rtol_fd=1e-6)
+    assert result.dot_product_error <= case.rtol_dot
     assert result.finite_difference_error <= 1e-6
 
 
