@@ -62,6 +62,11 @@ def _advection_cases():
         for c in range(domain.ndim):
             out.append(Case(lambda rng, d=domain, c=c: (rng.standard_normal(d.face_shape(c)), velocity(d, rng)),
                             kwargs={"domain": domain, "dt": dt, "location": c}, id=f"face{c}-{tag}"))
+        out.append(Case(lambda rng, d=domain: (cells(d, rng), velocity(d, rng)),
+                        kwargs={"domain": domain, "dt": dt, "backtrace": "rk2"}, id=f"rk2-center-{tag}"))
+        out.append(Case(lambda rng, d=domain: (rng.standard_normal(d.face_shape(0)), velocity(d, rng)),
+                        kwargs={"domain": domain, "dt": dt, "location": 0, "backtrace": "rk2"},
+                        id=f"rk2-face0-{tag}"))
         return out
     return _each_domain(build)
 

@@ -411,6 +411,11 @@ class ReverseTrace(Trace):
     them in call order; with ``nodes=None`` (the eager, PyTorch-style trace) the graph is
     found from the output by following parents."""
 
+    #: whether leaf nodes point back to their Tensor (to fill ``.grad``); functional
+    #: transforms read gradients from the nodes and avoid that reference cycle, so
+    #: their inputs are freed as soon as the transform is done
+    fills_grad = False
+
     def __init__(self, level=None, nodes=()):
         self.level = next(_trace_levels) if level is None else level
         self.nodes = [] if nodes == () else nodes
@@ -420,7 +425,8 @@ class ReverseTrace(Trace):
         """A Tensor on this trace that is an input variable."""
         node = Node(None, None, None, None, (), None, 1)
         t = Tensor(value, self, node, 0)
-        node.tensor = t
+        if self.fills_grad:
+            node.tensor = t
         if self.leaf_nodes is not None:
             self.leaf_nodes.append(node)
         return t
@@ -490,6 +496,7 @@ class ForwardTrace(Trace):
 
 CONSTANT = ConstantTrace()
 EAGER = ReverseTrace(level=0, nodes=None)
+EAGER.fills_grad = True
 
 
 # ---------------------------------------------------------------------------

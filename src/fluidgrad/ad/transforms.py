@@ -283,6 +283,8 @@ class Tape(ReverseTrace):
     ``tape.backward(loss)`` fills ``x.grad``. One node per primitive call, in call
     order (``len(tape)``); ``backward`` replays them in reverse."""
 
+    fills_grad = True
+
     def __init__(self):
         super().__init__()
 

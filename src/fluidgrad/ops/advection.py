@@ -2,8 +2,8 @@
 to the advected field **and** the velocity.
 
 Semi-Lagrangian: ``q'(x) = I[q](x_d)`` where ``I`` interpolates ``q`` multilinearly and
-the departure point comes from the midpoint rule ``x_d = x - Δt U(x - Δt/2 U(x))``
-(``U`` samples the MAC velocity). Its adjoints:
+the departure point is ``x_d = x - Δt U(x)`` (``backtrace='euler'``, the default) or
+``x - Δt U(x - Δt/2 U(x))`` (``'rk2'``); ``U`` samples the MAC velocity. Its adjoints:
 
 * ``adj_q = Iᵀ g`` - scatter-add with the same weights;
 * ``adj_x_d = g ∂I[q]/∂x`` - the interpolant's slope at the departure point, sent back
@@ -41,31 +41,37 @@ def _padded_velocity(velocity, domain, homogeneous=False):
 
 
 class Backtrace:
-    """Departure points by the midpoint rule (second order in time)::
+    """Departure points ``x_d`` of the lattice points ``x``, by Euler or the midpoint rule::
 
-        m = x - (Δt/2) U(x),   x_d = x - Δt U(m)
+        euler:  x_d = x - Δt U(x)
+        rk2:    m = x - (Δt/2) U(x),   x_d = x - Δt U(m)
 
-    with ``U(x)`` sampled by fixed stencils and ``U(m)`` by stencils at ``m``. Keeps
+    ``U(x)`` is sampled by fixed (cached) stencils, ``U(m)`` by stencils at ``m``. Keeps
     what the tangent and the adjoint of ``x_d`` with respect to the velocity need."""
 
-    def __init__(self, velocity, domain, location, dt):
-        self.domain, self.location, self.dt = domain, location, dt
+    def __init__(self, velocity, domain, location, dt, order="euler"):
+        if order not in BACKTRACES:
+            raise ValueError(f"unknown backtrace {order!r} (expected one of {', '.join(BACKTRACES)})")
+        self.domain, self.location, self.dt, self.order = domain, location, dt, order
         points = interp.sample_points(domain, location, velocity[0])
         self.start = _velocity_stencils(domain, location, velocity[0])
         padded = _padded_velocity(velocity, domain)
-        u_start = [interp.gather(p, st) for p, st in zip(padded, self.start)]
-        mid = tuple(x - 0.5 * dt * u for x, u in zip(points, u_start))
-        self.mid = tuple(interp.stencil(interp.padded_lattice(domain, d), mid) for d in range(domain.ndim))
-        u_mid = [interp.gather(p, st) for p, st in zip(padded, self.mid)]
-        self.mid_slopes = [interp.slope(p, st) for p, st in zip(padded, self.mid)]  # [d][e] = ∂U_d/∂x_e
-        departure = tuple(x - dt * u for x, u in zip(points, u_mid))
+        u = [interp.gather(p, st) for p, st in zip(padded, self.start)]
+        if order == "rk2":
+            mid = tuple(x - 0.5 * dt * ud for x, ud in zip(points, u))
+            self.mid = tuple(interp.stencil(interp.padded_lattice(domain, d), mid) for d in range(domain.ndim))
+            u = [interp.gather(p, st) for p, st in zip(padded, self.mid)]
+            self.mid_slopes = [interp.slope(p, st) for p, st in zip(padded, self.mid)]  # ∂U_d/∂x_e
+        departure = tuple(x - dt * ud for x, ud in zip(points, u))
         self.stencil = interp.stencil(interp.padded_lattice(domain, location), departure)
 
     def tangent(self, dot_velocity):
         """``dx_d`` (one array per axis) for a velocity tangent."""
         padded = _padded_velocity(dot_velocity, self.domain, homogeneous=True)
-        du_start = [interp.gather(p, st) for p, st in zip(padded, self.start)]
-        dm = [-0.5 * self.dt * du for du in du_start]
+        du = [interp.gather(p, st) for p, st in zip(padded, self.start)]
+        if self.order == "euler":
+            return [-self.dt * d for d in du]
+        dm = [-0.5 * self.dt * d for d in du]
         dx = []
         for d, (p, st) in enumerate(zip(padded, self.mid)):
             du_mid = interp.gather(p, st)
@@ -77,27 +83,34 @@ class Backtrace:
     def transpose(self, adj_departure, like):
         """The velocity cotangent from the cotangent of the departure points."""
         domain = self.domain
-        adj_u_mid = [-self.dt * a for a in adj_departure]
-        adj_mid = [None] * domain.ndim
-        for d in range(domain.ndim):
-            for e, s in enumerate(self.mid_slopes[d]):
-                term = adj_u_mid[d] * s
-                adj_mid[e] = term if adj_mid[e] is None else adj_mid[e] + term
-        adj_u_start = [-0.5 * self.dt * a for a in adj_mid]
+        adj_u = [-self.dt * a for a in adj_departure]
+        if self.order == "rk2":
+            adj_mid = [None] * domain.ndim
+            for d in range(domain.ndim):
+                for e, s in enumerate(self.mid_slopes[d]):
+                    term = adj_u[d] * s
+                    adj_mid[e] = term if adj_mid[e] is None else adj_mid[e] + term
+            adj_start = [-0.5 * self.dt * a for a in adj_mid]
         out = []
         for d in range(domain.ndim):
             shape = interp.padded_lattice(domain, d).shape
-            total = interp.scatter(adj_u_mid[d], self.mid[d], shape) + interp.scatter(adj_u_start[d], self.start[d], shape)
+            if self.order == "rk2":
+                total = interp.scatter(adj_u[d], self.mid[d], shape) + interp.scatter(adj_start[d], self.start[d], shape)
+            else:
+                total = interp.scatter(adj_u[d], self.start[d], shape)
             out.append(interp.pad_field_transpose(total, domain, d))
         return tuple(out)
+
+
+BACKTRACES = ("euler", "rk2")
 
 
 # -- semi-Lagrangian -------------------------------------------------------------------
 
 
-def _semi_lagrangian(q, velocity, *, dt, domain, location="center"):
+def _semi_lagrangian(q, velocity, *, dt, domain, location="center", backtrace="euler"):
     """``q'(x) = I[q](x_d)`` at the departure point ``x_d`` of the lattice point ``x``."""
-    bt = Backtrace(velocity, domain, location, dt)
+    bt = Backtrace(velocity, domain, location, dt, backtrace)
     return interp.gather(interp.pad_field(q, domain, location), bt.stencil)
 
 
@@ -105,9 +118,9 @@ semi_lagrangian = Primitive(_semi_lagrangian, "semi_lagrangian", register=True)
 
 
 @semi_lagrangian.defvjp_all(needs=(0, 1))
-def _semi_lagrangian_vjp(g, ans, q, velocity, *, dt, domain, location="center"):
+def _semi_lagrangian_vjp(g, ans, q, velocity, *, dt, domain, location="center", backtrace="euler"):
     """``adj_q = Iᵀ g``; the departure points get ``g ∂I[q]/∂x`` and pass it to u."""
-    bt = Backtrace(velocity, domain, location, dt)
+    bt = Backtrace(velocity, domain, location, dt, backtrace)
     padded_shape = interp.padded_lattice(domain, location).shape
     adj_q = interp.pad_field_transpose(interp.scatter(g, bt.stencil, padded_shape), domain, location)
     slopes = interp.slope(interp.pad_field(q, domain, location), bt.stencil)
@@ -116,10 +129,10 @@ def _semi_lagrangian_vjp(g, ans, q, velocity, *, dt, domain, location="center"):
 
 
 @semi_lagrangian.defjvp_all
-def _semi_lagrangian_jvp(dots, ans, q, velocity, *, dt, domain, location="center"):
+def _semi_lagrangian_jvp(dots, ans, q, velocity, *, dt, domain, location="center", backtrace="euler"):
     """``dot_q' = I dot_q + Σ_a ∂I[q]/∂x_a · dx_d,a``."""
     dot_q, dot_u = dots
-    bt = Backtrace(velocity, domain, location, dt)
+    bt = Backtrace(velocity, domain, location, dt, backtrace)
     out = None
     if dot_q is not None:
         out = interp.gather(interp.pad_field(dot_q, domain, location, homogeneous=True), bt.stencil)
@@ -136,10 +149,10 @@ def _semi_lagrangian_jvp(dots, ans, q, velocity, *, dt, domain, location="center
 class _MacCormackPass:
     """Everything the MacCormack forward computes, kept for its VJP and JVP."""
 
-    def __init__(self, q, velocity, dt, domain, location):
+    def __init__(self, q, velocity, dt, domain, location, backtrace="euler"):
         self.domain, self.location, self.dt = domain, location, dt
-        self.forward_trace = Backtrace(velocity, domain, location, dt)
-        self.backward_trace = Backtrace(velocity, domain, location, -dt)
+        self.forward_trace = Backtrace(velocity, domain, location, dt, backtrace)
+        self.backward_trace = Backtrace(velocity, domain, location, -dt, backtrace)
         self.forward = self.forward_trace.stencil
         self.backward = self.backward_trace.stencil
         self.q_padded = interp.pad_field(q, domain, location)
@@ -165,17 +178,17 @@ class _MacCormackPass:
         return xp.take_along_axis(xp.stack(self.forward.index), arg[None], 0)[0]
 
 
-def _maccormack(q, velocity, *, dt, domain, location="center"):
+def _maccormack(q, velocity, *, dt, domain, location="center", backtrace="euler"):
     """``clamp(q¹ + (q - q⁰)/2)`` with ``q¹ = SL(q, Δt)``, ``q⁰ = SL(q¹, -Δt)``."""
-    return _MacCormackPass(q, velocity, dt, domain, location).result()
+    return _MacCormackPass(q, velocity, dt, domain, location, backtrace).result()
 
 
 maccormack = Primitive(_maccormack, "maccormack", register=True)
 
 
 @maccormack.defvjp_all(needs=(0, 1))
-def _maccormack_vjp(g, ans, q, velocity, *, dt, domain, location="center"):
-    mc = _MacCormackPass(q, velocity, dt, domain, location)
+def _maccormack_vjp(g, ans, q, velocity, *, dt, domain, location="center", backtrace="euler"):
+    mc = _MacCormackPass(q, velocity, dt, domain, location, backtrace)
     xp = xp_of(g)
     lattice = interp.padded_lattice(domain, location)
     inside = ~(mc.below | mc.above)
@@ -198,8 +211,8 @@ def _maccormack_vjp(g, ans, q, velocity, *, dt, domain, location="center"):
 
 
 @maccormack.defjvp_all
-def _maccormack_jvp(dots, ans, q, velocity, *, dt, domain, location="center"):
-    mc = _MacCormackPass(q, velocity, dt, domain, location)
+def _maccormack_jvp(dots, ans, q, velocity, *, dt, domain, location="center", backtrace="euler"):
+    mc = _MacCormackPass(q, velocity, dt, domain, location, backtrace)
     xp = xp_of(q)
     dot_q, dot_u = dots
     if dot_q is None:
@@ -223,12 +236,12 @@ def _maccormack_jvp(dots, ans, q, velocity, *, dt, domain, location="center"):
 SCHEMES = {"semi_lagrangian": semi_lagrangian, "maccormack": maccormack}
 
 
-def advect(q, velocity, *, dt, domain, location="center", scheme="maccormack"):
+def advect(q, velocity, *, dt, domain, location="center", scheme="maccormack", backtrace="euler"):
     """Advect the field ``q`` (at ``location``) by ``velocity`` over ``dt``."""
-    return SCHEMES[scheme](q, velocity, dt=dt, domain=domain, location=location)
+    return SCHEMES[scheme](q, velocity, dt=dt, domain=domain, location=location, backtrace=backtrace)
 
 
-def advect_velocity(velocity, *, dt, domain, scheme="maccormack"):
+def advect_velocity(velocity, *, dt, domain, scheme="maccormack", backtrace="euler"):
     """Self-advection of the MAC velocity: each component advected by the whole field."""
-    return tuple(SCHEMES[scheme](u, velocity, dt=dt, domain=domain, location=d)
+    return tuple(SCHEMES[scheme](u, velocity, dt=dt, domain=domain, location=d, backtrace=backtrace)
                  for d, u in enumerate(velocity))

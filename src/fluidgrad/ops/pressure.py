@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as onp
+
 from ..ad.core import Primitive
 from ..backend import xp_of
 from . import linear_solvers, spectral, stencils
@@ -35,8 +37,9 @@ class SolveError(RuntimeError):
 class PressureSolve:
     """Settings of the pressure solve and of its adjoint (``adjoint_tolerance``).
 
-    ``tolerance`` bounds ``max |∇·u|`` after projection (absolute); the adjoint solve
-    stops at ``adjoint_tolerance`` relative to its right-hand side (default: ``tolerance``).
+    ``tolerance`` bounds ``max |∇·u|`` after projection (absolute, but never below
+    8 ε max|∇·u₀| of the float type: float32 cannot resolve less); the adjoint solve stops
+    at ``adjoint_tolerance`` relative to its right-hand side (default: ``tolerance``).
     """
 
     solver: str = "auto"
@@ -90,7 +93,9 @@ def solve_pressure(domain, b, settings: PressureSolve, adjoint=False):
         tol = settings.adjoint_tolerance if settings.adjoint_tolerance is not None else settings.tolerance
         kwargs = dict(tolerance=tol, relative=True)
     else:
-        kwargs = dict(tolerance=settings.tolerance, relative=False)
+        # no float type resolves a divergence below its own precision times |b|
+        floor = 8 * float(onp.finfo(b.dtype).eps) * float(xp_of(b).abs(b).max())
+        kwargs = dict(tolerance=max(settings.tolerance, floor), relative=False)
     if solver == "cg":
         p, info = linear_solvers.solve_cg(op, b, max_iterations=settings.max_iterations,
                                           preconditioner=settings.preconditioner, **kwargs)

@@ -1,0 +1,79 @@
+"""Bounded-memory reverse mode over many time steps: binomial (Revolve) checkpointing.
+
+With ``s`` snapshots and ``t`` recomputation sweeps one can reverse
+``β(s, t) = C(s + t, s)`` steps (Griewank & Walther 2000); ``s = 20``, ``t = 4`` covers
+10,626 steps. The schedule is built from nested recomputing segments: to reverse
+``l ≤ β(s, t)`` steps, the first ``m = l - β(s - 1, t)`` steps become one tape node that
+keeps only its input state (a snapshot) and is re-run, with ``(s, t - 1)``, when the
+backward pass reaches it; the other ``l - m`` steps are reversed with ``(s - 1, t)``.
+At any moment at most ``s`` states are held, plus one step's residuals.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from .ad.transforms import recomputing_primitive
+
+DEFAULT_MEMORY_BUDGET = 256 * 2 ** 20  # bytes
+RESIDUALS_PER_STEP = 4  # a plain (un-checkpointed) step keeps about this many states
+
+
+def beta(snapshots: int, sweeps: int) -> int:
+    """Steps reversible with ``snapshots`` and ``sweeps`` recomputations: C(s+t, s)."""
+    return math.comb(snapshots + sweeps, snapshots)
+
+
+def sweeps_needed(steps: int, snapshots: int) -> int:
+    """The smallest number of recomputation sweeps that reverses ``steps`` steps."""
+    t = 0
+    while beta(snapshots, t) < steps:
+        t += 1
+    return t
+
+
+def parse_bytes(value) -> int:
+    """``'1GB'``, ``'512 MiB'``, ``2e9`` -> bytes."""
+    if isinstance(value, (int, float)):
+        return int(value)
+    m = re.fullmatch(r"\s*([0-9.]+)\s*([kKmMgGtT]?)(i?)[bB]?\s*", str(value))
+    if not m:
+        raise ValueError(f"checkpointing.memory_budget: expected a size like '1GB' (got {value!r})")
+    number, unit, binary = float(m.group(1)), m.group(2).upper(), m.group(3)
+    base = 1024 if binary else 1000
+    return int(number * base ** " KMGT".index(unit or " "))
+
+
+def snapshots_for_budget(memory_budget, state_bytes: int, steps: int | None = None):
+    """Snapshots that fit in ``memory_budget`` bytes (at least 2); None when the whole
+    un-checkpointed tape of ``steps`` steps fits (then nothing needs recomputing)."""
+    budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else parse_bytes(memory_budget)
+    if steps is not None and steps * RESIDUALS_PER_STEP * state_bytes <= budget:
+        return None
+    return max(2, budget // max(state_bytes, 1))
+
+
+def binomial_rollout(step_fn, state, steps: int, snapshots: int, params=None, start: int = 0):
+    """``steps`` applications of ``step_fn(k, state, params)`` from step ``start``,
+    differentiable with the binomial schedule for ``snapshots`` snapshots. ``params``
+    (any tree, may hold differentiable values) is passed to every step."""
+    if snapshots < 1:
+        raise ValueError("checkpointing needs at least one snapshot")
+    sweeps = sweeps_needed(steps, snapshots)
+    return _reverse(step_fn, state, start, steps, snapshots, sweeps, params)
+
+
+def _reverse(step_fn, state, start, length, snapshots, sweeps, params):
+    if length == 0:
+        return state
+    if length == 1:
+        return step_fn(start, state, params)
+    split = max(1, length - beta(snapshots - 1, sweeps))
+
+    def first_part(s, p):
+        return _reverse(step_fn, s, start, split, snapshots, sweeps - 1, p)
+
+    segment = recomputing_primitive(first_part, f"steps {start}-{start + split - 1}")
+    state = segment(state, params)
+    return _reverse(step_fn, state, start + split, length - split, snapshots - 1, sweeps, params)

@@ -1,0 +1,228 @@
+"""A time step composed from the kernels, and differentiable rollouts.
+
+One step (``Simulation.step``)::
+
+    sources → advection → forces (buoyancy, vorticity confinement, control)
+            → viscosity → pressure projection
+
+Every stage is a kernel primitive (or a few differentiable array operations), so a step
+is differentiable in the state, in the control force and in the physical parameters
+(viscosity, buoyancy, vorticity confinement, source rates), which may be passed as
+Tensors or traced values. ``rollout`` differentiates long runs in bounded memory with
+the binomial (Revolve) checkpointing schedule of :mod:`fluidgrad.checkpointing`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as onp
+
+from . import numpy as fnp
+from .backend import get_backend
+from .boundaries import Domain
+from .ops import (PressureSolve, add_source, advect, advect_velocity, apply_force, buoyancy,
+                  diffuse_velocity, impose, project, vorticity_confinement)
+
+
+@dataclasses.dataclass(frozen=True)
+class State:
+    """The fluid at one instant: MAC ``velocity`` (a tuple of face arrays, one per axis),
+    cell-centred ``density`` and ``pressure``, and the number of steps taken."""
+
+    velocity: tuple
+    density: object
+    pressure: object = None
+    step: int = 0
+
+    def replace(self, **changes) -> "State":
+        """A copy with some fields changed (``state.replace(velocity=...)``)."""
+        return dataclasses.replace(self, **changes)
+
+
+@dataclasses.dataclass(frozen=True)
+class Physics:
+    """Physical parameters; each may be a number or a differentiable value."""
+
+    viscosity: object = 0.0
+    buoyancy: tuple = (0.0, 0.0)
+    vorticity_confinement: object = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """Inject ``rate`` per unit time of density, or hold the velocity at ``value``,
+    inside the cell ``mask`` (a boolean array)."""
+
+    field: str
+    mask: object
+    rate: object = 1.0
+    value: tuple | None = None
+
+
+class Simulation:
+    """Incompressible Navier-Stokes with a passive (buoyant) density on a MAC grid."""
+
+    def __init__(self, domain: Domain, dt: float, physics: Physics = Physics(), *,
+                 advection: str = "maccormack", pressure: PressureSolve = PressureSolve(),
+                 sources=(), implicit_viscosity: bool = True, backend: str = "numpy",
+                 dtype=onp.float64):
+        if not dt > 0:
+            raise ValueError(f"time.dt: must be positive (got {dt})")
+        if advection not in ("maccormack", "semi_lagrangian"):
+            raise ValueError(f"advection: unknown scheme {advection!r} (expected maccormack or "
+                             f"semi_lagrangian)")
+        self.domain = domain
+        self.dt = float(dt)
+        self.physics = physics
+        self.advection = advection
+        self.pressure = pressure
+        self.sources = tuple(sources)
+        self.implicit_viscosity = implicit_viscosity
+        self.xp = get_backend(backend)
+        self.backend = backend
+        self.dtype = onp.dtype(dtype)
+        pressure.resolved(domain)  # reject impossible solver choices now
+
+    @property
+    def ndim(self) -> int:
+        return self.domain.ndim
+
+    # -- states ----------------------------------------------------------------
+
+    def zeros_state(self) -> State:
+        xp, dt = self.xp, self.dtype
+        return State(tuple(xp.zeros(s, dtype=dt) for s in self.domain.velocity_shapes),
+                     xp.zeros(self.domain.grid.shape, dtype=dt),
+                     xp.zeros(self.domain.grid.shape, dtype=dt))
+
+    def initial_state(self, velocity=None, density=None) -> State:
+        """A state from arrays (numpy or of this backend; cast to the dtype); missing
+        fields are zero. The velocity is projected to be divergence-free."""
+        state = self.zeros_state()
+        if density is not None:
+            state = state.replace(density=self.xp.asarray(density, dtype=self.dtype))
+        if velocity is not None:
+            v = tuple(self.xp.asarray(u, dtype=self.dtype) for u in velocity)
+            v, p = project(v, domain=self.domain, solve=self.pressure)
+            state = state.replace(velocity=v, pressure=p)
+        return state
+
+    # -- one step -----------------------------------------------------------------
+
+    def apply_sources(self, state: State, dt) -> State:
+        density, velocity = state.density, state.velocity
+        for src in self.sources:
+            mask = self.xp.asarray(src.mask)
+            if src.field == "density":
+                density = add_source(density, mask, src.rate, dt)
+            else:
+                velocity = tuple(impose(u, self._face_mask(mask, d), src.value[d])
+                                 for d, u in enumerate(velocity))
+        return state.replace(density=density, velocity=velocity)
+
+    def _face_mask(self, mask, axis):
+        from .ops.stencils import center_to_face
+        return center_to_face(mask.astype(self.dtype), domain=self.domain, axis=axis) > 0.25
+
+    def advect(self, state: State, dt) -> State:
+        u = state.velocity
+        density = advect(state.density, u, dt=dt, domain=self.domain, scheme=self.advection)
+        velocity = advect_velocity(u, dt=dt, domain=self.domain, scheme=self.advection)
+        return state.replace(density=density, velocity=velocity)
+
+    def apply_forces(self, state: State, dt, physics: Physics, force=None) -> State:
+        velocity = state.velocity
+        if _nonzero(physics.buoyancy):
+            velocity = apply_force(velocity, buoyancy(state.density, physics.buoyancy, domain=self.domain), dt)
+        if _nonzero(physics.vorticity_confinement):
+            f = vorticity_confinement(velocity, physics.vorticity_confinement, domain=self.domain)
+            velocity = apply_force(velocity, f, dt)
+        if force is not None:
+            velocity = apply_force(velocity, force, dt)
+        return state.replace(velocity=velocity)
+
+    def apply_viscosity(self, state: State, dt, physics: Physics) -> State:
+        if not _nonzero(physics.viscosity):
+            return state
+        velocity = diffuse_velocity(state.velocity, physics.viscosity, dt=dt, domain=self.domain,
+                                    implicit=self.implicit_viscosity)
+        return state.replace(velocity=velocity)
+
+    def make_incompressible(self, state: State) -> State:
+        velocity, pressure = project(state.velocity, domain=self.domain, solve=self.pressure)
+        return state.replace(velocity=velocity, pressure=pressure)
+
+    def step(self, state: State, physics: Physics | None = None, force=None) -> State:
+        """One time step; ``physics`` overrides the parameters (differentiable values
+        allowed), ``force`` is a control force on the faces (a tuple, one per axis)."""
+        physics = self.physics if physics is None else physics
+        dt = self.dt
+        state = self.apply_sources(state, dt)
+        state = self.advect(state, dt)
+        state = self.apply_forces(state, dt, physics, force)
+        state = self.apply_viscosity(state, dt, physics)
+        state = self.make_incompressible(state)
+        return state.replace(step=state.step + 1)
+
+    # -- many steps -----------------------------------------------------------------
+
+    def rollout(self, state: State, steps: int, *, physics: Physics | None = None, controls=None,
+                force=None, checkpoint=True, memory_budget=None, snapshots=None, record_every=None,
+                monitor=None, start=0):
+        """Run ``steps`` steps; differentiable in the state, ``physics`` and ``controls``.
+
+        * ``force(k, controls)`` gives the control force of step ``k`` from the control
+          parameters ``controls`` (any tree of arrays); e.g. a held force is
+          ``force=lambda k, c: c``.
+        * ``checkpoint`` (default): the backward pass keeps at most ``snapshots`` states
+          (or as many as ``memory_budget`` bytes hold) and recomputes the rest by the
+          binomial schedule; when the whole tape fits the budget nothing is recomputed.
+        * ``record_every``: return the list of states every that many steps (the initial
+          state first) instead of the final state.
+        * ``monitor(k, state)`` is called after each step of the forward pass.
+        """
+        from .checkpointing import binomial_rollout, snapshots_for_budget
+        if record_every:
+            states = [state]
+            for offset in range(0, steps, record_every):
+                n = min(record_every, steps - offset)
+                states.append(self.rollout(
+                    states[-1], n, physics=physics, controls=controls, force=force,
+                    checkpoint=checkpoint, memory_budget=memory_budget, snapshots=snapshots,
+                    monitor=monitor, start=start + offset))
+            return states
+
+        def step_fn(k, s, params):
+            phys, ctrl = params
+            out = self.step(s, phys, force(k, ctrl) if force is not None else None)
+            if monitor is not None:
+                monitor(k, out)
+            return out
+
+        params = (self.physics if physics is None else physics, controls)
+        if checkpoint and snapshots is None:
+            snapshots = snapshots_for_budget(memory_budget, self.state_bytes(), steps)
+        if not checkpoint or snapshots is None:
+            for k in range(start, start + steps):
+                state = step_fn(k, state, params)
+            return state
+        return binomial_rollout(step_fn, state, steps, snapshots, params, start)
+
+    def state_bytes(self) -> int:
+        """Bytes of one state (velocity + density + pressure)."""
+        cells = self.domain.grid.num_cells
+        faces = sum(int(onp.prod(s)) for s in self.domain.velocity_shapes)
+        return (faces + 2 * cells) * self.dtype.itemsize
+
+
+def _nonzero(value) -> bool:
+    """False only for a plain number (or numbers) equal to zero: traced values count."""
+    if hasattr(value, "_fg_value") or hasattr(value, "shape"):
+        return True
+    if isinstance(value, (tuple, list)):
+        return any(_nonzero(v) for v in value)
+    return value != 0
+
+
+__all__ = ["Physics", "Simulation", "Source", "State", "fnp"]

@@ -1,0 +1,141 @@
+"""Simulation steps and differentiable rollouts: Taylor tests through 100 steps,
+checkpointed = plain gradients, bounded memory, forward mode."""
+
+import tracemalloc
+
+import numpy as onp
+import pytest
+
+import fluidgrad as fg
+import fluidgrad.numpy as fnp
+from fluidgrad.boundaries import Boundaries, Domain, Obstacle
+from fluidgrad.checkpointing import beta, parse_bytes, snapshots_for_budget, sweeps_needed
+from fluidgrad.grid import Grid
+from fluidgrad.ops import PressureSolve
+from fluidgrad.simulation import Physics, Simulation
+from fluidgrad.testing import check_vjp, taylor_test
+
+
+def _sim(shape=(24, 16), obstacle=True, physics=Physics(viscosity=0.01, buoyancy=(0.0, 2.0))):
+    grid = Grid(shape, (shape[0] / shape[1], 1.0))
+    obstacles = [Obstacle("circle", center=(0.6, 0.4), radius=0.12)] if obstacle else []
+    domain = Domain(grid, Boundaries.closed(2), obstacles)
+    exact = PressureSolve("auto", tolerance=1e-13, adjoint_tolerance=1e-14)  # smooth to round-off
+    return Simulation(domain, 0.02, physics, advection="maccormack", pressure=exact)
+
+
+def _initial(sim, seed=0):
+    rng = onp.random.default_rng(seed)
+    x, y = sim.domain.grid.mesh()
+    density = onp.exp(-((x - 0.8) ** 2 + (y - 0.3) ** 2) / 0.02)
+    velocity = [0.3 * rng.standard_normal(s) for s in sim.domain.velocity_shapes]
+    return sim.initial_state(velocity=velocity, density=density)
+
+
+def _open(sim, u):
+    """The velocity restricted to open faces: the closed ones are fixed by the walls and
+    obstacles (and a projected state's zeros there put departure points exactly on grid
+    nodes, where interpolation has a kink; perturbing them is not differentiable)."""
+    return tuple(m * a for m, a in zip(sim.domain.open_faces, u))
+
+
+def _loss(state):
+    return fnp.sum(state.density ** 2) * 0.01 + fnp.sum(state.velocity[1] ** 2) * 0.01
+
+
+@pytest.mark.slow
+def test_taylor_rate_through_100_steps_wrt_initial_velocity_and_control():
+    sim = _sim()
+    s0 = _initial(sim)
+    rng = onp.random.default_rng(7)
+    force0 = tuple(0.1 * rng.standard_normal(s) for s in sim.domain.velocity_shapes)
+
+    def of_velocity(u):
+        return _loss(sim.rollout(s0.replace(velocity=_open(sim, u)), 100, controls=force0,
+                                 force=lambda k, c: c))
+
+    def of_force(f):
+        return _loss(sim.rollout(s0, 100, controls=f, force=lambda k, c: c))
+
+    # steps small enough that no departure point crosses a grid line and no MacCormack
+    # clamp switches (both make the map piecewise smooth), large against round-off
+    for fun, x in ((of_velocity, s0.velocity), (of_force, force0)):
+        result = taylor_test(fun, x, h0=1e-5, full=True)
+        assert abs(result.rate - 2) <= 0.1, result
+
+
+def test_checkpointed_and_plain_gradients_agree():
+    sim = _sim()
+    s0 = _initial(sim)
+
+    def loss(u, **kw):
+        return _loss(sim.rollout(s0.replace(velocity=u), 30, **kw))
+
+    g_plain = fg.grad(lambda u: loss(u, checkpoint=False))(s0.velocity)
+    for snapshots in (2, 7, 40):
+        g_ckpt = fg.grad(lambda u: loss(u, snapshots=snapshots))(s0.velocity)
+        for a, b in zip(g_plain, g_ckpt):
+            onp.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-14)
+
+
+def test_gradients_wrt_physical_parameters():
+    sim = _sim(obstacle=False)
+    s0 = _initial(sim)
+
+    def loss(params):
+        nu, b = params
+        return _loss(sim.rollout(s0, 20, physics=Physics(viscosity=nu, buoyancy=(0.0, b))))
+
+    r = check_vjp(loss, (0.01, 2.0), rtol_fd=1e-5)
+    assert r.dot_product_error < 1e-10
+
+
+def test_forward_mode_through_a_checkpointed_rollout():
+    sim = _sim()
+    s0 = _initial(sim)
+
+    def final_density(u):
+        return sim.rollout(s0.replace(velocity=_open(sim, u)), 15, snapshots=3).density
+
+    r = check_vjp(final_density, s0.velocity)
+    assert r.dot_product_error < 1e-10 and r.finite_difference_error < 1e-6
+
+
+def _peak_gradient_memory(sim, s0, steps, snapshots, checkpoint=True):
+    tracemalloc.start()
+    fg.grad(lambda u: _loss(sim.rollout(s0.replace(velocity=u), steps, snapshots=snapshots,
+                                        checkpoint=checkpoint)))(s0.velocity)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak
+
+
+def test_checkpointed_peak_memory_does_not_grow_with_the_number_of_steps():
+    sim = _sim((48, 32), obstacle=False, physics=Physics(buoyancy=(0.0, 1.0)))
+    s0 = _initial(sim)
+    _peak_gradient_memory(sim, s0, 2, 4)  # fill the caches first
+    short = _peak_gradient_memory(sim, s0, 8, 4)
+    long = _peak_gradient_memory(sim, s0, 64, 4)
+    assert long <= 2 * short, (short, long)
+    plain = _peak_gradient_memory(sim, s0, 64, None, checkpoint=False)
+    assert plain > 2 * long, (plain, long)  # the un-checkpointed tape does grow
+
+
+def test_schedule_arithmetic():
+    assert beta(20, 4) == 10626
+    assert sweeps_needed(10_000, 20) == 4 and sweeps_needed(1, 3) == 0
+    assert parse_bytes("1GB") == 10 ** 9 and parse_bytes("512 MiB") == 512 * 2 ** 20
+    assert snapshots_for_budget("1MB", 100_000) == 10
+    assert snapshots_for_budget("1GB", 100_000, steps=10) is None
+    with pytest.raises(ValueError, match="memory_budget"):
+        parse_bytes("lots")
+
+
+def test_recorded_rollout_and_monitor():
+    sim = _sim(obstacle=False)
+    s0 = _initial(sim)
+    seen = []
+    states = sim.rollout(s0, 10, record_every=4, monitor=lambda k, s: seen.append(k))
+    assert [s.step for s in states] == [0, 4, 8, 10] and seen == list(range(10))
+    final = sim.rollout(s0, 10)
+    onp.testing.assert_allclose(states[-1].density, final.density, rtol=1e-13)
