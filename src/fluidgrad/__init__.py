@@ -2,12 +2,12 @@
 
 __version__ = "0.1.0"
 
-from .ad import (DifferentiationError, Primitive, Tape, Tensor, checkpoint, elementwise_grad,
+from .ad import (DifferentiationError, Primitive, Tape, Tensor, checkpoint, detect_anomaly, elementwise_grad,
                  grad, jvp, primitive, register_tree, stop_gradient, tensor, value_and_grad, vjp)
 from .backend import get_backend, to_numpy, xp_of
 from . import numpy, testing  # noqa: E402
 
-__all__ = ["DifferentiationError", "Primitive", "Tape", "Tensor", "checkpoint",
+__all__ = ["DifferentiationError", "detect_anomaly", "Primitive", "Tape", "Tensor", "checkpoint",
            "elementwise_grad", "get_backend", "grad", "jvp", "numpy", "primitive",
            "register_tree", "stop_gradient", "tensor", "testing", "to_numpy", "value_and_grad",
            "vjp", "xp_of"]

@@ -18,7 +18,7 @@ import dataclasses
 
 import numpy as onp
 
-from . import numpy as fnp
+from .ad.core import Primitive
 from .backend import get_backend
 from .boundaries import Domain
 from .ops import (PressureSolve, add_source, advect, advect_velocity, apply_force, buoyancy,
@@ -40,6 +40,54 @@ class State:
         return dataclasses.replace(self, **changes)
 
 
+class SimulationError(RuntimeError):
+    """The simulation blew up: the message names the step and the field."""
+
+
+def check_finite(k, state):
+    """Raise :class:`SimulationError` if ``state`` (after step ``k``) holds NaN or Inf;
+    usable as a rollout ``monitor``."""
+    from .backend import xp_of
+    fields = [("density", state.density)] + [(f"velocity[{d}]", u) for d, u in enumerate(state.velocity)]
+    for name, value in fields:
+        raw = getattr(value, "_fg_value", value)
+        if not bool(xp_of(raw).isfinite(raw).all()):
+            raise SimulationError(f"the simulation blew up at step {k + 1}: {name} is not finite "
+                                  f"(try a smaller time.dt)")
+
+
+class AdjointMonitor:
+    """Collects the norm of the state's adjoint after each step during the backward
+    pass (``norms[k]`` for step ``k``), and stops at the first non-finite one."""
+
+    def __init__(self):
+        self.norms = {}
+
+    def __call__(self, k, g):
+        from .backend import to_numpy
+        leaves = [x for x in (g.density, *g.velocity) if x is not None]
+        norm = float(sum(float((to_numpy(x).astype(float) ** 2).sum()) for x in leaves)) ** 0.5
+        self.norms[k] = norm
+        if not onp.isfinite(norm):
+            raise FloatingPointError(f"backward pass: the adjoint of the state after step {k + 1} "
+                                     f"is not finite")
+
+
+def _identity(state, *, k, monitor):
+    """``state`` unchanged; during the backward pass ``monitor(k, adjoint)`` sees its adjoint."""
+    return state
+
+
+def _probe_vjp(g, ans, state, *, k, monitor):
+    monitor(k, g)
+    return g
+
+
+probe = Primitive(_identity, "adjoint_probe", register=True)
+probe.defvjp(_probe_vjp, needs=((),))
+probe.defjvp(lambda dot, ans, state, *, k, monitor: dot)
+
+
 @dataclasses.dataclass(frozen=True)
 class Physics:
     """Physical parameters; each may be a number or a differentiable value."""
@@ -47,6 +95,7 @@ class Physics:
     viscosity: object = 0.0
     buoyancy: tuple = (0.0, 0.0)
     vorticity_confinement: object = 0.0
+    source_rate: object = None  # overrides every source's rate (e.g. an inflow speed)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,12 +159,13 @@ class Simulation:
 
     # -- one step -----------------------------------------------------------------
 
-    def apply_sources(self, state: State, dt) -> State:
+    def apply_sources(self, state: State, dt, physics: Physics) -> State:
         density, velocity = state.density, state.velocity
         for src in self.sources:
             mask = self.xp.asarray(src.mask)
             if src.field == "density":
-                density = add_source(density, mask, src.rate, dt)
+                rate = src.rate if physics.source_rate is None else physics.source_rate
+                density = add_source(density, mask, rate, dt)
             else:
                 velocity = tuple(impose(u, self._face_mask(mask, d), src.value[d])
                                  for d, u in enumerate(velocity))
@@ -158,7 +208,7 @@ class Simulation:
         allowed), ``force`` is a control force on the faces (a tuple, one per axis)."""
         physics = self.physics if physics is None else physics
         dt = self.dt
-        state = self.apply_sources(state, dt)
+        state = self.apply_sources(state, dt, physics)
         state = self.advect(state, dt)
         state = self.apply_forces(state, dt, physics, force)
         state = self.apply_viscosity(state, dt, physics)
@@ -169,7 +219,7 @@ class Simulation:
 
     def rollout(self, state: State, steps: int, *, physics: Physics | None = None, controls=None,
                 force=None, checkpoint=True, memory_budget=None, snapshots=None, record_every=None,
-                monitor=None, start=0):
+                monitor=None, start=0, adjoint_monitor=None):
         """Run ``steps`` steps; differentiable in the state, ``physics`` and ``controls``.
 
         * ``force(k, controls)`` gives the control force of step ``k`` from the control
@@ -180,7 +230,10 @@ class Simulation:
           binomial schedule; when the whole tape fits the budget nothing is recomputed.
         * ``record_every``: return the list of states every that many steps (the initial
           state first) instead of the final state.
-        * ``monitor(k, state)`` is called after each step of the forward pass.
+        * ``monitor(k, state)`` is called after each step of the forward pass
+          (:func:`check_finite` stops a blow-up there).
+        * ``adjoint_monitor(k, adjoint_state)`` (e.g. an :class:`AdjointMonitor`) is called
+          for each step during the backward pass: per-step adjoint norms.
         """
         from .checkpointing import binomial_rollout, snapshots_for_budget
         if record_every:
@@ -190,7 +243,7 @@ class Simulation:
                 states.append(self.rollout(
                     states[-1], n, physics=physics, controls=controls, force=force,
                     checkpoint=checkpoint, memory_budget=memory_budget, snapshots=snapshots,
-                    monitor=monitor, start=start + offset))
+                    monitor=monitor, start=start + offset, adjoint_monitor=adjoint_monitor))
             return states
 
         def step_fn(k, s, params):
@@ -198,6 +251,8 @@ class Simulation:
             out = self.step(s, phys, force(k, ctrl) if force is not None else None)
             if monitor is not None:
                 monitor(k, out)
+            if adjoint_monitor is not None:
+                out = probe(out, k=k, monitor=adjoint_monitor)
             return out
 
         params = (self.physics if physics is None else physics, controls)
@@ -225,4 +280,5 @@ def _nonzero(value) -> bool:
     return value != 0
 
 
-__all__ = ["Physics", "Simulation", "Source", "State", "fnp"]
+__all__ = ["AdjointMonitor", "Physics", "Simulation", "SimulationError", "Source", "State",
+           "check_finite"]

@@ -18,7 +18,7 @@ import numpy as np
 
 from .ad.core import is_differentiable
 from .ad.transforms import jvp, value_and_grad, vjp
-from .ad.tree import flatten, unflatten
+from .ad.tree import flatten, flatten_as, unflatten
 from .backend import to_numpy, xp_of
 
 
@@ -37,7 +37,8 @@ class CheckResult:
 def _inner(a, b) -> float:
     """Σ a·b over all leaves of two trees (None counts as zero)."""
     total = 0.0
-    for x, y in zip(flatten(a)[0], flatten(b)[0]):
+    leaves, treedef = flatten(a)
+    for x, y in zip(leaves, flatten_as(treedef, b) if treedef is not None else [b]):
         if x is None or y is None:
             continue
         total += float(np.real(np.vdot(to_numpy(x).ravel(), to_numpy(y).ravel())))
@@ -69,7 +70,7 @@ def _random_like(tree, rng):
 def _axpy(tree, h, direction):
     """``tree + h * direction`` leafwise (leaves without a direction unchanged)."""
     leaves, treedef = flatten(tree)
-    dirs = flatten(direction)[0]
+    dirs = flatten_as(treedef, direction) if treedef is not None else [direction]
     out = []
     for x, d in zip(leaves, dirs):
         if d is None:
@@ -82,7 +83,7 @@ def _axpy(tree, h, direction):
 
 def _sub_scale(a, b, scale):
     la, treedef = flatten(a)
-    lb = flatten(b)[0]
+    lb = flatten_as(treedef, b) if treedef is not None else [b]
     return unflatten(treedef, [None if x is None or not is_differentiable(x) else (x - y) * scale
                                for x, y in zip(la, lb)])
 

@@ -98,7 +98,15 @@ def _diffusion_cases(rtol_dot=1e-10):
     return _each_domain(build)
 
 
+def _probe_cases():
+    from fluidgrad.simulation import State
+    domain = domains.make("no_slip", 2)
+    return [Case(lambda rng: (State(velocity(domain, rng), cells(domain, rng), cells(domain, rng), 3),),
+                 kwargs={"k": 0, "monitor": lambda k, g: None})]
+
+
 CASES = {
+    "adjoint_probe": _probe_cases(),
     "vorticity_confinement": _each_domain(lambda domain, tag: [
         Case(lambda rng, d=domain: (velocity(d, rng), 0.7), kwargs={"domain": domain}, id=tag)]),
     "explicit_diffusion": _diffusion_cases(),

@@ -30,6 +30,32 @@ class DifferentiationError(TypeError):
 
 
 _node_ids = itertools.count()
+_anomaly = {"on": False}
+
+
+class detect_anomaly:
+    """Within ``with detect_anomaly():`` every primitive's output (forward) and every
+    adjoint (backward) is checked for NaN/Inf; the first one raises a
+    ``FloatingPointError`` naming the primitive."""
+
+    def __enter__(self):
+        self._previous = _anomaly["on"]
+        _anomaly["on"] = True
+        return self
+
+    def __exit__(self, *exc):
+        _anomaly["on"] = self._previous
+        return False
+
+
+def _all_finite(tree) -> bool:
+    for leaf in flatten(tree)[0]:
+        while type(leaf) is Tensor:
+            leaf = leaf._fg_value
+        if getattr(getattr(leaf, "dtype", None), "kind", None) in ("f", "c") or isinstance(leaf, float):
+            if not bool(xp_of(leaf).isfinite(leaf).all()):
+                return False
+    return True
 _trace_levels = itertools.count(1)
 
 #: fluidgrad's primitives with derivative rules, by name (the test suite checks each one).
@@ -434,6 +460,8 @@ class ReverseTrace(Trace):
     def process(self, prim, args, kwargs):
         new_args, found = _unbox_args(self, args)
         ans = prim(*new_args, **kwargs)
+        if _anomaly["on"] and not _all_finite(ans):
+            raise FloatingPointError(f"forward pass: {prim.name} produced NaN or Inf")
         parents = tuple((i, j, t._node, t._index) for i, j, t in found)
         if kind_of(ans) is None:
             _check_no_leak(self, prim, ans)
@@ -565,6 +593,8 @@ def backward_pass(trace, seeds, retain_graph=False):
         g = _cotangent(node)
         node.out_grads = None
         adjs = node.prim.apply_vjp(g, node.ans, node.args, node.kwargs, node.argnums)
+        if _anomaly["on"] and not _all_finite(list(adjs.values())):
+            raise FloatingPointError(f"backward pass: the VJP of {node.prim.name} produced NaN or Inf")
         flat_adjs = {}
         for i, j, parent, index in node.parents:
             adj = adjs[i]

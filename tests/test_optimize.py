@@ -1,0 +1,176 @@
+"""Parameters, optimizers, the resumable loop, and the smoke-target showcase."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as onp
+import pytest
+
+import fluidgrad as fg
+from fluidgrad.boundaries import Boundaries, Domain
+from fluidgrad.grid import Grid
+from fluidgrad.ops import divergence
+from fluidgrad.optimize import (ControlForce, InitialVelocity, PhysicsParameter, Problem, density_mse,
+                                make_optimizer, run)
+from fluidgrad.simulation import AdjointMonitor, Physics, Simulation, SimulationError, check_finite
+from fluidgrad.testing import check_vjp
+
+import tiny_problem
+
+HERE = Path(__file__).parent
+
+
+@pytest.mark.parametrize("spec, ndim", [({"x": "periodic", "y": "periodic"}, 2), ({}, 2),
+                                        ({"x": "periodic"}, 3), ({}, 3)])
+def test_stream_function_velocity_is_divergence_free_with_no_flow_through_walls(spec, ndim):
+    shape = (8, 6) if ndim == 2 else (6, 5, 4)
+    grid = Grid(shape, tuple(n * 0.1 for n in shape))
+    sim = Simulation(Domain(grid, Boundaries.from_dict(spec, ndim)), 0.01)
+    p = InitialVelocity()
+    raw = tuple(onp.random.default_rng(0).standard_normal(s) for s in p.shapes(sim))
+    u = p.apply(raw, sim)
+    assert [a.shape for a in u] == list(sim.domain.velocity_shapes)
+    assert onp.abs(divergence(u, domain=sim.domain)).max() < 1e-12
+    for axis in range(ndim):
+        if not sim.domain.periodic(axis):
+            wall = onp.take(u[axis], [0, -1], axis=axis)
+            assert onp.abs(wall).max() == 0
+
+
+def test_control_force_held_and_upsampled():
+    grid = Grid((8, 8), (1.0, 1.0))
+    sim = Simulation(Domain(grid, Boundaries.periodic(2)), 0.01)
+    control = ControlForce(steps=10, hold=4, coarsen=4)
+    raw = tuple(onp.random.default_rng(1).standard_normal(s) for s in control.shapes(sim))
+    assert raw[0].shape == (3, 2, 2)
+    f5 = control.force_at(5, raw, sim)
+    assert f5[0].shape == (8, 8) and f5[0][0, 0] == raw[0][1, 0, 0] and f5[0][7, 7] == raw[0][1, 1, 1]
+    r = check_vjp(lambda raw: control.force_at(9, raw, sim), raw)
+    assert r.dot_product_error < 1e-12
+
+
+def _quadratic_problem():
+    a = onp.diag(onp.linspace(1, 50, 12))
+    b = onp.linspace(-1, 1, 12)
+
+    class P:
+        def value_and_grad(self, x):
+            return float(0.5 * x @ a @ x - b @ x), a @ x - b
+    return P(), onp.linalg.solve(a, b)
+
+
+@pytest.mark.parametrize("kind, options, iterations, tol", [
+    ("lbfgs", {}, 40, 1e-8), ("scipy_lbfgsb", {}, 40, 1e-6), ("adam", {"learning_rate": 0.05}, 400, 1e-2),
+    ("gd", {"learning_rate": 0.019}, 600, 1e-3)])
+def test_optimizers_minimize_a_quadratic(kind, options, iterations, tol):
+    problem, solution = _quadratic_problem()
+    opt = make_optimizer(kind, **options)
+    x = onp.zeros(12)
+    state = opt.init(x, *problem.value_and_grad(x))
+    if hasattr(opt, "minimize"):
+        opt.minimize(state, problem.value_and_grad, iterations, lambda s: state.update(s))
+    else:
+        for _ in range(iterations):
+            state = opt.step(state, problem.value_and_grad)
+    assert onp.abs(state["x"] - solution).max() < tol
+
+
+def test_bounds_are_respected():
+    problem, _ = _quadratic_problem()
+    for kind in ("lbfgs", "scipy_lbfgsb", "adam"):
+        opt = make_optimizer(kind, bounds=(-0.01, 0.01))
+        x = onp.zeros(12)
+        state = opt.init(x, *problem.value_and_grad(x))
+        if hasattr(opt, "minimize"):
+            opt.minimize(state, problem.value_and_grad, 20, lambda s: state.update(s))
+        else:
+            for _ in range(20):
+                state = opt.step(state, problem.value_and_grad)
+        assert onp.abs(state["x"]).max() <= 0.01 + 1e-15
+
+
+def test_unknown_optimizer_and_option_are_named():
+    with pytest.raises(ValueError, match="unknown optimizer 'bfgs'"):
+        make_optimizer("bfgs")
+    with pytest.raises(ValueError, match=r"optimize.optimizer.lr: not an option of adam"):
+        make_optimizer("adam", lr=0.1)
+
+
+@pytest.mark.slow
+def test_smoke_target_showcase_loss_drops_tenfold():
+    """Optimize the initial velocity so that smoke forms a target after 100 steps."""
+    problem = tiny_problem.build(n=32, steps=100, dt=0.01)
+    result = run(problem, make_optimizer("lbfgs"), 30)
+    assert result.initial_loss / result.final_loss >= 10, (result.initial_loss, result.final_loss)
+
+
+def test_fit_a_physical_parameter():
+    grid = Grid((16, 16), (1.0, 1.0))
+    sim = Simulation(Domain(grid, Boundaries.closed(2)), 0.02, Physics(buoyancy=(0.0, 0.7)))
+    x, y = grid.mesh()
+    s0 = sim.initial_state(density=onp.exp(-((x - 0.5) ** 2 + (y - 0.3) ** 2) / 0.01))
+    observed = sim.rollout(s0, 15, physics=Physics(buoyancy=(0.0, 1.3))).density
+    problem = Problem(sim, s0, [PhysicsParameter("buoyancy")],
+                      lambda states, v: density_mse(states[-1], observed), 15)
+    result = run(problem, make_optimizer("lbfgs"), 15)
+    onp.testing.assert_allclose(result.x, [0.0, 1.3], atol=1e-4)
+
+
+def test_interrupt_then_resume_gives_the_same_result(tmp_path):
+    problem = tiny_problem.build()
+    reference = run(problem, make_optimizer("lbfgs"), 6)
+
+    def stop_at_three(record):
+        if record["iteration"] == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(problem, make_optimizer("lbfgs"), 6, tmp_path, callback=stop_at_three)
+    assert len(json.loads((tmp_path / "history.json").read_text())) == 3
+    resumed = run(problem, make_optimizer("lbfgs"), 6, tmp_path, resume=True)
+    assert resumed.final_loss == pytest.approx(reference.final_loss, rel=1e-12)
+    assert [h["iteration"] for h in resumed.history] == list(range(1, 7))
+
+
+@pytest.mark.parametrize("kind", ["adam", "lbfgs"])
+def test_sigkill_at_a_random_iteration_then_resume(tmp_path, kind):
+    iterations = 6
+    reference = run(tiny_problem.build(), make_optimizer(kind), iterations)
+    kill_after = int(onp.random.default_rng().integers(1, iterations - 1))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen([sys.executable, str(HERE / "tiny_problem.py"), str(tmp_path), kind,
+                             str(iterations)], stdout=subprocess.PIPE, text=True, env=env)
+    for line in proc.stdout:
+        if int(line) >= kill_after:
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    resumed = run(tiny_problem.build(), make_optimizer(kind), iterations, tmp_path, resume=True)
+    assert resumed.final_loss == pytest.approx(reference.final_loss, rel=1e-12)
+
+
+def test_resume_state_of_another_optimization_is_rejected(tmp_path):
+    problem = tiny_problem.build()
+    run(problem, make_optimizer("adam"), 1, tmp_path)
+    with pytest.raises(ValueError, match="saved by a different optimization"):
+        run(problem, make_optimizer("lbfgs"), 2, tmp_path, resume=True)
+
+
+def test_per_step_adjoint_norms_and_blow_up_reports():
+    problem = tiny_problem.build()
+    monitor = AdjointMonitor()
+    sim, s0 = problem.sim, problem.initial_state
+    fg.grad(lambda d: fg.numpy.sum(sim.rollout(s0.replace(density=d), 12, snapshots=3,
+                                               adjoint_monitor=monitor).density ** 2))(s0.density)
+    assert sorted(monitor.norms) == list(range(12)) and all(v > 0 for v in monitor.norms.values())
+    bad = s0.replace(density=s0.density * onp.nan)
+    with pytest.raises(SimulationError, match="step 1: density is not finite"):
+        sim.rollout(bad, 3, monitor=check_finite)
+    with fg.detect_anomaly():
+        with pytest.raises(FloatingPointError, match="forward pass: semi_lagrangian produced NaN"):
+            fg.grad(lambda d: fg.numpy.sum(sim.step(s0.replace(density=d)).density))(s0.density * onp.nan)
