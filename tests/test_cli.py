@@ -1,17 +1,149 @@
+"""The command line: every bundled scenario end to end (reduced), outputs of the
+contract, --force protection, resume, gradcheck, render, and clean errors."""
+
+import json
+import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
+
+import imageio
+import numpy as onp
+import pytest
 
 from fluidgrad import cli
+from fluidgrad.scenario import bundled_scenarios, load_scenario
+
+SMALL = {"smoke_plume": "[24,32]", "smoke_plume_3d": "[8,12,8]", "lid_cavity": "[16,16]",
+         "taylor_green": "[16,16]", "karman_vortex": "[48,12]", "smoke_target": "[16,16]",
+         "control_to_target": "[16,16]", "fit_buoyancy": "[16,16]"}
+OPTIMIZATION = ["smoke_target", "control_to_target", "fit_buoyancy"]
 
 
-def test_list_and_version(capsys):
-    assert cli.main(["list"]) == 0
-    assert capsys.readouterr().out.strip()
+def fluidgrad(*args):
+    return cli.main([str(a) for a in args])
+
+
+def test_bundled_scenarios_are_listed_and_valid(capsys):
+    assert set(bundled_scenarios()) == set(SMALL)
+    assert fluidgrad("list") == 0
+    out = capsys.readouterr().out
+    for name in SMALL:
+        assert name in out
+        assert fluidgrad("check", name) == 0
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_every_bundled_scenario_runs_reduced_with_a_readable_video(name, tmp_path):
+    steps = 6
+    every = load_scenario(name).output["every"]
+    assert fluidgrad("run", name, "--steps", steps, "--set", f"grid.resolution={SMALL[name]}",
+                     "--out", tmp_path, "--quiet") == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    for key in ("steps", "wall_seconds", "steps_per_second", "max_divergence", "backend", "dtype"):
+        assert key in metrics
+    assert metrics["steps"] == steps and metrics["max_divergence"] < 1e-4
+    result = onp.load(tmp_path / "result.npz")
+    ndim = len(result["density"].shape)
+    for key in ["density", "velocity", "pressure", "t"] + list("uvw"[:ndim]) + list("xyz"[:ndim]):
+        assert key in result.files and result[key].dtype == onp.float64
+    assert result["velocity"].shape == (ndim,) + result["density"].shape
+    video = next(tmp_path.glob("*.mp4"))
+    assert imageio.get_reader(video).count_frames() == steps // every + 1
+
+
+@pytest.mark.parametrize("name", OPTIMIZATION)
+def test_bundled_optimizations_run_and_write_every_file(name, tmp_path):
+    assert fluidgrad("optimize", name, "--steps", 4, "--iterations", 2, "--set",
+                     f"grid.resolution={SMALL[name]}", "--out", tmp_path, "--quiet") == 0
+    for file in ("params.npz", "history.json", "loss.png", "metrics.json", "before.mp4", "after.mp4",
+                 "resume.npz"):
+        assert (tmp_path / file).is_file(), file
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert [h["iteration"] for h in history] == [1, 2]
+    assert all({"iteration", "loss", "grad_norm", "seconds"} <= set(h) for h in history)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    for key in ("initial_loss", "final_loss", "iterations", "seconds_per_iteration", "backend", "dtype"):
+        assert key in metrics
+
+
+@pytest.mark.parametrize("name", OPTIMIZATION)
+def test_gradcheck_passes_on_every_bundled_optimization(name, capsys):
+    assert fluidgrad("gradcheck", name, "--steps", 8, "--set", f"grid.resolution={SMALL[name]}") == 0
+    assert "ok" in capsys.readouterr().out
+
+
+def test_gradcheck_fails_with_a_wrong_vjp(monkeypatch, capsys):
+    from fluidgrad.ops.advection import semi_lagrangian
+    original = semi_lagrangian.vjp_all
+
+    def wrong(g, ans, *args, **kwargs):
+        adj_q, adj_u = original(g, ans, *args, **kwargs)
+        return adj_q, tuple(1.01 * a for a in adj_u)
+
+    monkeypatch.setattr(semi_lagrangian, "vjp_all", wrong)
+    assert fluidgrad("gradcheck", "smoke_target", "--steps", 8, "--set", "grid.resolution=[16,16]") == 1
+    assert "FAILED" in capsys.readouterr().out
+
+
+def test_existing_run_folder_is_never_touched_without_force(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("mine")
+    before = os.stat(tmp_path / "notes.txt").st_mtime_ns
+    assert fluidgrad("run", "lid_cavity", "--steps", 2, "--set", "grid.resolution=[8,8]", "--out", tmp_path) == 2
+    err = capsys.readouterr().err
+    assert "--force" in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    assert os.stat(tmp_path / "notes.txt").st_mtime_ns == before
+    assert fluidgrad("run", "lid_cavity", "--steps", 2, "--set", "grid.resolution=[8,8]", "--out", tmp_path,
+                     "--force", "--quiet") == 0
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_optimize_resume_continues_where_it_stopped(tmp_path):
+    args = ["optimize", "smoke_target", "--steps", 6, "--set", "grid.resolution=[16,16]", "--out", tmp_path,
+            "--quiet"]
+    assert fluidgrad(*args, "--iterations", 2) == 0
+    assert fluidgrad(*args, "--iterations", 4, "--resume") == 0
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert [h["iteration"] for h in history] == [1, 2, 3, 4]
+    reference = tmp_path / "reference"
+    assert fluidgrad(*args[:-3], "--out", reference, "--quiet", "--iterations", 4) == 0
+    final = json.loads((tmp_path / "metrics.json").read_text())["final_loss"]
+    assert final == pytest.approx(json.loads((reference / "metrics.json").read_text())["final_loss"], rel=1e-12)
+
+
+def test_ctrl_c_exits_130_with_the_resume_state_saved(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "fluidgrad", "optimize", "smoke_target", "--out", str(tmp_path),
+                             "--set", "grid.resolution=[16,16]", "--steps", "20", "--iterations", "200", "--quiet"],
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (tmp_path / "resume.npz").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "resume" in err and "Traceback" not in err
+    assert (tmp_path / "resume.npz").exists()
+
+
+def test_render_a_result_to_png(tmp_path):
+    assert fluidgrad("run", "smoke_plume", "--steps", 3, "--set", "grid.resolution=[24,32]", "--out", tmp_path,
+                     "--quiet") == 0
+    out = tmp_path / "final.png"
+    assert fluidgrad("render", tmp_path / "result.npz", "--out", out, "--quiet") == 0
+    image = imageio.v3.imread(out)
+    assert image.ndim == 3 and image.shape[0] > image.shape[1]  # taller than wide, like the box
+    assert fluidgrad("render", tmp_path / "result.npz", "--out", out) == 2  # exists, no --force
+
+
+def test_python_dash_m_and_version():
     out = subprocess.run([sys.executable, "-m", "fluidgrad", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("fluidgrad ")
 
 
 def test_unknown_scenario_is_a_one_line_error(capsys):
-    assert cli.main(["run", "no_such_scenario"]) == 2
+    assert fluidgrad("run", "smoke_plum") == 2
     err = capsys.readouterr().err
-    assert "no_such_scenario" in err and err.count("\n") == 1
+    assert "did you mean 'smoke_plume'" in err and err.count("\n") == 1

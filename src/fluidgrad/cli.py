@@ -1,43 +1,427 @@
-"""The ``fluidgrad`` command line (``fluidgrad --help``).
+"""The ``fluidgrad`` command line: run | optimize | gradcheck | render | check | list.
 
-Exit codes: 0 success, 2 bad input (one-line message), 1 failure while running,
-130 interrupted.
+Exit codes: 0 success; 2 bad input (a one-line message per problem, naming the key
+path; no traceback); 1 a failure while running (the message says where); 130
+interrupted (an optimization has saved its resume state first).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from importlib import resources
+import time
+from pathlib import Path
+
+import numpy as onp
+import yaml
 
 from . import __version__
 
 
-def bundled_scenarios() -> dict:
-    """Name -> path of the scenarios shipped inside the package."""
+class UsageError(ValueError):
+    """Bad flags or files: exit code 2."""
+
+
+def _err(message):
+    print(f"fluidgrad: {message}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------
+# shared pieces
+
+
+def _overrides(args) -> dict:
+    out = {}
+    for item in getattr(args, "set", None) or []:
+        if "=" not in item:
+            raise UsageError(f"--set {item!r}: expected KEY=VALUE (e.g. grid.resolution=[32,32])")
+        key, value = item.split("=", 1)
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise UsageError(f"--set {key}: cannot parse value {value!r}") from None
+    if getattr(args, "steps", None) is not None:
+        out["time.steps"] = args.steps
+    if getattr(args, "backend", None):
+        out["backend"] = args.backend
+    if getattr(args, "dtype", None):
+        out["dtype"] = args.dtype
+    return out
+
+
+def _load(args):
+    from .scenario import load_scenario
+    return load_scenario(args.scenario, _overrides(args))
+
+
+def _prepare_out(args, scenario, allow_existing=False) -> Path:
+    out = Path(args.out) if args.out else Path("runs") / scenario.name
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a folder")
+    if out.exists() and any(out.iterdir()) and not (args.force or allow_existing):
+        raise UsageError(f"{out}: run folder exists and is not empty (use --force to overwrite, "
+                         f"or --out for another folder)")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _progress(total, args, desc, unit="step"):
+    from tqdm import tqdm
+    quiet = args.quiet or not sys.stderr.isatty()
+    return tqdm(total=total, desc=desc, unit=unit, disable=quiet, leave=False, dynamic_ncols=True)
+
+
+def _frame_of(state, field, domain):
+    """A cell-centred 2-D/3-D numpy array of ``field`` for the video."""
+    from .backend import to_numpy
+    from .ops.stencils import face_to_center, vorticity
+    if field == "density":
+        return to_numpy(state.density)
+    if field == "pressure":
+        return to_numpy(state.pressure)
+    if field == "speed":
+        centers = face_to_center(state.velocity, domain=domain)
+        return onp.sqrt(sum(to_numpy(c) ** 2 for c in centers))
+    w = vorticity(state.velocity, domain=domain)
+    if domain.ndim == 2:
+        return to_numpy(w)
+    return onp.sqrt(sum(to_numpy(c) ** 2 for c in w))
+
+
+def _max_divergence(state, domain):
+    from .backend import to_numpy
+    from .ops.stencils import divergence
+    div = to_numpy(divergence(state.velocity, domain=domain))
+    fluid = domain.fluid
+    return float(onp.abs(div[fluid]).max()) if fluid.any() else 0.0
+
+
+def write_result(path: Path, state, sim):
+    """``result.npz``: density, cell-centred velocity, pressure, MAC faces, coordinates, t."""
+    import io
+
+    from .backend import to_numpy
+    from .ops.stencils import face_to_center
+    from .optimize.loop import atomic_write_bytes
+    domain = sim.domain
+    names = "uvw"[: domain.ndim]
+    arrays = {
+        "density": to_numpy(state.density).astype(float),
+        "velocity": onp.stack([to_numpy(c).astype(float) for c in face_to_center(state.velocity, domain=domain)]),
+        "pressure": to_numpy(state.pressure).astype(float),
+        "t": onp.float64(state.step * sim.dt),
+        "solid": domain.solid,
+    }
+    for d, name in enumerate(names):
+        arrays[name] = to_numpy(state.velocity[d]).astype(float)
+        arrays["xyz"[d]] = domain.grid.cell_centers(d)
+    buffer = io.BytesIO()
+    onp.savez_compressed(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _simulate(sim, state, steps, every, field, args, desc, physics=None, controls=None, force=None):
+    """Run ``steps`` steps with progress and blow-up checks; returns (final, frames)."""
+    from .simulation import check_finite
+    frames = [_frame_of(state, field, sim.domain)] if field else []
+    bar = _progress(steps, args, desc)
+
+    def monitor(k, s):
+        check_finite(k, s)
+        if field and (k + 1) % every == 0:
+            frames.append(_frame_of(s, field, sim.domain))
+        bar.update(1)
+
     try:
-        folder = resources.files("fluidgrad") / "scenarios"
-        return {p.name[:-5]: p for p in folder.iterdir() if p.name.endswith(".yaml")}
-    except (FileNotFoundError, NotADirectoryError):
-        return {}
+        final = sim.rollout(state, steps, physics=physics, controls=controls, force=force, monitor=monitor,
+                            checkpoint=False)
+    finally:
+        bar.close()
+    return final, frames
 
 
-def _list(args) -> int:
-    scenarios = bundled_scenarios()
-    if not scenarios:
-        print("no scenarios yet")
-    for name in sorted(scenarios):
-        print(name)
+def _video(frames, path, video, obstacle):
+    from .render import render_frames
+    return render_frames(frames, video["field"], path, colormap=video["colormap"], fps=video["fps"],
+                         obstacle=obstacle)
+
+
+def _write_json(path, obj):
+    from .optimize.loop import atomic_write_json
+    atomic_write_json(path, obj)
+
+
+# ---------------------------------------------------------------------------
+# commands
+
+
+def cmd_check(args) -> int:
+    scenario = _load(args)
+    if not args.quiet:
+        g = scenario.grid
+        print(f"ok: {scenario.name} ({g.ndim}-D {'x'.join(map(str, g.resolution))}, {scenario.steps} steps"
+              f"{', with an optimize block' if scenario.optimize else ''})")
     return 0
 
 
-def _needs_scenario(args) -> int:
-    if args.scenario not in bundled_scenarios():
-        print(f"fluidgrad {args.command}: unknown scenario {args.scenario!r} "
-              f"(no scenarios yet; see 'fluidgrad list')", file=sys.stderr)
-        return 2
-    print(f"fluidgrad {args.command}: scenario support is not built yet", file=sys.stderr)
-    return 2
+def cmd_list(args) -> int:
+    from .scenario import bundled_scenarios, load_scenario
+    scenarios = bundled_scenarios()
+    if not scenarios:
+        print("no scenarios yet")
+    width = max((len(n) for n in scenarios), default=0)
+    for name in sorted(scenarios):
+        try:
+            description = load_scenario(scenarios[name]).description.strip().splitlines()[0]
+        except Exception as exc:  # a broken bundled file should not hide the others
+            description = f"(invalid: {str(exc).splitlines()[0]})"
+        print(f"{name:<{width}}  {description}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    scenario = _load(args)
+    out = _prepare_out(args, scenario)
+    sim = scenario.simulation()
+    state = scenario.initial_state(sim)
+    video = scenario.output["video"]
+    field = video["field"] if video else None
+    t0 = time.perf_counter()
+    final, frames = _simulate(sim, state, scenario.steps, scenario.output["every"], field, args,
+                              f"{scenario.name}")
+    seconds = time.perf_counter() - t0
+    write_result(out / "result.npz", final, sim)
+    metrics = {"name": scenario.name, "steps": scenario.steps, "wall_seconds": seconds,
+               "steps_per_second": scenario.steps / seconds if seconds > 0 else None,
+               "max_divergence": _max_divergence(final, sim.domain), "backend": sim.backend,
+               "dtype": str(sim.dtype), "grid": list(scenario.grid.resolution), "dt": scenario.dt,
+               "t": final.step * scenario.dt}
+    _write_json(out / "metrics.json", metrics)
+    written = ["result.npz", "metrics.json"]
+    if video:
+        path = _video(frames, out / f"{field}.{video['format']}", video, sim.domain.solid)
+        written.append(path.name)
+    if not args.quiet:
+        g = scenario.grid
+        print(f"Ran {scenario.name}: {scenario.steps} steps on a {'x'.join(map(str, g.resolution))} grid "
+              f"({sim.backend}, {sim.dtype}) in {seconds:.1f} s, {metrics['steps_per_second']:.1f} steps/s; "
+              f"max |div u| = {metrics['max_divergence']:.2e}. Wrote {', '.join(written)} to {out}/.")
+    return 0
+
+
+def build_problem(scenario, sim):
+    """The optimization problem described by the scenario's ``optimize:`` block."""
+    from . import numpy as fnp
+    from .initial import density_field, velocity_field
+    from .optimize import (ControlForce, InitialDensity, InitialVelocity, PhysicsParameter, Problem, density_mse,
+                           effort, kinetic_energy, smoothness, velocity_mse)
+    spec = scenario.optimize
+    params = []
+    for name in spec["parameters"]:
+        if name == "initial_velocity":
+            params.append(InitialVelocity(spec["parametrization"]))
+        elif name == "initial_density":
+            params.append(InitialDensity())
+        elif name == "control_force":
+            params.append(ControlForce(scenario.steps, spec["control"]["hold"], spec["control"]["coarsen"]))
+        else:
+            params.append(PhysicsParameter(name))
+    loss_spec = spec["loss"]
+    xp = sim.xp
+    target = None
+    if loss_spec["type"] == "density_mse":
+        target = xp.asarray(density_field(loss_spec["target"], scenario.grid, scenario.base), dtype=sim.dtype)
+    elif loss_spec["type"] == "velocity_mse":
+        target = tuple(xp.asarray(a, dtype=sim.dtype)
+                       for a in velocity_field(loss_spec["target"], sim.domain, scenario.base))
+    reg = spec["regularization"]
+
+    def loss(states, values):
+        total = 0.0
+        for s in states:
+            if loss_spec["type"] == "density_mse":
+                total = total + density_mse(s, target)
+            elif loss_spec["type"] == "velocity_mse":
+                total = total + velocity_mse(s, target)
+            else:
+                total = total + kinetic_energy(s, sim.domain.grid.cell_volume)
+        total = total / len(states)
+        if reg["smoothness"]:
+            for key in ("initial_velocity", "initial_density"):
+                if key in values:
+                    total = total + reg["smoothness"] * smoothness(values[key], sim.domain.dx) * sim.domain.grid.cell_volume
+        if reg["effort"] and "control_force" in values:
+            total = total + reg["effort"] * effort(values["control_force"]) * sim.domain.grid.cell_volume
+        return total
+
+    initial = scenario.initial_state(sim)
+    problem = Problem(sim, initial, params, loss, scenario.steps, loss_steps=loss_spec["times"],
+                      memory_budget=spec["memory_budget"])
+    return problem, target, fnp
+
+
+def _rollout_frames(problem, raw, field, every, args, desc):
+    """The frames of the rollout that uses parameters ``raw`` (no differentiation)."""
+    from .optimize.parameters import ControlForce, physics_with
+    sim = problem.sim
+    values = problem.values(raw)
+    state = problem.initial_state
+    if "initial_velocity" in values:
+        state = state.replace(velocity=values["initial_velocity"])
+    if "initial_density" in values:
+        state = state.replace(density=values["initial_density"])
+    control = next((p for p in problem.parameters if isinstance(p, ControlForce)), None)
+    force = (lambda k, c: control.force_at(k, c, sim)) if control else None
+    state = sim.make_incompressible(state)
+    return _simulate(sim, state, problem.steps, every, field, args, desc, physics=physics_with(sim, values),
+                     controls=values.get(control.name) if control else None, force=force)
+
+
+def cmd_optimize(args) -> int:
+    import io
+
+    from .backend import to_numpy
+    from .optimize import make_optimizer, run
+    from .optimize.loop import RESUME_FILE, atomic_write_bytes
+    scenario = _load(args)
+    if scenario.optimize is None:
+        raise UsageError(f"{args.scenario}: the scenario has no optimize: block")
+    out = _prepare_out(args, scenario, allow_existing=args.resume)
+    if args.resume and not (out / RESUME_FILE).exists():
+        raise UsageError(f"--resume: no {RESUME_FILE} in {out}")
+    sim = scenario.simulation()
+    problem, target, _ = build_problem(scenario, sim)
+    spec = scenario.optimize["optimizer"]
+    optimizer = make_optimizer(spec["type"], **spec["options"])
+    iterations = args.iterations or spec["iterations"]
+    video = scenario.output["video"]
+    field = video["field"] if video else None
+    if video and not (args.resume and (out / f"before.{video['format']}").exists()):
+        _, frames = _rollout_frames(problem, problem.initial_raw(), field, scenario.output["every"], args, "before")
+        _video(frames, out / f"before.{video['format']}", video, sim.domain.solid)
+    bar = _progress(iterations, args, f"optimize {scenario.name}", unit="it")
+
+    def on_iteration(record):
+        bar.update(1)
+        bar.set_postfix(loss=f"{record['loss']:.3e}")
+
+    try:
+        if args.resume:
+            done = json.loads((out / "history.json").read_text()) if (out / "history.json").exists() else []
+            bar.update(len(done))
+        result = run(problem, optimizer, iterations, out, resume=args.resume, callback=on_iteration)
+    finally:
+        bar.close()
+    raw = result.raw
+    arrays = {}
+    for p, leaves in zip(problem.parameters, raw):
+        for i, leaf in enumerate(leaves):
+            arrays[f"{p.name}_{i}" if len(leaves) > 1 else p.name] = to_numpy(leaf)
+    values = problem.values(raw)
+    if "initial_velocity" in values:
+        for d, u in enumerate(values["initial_velocity"]):
+            arrays[f"initial_velocity_{'uvw'[d]}"] = to_numpy(u)
+    buffer = io.BytesIO()
+    onp.savez_compressed(buffer, **arrays)
+    atomic_write_bytes(out / "params.npz", buffer.getvalue())
+    from .render import plot_loss, render_panel
+    plot_loss([{"iteration": 0, "loss": result.initial_loss}] + result.history, out / "loss.png")
+    if video:
+        final, frames = _rollout_frames(problem, raw, field, scenario.output["every"], args, "after")
+        _video(frames, out / f"after.{video['format']}", video, sim.domain.solid)
+    else:
+        final = problem.states(raw)[0][-1]
+    if target is not None and scenario.optimize["loss"]["type"] == "density_mse":
+        render_panel(to_numpy(target), to_numpy(final.density), out / "panel.png", obstacle=sim.domain.solid)
+    seconds = [h["seconds"] for h in result.history]
+    metrics = {"name": scenario.name, "initial_loss": result.initial_loss, "final_loss": result.final_loss,
+               "iterations": len(result.history),
+               "seconds_per_iteration": float(onp.mean(seconds)) if seconds else None,
+               "optimizer": spec["type"], "parameters": scenario.optimize["parameters"],
+               "backend": sim.backend, "dtype": str(sim.dtype)}
+    _write_json(out / "metrics.json", metrics)
+    if not args.quiet:
+        ratio = result.initial_loss / result.final_loss if result.final_loss else float("inf")
+        print(f"Optimized {scenario.name}: {', '.join(scenario.optimize['parameters'])} with {spec['type']}, "
+              f"{len(result.history)} iterations ({metrics['seconds_per_iteration'] or 0:.2f} s each); loss "
+              f"{result.initial_loss:.4g} -> {result.final_loss:.4g} ({ratio:.1f}x lower). Wrote params.npz, "
+              f"history.json, loss.png, metrics.json{', before/after videos' if video else ''} to {out}/.")
+    return 0
+
+
+def cmd_gradcheck(args) -> int:
+    from .ad.transforms import jvp
+    scenario = _load(args)
+    if scenario.optimize is None:
+        raise UsageError(f"{args.scenario}: the scenario has no optimize: block to check")
+    sim = scenario.simulation(dtype="float64")
+    problem, _, _ = build_problem(scenario, sim)
+    rng = onp.random.default_rng(args.seed)
+    x0 = problem.flatten(problem.initial_raw())
+    # a generic point near the initial guess: exactly zero velocity sits on interpolation kinks
+    x = x0 + 1e-3 * rng.standard_normal(x0.size) * max(float(onp.abs(x0).max()), 1.0)
+    v = rng.standard_normal(x.size)
+    f, g = problem.value_and_grad(x)
+    adjoint = float(g @ v)
+    eps = args.eps * max(float(onp.linalg.norm(x)), 1.0) / float(onp.linalg.norm(v))
+    fd = (problem.value_and_grad(x + eps * v)[0] - problem.value_and_grad(x - eps * v)[0]) / (2 * eps)
+    _, tangent = jvp(lambda raw: problem.objective(raw), (problem.unflatten(x),), (problem.unflatten(v),))
+    forward = float(tangent)
+    scale = max(abs(adjoint), abs(fd), abs(forward), 1e-300)
+    rows = [("adjoint (VJP) vs finite differences", abs(adjoint - fd) / scale, args.fd_tolerance),
+            ("forward (JVP) vs adjoint (VJP)", abs(forward - adjoint) / scale, args.tolerance)]
+    ok = all(err <= tol for _, err, tol in rows)
+    print(f"gradcheck {scenario.name}: loss {f:.6g}, {x.size} parameters, {scenario.steps} steps, float64")
+    print(f"  directional derivative: VJP {adjoint:.12e}  JVP {forward:.12e}  FD {fd:.12e}")
+    print(f"  {'check':<40} {'rel. error':>12} {'tolerance':>10}  result")
+    for name, err, tol in rows:
+        print(f"  {name:<40} {err:12.3e} {tol:10.1e}  {'ok' if err <= tol else 'FAILED'}")
+    return 0 if ok else 1
+
+
+def cmd_render(args) -> int:
+    from .render import render_frames, to_image, field_limits, project_3d, write_png
+    path = Path(args.result)
+    if not path.is_file():
+        raise UsageError(f"{path}: file not found")
+    try:
+        data = onp.load(path)
+        arrays = {k: data[k] for k in data.files}
+    except Exception as exc:
+        raise UsageError(f"{path}: not a result file ({exc})") from None
+    field = args.field
+    if field == "speed":
+        values = onp.sqrt((arrays["velocity"] ** 2).sum(axis=0)) if "velocity" in arrays else None
+    else:
+        values = arrays.get(field)
+    if values is None:
+        raise UsageError(f"{path}: has no {field!r} field (has {', '.join(sorted(arrays))})")
+    out = Path(args.out) if args.out else path.with_name(f"{path.stem}_{field}.png")
+    if out.exists() and not args.force:
+        raise UsageError(f"{out}: exists (use --force to overwrite)")
+    solid = arrays.get("solid")
+    if out.suffix == ".png":
+        frame = project_3d(values, args.mode) if values.ndim == 3 else values
+        obstacle = project_3d(solid, "max") if solid is not None and solid.ndim == 3 else solid
+        vmin, vmax = field_limits([frame], field)
+        write_png(out, to_image(frame, vmin, vmax, args.colormap or _default_cmap(field), obstacle=obstacle))
+    elif out.suffix in (".mp4", ".gif"):
+        render_frames([values], field, out, colormap=args.colormap, obstacle=solid, mode=args.mode)
+    else:
+        raise UsageError(f"--out {out}: expected a .png, .mp4 or .gif file")
+    if not args.quiet:
+        print(f"Wrote {out}")
+    return 0
+
+
+def _default_cmap(field):
+    from .render import DEFAULT_COLORMAPS
+    return DEFAULT_COLORMAPS[field]
+
+
+# ---------------------------------------------------------------------------
+# the parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,28 +429,93 @@ def build_parser() -> argparse.ArgumentParser:
                                      description="A differentiable Navier-Stokes fluid simulator.")
     parser.add_argument("--version", action="version", version=f"fluidgrad {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("list", help="the bundled scenarios").set_defaults(handler=_list)
-    for name, text in [("run", "simulate a scenario"), ("optimize", "optimize a scenario"),
-                       ("gradcheck", "check a scenario's gradients"),
-                       ("check", "validate a scenario")]:
-        p = sub.add_parser(name, help=text)
+
+    def common(p, out=True):
         p.add_argument("scenario", help="a YAML file or the name of a bundled scenario")
-        p.set_defaults(handler=_needs_scenario)
+        if out:
+            p.add_argument("--out", metavar="DIR", help="output folder (default: runs/<scenario name>/)")
+            p.add_argument("--force", action="store_true", help="overwrite an existing non-empty output folder")
+        p.add_argument("--backend", choices=["numpy", "cupy"], help="array backend (default: the scenario's)")
+        p.add_argument("--dtype", choices=["float32", "float64"], help="float type (default: the scenario's)")
+        p.add_argument("--steps", type=int, metavar="N", help="override time.steps")
+        p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="override any scenario key, e.g. --set grid.resolution=[32,32] (repeatable)")
+        p.add_argument("--quiet", action="store_true", help="no progress bars and no summary")
+
+    p = sub.add_parser("run", help="simulate a scenario",
+                       description="Simulate a scenario; writes result.npz, metrics.json and a video.")
+    common(p)
+    p.set_defaults(handler=cmd_run)
+    p = sub.add_parser("optimize", help="run the scenario's gradient-based optimization",
+                       description="Optimize as the scenario's optimize: block says; writes params.npz, "
+                                   "history.json, loss.png, before/after videos, metrics.json and a resume state.")
+    common(p)
+    p.add_argument("--iterations", type=int, metavar="N", help="override optimize.optimizer.iterations")
+    p.add_argument("--resume", action="store_true", help="continue from the resume state in the output folder")
+    p.set_defaults(handler=cmd_optimize)
+    p = sub.add_parser("gradcheck", help="check the scenario's gradient (adjoint vs FD, JVP vs VJP)",
+                       description="Compare the adjoint gradient of the scenario's loss with central finite "
+                                   "differences and with forward mode; exit 1 if a check fails.")
+    common(p, out=False)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eps", type=float, default=1e-6, help="relative finite-difference step")
+    p.add_argument("--tolerance", type=float, default=1e-8, help="JVP vs VJP relative tolerance")
+    p.add_argument("--fd-tolerance", type=float, default=1e-5, help="VJP vs FD relative tolerance")
+    p.set_defaults(handler=cmd_gradcheck)
+    p = sub.add_parser("render", help="render a saved result as PNG or video",
+                       description="Render a field of a result.npz to a PNG (or a one-frame mp4/gif).")
+    p.add_argument("result", help="a result.npz written by 'fluidgrad run'")
+    p.add_argument("--out", metavar="FILE", help="output .png/.mp4/.gif (default: next to the result)")
+    p.add_argument("--field", default="density", choices=["density", "pressure", "speed"])
+    p.add_argument("--colormap")
+    p.add_argument("--mode", default="slice", choices=["slice", "max"], help="3-D: mid-plane slice or max projection")
+    p.add_argument("--force", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(handler=cmd_render)
+    p = sub.add_parser("check", help="validate a scenario", description="Validate a scenario and exit.")
+    p.add_argument("scenario")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(handler=cmd_check)
+    p = sub.add_parser("list", help="the bundled scenarios", description="List the bundled scenarios.")
+    p.set_defaults(handler=cmd_list)
     return parser
 
 
 def main(argv=None) -> int:
+    from .backend import BackendError
+    from .ops.pressure import SolveError
+    from .scenario import ScenarioError
+    from .simulation import SimulationError
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse printed its one-line usage error
+        return int(exc.code or 0)
     if args.command is None:
         parser.print_help()
         return 0
     try:
         return args.handler(args)
+    except ScenarioError as exc:
+        for problem in exc.problems:
+            _err(problem)
+        return 2
+    except (UsageError, BackendError) as exc:
+        _err(str(exc))
+        return 2
+    except (SimulationError, SolveError, FloatingPointError) as exc:
+        _err(str(exc))
+        return 1
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        _err("interrupted" + (" (resume state saved; continue with --resume)"
+                              if args.command == "optimize" else ""))
         return 130
 
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+__all__ = ["build_parser", "main"]

@@ -1,0 +1,109 @@
+"""A corpus of malformed scenarios: each must exit 2 with one line per problem naming
+the key path, and no traceback."""
+
+import subprocess
+import sys
+
+import pytest
+
+from fluidgrad import cli
+
+BASE = """
+grid: {resolution: [16, 16], size: [1.0, 1.0]}
+time: {dt: 0.01, steps: 5}
+"""
+
+BOMB = "a: &a [x,x,x,x,x,x,x,x,x,x]\n" + "".join(
+    f"{c}: &{c} [{', '.join(['*' + p] * 10)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+
+CORPUS = {
+    "syntax-error": ("grid: {resolution: [16, 16]\ntime: {dt: 0.01}", "invalid YAML at line"),
+    "tab-indentation": ("grid:\n\tresolution: [16, 16]", "invalid YAML"),
+    "python-object-tag": (BASE + "x: !!python/object/apply:os.system ['echo hacked']", "unsupported YAML tag"),
+    "yaml-bomb": (BOMB, "a YAML bomb"),
+    "not-a-mapping": ("- 1\n- 2", "expected a mapping of keys at the top level"),
+    "unknown-top-key": (BASE + "gird: {}", "gird: unknown key; did you mean 'grid'?"),
+    "unknown-nested-key": (BASE + "physics: {viscosty: 0.1}", "physics.viscosty: unknown key; did you mean 'viscosity'?"),
+    "missing-resolution": ("grid: {size: [1, 1]}\ntime: {dt: 0.01, steps: 5}", "grid.resolution: required"),
+    "missing-dt": ("grid: {resolution: [16, 16]}\ntime: {steps: 5}", "time.dt: required"),
+    "resolution-wrong-length": ("grid: {resolution: [16]}\ntime: {dt: 0.01, steps: 5}", "grid.resolution: expected 2 or 3 integers"),
+    "resolution-not-integer": ("grid: {resolution: [16.5, 16]}\ntime: {dt: 0.01, steps: 5}", "grid.resolution[0]: expected an integer"),
+    "negative-size": ("grid: {resolution: [16, 16], size: [1, -1]}\ntime: {dt: 0.01, steps: 5}", "grid.size[1]: must be positive"),
+    "non-square-cells": ("grid: {resolution: [16, 16], size: [1, 2]}\ntime: {dt: 0.01, steps: 5}", "grid: cells must be square"),
+    "negative-dt": ("grid: {resolution: [16, 16]}\ntime: {dt: -0.1, steps: 5}", "time.dt: must be positive"),
+    "zero-steps": ("grid: {resolution: [16, 16]}\ntime: {dt: 0.1, steps: 0}", "time.steps: must be positive"),
+    "steps-is-text": ("grid: {resolution: [16, 16]}\ntime: {dt: 0.1, steps: many}", "time.steps: expected an integer"),
+    "negative-viscosity": (BASE + "physics: {viscosity: -1}", "physics.viscosity: must be >= 0"),
+    "buoyancy-wrong-length": (BASE + "physics: {buoyancy: [0, 1, 2]}", "physics.buoyancy: expected 2 numbers, got 3"),
+    "unknown-advection": (BASE + "advection: upwind", "advection: expected one of maccormack, semi_lagrangian"),
+    "misspelled-solver": (BASE + "pressure: {solver: multigird}", "pressure.solver: expected one of"),
+    "fft-with-walls": (BASE + "pressure: {solver: fft}", "pressure.solver: 'fft' needs a periodic box"),
+    "dct-with-obstacle": (BASE + "pressure: {solver: dct}\nobstacles: [{shape: circle, center: [0.5, 0.5], radius: 0.1}]",
+                          "pressure.solver: 'dct' cannot handle obstacles"),
+    "periodic-without-partner": (BASE + "boundaries: {x_lo: periodic}", "boundaries.x_lo/x_hi: a periodic face needs a periodic partner"),
+    "unknown-boundary-type": (BASE + "boundaries: {y_hi: noslip}", "boundaries.y_hi: expected one of"),
+    "wall-velocity-wrong-length": (BASE + "boundaries: {y_hi: {type: no_slip, velocity: [1.0, 0.0, 0.0]}}",
+                                   "boundaries.y_hi.velocity: expected 2 numbers, got 3"),
+    "unknown-boundary-face": (BASE + "boundaries: {top: no_slip}", "boundaries.top: unknown key"),
+    "inflow-without-velocity": (BASE + "boundaries: {x_lo: inflow}", "boundaries: an inflow face needs a velocity"),
+    "obstacle-outside": (BASE + "obstacles: [{shape: circle, center: [3.0, 0.5], radius: 0.1}]", "obstacles[0].center: lies outside the box"),
+    "sphere-in-2d": (BASE + "obstacles: [{shape: sphere, center: [0.5, 0.5], radius: 0.1}]", "obstacles[0].shape: a sphere needs a 3-D grid"),
+    "obstacle-missing-radius": (BASE + "obstacles: [{shape: circle, center: [0.5, 0.5]}]", "obstacles[0].radius: required"),
+    "box-inverted": (BASE + "obstacles: [{shape: box, lower: [0.5, 0.5], upper: [0.4, 0.9]}]", "obstacles[0].upper: must exceed lower"),
+    "obstacle-fills-domain": (BASE + "obstacles: [{shape: box, lower: [0, 0], upper: [1, 1]}]", "obstacles: the obstacles fill the whole domain"),
+    "missing-image": (BASE + "initial: {density: {type: image, path: nowhere.png}}", "initial.density.path: file not found"),
+    "missing-npz": (BASE + "initial: {velocity: {type: file, path: missing.npz}}", "initial.velocity.path: file not found"),
+    "not-an-image": (BASE + "initial: {density: {type: image, path: notes.txt}}", "initial.density.path: cannot read image"),
+    "unknown-initial-type": (BASE + "initial: {velocity: {type: swirl}}", "initial.velocity.type: expected one of"),
+    "gaussian-without-radius": (BASE + "initial: {density: {type: gaussian, center: [0.5, 0.5]}}", "initial.density.radius: required"),
+    "unknown-video-field": (BASE + "output: {video: {field: temperature}}", "output.video.field: expected one of"),
+    "unknown-colormap": (BASE + "output: {video: {colormap: infernoo}}", "output.video.colormap: unknown colormap; did you mean 'inferno'?"),
+    "unknown-parameter": (BASE + "optimize: {parameters: [initial_speed], loss: {type: kinetic_energy}}",
+                          "optimize.parameters[0]: expected one of"),
+    "loss-without-target": (BASE + "optimize: {loss: {type: density_mse}}", "optimize.loss.target: required for density_mse"),
+    "learning-rate-for-lbfgs": (BASE + "optimize: {loss: {type: kinetic_energy}, optimizer: {type: lbfgs, learning_rate: 0.1}}",
+                                "optimize.optimizer.learning_rate: not used by lbfgs"),
+    "bad-memory-budget": (BASE + "optimize: {loss: {type: kinetic_energy}, checkpointing: {memory_budget: lots}}",
+                          "optimize.checkpointing.memory_budget: expected a size"),
+    "loss-time-after-end": (BASE + "optimize: {loss: {type: kinetic_energy, times: [3, 9]}}", "optimize.loss.times: steps must lie in 1..5"),
+    "unknown-backend": (BASE + "backend: torch", "backend: expected one of numpy, cupy"),
+}
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    path = tmp_path_factory.mktemp("malformed")
+    (path / "notes.txt").write_text("not an image")
+    return path
+
+
+def test_the_corpus_is_large_enough():
+    assert len(CORPUS) >= 25
+
+
+@pytest.mark.parametrize("name", sorted(CORPUS))
+def test_malformed_scenario_exits_2_naming_the_key(name, folder, capsys):
+    text, expected = CORPUS[name]
+    path = folder / f"{name}.yaml"
+    path.write_text(text)
+    assert cli.main(["check", str(path)]) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert lines and all(line.startswith("fluidgrad: ") for line in lines), err
+    assert expected in err, err
+    assert "Traceback" not in err
+
+
+def test_all_problems_are_reported_at_once(folder, capsys):
+    path = folder / "many.yaml"
+    path.write_text("grid: {resolution: [16, 16]}\ntime: {dt: -1, steps: 0}\nphysics: {viscosity: -2}\n")
+    assert cli.main(["check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "time.dt" in err and "time.steps" in err and "physics.viscosity" in err
+
+
+def test_no_traceback_from_a_real_process(folder):
+    path = folder / "bomb.yaml"
+    path.write_text(BOMB)
+    out = subprocess.run([sys.executable, "-m", "fluidgrad", "run", str(path)], capture_output=True, text=True)
+    assert out.returncode == 2 and "Traceback" not in out.stderr and out.stderr.count("\n") == 1
