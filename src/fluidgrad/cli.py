@@ -121,16 +121,28 @@ def write_result(path: Path, state, sim):
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def _simulate(sim, state, steps, every, field, args, desc, physics=None, controls=None, force=None):
-    """Run ``steps`` steps with progress and blow-up checks; returns (final, frames)."""
+def _centered_velocity(state, domain):
+    from .backend import to_numpy
+    from .ops.stencils import face_to_center
+    return tuple(to_numpy(c) for c in face_to_center(state.velocity, domain=domain))
+
+
+def _simulate(sim, state, steps, every, field, args, desc, physics=None, controls=None, force=None,
+              arrows=False):
+    """Run ``steps`` steps with progress and blow-up checks; returns (final, frames), the
+    frames being ``(field, cell-centred velocity or None)`` pairs."""
     from .simulation import check_finite
-    frames = [_frame_of(state, field, sim.domain)] if field else []
+
+    def frame(s):
+        return _frame_of(s, field, sim.domain), (_centered_velocity(s, sim.domain) if arrows else None)
+
+    frames = [frame(state)] if field else []
     bar = _progress(steps, args, desc)
 
     def monitor(k, s):
         check_finite(k, s)
         if field and (k + 1) % every == 0:
-            frames.append(_frame_of(s, field, sim.domain))
+            frames.append(frame(s))
         bar.update(1)
 
     try:
@@ -143,8 +155,10 @@ def _simulate(sim, state, steps, every, field, args, desc, physics=None, control
 
 def _video(frames, path, video, obstacle):
     from .render import render_frames
-    return render_frames(frames, video["field"], path, colormap=video["colormap"], fps=video["fps"],
-                         obstacle=obstacle)
+    velocities = [v for _, v in frames] if video.get("arrows") else None
+    return render_frames([f for f, _ in frames], video["field"], path, colormap=video["colormap"],
+                         fps=video["fps"], obstacle=obstacle, mode=video.get("projection", "slice"),
+                         velocities=velocities)
 
 
 def _write_json(path, obj):
@@ -189,7 +203,7 @@ def cmd_run(args) -> int:
     field = video["field"] if video else None
     t0 = time.perf_counter()
     final, frames = _simulate(sim, state, scenario.steps, scenario.output["every"], field, args,
-                              f"{scenario.name}")
+                              f"{scenario.name}", arrows=bool(video and video.get("arrows")))
     seconds = time.perf_counter() - t0
     write_result(out / "result.npz", final, sim)
     metrics = {"name": scenario.name, "steps": scenario.steps, "wall_seconds": seconds,
@@ -261,7 +275,7 @@ def build_problem(scenario, sim):
     return problem, target, fnp
 
 
-def _rollout_frames(problem, raw, field, every, args, desc):
+def _rollout_frames(problem, raw, field, every, args, desc, arrows=False):
     """The frames of the rollout that uses parameters ``raw`` (no differentiation)."""
     from .optimize.parameters import ControlForce, physics_with
     sim = problem.sim
@@ -275,7 +289,7 @@ def _rollout_frames(problem, raw, field, every, args, desc):
     force = (lambda k, c: control.force_at(k, c, sim)) if control else None
     state = sim.make_incompressible(state)
     return _simulate(sim, state, problem.steps, every, field, args, desc, physics=physics_with(sim, values),
-                     controls=values.get(control.name) if control else None, force=force)
+                     controls=values.get(control.name) if control else None, force=force, arrows=arrows)
 
 
 def cmd_optimize(args) -> int:
@@ -298,7 +312,8 @@ def cmd_optimize(args) -> int:
     video = scenario.output["video"]
     field = video["field"] if video else None
     if video and not (args.resume and (out / f"before.{video['format']}").exists()):
-        _, frames = _rollout_frames(problem, problem.initial_raw(), field, scenario.output["every"], args, "before")
+        _, frames = _rollout_frames(problem, problem.initial_raw(), field, scenario.output["every"], args, "before",
+                                    video.get("arrows"))
         _video(frames, out / f"before.{video['format']}", video, sim.domain.solid)
     bar = _progress(iterations, args, f"optimize {scenario.name}", unit="it")
 
@@ -328,7 +343,8 @@ def cmd_optimize(args) -> int:
     from .render import plot_loss, render_panel
     plot_loss([{"iteration": 0, "loss": result.initial_loss}] + result.history, out / "loss.png")
     if video:
-        final, frames = _rollout_frames(problem, raw, field, scenario.output["every"], args, "after")
+        final, frames = _rollout_frames(problem, raw, field, scenario.output["every"], args, "after",
+                                        video.get("arrows"))
         _video(frames, out / f"after.{video['format']}", video, sim.domain.solid)
     else:
         final = problem.states(raw)[0][-1]

@@ -39,7 +39,8 @@ DEFAULTS = {
     "obstacles": [],
     "initial": {"velocity": {"type": "zero"}, "density": {"type": "zero"}},
     "sources": [],
-    "output": {"every": 1, "video": {"field": "density", "colormap": None, "fps": 30, "format": "mp4"}},
+    "output": {"every": 1, "video": {"field": "density", "colormap": None, "fps": 30, "format": "mp4",
+                                     "projection": "slice", "arrows": False}},
     "backend": "numpy",
     "dtype": "float64",
     "optimize": None,
@@ -598,8 +599,13 @@ def _parse_output(c, spec):
     video = spec.get("video")
     if video is False or video is None:
         return {"every": every, "video": None}
-    video = c.keys(video, ["field", "colormap", "fps", "format"], "output.video")
+    video = c.keys(video, ["field", "colormap", "fps", "format", "projection", "arrows"], "output.video")
     field = c.choice(video.get("field"), FIELDS, "output.video.field", "density")
+    projection = c.choice(video.get("projection"), ("slice", "max"), "output.video.projection", "slice")
+    arrows = video.get("arrows", False)
+    if not isinstance(arrows, bool):
+        c.add("output.video.arrows", "expected true or false", arrows, True)
+        arrows = False
     fps = c.number(video.get("fps"), "output.video.fps", positive=True, integer=True, default=30)
     fmt = c.choice(video.get("format"), ("mp4", "gif"), "output.video.format", "mp4")
     colormap = video.get("colormap")
@@ -610,7 +616,8 @@ def _parse_output(c, spec):
             extra = f"; did you mean {hint[0]!r}?" if hint else ""
             c.add("output.video.colormap", f"unknown colormap{extra}", colormap, True)
             colormap = None
-    return {"every": every, "video": {"field": field, "colormap": colormap, "fps": fps, "format": fmt}}
+    return {"every": every, "video": {"field": field, "colormap": colormap, "fps": fps, "format": fmt,
+                                      "projection": projection, "arrows": arrows}}
 
 
 def _parse_optimize(c, spec, ndim, grid, base, steps):
