@@ -103,7 +103,7 @@ def write_result(path: Path, state, sim):
 
     from .backend import to_numpy
     from .ops.stencils import face_to_center
-    from .optimize.loop import atomic_write_bytes
+    from .atomic import atomic_write_bytes
     domain = sim.domain
     names = "uvw"[: domain.ndim]
     arrays = {
@@ -162,7 +162,7 @@ def _video(frames, path, video, obstacle):
 
 
 def _write_json(path, obj):
-    from .optimize.loop import atomic_write_json
+    from .atomic import atomic_write_json
     atomic_write_json(path, obj)
 
 
@@ -297,7 +297,8 @@ def cmd_optimize(args) -> int:
 
     from .backend import to_numpy
     from .optimize import make_optimizer, run
-    from .optimize.loop import RESUME_FILE, atomic_write_bytes
+    from .atomic import atomic_write_bytes
+    from .optimize.loop import RESUME_FILE
     scenario = _load(args)
     if scenario.optimize is None:
         raise UsageError(f"{args.scenario}: the scenario has no optimize: block")

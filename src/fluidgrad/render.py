@@ -14,11 +14,11 @@ is atomic: it writes a hidden temporary file in the destination folder and then
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as onp
+
+from .atomic import atomic_write
 
 FIELDS = ("density", "vorticity", "speed", "pressure")
 DEFAULT_COLORMAPS = {"density": "inferno", "vorticity": "RdBu_r", "speed": "viridis", "pressure": "coolwarm"}
@@ -64,33 +64,12 @@ def _pad_even(image):
     return onp.pad(image, pad, mode="edge")
 
 
-def _tmp_path(path: Path) -> Path:
-    """A fresh hidden temporary file next to ``path``, named ``.{stem}.*.tmp{suffix}``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
-    os.close(fd)
-    return Path(tmp)
-
-
-def _atomic_write(path, write):
-    """Call ``write(tmp_path)`` for a temporary file beside ``path``, then move it onto ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(path)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
 def _save_figure(fig, path):
     """Save the matplotlib Figure ``fig`` as a PNG at ``path``, atomically."""
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"expected a .png path, got suffix {path.suffix!r} ({path})")
-    return _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
 
 
 def _new_figure(figsize, dpi=100):
@@ -275,7 +254,7 @@ def write_png(path, image):
     if path.suffix.lower() != ".png":
         raise ValueError(f"write_png: expected a .png path, got suffix {path.suffix!r} ({path})")
     image = _check_image(image, "write_png")
-    return _atomic_write(path, lambda tmp: iio.imwrite(tmp, image, extension=".png"))
+    return atomic_write(path, lambda tmp: iio.imwrite(tmp, image, extension=".png"))
 
 
 def write_video(path, images, fps=30):
@@ -322,7 +301,7 @@ def write_video(path, images, fps=30):
             stack = onp.stack(list(frames()))
             iio.imwrite(tmp, stack, plugin="pillow", extension=".gif", is_batch=True,
                         duration=int(round(1000.0 / fps)), loop=0)
-    return _atomic_write(path, write)
+    return atomic_write(path, write)
 
 
 def read_video_frame_count(path) -> int:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as onp
+
+from ..atomic import atomic_write_bytes, atomic_write_json
 
 RESUME_FILE = "resume.npz"
 HISTORY_FILE = "history.json"
@@ -34,29 +34,6 @@ class OptimizationResult:
     history: list
     initial_loss: float
     final_loss: float
-
-
-def atomic_write_bytes(path: Path, data: bytes):
-    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_json(path: Path, obj):
-    atomic_write_bytes(path, (json.dumps(obj, indent=1) + "\n").encode())
 
 
 def _save_resume(folder: Path, state: dict, iteration: int, initial_loss: float, signature: str):
