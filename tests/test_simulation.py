@@ -139,3 +139,24 @@ def test_recorded_rollout_and_monitor():
     assert [s.step for s in states] == [0, 4, 8, 10] and seen == list(range(10))
     final = sim.rollout(s0, 10)
     onp.testing.assert_allclose(states[-1].density, final.density, rtol=1e-13)
+
+
+def test_snapshots_on_disk_give_the_same_gradient(tmp_path):
+    sim = _sim(obstacle=False)
+    s0 = _initial(sim)
+
+    def loss(u, **kw):
+        return _loss(sim.rollout(s0.replace(velocity=u), 12, snapshots=3, **kw))
+
+    g_memory = fg.grad(loss)(s0.velocity)
+    seen = []
+
+    def watching(u):
+        value = loss(u, snapshot_dir=tmp_path)
+        seen.extend(tmp_path.glob("*.npy"))  # snapshots exist during the forward pass
+        return value
+
+    g_disk = fg.grad(watching)(s0.velocity)
+    for a, b in zip(g_memory, g_disk):
+        onp.testing.assert_array_equal(a, b)
+    assert seen and not list(tmp_path.glob("*.npy"))  # and are removed when no longer needed

@@ -6,13 +6,19 @@ With ``s`` snapshots and ``t`` recomputation sweeps one can reverse
 ``l ≤ β(s, t)`` steps, the first ``m = l - β(s - 1, t)`` steps become one tape node that
 keeps only its input state (a snapshot) and is re-run, with ``(s, t - 1)``, when the
 backward pass reaches it; the other ``l - m`` steps are reversed with ``(s - 1, t)``.
-At any moment at most ``s`` states are held, plus one step's residuals.
+At any moment at most ``s`` states are held, plus one step's residuals; with a
+:class:`DiskStore` the snapshots are kept in files instead (for very long runs).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
+import tempfile
+from pathlib import Path
+
+import numpy as onp
 
 from .ad.transforms import recomputing_primitive
 
@@ -54,17 +60,54 @@ def snapshots_for_budget(memory_budget, state_bytes: int, steps: int | None = No
     return max(2, budget // max(state_bytes, 1))
 
 
-def binomial_rollout(step_fn, state, steps: int, snapshots: int, params=None, start: int = 0):
+class DiskStore:
+    """Snapshots as ``.npy`` files in ``folder`` (a temporary folder by default);
+    each file is deleted when its snapshot is no longer referenced."""
+
+    def __init__(self, folder=None):
+        self._tmp = None if folder else tempfile.TemporaryDirectory(prefix="fluidgrad-snapshots-")
+        self.folder = Path(folder or self._tmp.name)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._ids = itertools.count()
+
+    def save(self, array):
+        from .backend import backend_name, to_numpy
+        path = self.folder / f"snapshot-{next(self._ids)}.npy"
+        onp.save(path, to_numpy(array))
+        return _DiskArray(path, array.shape, array.dtype, backend_name(array))
+
+
+class _DiskArray:
+    """A snapshot on disk: ``load()`` reads it back (to its original backend)."""
+
+    __slots__ = ("path", "shape", "dtype", "backend")
+
+    def __init__(self, path, shape, dtype, backend):
+        self.path, self.shape, self.dtype, self.backend = path, shape, dtype, backend
+
+    def load(self):
+        from .backend import to_backend
+        return to_backend(onp.load(self.path), self.backend)
+
+    def __del__(self):
+        try:
+            self.path.unlink(missing_ok=True)
+        except Exception:
+            pass
+
+
+def binomial_rollout(step_fn, state, steps: int, snapshots: int, params=None, start: int = 0, store=None):
     """``steps`` applications of ``step_fn(k, state, params)`` from step ``start``,
     differentiable with the binomial schedule for ``snapshots`` snapshots. ``params``
-    (any tree, may hold differentiable values) is passed to every step."""
+    (any tree, may hold differentiable values) is passed to every step. With ``store``
+    (a :class:`DiskStore`) the snapshots live on disk instead of in memory."""
     if snapshots < 1:
         raise ValueError("checkpointing needs at least one snapshot")
     sweeps = sweeps_needed(steps, snapshots)
-    return _reverse(step_fn, state, start, steps, snapshots, sweeps, params)
+    return _reverse(step_fn, state, start, steps, snapshots, sweeps, params, store)
 
 
-def _reverse(step_fn, state, start, length, snapshots, sweeps, params):
+def _reverse(step_fn, state, start, length, snapshots, sweeps, params, store=None):
     if length == 0:
         return state
     if length == 1:
@@ -75,5 +118,6 @@ def _reverse(step_fn, state, start, length, snapshots, sweeps, params):
         return _reverse(step_fn, s, start, split, snapshots, sweeps - 1, p)
 
     segment = recomputing_primitive(first_part, f"steps {start}-{start + split - 1}")
+    segment.offload = store
     state = segment(state, params)
-    return _reverse(step_fn, state, start + split, length - split, snapshots - 1, sweeps, params)
+    return _reverse(step_fn, state, start + split, length - split, snapshots - 1, sweeps, params, store)

@@ -219,7 +219,7 @@ class Simulation:
 
     def rollout(self, state: State, steps: int, *, physics: Physics | None = None, controls=None,
                 force=None, checkpoint=True, memory_budget=None, snapshots=None, record_every=None,
-                monitor=None, start=0, adjoint_monitor=None):
+                monitor=None, start=0, adjoint_monitor=None, snapshot_dir=None):
         """Run ``steps`` steps; differentiable in the state, ``physics`` and ``controls``.
 
         * ``force(k, controls)`` gives the control force of step ``k`` from the control
@@ -234,8 +234,10 @@ class Simulation:
           (:func:`check_finite` stops a blow-up there).
         * ``adjoint_monitor(k, adjoint_state)`` (e.g. an :class:`AdjointMonitor`) is called
           for each step during the backward pass: per-step adjoint norms.
+        * ``snapshot_dir``: keep the checkpoint snapshots as files there (``True``: a
+          temporary folder) instead of in memory, for very long runs.
         """
-        from .checkpointing import binomial_rollout, snapshots_for_budget
+        from .checkpointing import DiskStore, binomial_rollout, snapshots_for_budget
         if record_every:
             states = [state]
             for offset in range(0, steps, record_every):
@@ -243,7 +245,8 @@ class Simulation:
                 states.append(self.rollout(
                     states[-1], n, physics=physics, controls=controls, force=force,
                     checkpoint=checkpoint, memory_budget=memory_budget, snapshots=snapshots,
-                    monitor=monitor, start=start + offset, adjoint_monitor=adjoint_monitor))
+                    monitor=monitor, start=start + offset, adjoint_monitor=adjoint_monitor,
+                    snapshot_dir=snapshot_dir))
             return states
 
         def step_fn(k, s, params):
@@ -262,7 +265,8 @@ class Simulation:
             for k in range(start, start + steps):
                 state = step_fn(k, state, params)
             return state
-        return binomial_rollout(step_fn, state, steps, snapshots, params, start)
+        store = DiskStore(None if snapshot_dir is True else snapshot_dir) if snapshot_dir else None
+        return binomial_rollout(step_fn, state, steps, snapshots, params, start, store)
 
     def state_bytes(self) -> int:
         """Bytes of one state (velocity + density + pressure)."""

@@ -77,6 +77,8 @@ def zeros_like_value(x):
         x = x._fg_value
     if isinstance(x, (float, complex)):
         return type(x)(0)
+    if type(x) is Stripped:
+        return x.xp.zeros(x.shape, dtype=x.dtype)
     return xp_of(x).zeros_like(x)
 
 
@@ -113,6 +115,7 @@ class Primitive:
         self.jvps: dict[int, object] = {}
         self.jvp_all = None
         self.transpose_argnum = None
+        self.offload = None  # a store with save(array) -> handle, handle.load(): inputs kept off memory
         self.needs: dict[int, frozenset] | None = {}  # argnum -> what its VJP reads
         self._keep_cache: dict = {}
         self._register = register
@@ -401,11 +404,12 @@ _MISSING = object()
 class Stripped:
     """Stands in on the tape for an input the VJP does not read: only shape and dtype."""
 
-    __slots__ = ("shape", "dtype")
+    __slots__ = ("shape", "dtype", "xp")
 
     def __init__(self, value):
         self.shape = value.shape
         self.dtype = value.dtype
+        self.xp = xp_of(value)
 
     @property
     def ndim(self):
@@ -422,14 +426,27 @@ def _is_float_array(x):
 def _strip_unneeded(prim, args, ans, argnums):
     """The inputs and output to store on a node: those the VJP will not read are
     replaced by their shape and dtype, so the arrays can be freed early."""
+    if prim.offload is not None:  # keep the float inputs in the store (e.g. on disk) instead
+        store = prim.offload
+        args = [unflatten(td, [store.save(x) if _is_float_array(x) else x for x in leaves])
+                for leaves, td in (flatten(a) for a in args)]
+        return args, _strip_tree(ans)
     keep = prim.kept(argnums)
     if keep is None:
         return args, ans
     stored = args if "*args" in keep else [
         Stripped(a) if i not in keep and _is_float_array(a) else a for i, a in enumerate(args)]
-    if "ans" not in keep and _is_float_array(ans):
-        ans = Stripped(ans)
+    if "ans" not in keep:
+        ans = _strip_tree(ans)
     return stored, ans
+
+
+def _strip_tree(tree):
+    """``tree`` with every float array replaced by its shape and dtype."""
+    if kind_of(tree) is None:
+        return Stripped(tree) if _is_float_array(tree) else tree
+    leaves, treedef = flatten(tree)
+    return unflatten(treedef, [Stripped(x) if _is_float_array(x) else x for x in leaves])
 
 
 class ReverseTrace(Trace):
@@ -473,6 +490,7 @@ class ReverseTrace(Trace):
         else:
             leaves, treedef = flatten(ans)
             node = Node(prim, new_args, kwargs, ans, parents, treedef, len(leaves))
+            node.args, node.ans = _strip_unneeded(prim, new_args, ans, node.argnums)
             boxed = []
             for k, leaf in enumerate(leaves):
                 _check_no_leak(self, prim, leaf)
@@ -592,7 +610,11 @@ def backward_pass(trace, seeds, retain_graph=False):
                 "backward(); pass retain_graph=True to the first call")
         g = _cotangent(node)
         node.out_grads = None
-        adjs = node.prim.apply_vjp(g, node.ans, node.args, node.kwargs, node.argnums)
+        args = node.args
+        if node.prim.offload is not None:
+            args = [unflatten(td, [x.load() if hasattr(x, "load") else x for x in leaves])
+                    for leaves, td in (flatten(a) for a in args)]
+        adjs = node.prim.apply_vjp(g, node.ans, args, node.kwargs, node.argnums)
         if _anomaly["on"] and not _all_finite(list(adjs.values())):
             raise FloatingPointError(f"backward pass: the VJP of {node.prim.name} produced NaN or Inf")
         flat_adjs = {}
@@ -600,7 +622,7 @@ def backward_pass(trace, seeds, retain_graph=False):
             adj = adjs[i]
             if adj is None:
                 continue
-            arg = node.args[i]
+            arg = args[i]
             if j >= 0:
                 if i not in flat_adjs:
                     flat_adjs[i] = (flatten(arg)[0], flatten_as(flatten(arg)[1], adj))
