@@ -11,7 +11,7 @@ import pytest
 import fluidgrad
 import fluidgrad.ops  # noqa: F401 - registers the fluid kernels
 from fluidgrad.ad.core import Primitive, differentiable_primitives
-from fluidgrad.ad.tree import tree_map
+from fluidgrad.ad.tree import flatten, tree_map
 from fluidgrad.testing import _inner, _random_like, check_vjp
 from ad.primitive_cases import CASES as ARRAY_CASES
 from ops.kernel_cases import CASES as KERNEL_CASES
@@ -82,3 +82,30 @@ def test_transpose_identity(name, k):
     ax_linear = tree_map(lambda a, b: onp.asarray(a) - onp.asarray(b), ax, offset)
     lhs, rhs = _inner(ax_linear, y), _inner(x, aty)
     assert abs(lhs - rhs) <= 1e-12 * max(abs(lhs), abs(rhs), 1.0)
+
+
+def _as_float32(tree):
+    return tree_map(lambda x: x.astype(onp.float32) if isinstance(x, onp.ndarray) and x.dtype == onp.float64
+                    else (onp.float32(x) if isinstance(x, float) else x), tree)
+
+
+FLOAT32 = [pytest.param(name, k, id=f"{name}-{case.id or k}") for name in sorted(KERNEL_CASES)
+           for k, case in enumerate(KERNEL_CASES[name])]
+
+
+@pytest.mark.parametrize("name, k", FLOAT32)
+def test_kernels_keep_float32(name, k):
+    """No silent promotion: float32 inputs give float32 outputs and adjoints."""
+    case = KERNEL_CASES[name][k]
+    args = _as_float32(list(case.make(onp.random.default_rng(k))))
+    prim = PRIMITIVES[name]
+    ans = prim(*args, **case.kwargs)
+    assert all(x.dtype == onp.float32 for x in flatten(ans)[0] if hasattr(x, "dtype")), name
+    g = _as_float32(_random_like(ans, onp.random.default_rng(0)))
+    argnums = tuple(i for i, a in enumerate(args) if any(getattr(x, "dtype", None) == onp.float32
+                                                          for x in flatten(a)[0]))
+    adjs = prim.apply_vjp(g, ans, args, case.kwargs, argnums)
+    for i, adj in adjs.items():
+        for x in flatten(adj)[0]:
+            if hasattr(x, "dtype") and getattr(x, "ndim", 0) > 0:
+                assert x.dtype == onp.float32, (name, i)

@@ -20,8 +20,11 @@ pass from the stored velocity (cheap) instead of being kept on the tape.
 
 from __future__ import annotations
 
+import numpy as onp
+
 from ..ad.core import Primitive
 from ..backend import xp_of
+from . import fused
 from . import interpolation as interp
 
 
@@ -108,8 +111,21 @@ BACKTRACES = ("euler", "rk2")
 # -- semi-Lagrangian -------------------------------------------------------------------
 
 
+def _fused_inputs(q, velocity, domain, location):
+    """Padded field and velocity and the lattice geometry, for the fused kernels."""
+    key = ("fused-geometry", location)
+    geo = domain._cache.get(key)
+    if geo is None:
+        geo = domain._cache[key] = fused.geometry(domain, location)
+    up, vp = _padded_velocity(velocity, domain)
+    return interp.pad_field(q, domain, location), up, vp, geo
+
+
 def _semi_lagrangian(q, velocity, *, dt, domain, location="center", backtrace="euler"):
     """``q'(x) = I[q](x_d)`` at the departure point ``x_d`` of the lattice point ``x``."""
+    if fused.usable(q, velocity, domain, backtrace):
+        qp, up, vp, geo = _fused_inputs(q, velocity, domain, location)
+        return fused.sl_forward(qp, up, vp, geo, q.shape[0], q.shape[1], float(dt), domain.dx)
     bt = Backtrace(velocity, domain, location, dt, backtrace)
     return interp.gather(interp.pad_field(q, domain, location), bt.stencil)
 
@@ -120,6 +136,11 @@ semi_lagrangian = Primitive(_semi_lagrangian, "semi_lagrangian", register=True)
 @semi_lagrangian.defvjp_all(needs=(0, 1))
 def _semi_lagrangian_vjp(g, ans, q, velocity, *, dt, domain, location="center", backtrace="euler"):
     """``adj_q = Iᵀ g``; the departure points get ``g ∂I[q]/∂x`` and pass it to u."""
+    if fused.usable(q, velocity, domain, backtrace) and g.dtype == q.dtype:
+        qp, up, vp, geo = _fused_inputs(q, velocity, domain, location)
+        adj_qp, adj_up, adj_vp = fused.sl_vjp(onp.ascontiguousarray(g), qp, up, vp, geo, float(dt), domain.dx)
+        return (interp.pad_field_transpose(adj_qp, domain, location),
+                (interp.pad_field_transpose(adj_up, domain, 0), interp.pad_field_transpose(adj_vp, domain, 1)))
     bt = Backtrace(velocity, domain, location, dt, backtrace)
     padded_shape = interp.padded_lattice(domain, location).shape
     adj_q = interp.pad_field_transpose(interp.scatter(g, bt.stencil, padded_shape), domain, location)
@@ -132,6 +153,13 @@ def _semi_lagrangian_vjp(g, ans, q, velocity, *, dt, domain, location="center", 
 def _semi_lagrangian_jvp(dots, ans, q, velocity, *, dt, domain, location="center", backtrace="euler"):
     """``dot_q' = I dot_q + Σ_a ∂I[q]/∂x_a · dx_d,a``."""
     dot_q, dot_u = dots
+    if fused.usable(q, velocity, domain, backtrace) and all(
+            d is None or type(d) is onp.ndarray for d in (dot_q, *(dot_u or ()))):
+        qp, up, vp, geo = _fused_inputs(q, velocity, domain, location)
+        dq = qp if dot_q is None else interp.pad_field(dot_q, domain, location, homogeneous=True)
+        du, dv = (up, vp) if dot_u is None else _padded_velocity(dot_u, domain, homogeneous=True)
+        return fused.sl_jvp(dq, du, dv, qp, up, vp, geo, q.shape[0], q.shape[1], float(dt), domain.dx,
+                            dot_q is not None, dot_u is not None)
     bt = Backtrace(velocity, domain, location, dt, backtrace)
     out = None
     if dot_q is not None:

@@ -116,7 +116,7 @@ def stencil(lattice: Lattice, points) -> Stencil:
         else:
             sc = xp.clip(s, 0, n - 1)
             i0 = xp.minimum(xp.floor(sc).astype(xp.int64), n - 2)
-            t = sc - i0
+            t = sc - i0.astype(sc.dtype)  # float32 - int64 would promote to float64
             i1 = i0 + 1
             dt = ((s >= 0) & (s <= n - 1)).astype(s.dtype)
         lower.append(i0)

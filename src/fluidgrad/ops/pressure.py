@@ -39,7 +39,8 @@ class PressureSolve:
 
     ``tolerance`` bounds ``max |∇·u|`` after projection (absolute, but never below
     64 ε max|∇·u₀|: float32 PCG stagnates at 10-30 ε max|∇·u₀|); the adjoint solve stops
-    at ``adjoint_tolerance`` relative to its right-hand side (default: ``tolerance``).
+    at ``adjoint_tolerance`` relative to its right-hand side (default: ``tolerance``; never
+    below 64 ε).
     """
 
     solver: str = "auto"
@@ -89,12 +90,13 @@ def solve_pressure(domain, b, settings: PressureSolve, adjoint=False):
     op = poisson_operator(domain, b)
     if solver == "jacobi":
         return linear_solvers.solve_jacobi(op, b, settings.iterations)[0]
+    eps = float(onp.finfo(b.dtype).eps)
     if adjoint:
         tol = settings.adjoint_tolerance if settings.adjoint_tolerance is not None else settings.tolerance
-        kwargs = dict(tolerance=tol, relative=True)
+        kwargs = dict(tolerance=max(tol, 64 * eps), relative=True)
     else:
         # no float type resolves a divergence below its own precision times |b|
-        floor = 64 * float(onp.finfo(b.dtype).eps) * float(xp_of(b).abs(b).max())
+        floor = 64 * eps * float(xp_of(b).abs(b).max())
         kwargs = dict(tolerance=max(settings.tolerance, floor), relative=False)
     if solver == "cg":
         p, info = linear_solvers.solve_cg(op, b, max_iterations=settings.max_iterations,

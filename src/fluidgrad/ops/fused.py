@@ -1,0 +1,160 @@
+"""Fused CPU kernels (numba) for the hottest primitive: 2-D semi-Lagrangian advection
+with the Euler backtrace, forward, VJP and JVP.
+
+One pass over the lattice points does what the array-API reference in
+:mod:`~fluidgrad.ops.advection` does with some thirty whole-array temporaries: sample
+the velocity at the point, trace back, interpolate. The arithmetic is the reference's,
+in the same order, so results agree to round-off; the reference stays the oracle
+(tests compare the two to 1e-12 in float64). Fields arrive already padded with their
+ghost layers (:func:`~fluidgrad.ops.interpolation.pad_field`); a lattice is described by
+its padded shape, its offset and whether it is periodic, per axis.
+
+Used automatically for numpy arrays when numba is installed; ``FLUIDGRAD_NUMBA=0``
+turns it off. Compiled kernels are cached on disk, so later processes load them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as onp
+
+try:  # numba is optional
+    import numba
+except ImportError:  # pragma: no cover - exercised where numba is absent
+    numba = None
+
+
+def available() -> bool:
+    return numba is not None and os.environ.get("FLUIDGRAD_NUMBA", "1") != "0"
+
+
+def _jit(fun):
+    return numba.njit(cache=True, nogil=True)(fun) if numba is not None else fun
+
+
+@_jit
+def _axis(x, n, offset, periodic, h):
+    """Lower/upper index, fraction and d(fraction)/ds of coordinate ``x`` on one axis."""
+    s = x / h - offset
+    if periodic:
+        f = math.floor(s)
+        t = s - f
+        i0 = int(f) % n
+        return i0, (i0 + 1) % n, t, 1.0
+    if n == 1:
+        return 0, 0, 0.0, 0.0
+    sc = min(max(s, 0.0), n - 1.0)
+    i0 = min(int(math.floor(sc)), n - 2)
+    t = sc - i0
+    return i0, i0 + 1, t, 1.0 if (s >= 0.0 and s <= n - 1.0) else 0.0
+
+
+@_jit
+def _sample(a, x, y, off0, off1, per0, per1, h):
+    """Bilinear interpolation of the padded lattice array ``a`` at (x, y)."""
+    i0, i1, t0, _ = _axis(x, a.shape[0], off0, per0, h)
+    j0, j1, t1, _ = _axis(y, a.shape[1], off1, per1, h)
+    return ((1 - t0) * (1 - t1) * a[i0, j0] + (1 - t0) * t1 * a[i0, j1]
+            + t0 * (1 - t1) * a[i1, j0] + t0 * t1 * a[i1, j1])
+
+
+@_jit
+def _slope(a, x, y, off0, off1, per0, per1, h):
+    """``(∂/∂x, ∂/∂y)`` of the bilinear interpolant of ``a`` at (x, y)."""
+    i0, i1, t0, d0 = _axis(x, a.shape[0], off0, per0, h)
+    j0, j1, t1, d1 = _axis(y, a.shape[1], off1, per1, h)
+    sx = ((-1.0 / h * d0 * (1 - t1)) * a[i0, j0] + (-1.0 / h * d0 * t1) * a[i0, j1]
+          + (1.0 / h * d0 * (1 - t1)) * a[i1, j0] + (1.0 / h * d0 * t1) * a[i1, j1])
+    sy = ((-1.0 / h * d1 * (1 - t0)) * a[i0, j0] + (1.0 / h * d1 * (1 - t0)) * a[i0, j1]
+          + (-1.0 / h * d1 * t0) * a[i1, j0] + (1.0 / h * d1 * t0) * a[i1, j1])
+    return sx, sy
+
+
+@_jit
+def _scatter(out, g, x, y, off0, off1, per0, per1, h):
+    """Transpose of :func:`_sample`: add ``g`` times the weights into ``out``."""
+    i0, i1, t0, _ = _axis(x, out.shape[0], off0, per0, h)
+    j0, j1, t1, _ = _axis(y, out.shape[1], off1, per1, h)
+    out[i0, j0] += (1 - t0) * (1 - t1) * g
+    out[i0, j1] += (1 - t0) * t1 * g
+    out[i1, j0] += t0 * (1 - t1) * g
+    out[i1, j1] += t0 * t1 * g
+
+
+@_jit
+def _departure(i, j, geo, u, v, dt, h):
+    """The lattice point (i, j) of the field and its Euler departure point."""
+    x = (i + geo[0]) * h
+    y = (j + geo[1]) * h
+    ux = _sample(u, x, y, geo[4], geo[5], geo[6] > 0, geo[7] > 0, h)
+    vy = _sample(v, x, y, geo[8], geo[9], geo[10] > 0, geo[11] > 0, h)
+    return x, y, x - dt * ux, y - dt * vy
+
+
+@_jit
+def sl_forward(q, u, v, geo, shape0, shape1, dt, h):
+    """``q'(x) = I[q](x - Δt U(x))`` at every lattice point of the field."""
+    out = onp.empty((shape0, shape1), dtype=q.dtype)
+    for i in range(shape0):
+        for j in range(shape1):
+            _, _, xd, yd = _departure(i, j, geo, u, v, dt, h)
+            out[i, j] = _sample(q, xd, yd, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
+    return out
+
+
+@_jit
+def sl_vjp(g, q, u, v, geo, dt, h):
+    """``adj_q = Iᵀ g``; ``adj_u = Sᵀ(-Δt g ∂I[q]/∂x)`` (all on the padded lattices)."""
+    adj_q = onp.zeros_like(q)
+    adj_u = onp.zeros_like(u)
+    adj_v = onp.zeros_like(v)
+    for i in range(g.shape[0]):
+        for j in range(g.shape[1]):
+            x, y, xd, yd = _departure(i, j, geo, u, v, dt, h)
+            gij = g[i, j]
+            _scatter(adj_q, gij, xd, yd, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
+            sx, sy = _slope(q, xd, yd, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
+            _scatter(adj_u, -dt * (gij * sx), x, y, geo[4], geo[5], geo[6] > 0, geo[7] > 0, h)
+            _scatter(adj_v, -dt * (gij * sy), x, y, geo[8], geo[9], geo[10] > 0, geo[11] > 0, h)
+    return adj_q, adj_u, adj_v
+
+
+@_jit
+def sl_jvp(dq, du, dv, q, u, v, geo, shape0, shape1, dt, h, with_q, with_u):
+    """``dot_q' = I dot_q + Σ_a ∂I[q]/∂x_a · (-Δt S_a dot_u_a)``."""
+    out = onp.zeros((shape0, shape1), dtype=q.dtype)
+    for i in range(shape0):
+        for j in range(shape1):
+            x, y, xd, yd = _departure(i, j, geo, u, v, dt, h)
+            total = 0.0
+            if with_q:
+                total = _sample(dq, xd, yd, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
+            if with_u:
+                sx, sy = _slope(q, xd, yd, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
+                dux = _sample(du, x, y, geo[4], geo[5], geo[6] > 0, geo[7] > 0, h)
+                dvy = _sample(dv, x, y, geo[8], geo[9], geo[10] > 0, geo[11] > 0, h)
+                total = total + sx * (-dt * dux) + sy * (-dt * dvy)
+            out[i, j] = total
+    return out
+
+
+def geometry(domain, location):
+    """Offsets and periodicity of the field's and the velocity's lattices, as one array:
+    [field offset (unpadded) ×2, field offset (padded) ×2, u offsets ×2, u periodic ×2,
+    v offsets ×2, v periodic ×2, field periodic ×2]."""
+    from . import interpolation as interp
+    field = interp.field_lattice(domain, location)
+    padded = interp.padded_lattice(domain, location)
+    lu = interp.padded_lattice(domain, 0)
+    lv = interp.padded_lattice(domain, 1)
+    return onp.array([*field.offset, *padded.offset, *lu.offset, *map(float, lu.periodic),
+                      *lv.offset, *map(float, lv.periodic), *map(float, padded.periodic)])
+
+
+def usable(q, velocity, domain, backtrace) -> bool:
+    """Whether the fused kernel applies: numpy arrays, 2-D, Euler backtrace, numba on."""
+    return (available() and domain.ndim == 2 and backtrace == "euler"
+            and type(q) is onp.ndarray and all(type(u) is onp.ndarray for u in velocity)
+            and q.dtype == velocity[0].dtype == velocity[1].dtype)
