@@ -277,19 +277,10 @@ def build_problem(scenario, sim):
 
 def _rollout_frames(problem, raw, field, every, args, desc, arrows=False):
     """The frames of the rollout that uses parameters ``raw`` (no differentiation)."""
-    from .optimize.parameters import ControlForce, physics_with
-    sim = problem.sim
-    values = problem.values(raw)
-    state = problem.initial_state
-    if "initial_velocity" in values:
-        state = state.replace(velocity=values["initial_velocity"])
-    if "initial_density" in values:
-        state = state.replace(density=values["initial_density"])
-    control = next((p for p in problem.parameters if isinstance(p, ControlForce)), None)
-    force = (lambda k, c: control.force_at(k, c, sim)) if control else None
-    state = sim.make_incompressible(state)
-    return _simulate(sim, state, problem.steps, every, field, args, desc, physics=physics_with(sim, values),
-                     controls=values.get(control.name) if control else None, force=force, arrows=arrows)
+    _, state, physics, controls, force = problem.setup(raw)
+    state = problem.sim.make_incompressible(state)  # so the first frame shows the projected flow
+    return _simulate(problem.sim, state, problem.steps, every, field, args, desc, physics=physics,
+                     controls=controls, force=force, arrows=arrows)
 
 
 def cmd_optimize(args) -> int:

@@ -25,6 +25,11 @@ def _lap_transpose(g, domain, location):
     return stencils._laplacian_transpose(g, None, domain=domain, location=location)
 
 
+def _nu_adjoint(value, nu, like):
+    """The adjoint of ν as the same kind of value as ν (array of ``like``'s dtype, or float)."""
+    return value.astype(like.dtype) if hasattr(nu, "dtype") else float(value)
+
+
 def _vdot(a, b):
     return (a * b).sum()
 
@@ -44,8 +49,7 @@ explicit_diffusion = Primitive(_explicit_diffusion, "explicit_diffusion", regist
 def _explicit_vjp(g, ans, q, nu, *, dt, domain, location="center"):
     """``adj_q = g + νΔt Aᵀ g``; ``adj_ν = Δt ⟨g, Δq⟩``."""
     adj_q = g + (nu * dt) * _lap_transpose(g, domain, location)
-    adj_nu = dt * _vdot(g, _lap(q, domain, location))
-    return adj_q, adj_nu.astype(g.dtype) if hasattr(nu, "dtype") else float(adj_nu)
+    return adj_q, _nu_adjoint(dt * _vdot(g, _lap(q, domain, location)), nu, g)
 
 
 @explicit_diffusion.defjvp_all
@@ -82,8 +86,7 @@ implicit_diffusion = Primitive(_implicit_diffusion, "implicit_diffusion", regist
 def _implicit_vjp(g, ans, q, nu, *, dt, domain, location="center"):
     """``adj_q = (I - νΔt A)⁻¹ g``; ``adj_ν = Δt ⟨adj_q, Δq'⟩``."""
     adj_q = _solve(g, nu, dt, domain, location)
-    adj_nu = dt * _vdot(adj_q, _lap(ans, domain, location))
-    return adj_q, adj_nu.astype(g.dtype) if hasattr(nu, "dtype") else float(adj_nu)
+    return adj_q, _nu_adjoint(dt * _vdot(adj_q, _lap(ans, domain, location)), nu, g)
 
 
 @implicit_diffusion.defjvp_all

@@ -64,18 +64,23 @@ class Problem:
         """What each parameter is in simulation terms, from the raw variables."""
         return {p.name: p.apply(r, self.sim) for p, r in zip(self.parameters, raw)}
 
-    def states(self, raw, monitor=None):
-        """The states at the loss steps, for raw parameter values ``raw``."""
+    def setup(self, raw):
+        """What a rollout with parameters ``raw`` starts from: ``(values, initial state,
+        physics, controls, force)`` (see :meth:`Simulation.rollout`)."""
         values = self.values(raw)
         state = self.initial_state
         if "initial_velocity" in values:
             state = state.replace(velocity=values["initial_velocity"])
         if "initial_density" in values:
             state = state.replace(density=values["initial_density"])
-        physics = physics_with(self.sim, values)
         control = next((p for p in self.parameters if isinstance(p, ControlForce)), None)
         controls = values.get(control.name) if control else None
         force = (lambda k, c: control.force_at(k, c, self.sim)) if control else None
+        return values, state, physics_with(self.sim, values), controls, force
+
+    def states(self, raw, monitor=None):
+        """The states at the loss steps, for raw parameter values ``raw``."""
+        values, state, physics, controls, force = self.setup(raw)
         out, done = [], 0
         for target in self.loss_steps:
             state = self.sim.rollout(state, target - done, physics=physics, controls=controls, force=force,
