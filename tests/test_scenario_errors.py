@@ -67,6 +67,8 @@ CORPUS = {
                           "optimize.checkpointing.memory_budget: expected a size"),
     "loss-time-after-end": (BASE + "optimize: {loss: {type: kinetic_energy, times: [3, 9]}}", "optimize.loss.times: steps must lie in 1..5"),
     "unknown-backend": (BASE + "backend: torch", "backend: expected one of numpy, cupy"),
+    "grid-too-large": ("grid: {resolution: [100000, 100000]}\ntime: {dt: 0.01, steps: 5}",
+                       "grid.resolution: 10,000,000,000 cells need more memory"),
 }
 
 

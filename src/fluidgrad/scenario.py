@@ -156,6 +156,15 @@ class _Checker:
         return str(p)
 
 
+def _memory_bytes() -> int:
+    """Physical memory of this machine (bytes); a large default where unknown."""
+    import os
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 2 ** 40
+
+
 def _show(value):
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -356,6 +365,10 @@ def parse_scenario(data, path: Path | None = None, overrides: dict | None = None
     size = c.vector(size, ndim, "grid.size", positive=True) if size is not None else (
         tuple(float(n) / max(resolution) for n in resolution) if resolution else None)
     grid = None
+    if resolution and math.prod(resolution) * 8 * 40 > _memory_bytes():
+        c.add("grid.resolution", f"{math.prod(resolution):,} cells need more memory than this machine has "
+                                 f"(about 320 bytes per cell)", list(resolution), True)
+        resolution = None
     if resolution and size:
         try:
             grid = Grid(resolution, size)
