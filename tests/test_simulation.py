@@ -160,3 +160,28 @@ def test_snapshots_on_disk_give_the_same_gradient(tmp_path):
     for a, b in zip(g_memory, g_disk):
         onp.testing.assert_array_equal(a, b)
     assert seen and not list(tmp_path.glob("*.npy"))  # and are removed when no longer needed
+
+
+def test_the_schedule_uses_the_fewest_step_evaluations():
+    """Counted step evaluations (forward + recomputations) equal a brute-force optimum."""
+    import functools
+
+    from fluidgrad.checkpointing import binomial_rollout
+
+    @functools.lru_cache(None)
+    def fewest(length, snapshots):
+        if length <= 1:
+            return length
+        if snapshots == 0:
+            return float("inf")
+        return min(m + fewest(length - m, snapshots - 1) + fewest(m, snapshots) for m in range(1, length))
+
+    for length, snapshots in [(7, 2), (20, 3), (33, 4), (45, 3), (60, 6)]:
+        calls = []
+
+        def step(k, x, p):
+            calls.append(k)
+            return x * 1.01 + p
+
+        fg.grad(lambda x: fnp.sum(binomial_rollout(step, x, length, snapshots, 0.5) ** 2))(onp.ones(3))
+        assert len(calls) == fewest(length, snapshots), (length, snapshots)

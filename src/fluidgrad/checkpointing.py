@@ -3,9 +3,12 @@
 With ``s`` snapshots and ``t`` recomputation sweeps one can reverse
 ``β(s, t) = C(s + t, s)`` steps (Griewank & Walther 2000); ``s = 20``, ``t = 4`` covers
 10,626 steps. The schedule is built from nested recomputing segments: to reverse
-``l ≤ β(s, t)`` steps, the first ``m = l - β(s - 1, t)`` steps become one tape node that
-keeps only its input state (a snapshot) and is re-run, with ``(s, t - 1)``, when the
+``l ≤ β(s, t)`` steps, the first ``m`` steps (:func:`optimal_split`) become one tape node
+that keeps only its input state (a snapshot) and is re-run, with ``(s, t - 1)``, when the
 backward pass reaches it; the other ``l - m`` steps are reversed with ``(s - 1, t)``.
+The number of step evaluations is the minimum possible (Revolve's ``t l - β(s+1, t-1)``
+forward steps plus the taped one): e.g. 3.99 per step for ``T = 2000, s = 20`` and 4.80
+for ``T = 10,000, s = 20``.
 At any moment at most ``s`` states are held, plus one step's residuals; with a
 :class:`DiskStore` the snapshots are kept in files instead (for very long runs).
 """
@@ -96,6 +99,16 @@ class _DiskArray:
             pass
 
 
+def optimal_split(length: int, snapshots: int, sweeps: int) -> int:
+    """Steps in the first (recomputed) segment when reversing ``length ≤ β(s, t)`` steps:
+    the rest must be reversible with one snapshot less (``length - m ≤ β(s-1, t)``), the
+    first part with one sweep less (``m ≤ β(s, t-1)``); within that range ``β(s, t-2)``
+    minimizes the step evaluations (checked against brute force in the tests)."""
+    lo = max(1, length - beta(snapshots - 1, sweeps))
+    hi = min(length - 1, beta(snapshots, sweeps - 1))
+    return max(lo, min(hi, beta(snapshots, sweeps - 2) if sweeps >= 2 else 1))
+
+
 def binomial_rollout(step_fn, state, steps: int, snapshots: int, params=None, start: int = 0, store=None):
     """``steps`` applications of ``step_fn(k, state, params)`` from step ``start``,
     differentiable with the binomial schedule for ``snapshots`` snapshots. ``params``
@@ -112,7 +125,7 @@ def _reverse(step_fn, state, start, length, snapshots, sweeps, params, store=Non
         return state
     if length == 1:
         return step_fn(start, state, params)
-    split = max(1, length - beta(snapshots - 1, sweeps))
+    split = optimal_split(length, snapshots, sweeps)
 
     def first_part(s, p):
         return _reverse(step_fn, s, start, split, snapshots, sweeps - 1, p)
