@@ -90,12 +90,40 @@ def eigenvalues(kinds, shape, h, like):
     return lam
 
 
+def type4(x, axis, sine=False):
+    """Orthonormal DCT-IV (or DST-IV) along ``axis`` from one complex FFT of length 2N:
+    ``X_k = √(2/N) Re/−Im[e^{-iπ(2k+1)/4N} Σ_n x_n e^{-iπn/2N} e^{-2πi nk/2N}]``.
+    For backends whose FFT module lacks type 4 (cupy); both are their own inverse."""
+    xp = xp_of(x)
+    n = x.shape[axis]
+    shape = [1] * x.ndim
+    shape[axis] = n
+    k = xp.arange(n, dtype=onp.float64).reshape(shape)
+    pre = xp.exp(-1j * math.pi * k / (2 * n))
+    post = xp.exp(-1j * math.pi * (2 * k + 1) / (4 * n))
+    spectrum = xp.fft.fft(x * pre, n=2 * n, axis=axis)
+    head = xp.take(spectrum, xp.arange(n), axis=axis) * post
+    out = -head.imag if sine else head.real
+    return (out * math.sqrt(2.0 / n)).astype(x.dtype, copy=False)
+
+
+def _real_transform(x, kind, axis, inverse):
+    fft = _fft_module(x)
+    name, kind_type = _REAL_TRANSFORMS[kind]
+    if kind_type == 4 and not _HAS_TYPE4.get(fft.__name__, True):
+        return type4(x, axis, sine=(name == "dst"))
+    return getattr(fft, ("i" if inverse else "") + name)(x, type=kind_type, axis=axis, norm="ortho")
+
+
+#: FFT modules without DCT/DST type 4 (cupyx.scipy.fft supports types 2 and 3 only)
+_HAS_TYPE4 = {"cupyx.scipy.fft": False}
+
+
 def _forward(x, kinds):
     fft = _fft_module(x)
     for axis, kind in enumerate(kinds):
         if kind != "periodic":
-            name, kind_type = _REAL_TRANSFORMS[kind]
-            x = getattr(fft, name)(x, type=kind_type, axis=axis, norm="ortho")
+            x = _real_transform(x, kind, axis, inverse=False)
     periodic = tuple(a for a, k in enumerate(kinds) if k == "periodic")
     return fft.rfftn(x, axes=periodic, norm="ortho") if periodic else x
 
@@ -107,8 +135,7 @@ def _inverse(x, kinds, shape):
         x = fft.irfftn(x, s=[shape[a] for a in periodic], axes=periodic, norm="ortho")
     for axis, kind in reversed(list(enumerate(kinds))):
         if kind != "periodic":
-            name, kind_type = _REAL_TRANSFORMS[kind]
-            x = getattr(fft, "i" + name)(x, type=kind_type, axis=axis, norm="ortho")
+            x = _real_transform(x, kind, axis, inverse=True)
     return x
 
 
