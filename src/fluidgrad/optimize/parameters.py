@@ -22,6 +22,7 @@ import math
 import numpy as onp
 
 from .. import numpy as fnp
+from ..backend import xp_of
 from ..simulation import Physics, Source
 
 
@@ -39,8 +40,10 @@ def _node_difference(a, axis, periodic, h):
     return (a[tuple(hi)] - a[tuple(lo)]) / h
 
 
-def _boundary_node_mask(shape, domain, axes):
-    """1 on nodes, 0 on the boundary nodes of bounded ``axes`` (no flow through walls)."""
+def _boundary_node_mask(like, domain, axes):
+    """1 on nodes, 0 on the boundary nodes of bounded ``axes`` (no flow through walls),
+    in the array module and dtype of ``like``."""
+    shape = like.shape
     mask = onp.ones(shape)
     for axis in axes:
         if not domain.periodic(axis):
@@ -48,7 +51,7 @@ def _boundary_node_mask(shape, domain, axes):
             for j in (0, -1):
                 index[axis] = j
                 mask[tuple(index)] = 0.0
-    return mask
+    return xp_of(like).asarray(mask, dtype=like.dtype)
 
 
 @dataclasses.dataclass
@@ -80,9 +83,9 @@ class InitialVelocity:
         h = d.dx
         per = d.boundaries.periodic_axes
         if d.ndim == 2:
-            psi = raw[0] * _boundary_node_mask(raw[0].shape, d, (0, 1))
+            psi = raw[0] * _boundary_node_mask(raw[0], d, (0, 1))
             return (_node_difference(psi, 1, per[1], h), -_node_difference(psi, 0, per[0], h))
-        a = [raw[c] * _boundary_node_mask(raw[c].shape, d, [e for e in range(3) if e != c])
+        a = [raw[c] * _boundary_node_mask(raw[c], d, [e for e in range(3) if e != c])
              for c in range(3)]
         dx = lambda c, e: _node_difference(a[c], e, per[e], h)  # noqa: E731 - ∂A_c/∂x_e
         return (dx(2, 1) - dx(1, 2), dx(0, 2) - dx(2, 0), dx(1, 0) - dx(0, 1))
@@ -105,8 +108,9 @@ class InitialDensity:
 def _upsample(coarse, factor, shape):
     """Repeat each coarse cell ``factor`` times per axis, cropped/padded (edge) to ``shape``."""
     out = coarse
+    xp = xp_of(coarse)
     for axis in range(coarse.ndim):
-        index = onp.minimum(onp.arange(shape[axis]) // factor, coarse.shape[axis] - 1)
+        index = xp.asarray(onp.minimum(onp.arange(shape[axis]) // factor, coarse.shape[axis] - 1))
         out = fnp.take(out, index, axis)
     return out
 
