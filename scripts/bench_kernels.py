@@ -12,8 +12,7 @@ random inputs: a velocity of order 1 and ``dt = h / max|u|`` (CFL number ~1). Pe
 each the median of ``--repeat`` runs (fewer on the large grids) after one warm-up call
 (which fills the domain's caches), and the ratio VJP/forward. ``project`` is timed with
 the 'auto' solver (DCT on this box) and with 'cg' on the same box plus a circular
-(spherical) obstacle (at most 200 iterations: the absolute tolerance 1e-5 on
-max|div u| may be out of reach in float32). A kernel that fails is reported as skipped with its error.
+(spherical) obstacle (at most 200 iterations; the iterations run in float64 for float32 fields). A kernel that fails is reported as skipped with its error.
 Prints one table per (size, dtype), then one JSON line with all numbers.
 """
 

@@ -38,7 +38,7 @@ class PressureSolve:
     """Settings of the pressure solve and of its adjoint (``adjoint_tolerance``).
 
     ``tolerance`` bounds ``max |∇·u|`` after projection (absolute, but never below
-    64 ε max|∇·u₀|: float32 PCG stagnates at 10-30 ε max|∇·u₀|); the adjoint solve stops
+    64 ε max|∇·u₀| of the field's float type; iterative solves run in float64); the adjoint solve stops
     at ``adjoint_tolerance`` relative to its right-hand side (default: ``tolerance``; never
     below 64 ε).
     """
@@ -87,9 +87,12 @@ def solve_pressure(domain, b, settings: PressureSolve, adjoint=False):
     solver = settings.resolved(domain)
     if solver in ("fft", "dct"):
         return spectral.solve(domain, b)
-    op = poisson_operator(domain, b)
     if solver == "jacobi":
-        return linear_solvers.solve_jacobi(op, b, settings.iterations)[0]
+        return linear_solvers.solve_jacobi(poisson_operator(domain, b), b, settings.iterations)[0]
+    # Krylov and multigrid iterations stagnate near 10-30 ε max|b| in float32 (worse on
+    # finer grids): iterate in float64 and hand back the field's own dtype
+    wide = b.astype(onp.float64, copy=False)
+    op = poisson_operator(domain, wide)
     eps = float(onp.finfo(b.dtype).eps)
     if adjoint:
         tol = settings.adjoint_tolerance if settings.adjoint_tolerance is not None else settings.tolerance
@@ -99,15 +102,15 @@ def solve_pressure(domain, b, settings: PressureSolve, adjoint=False):
         floor = 64 * eps * float(xp_of(b).abs(b).max())
         kwargs = dict(tolerance=max(settings.tolerance, floor), relative=False)
     if solver == "cg":
-        p, info = linear_solvers.solve_cg(op, b, max_iterations=settings.max_iterations,
+        p, info = linear_solvers.solve_cg(op, wide, max_iterations=settings.max_iterations,
                                           preconditioner=settings.preconditioner, **kwargs)
     else:
-        p, info = linear_solvers.solve_multigrid(op, b, max_iterations=settings.max_iterations, **kwargs)
+        p, info = linear_solvers.solve_multigrid(op, wide, max_iterations=settings.max_iterations, **kwargs)
     if not info.converged:
         which = "adjoint pressure" if adjoint else "pressure"
         raise SolveError(f"{which} solve ({solver}) did not converge: residual {info.residual:.3g} "
                          f"after {info.iterations} iterations")
-    return p
+    return p.astype(b.dtype, copy=False)
 
 
 def _open_mask(domain, like):
