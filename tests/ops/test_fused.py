@@ -53,3 +53,16 @@ def test_fused_semi_lagrangian_matches_the_reference(name, location, dtype, tol,
     dq, du = _inputs(domain, location, dtype, seed=2)
     for dots in ((dq, du), (dq, None), (None, du)):
         _close(*_both(lambda: semi_lagrangian.jvp_all(dots, ans, q, u, **kw), monkeypatch), tol)
+
+
+@pytest.mark.parametrize("name", ["periodic", "no_slip", "inflow_outflow", "mixed", "obstacle"])
+@pytest.mark.parametrize("dtype, tol", [(onp.float64, 1e-12), (onp.float32, 1e-5)])
+def test_fused_jacobi_sweeps_match_the_reference(name, dtype, tol, monkeypatch):
+    from fluidgrad.ops import linear_solvers
+    from fluidgrad.ops.pressure import poisson_operator
+    domain = domains.make(name, 2)
+    b = onp.random.default_rng(3).standard_normal(domain.grid.shape).astype(dtype) * domain.fluid
+    op = poisson_operator(domain, b)
+    fast, reference = _both(lambda: linear_solvers.solve_jacobi(op, b, 10)[0], monkeypatch)
+    assert fast.dtype == reference.dtype == dtype
+    onp.testing.assert_allclose(fast, reference, rtol=tol, atol=tol * float(onp.abs(reference).max()))

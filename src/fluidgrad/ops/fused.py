@@ -171,3 +171,47 @@ def usable(q, velocity, domain, backtrace) -> bool:
     return (available() and domain.ndim == 2 and backtrace == "euler"
             and type(q) is onp.ndarray and all(type(u) is onp.ndarray for u in velocity)
             and q.dtype == velocity[0].dtype == velocity[1].dtype)
+
+
+@_jit
+def jacobi_sweeps(b, x0, inv_diag, diag, cxm, cxp, cym, cyp, per0, per1, sweeps, omega):
+    """``sweeps`` damped-Jacobi sweeps ``x += ω D⁻¹ (b − L x)`` for the 2-D five-point
+    operator ``(L x)_ij = d x_ij + cxm x_{i-1,j} + cxp x_{i+1,j} + cym x_{i,j-1} + cyp x_{i,j+1}``
+    (neighbours wrap on periodic axes; coefficients are 0 where there is none)."""
+    n0, n1 = b.shape
+    x = x0.copy()
+    y = onp.empty_like(x)
+    for _ in range(sweeps):
+        for i in range(n0):
+            im = i - 1 if i > 0 else (n0 - 1 if per0 else 0)
+            ip = i + 1 if i < n0 - 1 else (0 if per0 else n0 - 1)
+            for j in range(n1):
+                jm = j - 1 if j > 0 else (n1 - 1 if per1 else 0)
+                jp = j + 1 if j < n1 - 1 else (0 if per1 else n1 - 1)
+                lx = (diag[i, j] * x[i, j] + cxm[i, j] * x[im, j] + cxp[i, j] * x[ip, j]
+                      + cym[i, j] * x[i, jm] + cyp[i, j] * x[i, jp])
+                y[i, j] = x[i, j] + omega * inv_diag[i, j] * (b[i, j] - lx)
+        x, y = y, x
+    return x
+
+
+def neighbour_coefficients(op, dtype):
+    """``(cxm, cxp, cym, cyp)`` of a 2-D PoissonOperator as cell arrays (cached on it)."""
+    key = ("fused-neighbours", onp.dtype(dtype).str)
+    cached = op._aux.get(key)
+    if cached is None:
+        _, offs = op._coef(dtype)
+        out = []
+        for d in range(2):
+            if op.periodic[d]:
+                lo, hi = offs[d]
+            else:
+                lo = onp.zeros(op.shape, dtype=dtype)
+                hi = onp.zeros(op.shape, dtype=dtype)
+                if d == 0:
+                    lo[1:], hi[:-1] = offs[d], offs[d]
+                else:
+                    lo[:, 1:], hi[:, :-1] = offs[d], offs[d]
+            out += [onp.ascontiguousarray(lo), onp.ascontiguousarray(hi)]
+        cached = op._aux[key] = tuple(out)
+    return cached

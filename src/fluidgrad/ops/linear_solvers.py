@@ -246,6 +246,13 @@ def _threshold(b, tolerance, relative) -> float:
 def _jacobi_sweeps(op, b, x, sweeps, omega):
     """``sweeps`` damped-Jacobi sweeps ``x += ω D⁻¹ (b − L x)``; ``x = None`` means from zero."""
     inv_d = op._inv_diag(b.dtype)
+    if sweeps > 0 and op.ndim == 2 and type(b) is _np.ndarray and b.ndim == 2:
+        from . import fused
+        if fused.available():  # all sweeps in one compiled loop (same arithmetic per cell)
+            x0 = omega * inv_d * b if x is None else x
+            cxm, cxp, cym, cyp = fused.neighbour_coefficients(op, b.dtype)
+            return fused.jacobi_sweeps(b, x0, inv_d, op._coef(b.dtype)[0], cxm, cxp, cym, cyp,
+                                       op.periodic[0], op.periodic[1], sweeps - (x is None), omega)
     for _ in range(sweeps):
         x = omega * inv_d * b if x is None else x + omega * inv_d * (b - op.apply(x))
     return x if x is not None else xp_of(b).zeros_like(b)
