@@ -4,7 +4,7 @@ import numpy as onp
 import pytest
 
 from fluidgrad.ops import fused
-from fluidgrad.ops.advection import semi_lagrangian
+from fluidgrad.ops.advection import maccormack, semi_lagrangian
 
 from ops import domains
 
@@ -53,6 +53,18 @@ def test_fused_semi_lagrangian_matches_the_reference(name, location, dtype, tol,
     dq, du = _inputs(domain, location, dtype, seed=2)
     for dots in ((dq, du), (dq, None), (None, du)):
         _close(*_both(lambda: semi_lagrangian.jvp_all(dots, ans, q, u, **kw), monkeypatch), tol)
+
+
+@pytest.mark.parametrize("dtype, tol", [(onp.float64, 1e-12), (onp.float32, 2e-5)])
+@pytest.mark.parametrize("name, location", CASES)
+def test_fused_maccormack_matches_the_reference(name, location, dtype, tol, monkeypatch):
+    domain = domains.make(name, 2)
+    q, u = _inputs(domain, location, dtype)
+    kw = dict(dt=0.6 * domains.H, domain=domain, location=location)
+    _close(*_both(lambda: maccormack.fun(q, u, **kw), monkeypatch), tol)
+    ans = maccormack.fun(q, u, **kw)
+    g = onp.random.default_rng(1).standard_normal(ans.shape).astype(dtype)
+    _close(*_both(lambda: maccormack.vjp_all(g, ans, q, u, **kw), monkeypatch), tol)
 
 
 @pytest.mark.parametrize("name", ["periodic", "no_slip", "inflow_outflow", "mixed", "obstacle"])

@@ -206,8 +206,17 @@ class _MacCormackPass:
         return xp.take_along_axis(xp.stack(self.forward.index), arg[None], 0)[0]
 
 
+def _fused_maccormack_first_pass(q, velocity, dt, domain, location):
+    qp, up, vp, geo = _fused_inputs(q, velocity, domain, location)
+    q1 = fused.sl_forward(qp, up, vp, geo, q.shape[0], q.shape[1], float(dt), domain.dx)
+    return qp, up, vp, geo, q1, interp.pad_field(q1, domain, location)
+
+
 def _maccormack(q, velocity, *, dt, domain, location="center", backtrace="euler"):
     """``clamp(q¹ + (q - q⁰)/2)`` with ``q¹ = SL(q, Δt)``, ``q⁰ = SL(q¹, -Δt)``."""
+    if fused.usable(q, velocity, domain, backtrace):
+        qp, up, vp, geo, q1, q1p = _fused_maccormack_first_pass(q, velocity, dt, domain, location)
+        return fused.mc_correct(q, qp, q1, q1p, up, vp, geo, float(dt), domain.dx)
     return _MacCormackPass(q, velocity, dt, domain, location, backtrace).result()
 
 
@@ -216,6 +225,15 @@ maccormack = Primitive(_maccormack, "maccormack", register=True)
 
 @maccormack.defvjp_all(needs=(0, 1))
 def _maccormack_vjp(g, ans, q, velocity, *, dt, domain, location="center", backtrace="euler"):
+    if fused.usable(q, velocity, domain, backtrace) and g.dtype == q.dtype:
+        qp, up, vp, geo, q1, q1p = _fused_maccormack_first_pass(q, velocity, dt, domain, location)
+        adj_c, adj_qp, adj_q1p, adj_up, adj_vp = fused.mc_correct_vjp(
+            onp.ascontiguousarray(g), q, qp, q1, q1p, up, vp, geo, float(dt), domain.dx)
+        adj_q1 = adj_c + interp.pad_field_transpose(adj_q1p, domain, location)
+        sl_qp, sl_up, sl_vp = fused.sl_vjp(adj_q1, qp, up, vp, geo, float(dt), domain.dx)
+        adj_q = interp.pad_field_transpose(adj_qp + sl_qp, domain, location) + 0.5 * adj_c
+        return adj_q, (interp.pad_field_transpose(adj_up + sl_up, domain, 0),
+                       interp.pad_field_transpose(adj_vp + sl_vp, domain, 1))
     mc = _MacCormackPass(q, velocity, dt, domain, location, backtrace)
     xp = xp_of(g)
     lattice = interp.padded_lattice(domain, location)

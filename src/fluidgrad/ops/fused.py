@@ -1,5 +1,6 @@
-"""Fused CPU kernels (numba) for the hottest primitive: 2-D semi-Lagrangian advection
-with the Euler backtrace, forward, VJP and JVP.
+"""Fused CPU kernels (numba) for the hottest primitives: 2-D semi-Lagrangian advection
+(forward, VJP, JVP) and MacCormack advection (forward, VJP) with the Euler backtrace,
+and Jacobi sweeps.
 
 One pass over the lattice points does what the array-API reference in
 :mod:`~fluidgrad.ops.advection` does with some thirty whole-array temporaries: sample
@@ -215,3 +216,89 @@ def neighbour_coefficients(op, dtype):
             out += [onp.ascontiguousarray(lo), onp.ascontiguousarray(hi)]
         cached = op._aux[key] = tuple(out)
     return cached
+
+
+@_jit
+def _corners(a, x, y, off0, off1, per0, per1, h):
+    """Flat-free corner indices and values of the bilinear stencil at (x, y)."""
+    i0, i1, _, _ = _axis(x, a.shape[0], off0, per0, h)
+    j0, j1, _, _ = _axis(y, a.shape[1], off1, per1, h)
+    return i0, i1, j0, j1
+
+
+@_jit
+def _extremes(a, i0, i1, j0, j1):
+    """(lo, k_lo, hi, k_hi): min and max of the 4 corners and which (first, in the
+    order 00, 01, 10, 11), as numpy's argmin/argmax choose."""
+    c0, c1, c2, c3 = a[i0, j0], a[i0, j1], a[i1, j0], a[i1, j1]
+    lo, klo, hi, khi = c0, 0, c0, 0
+    if c1 < lo:
+        lo, klo = c1, 1
+    if c2 < lo:
+        lo, klo = c2, 2
+    if c3 < lo:
+        lo, klo = c3, 3
+    if c1 > hi:
+        hi, khi = c1, 1
+    if c2 > hi:
+        hi, khi = c2, 2
+    if c3 > hi:
+        hi, khi = c3, 3
+    return lo, klo, hi, khi
+
+
+@_jit
+def _corner(k, i0, i1, j0, j1):
+    return (i0 if k < 2 else i1), (j0 if k % 2 == 0 else j1)
+
+
+@_jit
+def mc_correct(q, qp, q1, q1p, u, v, geo, dt, h):
+    """MacCormack's second pass: ``clamp(q¹ + (q - q⁰)/2)`` with ``q⁰ = I[q¹](x + Δt U)``,
+    bounds from the corners of ``I[q]`` at ``x - Δt U``."""
+    out = onp.empty_like(q1)
+    for i in range(q1.shape[0]):
+        for j in range(q1.shape[1]):
+            x, y, xf, yf = _departure(i, j, geo, u, v, dt, h)
+            _, _, xb, yb = _departure(i, j, geo, u, v, -dt, h)
+            q0 = _sample(q1p, xb, yb, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
+            c = q1[i, j] + 0.5 * (q[i, j] - q0)
+            i0, i1, j0, j1 = _corners(qp, xf, yf, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
+            lo, _, hi, _ = _extremes(qp, i0, i1, j0, j1)
+            out[i, j] = lo if c < lo else (hi if c > hi else c)
+    return out
+
+
+@_jit
+def mc_correct_vjp(g, q, qp, q1, q1p, u, v, geo, dt, h):
+    """The VJP of :func:`mc_correct` with respect to ``q`` (direct and through the clamp
+    bounds, on the padded lattice), ``q¹`` (direct, and on the padded lattice through
+    ``q⁰``) and the velocity (through the backward departure points)."""
+    adj_c = onp.zeros_like(g)
+    adj_qp = onp.zeros_like(qp)
+    adj_q1p = onp.zeros_like(q1p)
+    adj_u = onp.zeros_like(u)
+    adj_v = onp.zeros_like(v)
+    for i in range(g.shape[0]):
+        for j in range(g.shape[1]):
+            x, y, xf, yf = _departure(i, j, geo, u, v, dt, h)
+            _, _, xb, yb = _departure(i, j, geo, u, v, -dt, h)
+            q0 = _sample(q1p, xb, yb, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
+            c = q1[i, j] + 0.5 * (q[i, j] - q0)
+            i0, i1, j0, j1 = _corners(qp, xf, yf, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
+            lo, klo, hi, khi = _extremes(qp, i0, i1, j0, j1)
+            gij = g[i, j]
+            if c < lo:
+                a, b = _corner(klo, i0, i1, j0, j1)
+                adj_qp[a, b] += gij
+            elif c > hi:
+                a, b = _corner(khi, i0, i1, j0, j1)
+                adj_qp[a, b] += gij
+            else:
+                adj_c[i, j] = gij
+                adj_q0 = -0.5 * gij
+                _scatter(adj_q1p, adj_q0, xb, yb, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
+                sx, sy = _slope(q1p, xb, yb, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
+                _scatter(adj_u, dt * (adj_q0 * sx), x, y, geo[4], geo[5], geo[6] > 0, geo[7] > 0, h)
+                _scatter(adj_v, dt * (adj_q0 * sy), x, y, geo[8], geo[9], geo[10] > 0, geo[11] > 0, h)
+    return adj_c, adj_qp, adj_q1p, adj_u, adj_v
