@@ -143,6 +143,14 @@ def test_python_dash_m_and_version():
     assert out.returncode == 0 and out.stdout.startswith("fluidgrad ")
 
 
+@pytest.mark.parametrize("argv", [["frobnicate"], ["run", "lid_cavity", "--bogus"], ["run"],
+                                  ["run", "lid_cavity", "--steps", "many"]])
+def test_bad_flags_are_one_line_errors(argv, capsys):
+    assert fluidgrad(*argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fluidgrad: ") and err.count("\n") == 1, err
+
+
 def test_unknown_scenario_is_a_one_line_error(capsys):
     assert fluidgrad("run", "smoke_plum") == 2
     err = capsys.readouterr().err

@@ -432,8 +432,15 @@ def _default_cmap(field):
 # the parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit code 2), as the contract asks for bad flags."""
+
+    def error(self, message):
+        self.exit(2, f"fluidgrad: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fluidgrad",
+    parser = _Parser(prog="fluidgrad",
                                      description="A differentiable Navier-Stokes fluid simulator.")
     parser.add_argument("--version", action="version", version=f"fluidgrad {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -303,7 +303,7 @@ def resolve(path_or_name) -> Path:
     p = Path(path_or_name)
     if p.suffix in (".yaml", ".yml") or p.exists():
         if not p.is_file():
-            raise ScenarioError([f"{path_or_name}: file not found"])
+            raise ScenarioError([f"{path_or_name}: {'not a file' if p.exists() else 'file not found'}"])
         return p
     bundled = bundled_scenarios()
     if str(path_or_name) in bundled:
