@@ -185,3 +185,17 @@ def test_the_schedule_uses_the_fewest_step_evaluations():
 
         fg.grad(lambda x: fnp.sum(binomial_rollout(step, x, length, snapshots, 0.5) ** 2))(onp.ones(3))
         assert len(calls) == fewest(length, snapshots), (length, snapshots)
+
+
+def test_long_rollouts_do_not_recurse_per_step():
+    """With as many snapshots as steps (a large memory budget) the schedule must not
+    nest one segment per step (3,000 steps would exceed Python's recursion limit)."""
+    from fluidgrad.checkpointing import binomial_rollout
+
+    def step(k, x, p):
+        return x * 0.999 + p
+
+    for snapshots in (5000, 20):
+        g = fg.grad(lambda x: fnp.sum(binomial_rollout(step, x, 3000, snapshots, 0.001) ** 2))(onp.ones(2))
+        final = 0.999 ** 3000 + 0.001 * (1 - 0.999 ** 3000) / 0.001
+        onp.testing.assert_allclose(g, 2 * final * 0.999 ** 3000, rtol=1e-10)

@@ -121,16 +121,18 @@ def binomial_rollout(step_fn, state, steps: int, snapshots: int, params=None, st
 
 
 def _reverse(step_fn, state, start, length, snapshots, sweeps, params, store=None):
-    if length == 0:
-        return state
+    """Reverse ``length`` steps with ``(snapshots, sweeps)``: the recomputed first parts are
+    nested (depth ≤ sweeps); the rest is a loop, so long runs never recurse deeply."""
+    while length > 1:
+        split = optimal_split(length, snapshots, sweeps)
+
+        def first_part(s, p, start=start, split=split, snapshots=snapshots):
+            return _reverse(step_fn, s, start, split, snapshots, sweeps - 1, p, store)
+
+        segment = recomputing_primitive(first_part, f"steps {start}-{start + split - 1}")
+        segment.offload = store
+        state = segment(state, params)
+        start, length, snapshots = start + split, length - split, snapshots - 1
     if length == 1:
-        return step_fn(start, state, params)
-    split = optimal_split(length, snapshots, sweeps)
-
-    def first_part(s, p):
-        return _reverse(step_fn, s, start, split, snapshots, sweeps - 1, p)
-
-    segment = recomputing_primitive(first_part, f"steps {start}-{start + split - 1}")
-    segment.offload = store
-    state = segment(state, params)
-    return _reverse(step_fn, state, start + split, length - split, snapshots - 1, sweeps, params, store)
+        state = step_fn(start, state, params)
+    return state
