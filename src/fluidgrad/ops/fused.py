@@ -98,12 +98,19 @@ def _scatter(out, g, x, y, off0, off1, per0, per1, h):
 
 
 @_jit
-def _departure(i, j, geo, u, v, dt, h):
-    """The lattice point (i, j) of the field and its Euler departure point."""
+def _point_velocity(i, j, geo, u, v, h):
+    """The lattice point (i, j) of the field and the velocity sampled there."""
     x = (i + geo[0]) * h
     y = (j + geo[1]) * h
     ux = _sample(u, x, y, geo[4], geo[5], geo[6] > 0, geo[7] > 0, h)
     vy = _sample(v, x, y, geo[8], geo[9], geo[10] > 0, geo[11] > 0, h)
+    return x, y, ux, vy
+
+
+@_jit
+def _departure(i, j, geo, u, v, dt, h):
+    """The lattice point (i, j) of the field and its Euler departure point."""
+    x, y, ux, vy = _point_velocity(i, j, geo, u, v, h)
     return x, y, x - dt * ux, y - dt * vy
 
 
@@ -259,8 +266,8 @@ def mc_correct(q, qp, q1, q1p, u, v, geo, dt, h):
     out = onp.empty_like(q1)
     for i in range(q1.shape[0]):
         for j in range(q1.shape[1]):
-            x, y, xf, yf = _departure(i, j, geo, u, v, dt, h)
-            _, _, xb, yb = _departure(i, j, geo, u, v, -dt, h)
+            x, y, ux, vy = _point_velocity(i, j, geo, u, v, h)  # one sample for both traces
+            xf, yf, xb, yb = x - dt * ux, y - dt * vy, x - (-dt) * ux, y - (-dt) * vy
             q0 = _sample(q1p, xb, yb, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
             c = q1[i, j] + 0.5 * (q[i, j] - q0)
             i0, i1, j0, j1 = _corners(qp, xf, yf, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
@@ -281,8 +288,8 @@ def mc_correct_vjp(g, q, qp, q1, q1p, u, v, geo, dt, h):
     adj_v = onp.zeros_like(v)
     for i in range(g.shape[0]):
         for j in range(g.shape[1]):
-            x, y, xf, yf = _departure(i, j, geo, u, v, dt, h)
-            _, _, xb, yb = _departure(i, j, geo, u, v, -dt, h)
+            x, y, ux, vy = _point_velocity(i, j, geo, u, v, h)  # one sample for both traces
+            xf, yf, xb, yb = x - dt * ux, y - dt * vy, x - (-dt) * ux, y - (-dt) * vy
             q0 = _sample(q1p, xb, yb, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
             c = q1[i, j] + 0.5 * (q[i, j] - q0)
             i0, i1, j0, j1 = _corners(qp, xf, yf, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
