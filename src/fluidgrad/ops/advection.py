@@ -125,7 +125,8 @@ def _semi_lagrangian(q, velocity, *, dt, domain, location="center", backtrace="e
     """``q'(x) = I[q](x_d)`` at the departure point ``x_d`` of the lattice point ``x``."""
     if fused.usable(q, velocity, domain, backtrace):
         qp, up, vp, geo = _fused_inputs(q, velocity, domain, location)
-        return fused.sl_forward(qp, up, vp, geo, q.shape[0], q.shape[1], float(dt), domain.dx)
+        kernel = fused.sl_forward_parallel if fused.threads() > 1 else fused.sl_forward
+        return kernel(qp, up, vp, geo, q.shape[0], q.shape[1], float(dt), domain.dx)
     bt = Backtrace(velocity, domain, location, dt, backtrace)
     return interp.gather(interp.pad_field(q, domain, location), bt.stencil)
 
@@ -138,7 +139,12 @@ def _semi_lagrangian_vjp(g, ans, q, velocity, *, dt, domain, location="center", 
     """``adj_q = Iᵀ g``; the departure points get ``g ∂I[q]/∂x`` and pass it to u."""
     if fused.usable(q, velocity, domain, backtrace) and g.dtype == q.dtype:
         qp, up, vp, geo = _fused_inputs(q, velocity, domain, location)
-        adj_qp, adj_up, adj_vp = fused.sl_vjp(onp.ascontiguousarray(g), qp, up, vp, geo, float(dt), domain.dx)
+        g = onp.ascontiguousarray(g)
+        block = fused.row_blocks(g.shape[0], up, vp, dt, domain.dx)
+        if block:
+            adj_qp, adj_up, adj_vp = fused.sl_vjp_parallel(g, qp, up, vp, geo, float(dt), domain.dx, block)
+        else:
+            adj_qp, adj_up, adj_vp = fused.sl_vjp(g, qp, up, vp, geo, float(dt), domain.dx)
         return (interp.pad_field_transpose(adj_qp, domain, location),
                 (interp.pad_field_transpose(adj_up, domain, 0), interp.pad_field_transpose(adj_vp, domain, 1)))
     bt = Backtrace(velocity, domain, location, dt, backtrace)
@@ -208,7 +214,8 @@ class _MacCormackPass:
 
 def _fused_maccormack_first_pass(q, velocity, dt, domain, location):
     qp, up, vp, geo = _fused_inputs(q, velocity, domain, location)
-    q1 = fused.sl_forward(qp, up, vp, geo, q.shape[0], q.shape[1], float(dt), domain.dx)
+    kernel = fused.sl_forward_parallel if fused.threads() > 1 else fused.sl_forward
+    q1 = kernel(qp, up, vp, geo, q.shape[0], q.shape[1], float(dt), domain.dx)
     return qp, up, vp, geo, q1, interp.pad_field(q1, domain, location)
 
 
@@ -216,7 +223,8 @@ def _maccormack(q, velocity, *, dt, domain, location="center", backtrace="euler"
     """``clamp(q¹ + (q - q⁰)/2)`` with ``q¹ = SL(q, Δt)``, ``q⁰ = SL(q¹, -Δt)``."""
     if fused.usable(q, velocity, domain, backtrace):
         qp, up, vp, geo, q1, q1p = _fused_maccormack_first_pass(q, velocity, dt, domain, location)
-        return fused.mc_correct(q, qp, q1, q1p, up, vp, geo, float(dt), domain.dx)
+        kernel = fused.mc_correct_parallel if fused.threads() > 1 else fused.mc_correct
+        return kernel(q, qp, q1, q1p, up, vp, geo, float(dt), domain.dx)
     return _MacCormackPass(q, velocity, dt, domain, location, backtrace).result()
 
 
@@ -227,10 +235,19 @@ maccormack = Primitive(_maccormack, "maccormack", register=True)
 def _maccormack_vjp(g, ans, q, velocity, *, dt, domain, location="center", backtrace="euler"):
     if fused.usable(q, velocity, domain, backtrace) and g.dtype == q.dtype:
         qp, up, vp, geo, q1, q1p = _fused_maccormack_first_pass(q, velocity, dt, domain, location)
-        adj_c, adj_qp, adj_q1p, adj_up, adj_vp = fused.mc_correct_vjp(
-            onp.ascontiguousarray(g), q, qp, q1, q1p, up, vp, geo, float(dt), domain.dx)
+        g = onp.ascontiguousarray(g)
+        block = fused.row_blocks(g.shape[0], up, vp, dt, domain.dx)
+        if block:
+            adj_c, adj_qp, adj_q1p, adj_up, adj_vp = fused.mc_correct_vjp_parallel(
+                g, q, qp, q1, q1p, up, vp, geo, float(dt), domain.dx, block)
+        else:
+            adj_c, adj_qp, adj_q1p, adj_up, adj_vp = fused.mc_correct_vjp(
+                g, q, qp, q1, q1p, up, vp, geo, float(dt), domain.dx)
         adj_q1 = adj_c + interp.pad_field_transpose(adj_q1p, domain, location)
-        sl_qp, sl_up, sl_vp = fused.sl_vjp(adj_q1, qp, up, vp, geo, float(dt), domain.dx)
+        if block:
+            sl_qp, sl_up, sl_vp = fused.sl_vjp_parallel(adj_q1, qp, up, vp, geo, float(dt), domain.dx, block)
+        else:
+            sl_qp, sl_up, sl_vp = fused.sl_vjp(adj_q1, qp, up, vp, geo, float(dt), domain.dx)
         adj_q = interp.pad_field_transpose(adj_qp + sl_qp, domain, location) + 0.5 * adj_c
         return adj_q, (interp.pad_field_transpose(adj_up + sl_up, domain, 0),
                        interp.pad_field_transpose(adj_vp + sl_vp, domain, 1))

@@ -265,6 +265,13 @@ def mc_correct(q, qp, q1, q1p, u, v, geo, dt, h):
     bounds from the corners of ``I[q]`` at ``x - Δt U``."""
     out = onp.empty_like(q1)
     for i in range(q1.shape[0]):
+        _mc_correct_row(i, out, q, qp, q1, q1p, u, v, geo, dt, h)
+    return out
+
+
+@_jit
+def _mc_correct_row(i, out, q, qp, q1, q1p, u, v, geo, dt, h):
+    if True:
         for j in range(q1.shape[1]):
             x, y, ux, vy = _point_velocity(i, j, geo, u, v, h)  # one sample for both traces
             xf, yf, xb, yb = x - dt * ux, y - dt * vy, x - (-dt) * ux, y - (-dt) * vy
@@ -273,7 +280,6 @@ def mc_correct(q, qp, q1, q1p, u, v, geo, dt, h):
             i0, i1, j0, j1 = _corners(qp, xf, yf, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
             lo, _, hi, _ = _extremes(qp, i0, i1, j0, j1)
             out[i, j] = lo if c < lo else (hi if c > hi else c)
-    return out
 
 
 @_jit
@@ -287,6 +293,13 @@ def mc_correct_vjp(g, q, qp, q1, q1p, u, v, geo, dt, h):
     adj_u = onp.zeros_like(u)
     adj_v = onp.zeros_like(v)
     for i in range(g.shape[0]):
+        _mc_vjp_row(i, g, q, qp, q1, q1p, u, v, geo, dt, h, adj_c, adj_qp, adj_q1p, adj_u, adj_v)
+    return adj_c, adj_qp, adj_q1p, adj_u, adj_v
+
+
+@_jit
+def _mc_vjp_row(i, g, q, qp, q1, q1p, u, v, geo, dt, h, adj_c, adj_qp, adj_q1p, adj_u, adj_v):
+    if True:
         for j in range(g.shape[1]):
             x, y, ux, vy = _point_velocity(i, j, geo, u, v, h)  # one sample for both traces
             xf, yf, xb, yb = x - dt * ux, y - dt * vy, x - (-dt) * ux, y - (-dt) * vy
@@ -308,4 +321,89 @@ def mc_correct_vjp(g, q, qp, q1, q1p, u, v, geo, dt, h):
                 sx, sy = _slope(q1p, xb, yb, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
                 _scatter(adj_u, dt * (adj_q0 * sx), x, y, geo[4], geo[5], geo[6] > 0, geo[7] > 0, h)
                 _scatter(adj_v, dt * (adj_q0 * sy), x, y, geo[8], geo[9], geo[10] > 0, geo[11] > 0, h)
+
+
+# -- parallel versions: rows split over threads -------------------------------------
+#
+# Forward passes write only their own point. The VJPs scatter into rows within
+# ``reach`` of the point's row (``reach`` bounds |Δt U| / h plus the stencil), so the
+# rows are cut into blocks wider than 2·reach and coloured alternately: blocks of one
+# colour never write the same rows and run in parallel, then the other colour runs.
+
+def _pjit(fun):
+    if numba is None:
+        return fun
+    return numba.njit(cache=True, nogil=True, error_model="numpy", parallel=True)(fun)
+
+
+@_pjit
+def sl_forward_parallel(q, u, v, geo, shape0, shape1, dt, h):
+    out = onp.empty((shape0, shape1), dtype=q.dtype)
+    for i in numba.prange(shape0):
+        for j in range(shape1):
+            _, _, xd, yd = _departure(i, j, geo, u, v, dt, h)
+            out[i, j] = _sample(q, xd, yd, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
+    return out
+
+
+@_pjit
+def sl_vjp_parallel(g, q, u, v, geo, dt, h, block):
+    adj_q = onp.zeros_like(q)
+    adj_u = onp.zeros_like(u)
+    adj_v = onp.zeros_like(v)
+    n0 = g.shape[0]
+    blocks = n0 // block
+    for colour in range(2):
+        for b in numba.prange(blocks // 2):
+            k = 2 * b + colour
+            stop = n0 if k == blocks - 1 else (k + 1) * block
+            for i in range(k * block, stop):
+                for j in range(g.shape[1]):
+                    x, y, xd, yd = _departure(i, j, geo, u, v, dt, h)
+                    gij = g[i, j]
+                    _scatter(adj_q, gij, xd, yd, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
+                    sx, sy = _slope(q, xd, yd, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
+                    _scatter(adj_u, -dt * (gij * sx), x, y, geo[4], geo[5], geo[6] > 0, geo[7] > 0, h)
+                    _scatter(adj_v, -dt * (gij * sy), x, y, geo[8], geo[9], geo[10] > 0, geo[11] > 0, h)
+    return adj_q, adj_u, adj_v
+
+
+@_pjit
+def mc_correct_parallel(q, qp, q1, q1p, u, v, geo, dt, h):
+    out = onp.empty_like(q1)
+    for i in numba.prange(q1.shape[0]):
+        _mc_correct_row(i, out, q, qp, q1, q1p, u, v, geo, dt, h)
+    return out
+
+
+@_pjit
+def mc_correct_vjp_parallel(g, q, qp, q1, q1p, u, v, geo, dt, h, block):
+    adj_c = onp.zeros_like(g)
+    adj_qp = onp.zeros_like(qp)
+    adj_q1p = onp.zeros_like(q1p)
+    adj_u = onp.zeros_like(u)
+    adj_v = onp.zeros_like(v)
+    n0 = g.shape[0]
+    blocks = n0 // block
+    for colour in range(2):
+        for b in numba.prange(blocks // 2):
+            k = 2 * b + colour
+            stop = n0 if k == blocks - 1 else (k + 1) * block
+            for i in range(k * block, stop):
+                _mc_vjp_row(i, g, q, qp, q1, q1p, u, v, geo, dt, h, adj_c, adj_qp, adj_q1p, adj_u, adj_v)
     return adj_c, adj_qp, adj_q1p, adj_u, adj_v
+
+
+def threads() -> int:
+    return numba.get_num_threads() if numba is not None else 1
+
+
+def row_blocks(n0, u, v, dt, h):
+    """Width of the row blocks for a parallel VJP (an even number of blocks wider than
+    twice the reach of any scatter), or 0 when the rows are too few to split."""
+    reach = int(math.ceil(abs(dt) * max(float(onp.abs(u).max()), float(onp.abs(v).max())) / h)) + 3
+    blocks = n0 // (2 * reach + 1)
+    blocks -= blocks % 2
+    if threads() < 2 or blocks < 4:
+        return 0
+    return n0 // blocks
