@@ -201,6 +201,7 @@ def cmd_run(args) -> int:
     state = scenario.initial_state(sim)
     video = scenario.output["video"]
     field = video["field"] if video else None
+    sim.step(state)  # untimed warm-up: compiles the fused kernels on first use
     t0 = time.perf_counter()
     final, frames = _simulate(sim, state, scenario.steps, scenario.output["every"], field, args,
                               f"{scenario.name}", arrows=bool(video and video.get("arrows")))
