@@ -354,7 +354,7 @@ def cmd_optimize(args) -> int:
         ratio = result.initial_loss / result.final_loss if result.final_loss else float("inf")
         print(f"Optimized {scenario.name}: {', '.join(scenario.optimize['parameters'])} with {spec['type']}, "
               f"{len(result.history)} iterations ({metrics['seconds_per_iteration'] or 0:.2f} s each); loss "
-              f"{result.initial_loss:.4g} -> {result.final_loss:.4g} ({ratio:.1f}x lower). Wrote params.npz, "
+              f"{result.initial_loss:.4g} -> {result.final_loss:.4g} ({ratio:.3g}x lower). Wrote params.npz, "
               f"history.json, loss.png, metrics.json{', before/after videos' if video else ''} to {out}/.")
     return 0
 
