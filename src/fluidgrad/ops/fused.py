@@ -119,10 +119,15 @@ def sl_forward(q, u, v, geo, shape0, shape1, dt, h):
     """``q'(x) = I[q](x - Δt U(x))`` at every lattice point of the field."""
     out = onp.empty((shape0, shape1), dtype=q.dtype)
     for i in range(shape0):
-        for j in range(shape1):
-            _, _, xd, yd = _departure(i, j, geo, u, v, dt, h)
-            out[i, j] = _sample(q, xd, yd, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
+        _sl_forward_row(i, out, q, u, v, geo, dt, h)
     return out
+
+
+@_jit
+def _sl_forward_row(i, out, q, u, v, geo, dt, h):
+    for j in range(out.shape[1]):
+        _, _, xd, yd = _departure(i, j, geo, u, v, dt, h)
+        out[i, j] = _sample(q, xd, yd, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
 
 
 @_jit
@@ -132,14 +137,19 @@ def sl_vjp(g, q, u, v, geo, dt, h):
     adj_u = onp.zeros_like(u)
     adj_v = onp.zeros_like(v)
     for i in range(g.shape[0]):
-        for j in range(g.shape[1]):
-            x, y, xd, yd = _departure(i, j, geo, u, v, dt, h)
-            gij = g[i, j]
-            _scatter(adj_q, gij, xd, yd, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
-            sx, sy = _slope(q, xd, yd, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
-            _scatter(adj_u, -dt * (gij * sx), x, y, geo[4], geo[5], geo[6] > 0, geo[7] > 0, h)
-            _scatter(adj_v, -dt * (gij * sy), x, y, geo[8], geo[9], geo[10] > 0, geo[11] > 0, h)
+        _sl_vjp_row(i, g, q, u, v, geo, dt, h, adj_q, adj_u, adj_v)
     return adj_q, adj_u, adj_v
+
+
+@_jit
+def _sl_vjp_row(i, g, q, u, v, geo, dt, h, adj_q, adj_u, adj_v):
+    for j in range(g.shape[1]):
+        x, y, xd, yd = _departure(i, j, geo, u, v, dt, h)
+        gij = g[i, j]
+        _scatter(adj_q, gij, xd, yd, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
+        sx, sy = _slope(q, xd, yd, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
+        _scatter(adj_u, -dt * (gij * sx), x, y, geo[4], geo[5], geo[6] > 0, geo[7] > 0, h)
+        _scatter(adj_v, -dt * (gij * sy), x, y, geo[8], geo[9], geo[10] > 0, geo[11] > 0, h)
 
 
 @_jit
@@ -227,7 +237,7 @@ def neighbour_coefficients(op, dtype):
 
 @_jit
 def _corners(a, x, y, off0, off1, per0, per1, h):
-    """Flat-free corner indices and values of the bilinear stencil at (x, y)."""
+    """Row and column indices of the bilinear stencil's corners at (x, y)."""
     i0, i1, _, _ = _axis(x, a.shape[0], off0, per0, h)
     j0, j1, _, _ = _axis(y, a.shape[1], off1, per1, h)
     return i0, i1, j0, j1
@@ -271,15 +281,14 @@ def mc_correct(q, qp, q1, q1p, u, v, geo, dt, h):
 
 @_jit
 def _mc_correct_row(i, out, q, qp, q1, q1p, u, v, geo, dt, h):
-    if True:
-        for j in range(q1.shape[1]):
-            x, y, ux, vy = _point_velocity(i, j, geo, u, v, h)  # one sample for both traces
-            xf, yf, xb, yb = x - dt * ux, y - dt * vy, x - (-dt) * ux, y - (-dt) * vy
-            q0 = _sample(q1p, xb, yb, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
-            c = q1[i, j] + 0.5 * (q[i, j] - q0)
-            i0, i1, j0, j1 = _corners(qp, xf, yf, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
-            lo, _, hi, _ = _extremes(qp, i0, i1, j0, j1)
-            out[i, j] = lo if c < lo else (hi if c > hi else c)
+    for j in range(q1.shape[1]):
+        x, y, ux, vy = _point_velocity(i, j, geo, u, v, h)  # one sample for both traces
+        xf, yf, xb, yb = x - dt * ux, y - dt * vy, x + dt * ux, y + dt * vy
+        q0 = _sample(q1p, xb, yb, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
+        c = q1[i, j] + 0.5 * (q[i, j] - q0)
+        i0, i1, j0, j1 = _corners(qp, xf, yf, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
+        lo, _, hi, _ = _extremes(qp, i0, i1, j0, j1)
+        out[i, j] = lo if c < lo else (hi if c > hi else c)
 
 
 @_jit
@@ -299,28 +308,27 @@ def mc_correct_vjp(g, q, qp, q1, q1p, u, v, geo, dt, h):
 
 @_jit
 def _mc_vjp_row(i, g, q, qp, q1, q1p, u, v, geo, dt, h, adj_c, adj_qp, adj_q1p, adj_u, adj_v):
-    if True:
-        for j in range(g.shape[1]):
-            x, y, ux, vy = _point_velocity(i, j, geo, u, v, h)  # one sample for both traces
-            xf, yf, xb, yb = x - dt * ux, y - dt * vy, x - (-dt) * ux, y - (-dt) * vy
-            q0 = _sample(q1p, xb, yb, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
-            c = q1[i, j] + 0.5 * (q[i, j] - q0)
-            i0, i1, j0, j1 = _corners(qp, xf, yf, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
-            lo, klo, hi, khi = _extremes(qp, i0, i1, j0, j1)
-            gij = g[i, j]
-            if c < lo:
-                a, b = _corner(klo, i0, i1, j0, j1)
-                adj_qp[a, b] += gij
-            elif c > hi:
-                a, b = _corner(khi, i0, i1, j0, j1)
-                adj_qp[a, b] += gij
-            else:
-                adj_c[i, j] = gij
-                adj_q0 = -0.5 * gij
-                _scatter(adj_q1p, adj_q0, xb, yb, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
-                sx, sy = _slope(q1p, xb, yb, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
-                _scatter(adj_u, dt * (adj_q0 * sx), x, y, geo[4], geo[5], geo[6] > 0, geo[7] > 0, h)
-                _scatter(adj_v, dt * (adj_q0 * sy), x, y, geo[8], geo[9], geo[10] > 0, geo[11] > 0, h)
+    for j in range(g.shape[1]):
+        x, y, ux, vy = _point_velocity(i, j, geo, u, v, h)  # one sample for both traces
+        xf, yf, xb, yb = x - dt * ux, y - dt * vy, x + dt * ux, y + dt * vy
+        q0 = _sample(q1p, xb, yb, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
+        c = q1[i, j] + 0.5 * (q[i, j] - q0)
+        i0, i1, j0, j1 = _corners(qp, xf, yf, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
+        lo, klo, hi, khi = _extremes(qp, i0, i1, j0, j1)
+        gij = g[i, j]
+        if c < lo:
+            a, b = _corner(klo, i0, i1, j0, j1)
+            adj_qp[a, b] += gij
+        elif c > hi:
+            a, b = _corner(khi, i0, i1, j0, j1)
+            adj_qp[a, b] += gij
+        else:
+            adj_c[i, j] = gij
+            adj_q0 = -0.5 * gij
+            _scatter(adj_q1p, adj_q0, xb, yb, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
+            sx, sy = _slope(q1p, xb, yb, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
+            _scatter(adj_u, dt * (adj_q0 * sx), x, y, geo[4], geo[5], geo[6] > 0, geo[7] > 0, h)
+            _scatter(adj_v, dt * (adj_q0 * sy), x, y, geo[8], geo[9], geo[10] > 0, geo[11] > 0, h)
 
 
 # -- parallel versions: rows split over threads -------------------------------------
@@ -340,9 +348,7 @@ def _pjit(fun):
 def sl_forward_parallel(q, u, v, geo, shape0, shape1, dt, h):
     out = onp.empty((shape0, shape1), dtype=q.dtype)
     for i in numba.prange(shape0):
-        for j in range(shape1):
-            _, _, xd, yd = _departure(i, j, geo, u, v, dt, h)
-            out[i, j] = _sample(q, xd, yd, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
+        _sl_forward_row(i, out, q, u, v, geo, dt, h)
     return out
 
 
@@ -358,13 +364,7 @@ def sl_vjp_parallel(g, q, u, v, geo, dt, h, block):
             k = 2 * b + colour
             stop = n0 if k == blocks - 1 else (k + 1) * block
             for i in range(k * block, stop):
-                for j in range(g.shape[1]):
-                    x, y, xd, yd = _departure(i, j, geo, u, v, dt, h)
-                    gij = g[i, j]
-                    _scatter(adj_q, gij, xd, yd, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
-                    sx, sy = _slope(q, xd, yd, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
-                    _scatter(adj_u, -dt * (gij * sx), x, y, geo[4], geo[5], geo[6] > 0, geo[7] > 0, h)
-                    _scatter(adj_v, -dt * (gij * sy), x, y, geo[8], geo[9], geo[10] > 0, geo[11] > 0, h)
+                _sl_vjp_row(i, g, q, u, v, geo, dt, h, adj_q, adj_u, adj_v)
     return adj_q, adj_u, adj_v
 
 
