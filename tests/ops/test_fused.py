@@ -91,21 +91,43 @@ def test_parallel_vjp_equals_the_serial_one(spec):
     q = rng.standard_normal(domain.grid.shape)
     u = tuple(0.5 * rng.standard_normal(s) for s in domain.velocity_shapes)
     dt = 1.5 * domain.dx  # departures up to ~3 cells away
-    qp, up, vp, geo = _fused_inputs(q, u, domain, "center")
-    block = fused.row_blocks(q.shape[0], up, vp, dt, domain.dx)
+    qp, up, vp, lay = _fused_inputs(q, u, domain, "center")
+    tables = (*lay.tables, dt / domain.dx)
+    block = fused.row_blocks(q.shape[0], up, vp, dt / domain.dx)
     if not block:
         pytest.skip("a single thread: no parallel VJP")
     g = rng.standard_normal(q.shape)
-    serial = fused.sl_vjp(g, qp, up, vp, geo, dt, domain.dx)
-    parallel = fused.sl_vjp_parallel(g, qp, up, vp, geo, dt, domain.dx, block)
+    serial = fused.sl_vjp(g, qp, up, vp, *tables)
+    parallel = fused.sl_vjp_parallel(g, qp, up, vp, *tables, block)
     for a, b in zip(parallel, serial):
         onp.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
-    assert onp.array_equal(fused.sl_forward_parallel(qp, up, vp, geo, *q.shape, dt, domain.dx),
-                           fused.sl_forward(qp, up, vp, geo, *q.shape, dt, domain.dx))
-    q1 = fused.sl_forward(qp, up, vp, geo, *q.shape, dt, domain.dx)
+    shape = (*lay.tables, *q.shape, dt / domain.dx)
+    assert onp.array_equal(fused.sl_forward_parallel(qp, up, vp, *shape), fused.sl_forward(qp, up, vp, *shape))
+    assert onp.array_equal(fused.sl_jvp_parallel(qp, up, vp, qp, up, vp, *shape, True, True),
+                           fused.sl_jvp(qp, up, vp, qp, up, vp, *shape, True, True))
+    q1 = fused.sl_forward(qp, up, vp, *shape)
     q1p = onp.ascontiguousarray(q1)  # a periodic-looking stand-in for the padded q1 is enough here
     if q1p.shape == qp.shape:
-        args = (q, qp, q1, q1p, up, vp, geo, dt, domain.dx)
+        args = (q, qp, q1, q1p, up, vp, *tables)
         assert onp.array_equal(fused.mc_correct_parallel(*args), fused.mc_correct(*args))
         for a, b in zip(fused.mc_correct_vjp_parallel(g, *args, block), fused.mc_correct_vjp(g, *args)):
             onp.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("solver", ["jacobi", "auto", "cg"])
+@pytest.mark.parametrize("name", [name for name, ndim in domains.ALL if ndim == 2])
+@pytest.mark.parametrize("dtype, tol", [(onp.float64, 1e-12), (onp.float32, 1e-5)])
+def test_fused_projection_matches_the_reference(name, solver, dtype, tol, monkeypatch):
+    from fluidgrad.ops.pressure import PressureSolve, project
+    domain = domains.make(name, 2)
+    if solver == "auto" and domain.has_obstacles:
+        solver = "multigrid"
+    settings = PressureSolve(solver, tolerance=1e-11, adjoint_tolerance=1e-12, iterations=7)
+    rng = onp.random.default_rng(5)
+    u = tuple(rng.standard_normal(s).astype(dtype) for s in domain.velocity_shapes)
+    kw = dict(domain=domain, solve=settings)
+    _close(*_both(lambda: project.fun(u, **kw), monkeypatch), tol)
+    ans = project.fun(u, **kw)
+    g = (tuple(rng.standard_normal(a.shape).astype(dtype) for a in ans[0]),
+         rng.standard_normal(ans[1].shape).astype(dtype))
+    _close(*_both(lambda: project.vjp_all(g, ans, u, **kw), monkeypatch), tol)

@@ -112,21 +112,17 @@ BACKTRACES = ("euler", "rk2")
 
 
 def _fused_inputs(q, velocity, domain, location):
-    """Padded field and velocity and the lattice geometry, for the fused kernels."""
-    key = ("fused-geometry", location)
-    geo = domain._cache.get(key)
-    if geo is None:
-        geo = domain._cache[key] = fused.geometry(domain, location)
+    """Padded field and velocity and the field's :class:`fused.Layout`."""
     up, vp = _padded_velocity(velocity, domain)
-    return interp.pad_field(q, domain, location), up, vp, geo
+    return interp.pad_field(q, domain, location), up, vp, fused.Layout.of(domain, location)
 
 
 def _semi_lagrangian(q, velocity, *, dt, domain, location="center", backtrace="euler"):
     """``q'(x) = I[q](x_d)`` at the departure point ``x_d`` of the lattice point ``x``."""
     if fused.usable(q, velocity, domain, backtrace):
-        qp, up, vp, geo = _fused_inputs(q, velocity, domain, location)
+        qp, up, vp, lay = _fused_inputs(q, velocity, domain, location)
         kernel = fused.sl_forward_parallel if fused.threads() > 1 else fused.sl_forward
-        return kernel(qp, up, vp, geo, q.shape[0], q.shape[1], float(dt), domain.dx)
+        return kernel(qp, up, vp, *lay.tables, q.shape[0], q.shape[1], dt / domain.dx)
     bt = Backtrace(velocity, domain, location, dt, backtrace)
     return interp.gather(interp.pad_field(q, domain, location), bt.stencil)
 
@@ -138,13 +134,13 @@ semi_lagrangian = Primitive(_semi_lagrangian, "semi_lagrangian", register=True)
 def _semi_lagrangian_vjp(g, ans, q, velocity, *, dt, domain, location="center", backtrace="euler"):
     """``adj_q = Iᵀ g``; the departure points get ``g ∂I[q]/∂x`` and pass it to u."""
     if fused.usable(q, velocity, domain, backtrace) and g.dtype == q.dtype:
-        qp, up, vp, geo = _fused_inputs(q, velocity, domain, location)
-        g = onp.ascontiguousarray(g)
-        block = fused.row_blocks(g.shape[0], up, vp, dt, domain.dx)
+        qp, up, vp, lay = _fused_inputs(q, velocity, domain, location)
+        g, c = onp.ascontiguousarray(g), dt / domain.dx
+        block = fused.row_blocks(g.shape[0], up, vp, c)
         if block:
-            adj_qp, adj_up, adj_vp = fused.sl_vjp_parallel(g, qp, up, vp, geo, float(dt), domain.dx, block)
+            adj_qp, adj_up, adj_vp = fused.sl_vjp_parallel(g, qp, up, vp, *lay.tables, c, block)
         else:
-            adj_qp, adj_up, adj_vp = fused.sl_vjp(g, qp, up, vp, geo, float(dt), domain.dx)
+            adj_qp, adj_up, adj_vp = fused.sl_vjp(g, qp, up, vp, *lay.tables, c)
         return (interp.pad_field_transpose(adj_qp, domain, location),
                 (interp.pad_field_transpose(adj_up, domain, 0), interp.pad_field_transpose(adj_vp, domain, 1)))
     bt = Backtrace(velocity, domain, location, dt, backtrace)
@@ -161,11 +157,12 @@ def _semi_lagrangian_jvp(dots, ans, q, velocity, *, dt, domain, location="center
     dot_q, dot_u = dots
     if fused.usable(q, velocity, domain, backtrace) and all(
             d is None or type(d) is onp.ndarray for d in (dot_q, *(dot_u or ()))):
-        qp, up, vp, geo = _fused_inputs(q, velocity, domain, location)
+        qp, up, vp, lay = _fused_inputs(q, velocity, domain, location)
         dq = qp if dot_q is None else interp.pad_field(dot_q, domain, location, homogeneous=True)
         du, dv = (up, vp) if dot_u is None else _padded_velocity(dot_u, domain, homogeneous=True)
-        return fused.sl_jvp(dq, du, dv, qp, up, vp, geo, q.shape[0], q.shape[1], float(dt), domain.dx,
-                            dot_q is not None, dot_u is not None)
+        kernel = fused.sl_jvp_parallel if fused.threads() > 1 else fused.sl_jvp
+        return kernel(dq, du, dv, qp, up, vp, *lay.tables, q.shape[0], q.shape[1],
+                      dt / domain.dx, dot_q is not None, dot_u is not None)
     bt = Backtrace(velocity, domain, location, dt, backtrace)
     out = None
     if dot_q is not None:
@@ -213,18 +210,18 @@ class _MacCormackPass:
 
 
 def _fused_maccormack_first_pass(q, velocity, dt, domain, location):
-    qp, up, vp, geo = _fused_inputs(q, velocity, domain, location)
+    qp, up, vp, lay = _fused_inputs(q, velocity, domain, location)
     kernel = fused.sl_forward_parallel if fused.threads() > 1 else fused.sl_forward
-    q1 = kernel(qp, up, vp, geo, q.shape[0], q.shape[1], float(dt), domain.dx)
-    return qp, up, vp, geo, q1, interp.pad_field(q1, domain, location)
+    q1 = kernel(qp, up, vp, *lay.tables, q.shape[0], q.shape[1], dt / domain.dx)
+    return qp, up, vp, lay, q1, interp.pad_field(q1, domain, location)
 
 
 def _maccormack(q, velocity, *, dt, domain, location="center", backtrace="euler"):
     """``clamp(q¹ + (q - q⁰)/2)`` with ``q¹ = SL(q, Δt)``, ``q⁰ = SL(q¹, -Δt)``."""
     if fused.usable(q, velocity, domain, backtrace):
-        qp, up, vp, geo, q1, q1p = _fused_maccormack_first_pass(q, velocity, dt, domain, location)
+        qp, up, vp, lay, q1, q1p = _fused_maccormack_first_pass(q, velocity, dt, domain, location)
         kernel = fused.mc_correct_parallel if fused.threads() > 1 else fused.mc_correct
-        return kernel(q, qp, q1, q1p, up, vp, geo, float(dt), domain.dx)
+        return kernel(q, qp, q1, q1p, up, vp, *lay.tables, dt / domain.dx)
     return _MacCormackPass(q, velocity, dt, domain, location, backtrace).result()
 
 
@@ -234,20 +231,20 @@ maccormack = Primitive(_maccormack, "maccormack", register=True)
 @maccormack.defvjp_all(needs=(0, 1))
 def _maccormack_vjp(g, ans, q, velocity, *, dt, domain, location="center", backtrace="euler"):
     if fused.usable(q, velocity, domain, backtrace) and g.dtype == q.dtype:
-        qp, up, vp, geo, q1, q1p = _fused_maccormack_first_pass(q, velocity, dt, domain, location)
-        g = onp.ascontiguousarray(g)
-        block = fused.row_blocks(g.shape[0], up, vp, dt, domain.dx)
+        qp, up, vp, lay, q1, q1p = _fused_maccormack_first_pass(q, velocity, dt, domain, location)
+        g, c = onp.ascontiguousarray(g), dt / domain.dx
+        tables = (*lay.tables, c)
+        block = fused.row_blocks(g.shape[0], up, vp, c)
         if block:
             adj_c, adj_qp, adj_q1p, adj_up, adj_vp = fused.mc_correct_vjp_parallel(
-                g, q, qp, q1, q1p, up, vp, geo, float(dt), domain.dx, block)
+                g, q, qp, q1, q1p, up, vp, *tables, block)
         else:
-            adj_c, adj_qp, adj_q1p, adj_up, adj_vp = fused.mc_correct_vjp(
-                g, q, qp, q1, q1p, up, vp, geo, float(dt), domain.dx)
+            adj_c, adj_qp, adj_q1p, adj_up, adj_vp = fused.mc_correct_vjp(g, q, qp, q1, q1p, up, vp, *tables)
         adj_q1 = adj_c + interp.pad_field_transpose(adj_q1p, domain, location)
         if block:
-            sl_qp, sl_up, sl_vp = fused.sl_vjp_parallel(adj_q1, qp, up, vp, geo, float(dt), domain.dx, block)
+            sl_qp, sl_up, sl_vp = fused.sl_vjp_parallel(adj_q1, qp, up, vp, *tables, block)
         else:
-            sl_qp, sl_up, sl_vp = fused.sl_vjp(adj_q1, qp, up, vp, geo, float(dt), domain.dx)
+            sl_qp, sl_up, sl_vp = fused.sl_vjp(adj_q1, qp, up, vp, *tables)
         adj_q = interp.pad_field_transpose(adj_qp + sl_qp, domain, location) + 0.5 * adj_c
         return adj_q, (interp.pad_field_transpose(adj_up + sl_up, domain, 0),
                        interp.pad_field_transpose(adj_vp + sl_vp, domain, 1))

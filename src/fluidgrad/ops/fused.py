@@ -42,9 +42,9 @@ def _jit(fun):
 
 
 @_jit
-def _axis(x, n, offset, periodic, h):
-    """Lower/upper index, fraction and d(fraction)/ds of coordinate ``x`` on one axis."""
-    s = x / h - offset
+def _locate(s, n, periodic):
+    """Lower/upper index, fraction and d(fraction)/ds at lattice coordinate ``s`` of an
+    axis of ``n`` samples (periodic: wrapped; bounded: clamped to the end samples)."""
     if periodic:
         f = math.floor(s)
         t = s - f
@@ -61,36 +61,28 @@ def _axis(x, n, offset, periodic, h):
         return 0, 0, 0.0, 0.0
     sc = min(max(s, 0.0), n - 1.0)
     i0 = min(int(math.floor(sc)), n - 2)
-    t = sc - i0
-    return i0, i0 + 1, t, 1.0 if (s >= 0.0 and s <= n - 1.0) else 0.0
+    return i0, i0 + 1, sc - i0, 1.0 if (s >= 0.0 and s <= n - 1.0) else 0.0
 
 
 @_jit
-def _sample(a, x, y, off0, off1, per0, per1, h):
-    """Bilinear interpolation of the padded lattice array ``a`` at (x, y)."""
-    i0, i1, t0, _ = _axis(x, a.shape[0], off0, per0, h)
-    j0, j1, t1, _ = _axis(y, a.shape[1], off1, per1, h)
+def _bilinear(a, i0, i1, t0, j0, j1, t1):
+    """``Σ_k w_k a[corner_k]`` with the bilinear weights of fractions (t0, t1)."""
     return ((1 - t0) * (1 - t1) * a[i0, j0] + (1 - t0) * t1 * a[i0, j1]
             + t0 * (1 - t1) * a[i1, j0] + t0 * t1 * a[i1, j1])
 
 
 @_jit
-def _slope(a, x, y, off0, off1, per0, per1, h):
-    """``(∂/∂x, ∂/∂y)`` of the bilinear interpolant of ``a`` at (x, y)."""
-    i0, i1, t0, d0 = _axis(x, a.shape[0], off0, per0, h)
-    j0, j1, t1, d1 = _axis(y, a.shape[1], off1, per1, h)
-    sx = ((-1.0 / h * d0 * (1 - t1)) * a[i0, j0] + (-1.0 / h * d0 * t1) * a[i0, j1]
-          + (1.0 / h * d0 * (1 - t1)) * a[i1, j0] + (1.0 / h * d0 * t1) * a[i1, j1])
-    sy = ((-1.0 / h * d1 * (1 - t0)) * a[i0, j0] + (1.0 / h * d1 * (1 - t0)) * a[i0, j1]
-          + (-1.0 / h * d1 * t0) * a[i1, j0] + (1.0 / h * d1 * t0) * a[i1, j1])
-    return sx, sy
+def _bilinear_slope(a, i0, i1, t0, d0, j0, j1, t1, d1):
+    """``(∂/∂s0, ∂/∂s1)`` of the bilinear interpolant in lattice units (``d`` zero where
+    the coordinate was clamped)."""
+    a00, a01, a10, a11 = a[i0, j0], a[i0, j1], a[i1, j0], a[i1, j1]
+    return (d0 * ((1 - t1) * (a10 - a00) + t1 * (a11 - a01)),
+            d1 * ((1 - t0) * (a01 - a00) + t0 * (a11 - a10)))
 
 
 @_jit
-def _scatter(out, g, x, y, off0, off1, per0, per1, h):
-    """Transpose of :func:`_sample`: add ``g`` times the weights into ``out``."""
-    i0, i1, t0, _ = _axis(x, out.shape[0], off0, per0, h)
-    j0, j1, t1, _ = _axis(y, out.shape[1], off1, per1, h)
+def _spread(out, g, i0, i1, t0, j0, j1, t1):
+    """Transpose of :func:`_bilinear`: add ``g`` times the weights into ``out``."""
     out[i0, j0] += (1 - t0) * (1 - t1) * g
     out[i0, j1] += (1 - t0) * t1 * g
     out[i1, j0] += t0 * (1 - t1) * g
@@ -98,90 +90,184 @@ def _scatter(out, g, x, y, off0, off1, per0, per1, h):
 
 
 @_jit
-def _point_velocity(i, j, geo, u, v, h):
-    """The lattice point (i, j) of the field and the velocity sampled there."""
-    x = (i + geo[0]) * h
-    y = (j + geo[1]) * h
-    ux = _sample(u, x, y, geo[4], geo[5], geo[6] > 0, geo[7] > 0, h)
-    vy = _sample(v, x, y, geo[8], geo[9], geo[10] > 0, geo[11] > 0, h)
-    return x, y, ux, vy
+def _average(a, i, i1, j, j1, avg0, avg1):
+    """``a`` at a lattice point of another lattice of the MAC grid: the mean of the
+    1, 2 or 4 nearest samples (bilinear weights ½ along the axes where ``avg``)."""
+    x = a[i, j]
+    if avg0:
+        x += a[i1, j]
+        if avg1:
+            return 0.25 * (x + a[i, j1] + a[i1, j1])
+        return 0.5 * x
+    if avg1:
+        return 0.5 * (x + a[i, j1])
+    return x
 
 
 @_jit
-def _departure(i, j, geo, u, v, dt, h):
-    """The lattice point (i, j) of the field and its Euler departure point."""
-    x, y, ux, vy = _point_velocity(i, j, geo, u, v, h)
-    return x, y, x - dt * ux, y - dt * vy
+def _spread_average(out, g, i, i1, j, j1, avg0, avg1):
+    """Transpose of :func:`_average`."""
+    w = g * (0.5 if avg0 else 1.0) * (0.5 if avg1 else 1.0)
+    out[i, j] += w
+    if avg0:
+        out[i1, j] += w
+        if avg1:
+            out[i, j1] += w
+            out[i1, j1] += w
+    elif avg1:
+        out[i, j1] += w
 
 
 @_jit
-def sl_forward(q, u, v, geo, shape0, shape1, dt, h):
-    """``q'(x) = I[q](x - Δt U(x))`` at every lattice point of the field."""
+def _velocity_at(r, j, u, v, vcol, avg):
+    """Both velocity components at lattice point (i, j); ``r`` = ``vrow[:, i]``."""
+    ux = _average(u, r[0], r[1], vcol[0, j], vcol[1, j], avg[0], avg[1])
+    vy = _average(v, r[2], r[3], vcol[2, j], vcol[3, j], avg[2], avg[3])
+    return ux, vy
+
+
+@_jit
+def _spread_velocity(adj_u, adj_v, gx, gy, r, j, vcol, avg):
+    """Transpose of :func:`_velocity_at`."""
+    _spread_average(adj_u, gx, r[0], r[1], vcol[0, j], vcol[1, j], avg[0], avg[1])
+    _spread_average(adj_v, gy, r[2], r[3], vcol[2, j], vcol[3, j], avg[2], avg[3])
+
+
+@_jit
+def _row(vrow, i):
+    return vrow[0, i], vrow[1, i], vrow[2, i], vrow[3, i]
+
+
+@_jit
+def _cell(q, s0, s1, geo):
+    """Bilinear stencil of the padded field ``q`` at lattice coordinates (s0, s1)."""
+    i0, i1, t0, d0 = _locate(s0, q.shape[0], geo[2] > 0)
+    j0, j1, t1, d1 = _locate(s1, q.shape[1], geo[3] > 0)
+    return i0, i1, t0, d0, j0, j1, t1, d1
+
+
+@_jit
+def _sl_forward_row(i, out, q, u, v, vrow, vcol, avg, geo, c):
+    s0 = i + geo[0]
+    r = _row(vrow, i)
+    for j in range(out.shape[1]):
+        ux, vy = _velocity_at(r, j, u, v, vcol, avg)
+        i0, i1, t0, _, j0, j1, t1, _ = _cell(q, s0 - c * ux, j + geo[1] - c * vy, geo)
+        out[i, j] = _bilinear(q, i0, i1, t0, j0, j1, t1)
+
+
+@_jit
+def sl_forward(q, u, v, vrow, vcol, avg, geo, shape0, shape1, c):
+    """``q'(x) = I[q](x - Δt U(x))`` at every lattice point of the field (``c = Δt/h``)."""
     out = onp.empty((shape0, shape1), dtype=q.dtype)
     for i in range(shape0):
-        _sl_forward_row(i, out, q, u, v, geo, dt, h)
+        _sl_forward_row(i, out, q, u, v, vrow, vcol, avg, geo, c)
     return out
 
 
 @_jit
-def _sl_forward_row(i, out, q, u, v, geo, dt, h):
-    for j in range(out.shape[1]):
-        _, _, xd, yd = _departure(i, j, geo, u, v, dt, h)
-        out[i, j] = _sample(q, xd, yd, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
+def _sl_vjp_row(i, g, q, u, v, vrow, vcol, avg, geo, c, adj_q, adj_u, adj_v):
+    s0 = i + geo[0]
+    r = _row(vrow, i)
+    for j in range(g.shape[1]):
+        ux, vy = _velocity_at(r, j, u, v, vcol, avg)
+        i0, i1, t0, d0, j0, j1, t1, d1 = _cell(q, s0 - c * ux, j + geo[1] - c * vy, geo)
+        gij = g[i, j]
+        _spread(adj_q, gij, i0, i1, t0, j0, j1, t1)
+        sx, sy = _bilinear_slope(q, i0, i1, t0, d0, j0, j1, t1, d1)
+        _spread_velocity(adj_u, adj_v, -c * (gij * sx), -c * (gij * sy), r, j, vcol, avg)
 
 
 @_jit
-def sl_vjp(g, q, u, v, geo, dt, h):
+def sl_vjp(g, q, u, v, vrow, vcol, avg, geo, c):
     """``adj_q = Iᵀ g``; ``adj_u = Sᵀ(-Δt g ∂I[q]/∂x)`` (all on the padded lattices)."""
     adj_q = onp.zeros_like(q)
     adj_u = onp.zeros_like(u)
     adj_v = onp.zeros_like(v)
     for i in range(g.shape[0]):
-        _sl_vjp_row(i, g, q, u, v, geo, dt, h, adj_q, adj_u, adj_v)
+        _sl_vjp_row(i, g, q, u, v, vrow, vcol, avg, geo, c, adj_q, adj_u, adj_v)
     return adj_q, adj_u, adj_v
 
 
 @_jit
-def _sl_vjp_row(i, g, q, u, v, geo, dt, h, adj_q, adj_u, adj_v):
-    for j in range(g.shape[1]):
-        x, y, xd, yd = _departure(i, j, geo, u, v, dt, h)
-        gij = g[i, j]
-        _scatter(adj_q, gij, xd, yd, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
-        sx, sy = _slope(q, xd, yd, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
-        _scatter(adj_u, -dt * (gij * sx), x, y, geo[4], geo[5], geo[6] > 0, geo[7] > 0, h)
-        _scatter(adj_v, -dt * (gij * sy), x, y, geo[8], geo[9], geo[10] > 0, geo[11] > 0, h)
+def _sl_jvp_row(i, out, dq, du, dv, q, u, v, vrow, vcol, avg, geo, c, with_q, with_u):
+    s0 = i + geo[0]
+    r = _row(vrow, i)
+    for j in range(out.shape[1]):
+        ux, vy = _velocity_at(r, j, u, v, vcol, avg)
+        i0, i1, t0, d0, j0, j1, t1, d1 = _cell(q, s0 - c * ux, j + geo[1] - c * vy, geo)
+        total = 0.0
+        if with_q:
+            total = _bilinear(dq, i0, i1, t0, j0, j1, t1)
+        if with_u:
+            sx, sy = _bilinear_slope(q, i0, i1, t0, d0, j0, j1, t1, d1)
+            dux, dvy = _velocity_at(r, j, du, dv, vcol, avg)
+            total = total + sx * (-c * dux) + sy * (-c * dvy)
+        out[i, j] = total
 
 
 @_jit
-def sl_jvp(dq, du, dv, q, u, v, geo, shape0, shape1, dt, h, with_q, with_u):
+def sl_jvp(dq, du, dv, q, u, v, vrow, vcol, avg, geo, shape0, shape1, c, with_q, with_u):
     """``dot_q' = I dot_q + Σ_a ∂I[q]/∂x_a · (-Δt S_a dot_u_a)``."""
-    out = onp.zeros((shape0, shape1), dtype=q.dtype)
+    out = onp.empty((shape0, shape1), dtype=q.dtype)
     for i in range(shape0):
-        for j in range(shape1):
-            x, y, xd, yd = _departure(i, j, geo, u, v, dt, h)
-            total = 0.0
-            if with_q:
-                total = _sample(dq, xd, yd, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
-            if with_u:
-                sx, sy = _slope(q, xd, yd, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
-                dux = _sample(du, x, y, geo[4], geo[5], geo[6] > 0, geo[7] > 0, h)
-                dvy = _sample(dv, x, y, geo[8], geo[9], geo[10] > 0, geo[11] > 0, h)
-                total = total + sx * (-dt * dux) + sy * (-dt * dvy)
-            out[i, j] = total
+        _sl_jvp_row(i, out, dq, du, dv, q, u, v, vrow, vcol, avg, geo, c, with_q, with_u)
     return out
 
 
-def geometry(domain, location):
-    """Offsets and periodicity of the field's and the velocity's lattices, as one array:
-    [field offset (unpadded) ×2, field offset (padded) ×2, u offsets ×2, u periodic ×2,
-    v offsets ×2, v periodic ×2, field periodic ×2]."""
-    from . import interpolation as interp
-    field = interp.field_lattice(domain, location)
-    padded = interp.padded_lattice(domain, location)
-    lu = interp.padded_lattice(domain, 0)
-    lv = interp.padded_lattice(domain, 1)
-    return onp.array([*field.offset, *padded.offset, *lu.offset, *map(float, lu.periodic),
-                      *lv.offset, *map(float, lv.periodic), *map(float, padded.periodic)])
+def _axis_table(s, n, periodic):
+    """:func:`_locate` for an array of coordinates: (lower, upper, fraction)."""
+    if periodic:
+        f = onp.floor(s)
+        i0 = f.astype(onp.int64) % n
+        return i0, (i0 + 1) % n, s - f
+    if n == 1:
+        zero = onp.zeros(s.shape, dtype=onp.int64)
+        return zero, zero, onp.zeros(s.shape)
+    sc = onp.clip(s, 0, n - 1)
+    i0 = onp.minimum(onp.floor(sc).astype(onp.int64), n - 2)
+    return i0, i0 + 1, sc - i0
+
+
+class Layout:
+    """How the lattice of a field sits on the padded lattices (cached per domain and
+    location). Velocity component ``c`` at the field's sample (i, j) is the mean of its
+    samples at rows ``vrow[2c], vrow[2c+1]`` (the second only where ``avg[2c]``) and
+    columns ``vcol[2c], vcol[2c+1]`` (where ``avg[2c+1]``): on a MAC grid the bilinear
+    weights at lattice points are 1 or ½. ``geo`` = [shift₀, shift₁, periodic₀,
+    periodic₁] places sample (i, j) at lattice coordinates (i + shift₀, j + shift₁) of the
+    field's own padded lattice."""
+
+    def __init__(self, domain, location):
+        from . import interpolation as interp
+        field = interp.field_lattice(domain, location)
+        padded = interp.padded_lattice(domain, location)
+        tables = [onp.zeros((4, n), dtype=onp.int64) for n in field.shape]
+        self.avg = onp.zeros(4, dtype=onp.bool_)
+        for comp in range(2):
+            lat = interp.padded_lattice(domain, comp)
+            for a in range(2):
+                s = onp.arange(field.shape[a]) + (field.offset[a] - lat.offset[a])
+                lo, hi, t = _axis_table(s, lat.shape[a], lat.periodic[a])
+                if not (onp.all(t == t[0]) and t[0] in (0.0, 0.5)):
+                    raise AssertionError("velocity samples are not MAC-staggered")  # pragma: no cover
+                tables[a][2 * comp], tables[a][2 * comp + 1] = lo, hi
+                self.avg[2 * comp + a] = t[0] == 0.5
+        self.vrow, self.vcol = tables
+        self.geo = onp.array([field.offset[0] - padded.offset[0], field.offset[1] - padded.offset[1],
+                              float(padded.periodic[0]), float(padded.periodic[1])])
+
+    @property
+    def tables(self):
+        return self.vrow, self.vcol, self.avg, self.geo
+
+    @classmethod
+    def of(cls, domain, location):
+        key = ("fused-layout", location)
+        lay = domain._cache.get(key)
+        if lay is None:
+            lay = domain._cache[key] = cls(domain, location)
+        return lay
 
 
 def usable(q, velocity, domain, backtrace) -> bool:
@@ -192,23 +278,39 @@ def usable(q, velocity, domain, backtrace) -> bool:
 
 
 @_jit
+def _jacobi_point(i, j, im, ip, jm, jp, x, y, b, inv_diag, diag, cxm, cxp, cym, cyp, omega):
+    lx = (diag[i, j] * x[i, j] + cxm[i, j] * x[im, j] + cxp[i, j] * x[ip, j]
+          + cym[i, j] * x[i, jm] + cyp[i, j] * x[i, jp])
+    y[i, j] = x[i, j] + omega * inv_diag[i, j] * (b[i, j] - lx)
+
+
+@_jit
+def _jacobi_row(i, x, y, b, inv_diag, diag, cxm, cxp, cym, cyp, per0, per1, omega):
+    """One damped-Jacobi update of row ``i`` from ``x`` into ``y``; the inner columns
+    have no branches (so they vectorize), the two edge columns wrap or clamp."""
+    n0, n1 = b.shape
+    im = i - 1 if i > 0 else (n0 - 1 if per0 else 0)
+    ip = i + 1 if i < n0 - 1 else (0 if per0 else n0 - 1)
+    for j in range(1, n1 - 1):
+        _jacobi_point(i, j, im, ip, j - 1, j + 1, x, y, b, inv_diag, diag, cxm, cxp, cym, cyp, omega)
+    last = n1 - 1
+    _jacobi_point(i, 0, im, ip, last if per1 else 0, min(1, last), x, y, b, inv_diag, diag,
+                  cxm, cxp, cym, cyp, omega)
+    if last > 0:
+        _jacobi_point(i, last, im, ip, last - 1, 0 if per1 else last, x, y, b, inv_diag, diag,
+                      cxm, cxp, cym, cyp, omega)
+
+
+@_jit
 def jacobi_sweeps(b, x0, inv_diag, diag, cxm, cxp, cym, cyp, per0, per1, sweeps, omega):
     """``sweeps`` damped-Jacobi sweeps ``x += ω D⁻¹ (b − L x)`` for the 2-D five-point
     operator ``(L x)_ij = d x_ij + cxm x_{i-1,j} + cxp x_{i+1,j} + cym x_{i,j-1} + cyp x_{i,j+1}``
     (neighbours wrap on periodic axes; coefficients are 0 where there is none)."""
-    n0, n1 = b.shape
     x = x0.copy()
     y = onp.empty_like(x)
     for _ in range(sweeps):
-        for i in range(n0):
-            im = i - 1 if i > 0 else (n0 - 1 if per0 else 0)
-            ip = i + 1 if i < n0 - 1 else (0 if per0 else n0 - 1)
-            for j in range(n1):
-                jm = j - 1 if j > 0 else (n1 - 1 if per1 else 0)
-                jp = j + 1 if j < n1 - 1 else (0 if per1 else n1 - 1)
-                lx = (diag[i, j] * x[i, j] + cxm[i, j] * x[im, j] + cxp[i, j] * x[ip, j]
-                      + cym[i, j] * x[i, jm] + cyp[i, j] * x[i, jp])
-                y[i, j] = x[i, j] + omega * inv_diag[i, j] * (b[i, j] - lx)
+        for i in range(b.shape[0]):
+            _jacobi_row(i, x, y, b, inv_diag, diag, cxm, cxp, cym, cyp, per0, per1, omega)
         x, y = y, x
     return x
 
@@ -233,14 +335,6 @@ def neighbour_coefficients(op, dtype):
             out += [onp.ascontiguousarray(lo), onp.ascontiguousarray(hi)]
         cached = op._aux[key] = tuple(out)
     return cached
-
-
-@_jit
-def _corners(a, x, y, off0, off1, per0, per1, h):
-    """Row and column indices of the bilinear stencil's corners at (x, y)."""
-    i0, i1, _, _ = _axis(x, a.shape[0], off0, per0, h)
-    j0, j1, _, _ = _axis(y, a.shape[1], off1, per1, h)
-    return i0, i1, j0, j1
 
 
 @_jit
@@ -270,29 +364,57 @@ def _corner(k, i0, i1, j0, j1):
 
 
 @_jit
-def mc_correct(q, qp, q1, q1p, u, v, geo, dt, h):
+def _mc_correct_row(i, out, q, qp, q1, q1p, u, v, vrow, vcol, avg, geo, c):
+    s0 = i + geo[0]
+    r = _row(vrow, i)
+    for j in range(q1.shape[1]):
+        ux, vy = _velocity_at(r, j, u, v, vcol, avg)  # one sample for both traces
+        s1 = j + geo[1]
+        i0, i1, t0, _, j0, j1, t1, _ = _cell(q1p, s0 + c * ux, s1 + c * vy, geo)
+        corrected = q1[i, j] + 0.5 * (q[i, j] - _bilinear(q1p, i0, i1, t0, j0, j1, t1))
+        i0, i1, _, _, j0, j1, _, _ = _cell(qp, s0 - c * ux, s1 - c * vy, geo)
+        lo, _, hi, _ = _extremes(qp, i0, i1, j0, j1)
+        out[i, j] = lo if corrected < lo else (hi if corrected > hi else corrected)
+
+
+@_jit
+def mc_correct(q, qp, q1, q1p, u, v, vrow, vcol, avg, geo, c):
     """MacCormack's second pass: ``clamp(q¹ + (q - q⁰)/2)`` with ``q⁰ = I[q¹](x + Δt U)``,
     bounds from the corners of ``I[q]`` at ``x - Δt U``."""
     out = onp.empty_like(q1)
     for i in range(q1.shape[0]):
-        _mc_correct_row(i, out, q, qp, q1, q1p, u, v, geo, dt, h)
+        _mc_correct_row(i, out, q, qp, q1, q1p, u, v, vrow, vcol, avg, geo, c)
     return out
 
 
 @_jit
-def _mc_correct_row(i, out, q, qp, q1, q1p, u, v, geo, dt, h):
-    for j in range(q1.shape[1]):
-        x, y, ux, vy = _point_velocity(i, j, geo, u, v, h)  # one sample for both traces
-        xf, yf, xb, yb = x - dt * ux, y - dt * vy, x + dt * ux, y + dt * vy
-        q0 = _sample(q1p, xb, yb, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
-        c = q1[i, j] + 0.5 * (q[i, j] - q0)
-        i0, i1, j0, j1 = _corners(qp, xf, yf, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
-        lo, _, hi, _ = _extremes(qp, i0, i1, j0, j1)
-        out[i, j] = lo if c < lo else (hi if c > hi else c)
+def _mc_vjp_row(i, g, q, qp, q1, q1p, u, v, vrow, vcol, avg, geo, c, adj_c, adj_qp, adj_q1p, adj_u, adj_v):
+    s0 = i + geo[0]
+    r = _row(vrow, i)
+    for j in range(g.shape[1]):
+        ux, vy = _velocity_at(r, j, u, v, vcol, avg)  # one sample for both traces
+        s1 = j + geo[1]
+        b0, b1, tb0, db0, c0, c1, tb1, db1 = _cell(q1p, s0 + c * ux, s1 + c * vy, geo)
+        corrected = q1[i, j] + 0.5 * (q[i, j] - _bilinear(q1p, b0, b1, tb0, c0, c1, tb1))
+        i0, i1, _, _, j0, j1, _, _ = _cell(qp, s0 - c * ux, s1 - c * vy, geo)
+        lo, klo, hi, khi = _extremes(qp, i0, i1, j0, j1)
+        gij = g[i, j]
+        if corrected < lo:
+            a, b = _corner(klo, i0, i1, j0, j1)
+            adj_qp[a, b] += gij
+        elif corrected > hi:
+            a, b = _corner(khi, i0, i1, j0, j1)
+            adj_qp[a, b] += gij
+        else:
+            adj_c[i, j] = gij
+            adj_q0 = -0.5 * gij
+            _spread(adj_q1p, adj_q0, b0, b1, tb0, c0, c1, tb1)
+            sx, sy = _bilinear_slope(q1p, b0, b1, tb0, db0, c0, c1, tb1, db1)
+            _spread_velocity(adj_u, adj_v, c * (adj_q0 * sx), c * (adj_q0 * sy), r, j, vcol, avg)
 
 
 @_jit
-def mc_correct_vjp(g, q, qp, q1, q1p, u, v, geo, dt, h):
+def mc_correct_vjp(g, q, qp, q1, q1p, u, v, vrow, vcol, avg, geo, c):
     """The VJP of :func:`mc_correct` with respect to ``q`` (direct and through the clamp
     bounds, on the padded lattice), ``q¹`` (direct, and on the padded lattice through
     ``q⁰``) and the velocity (through the backward departure points)."""
@@ -302,33 +424,8 @@ def mc_correct_vjp(g, q, qp, q1, q1p, u, v, geo, dt, h):
     adj_u = onp.zeros_like(u)
     adj_v = onp.zeros_like(v)
     for i in range(g.shape[0]):
-        _mc_vjp_row(i, g, q, qp, q1, q1p, u, v, geo, dt, h, adj_c, adj_qp, adj_q1p, adj_u, adj_v)
+        _mc_vjp_row(i, g, q, qp, q1, q1p, u, v, vrow, vcol, avg, geo, c, adj_c, adj_qp, adj_q1p, adj_u, adj_v)
     return adj_c, adj_qp, adj_q1p, adj_u, adj_v
-
-
-@_jit
-def _mc_vjp_row(i, g, q, qp, q1, q1p, u, v, geo, dt, h, adj_c, adj_qp, adj_q1p, adj_u, adj_v):
-    for j in range(g.shape[1]):
-        x, y, ux, vy = _point_velocity(i, j, geo, u, v, h)  # one sample for both traces
-        xf, yf, xb, yb = x - dt * ux, y - dt * vy, x + dt * ux, y + dt * vy
-        q0 = _sample(q1p, xb, yb, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
-        c = q1[i, j] + 0.5 * (q[i, j] - q0)
-        i0, i1, j0, j1 = _corners(qp, xf, yf, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
-        lo, klo, hi, khi = _extremes(qp, i0, i1, j0, j1)
-        gij = g[i, j]
-        if c < lo:
-            a, b = _corner(klo, i0, i1, j0, j1)
-            adj_qp[a, b] += gij
-        elif c > hi:
-            a, b = _corner(khi, i0, i1, j0, j1)
-            adj_qp[a, b] += gij
-        else:
-            adj_c[i, j] = gij
-            adj_q0 = -0.5 * gij
-            _scatter(adj_q1p, adj_q0, xb, yb, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
-            sx, sy = _slope(q1p, xb, yb, geo[2], geo[3], geo[12] > 0, geo[13] > 0, h)
-            _scatter(adj_u, dt * (adj_q0 * sx), x, y, geo[4], geo[5], geo[6] > 0, geo[7] > 0, h)
-            _scatter(adj_v, dt * (adj_q0 * sy), x, y, geo[8], geo[9], geo[10] > 0, geo[11] > 0, h)
 
 
 # -- parallel versions: rows split over threads -------------------------------------
@@ -345,15 +442,23 @@ def _pjit(fun):
 
 
 @_pjit
-def sl_forward_parallel(q, u, v, geo, shape0, shape1, dt, h):
+def sl_forward_parallel(q, u, v, vrow, vcol, avg, geo, shape0, shape1, c):
     out = onp.empty((shape0, shape1), dtype=q.dtype)
     for i in numba.prange(shape0):
-        _sl_forward_row(i, out, q, u, v, geo, dt, h)
+        _sl_forward_row(i, out, q, u, v, vrow, vcol, avg, geo, c)
     return out
 
 
 @_pjit
-def sl_vjp_parallel(g, q, u, v, geo, dt, h, block):
+def sl_jvp_parallel(dq, du, dv, q, u, v, vrow, vcol, avg, geo, shape0, shape1, c, with_q, with_u):
+    out = onp.empty((shape0, shape1), dtype=q.dtype)
+    for i in numba.prange(shape0):
+        _sl_jvp_row(i, out, dq, du, dv, q, u, v, vrow, vcol, avg, geo, c, with_q, with_u)
+    return out
+
+
+@_pjit
+def sl_vjp_parallel(g, q, u, v, vrow, vcol, avg, geo, c, block):
     adj_q = onp.zeros_like(q)
     adj_u = onp.zeros_like(u)
     adj_v = onp.zeros_like(v)
@@ -364,20 +469,20 @@ def sl_vjp_parallel(g, q, u, v, geo, dt, h, block):
             k = 2 * b + colour
             stop = n0 if k == blocks - 1 else (k + 1) * block
             for i in range(k * block, stop):
-                _sl_vjp_row(i, g, q, u, v, geo, dt, h, adj_q, adj_u, adj_v)
+                _sl_vjp_row(i, g, q, u, v, vrow, vcol, avg, geo, c, adj_q, adj_u, adj_v)
     return adj_q, adj_u, adj_v
 
 
 @_pjit
-def mc_correct_parallel(q, qp, q1, q1p, u, v, geo, dt, h):
+def mc_correct_parallel(q, qp, q1, q1p, u, v, vrow, vcol, avg, geo, c):
     out = onp.empty_like(q1)
     for i in numba.prange(q1.shape[0]):
-        _mc_correct_row(i, out, q, qp, q1, q1p, u, v, geo, dt, h)
+        _mc_correct_row(i, out, q, qp, q1, q1p, u, v, vrow, vcol, avg, geo, c)
     return out
 
 
 @_pjit
-def mc_correct_vjp_parallel(g, q, qp, q1, q1p, u, v, geo, dt, h, block):
+def mc_correct_vjp_parallel(g, q, qp, q1, q1p, u, v, vrow, vcol, avg, geo, c, block):
     adj_c = onp.zeros_like(g)
     adj_qp = onp.zeros_like(qp)
     adj_q1p = onp.zeros_like(q1p)
@@ -390,20 +495,170 @@ def mc_correct_vjp_parallel(g, q, qp, q1, q1p, u, v, geo, dt, h, block):
             k = 2 * b + colour
             stop = n0 if k == blocks - 1 else (k + 1) * block
             for i in range(k * block, stop):
-                _mc_vjp_row(i, g, q, qp, q1, q1p, u, v, geo, dt, h, adj_c, adj_qp, adj_q1p, adj_u, adj_v)
+                _mc_vjp_row(i, g, q, qp, q1, q1p, u, v, vrow, vcol, avg, geo, c,
+                            adj_c, adj_qp, adj_q1p, adj_u, adj_v)
     return adj_c, adj_qp, adj_q1p, adj_u, adj_v
+
+
+@_pjit
+def jacobi_sweeps_parallel(b, x0, inv_diag, diag, cxm, cxp, cym, cyp, per0, per1, sweeps, omega):
+    x = x0.copy()
+    y = onp.empty_like(x)
+    for k in range(sweeps):
+        src, dst = (x, y) if k % 2 == 0 else (y, x)
+        for i in numba.prange(b.shape[0]):
+            _jacobi_row(i, src, dst, b, inv_diag, diag, cxm, cxp, cym, cyp, per0, per1, omega)
+    return y if sweeps % 2 else x
 
 
 def threads() -> int:
     return numba.get_num_threads() if numba is not None else 1
 
 
-def row_blocks(n0, u, v, dt, h):
+def row_blocks(n0, u, v, c):
     """Width of the row blocks for a parallel VJP (an even number of blocks wider than
     twice the reach of any scatter), or 0 when the rows are too few to split."""
-    reach = int(math.ceil(abs(dt) * max(float(onp.abs(u).max()), float(onp.abs(v).max())) / h)) + 3
+    reach = int(math.ceil(abs(c) * max(float(onp.abs(u).max()), float(onp.abs(v).max())))) + 3
     blocks = n0 // (2 * reach + 1)
     blocks -= blocks % 2
     if threads() < 2 or blocks < 4:
         return 0
     return n0 // blocks
+
+
+# -- pressure projection on the 2-D MAC grid ------------------------------------------
+#
+# The stencil work around a pressure solve, one pass each (see ops.pressure for the
+# formulas): u has n0 faces along axis 0 on a periodic axis (face i+1 wraps) and n0 + 1
+# on a bounded one, so the shapes say which; ghost pressures beyond a bounded face are
+# ``a·p_edge`` (``rules`` = [a_lo0, a_hi0, a_lo1, a_hi1]). ``prepare`` applies what
+# solve_jacobi does to its right-hand side (fluid mask, mean removal if ``singular``),
+# ``finish`` what it does to its result.
+
+@_jit
+def _prepare(b, fluid, singular, all_fluid, n_fluid):
+    """``b`` masked to the fluid cells, and mean-free over them if ``singular``."""
+    if singular:
+        total = 0.0
+        for i in range(b.shape[0]):
+            for j in range(b.shape[1]):
+                total += b[i, j] * fluid[i, j]
+        mean = total / n_fluid
+        for i in range(b.shape[0]):
+            for j in range(b.shape[1]):
+                b[i, j] = (b[i, j] - mean) * fluid[i, j]
+    elif not all_fluid:
+        for i in range(b.shape[0]):
+            for j in range(b.shape[1]):
+                b[i, j] = b[i, j] * fluid[i, j]
+
+
+@_jit
+def projection_rhs(u, v, mu, mv, cu, cv, h, prepare, fluid, singular, all_fluid, n_fluid):
+    """``u_b = M u + c`` (both components) and ``b = D u_b``, prepared if ``prepare``."""
+    n0, n1 = v.shape[0], u.shape[1]
+    ub = onp.empty_like(u)
+    vb = onp.empty_like(v)
+    for i in range(u.shape[0]):
+        for j in range(n1):
+            ub[i, j] = (u[i, j] if mu[i, j] else 0.0) + cu[i, j]
+    for i in range(n0):
+        for j in range(v.shape[1]):
+            vb[i, j] = (v[i, j] if mv[i, j] else 0.0) + cv[i, j]
+    b = onp.empty((n0, n1), dtype=u.dtype)
+    for i in range(n0):
+        ip = i + 1 if i + 1 < u.shape[0] else 0
+        for j in range(n1):
+            jp = j + 1 if j + 1 < v.shape[1] else 0
+            b[i, j] = (ub[ip, j] - ub[i, j]) / h + (vb[i, jp] - vb[i, j]) / h
+    if prepare:
+        _prepare(b, fluid, singular, all_fluid, n_fluid)
+    return ub, vb, b
+
+
+@_jit
+def _ghost_pair(p, i, j, axis, n, periodic, a_lo, a_hi):
+    """Pressures on either side of face ``i`` (axis 0) or ``j`` (axis 1)."""
+    k = i if axis == 0 else j
+    if periodic:
+        km = k - 1 if k > 0 else n - 1
+        return (p[km, j], p[i, j]) if axis == 0 else (p[i, km], p[i, j])
+    if axis == 0:
+        lo = a_lo * p[0, j] if k == 0 else p[k - 1, j]
+        hi = a_hi * p[n - 1, j] if k == n else p[k, j]
+    else:
+        lo = a_lo * p[i, 0] if k == 0 else p[i, k - 1]
+        hi = a_hi * p[i, n - 1] if k == n else p[i, k]
+    return lo, hi
+
+
+@_jit
+def projection_finish(p, ub, vb, mu, mv, h, rules, finish, fluid, singular, n_fluid):
+    """``u' = u_b − M G p`` (p made mean-free over the fluid first if ``finish`` and
+    ``singular``); returns (u', v', p)."""
+    n0, n1 = p.shape
+    if finish and singular:
+        _prepare(p, fluid, True, False, n_fluid)
+    per0, per1 = ub.shape[0] == n0, vb.shape[1] == n1
+    out_u = onp.empty_like(ub)
+    out_v = onp.empty_like(vb)
+    for i in range(ub.shape[0]):
+        for j in range(n1):
+            lo, hi = _ghost_pair(p, i, j, 0, n0, per0, rules[0], rules[1])
+            out_u[i, j] = ub[i, j] - ((hi - lo) / h if mu[i, j] else 0.0)
+    for i in range(n0):
+        for j in range(vb.shape[1]):
+            lo, hi = _ghost_pair(p, i, j, 1, n1, per1, rules[2], rules[3])
+            out_v[i, j] = vb[i, j] - ((hi - lo) / h if mv[i, j] else 0.0)
+    return out_u, out_v, p
+
+
+@_jit
+def projection_vjp_rhs(gu, gv, gp, mu, mv, h, rules, prepare, fluid, singular, all_fluid, n_fluid):
+    """``g_p − Gᵀ M g_u``, prepared if ``prepare``."""
+    n0, n1 = gp.shape
+    per0, per1 = gu.shape[0] == n0, gv.shape[1] == n1
+    rhs = gp.copy()
+    for i in range(gu.shape[0]):
+        for j in range(n1):
+            if mu[i, j]:  # face i: (p_hi - p_lo)/h
+                w = gu[i, j] / h
+                hi = i if (per0 or i < n0) else n0 - 1
+                lo = (i - 1 if i > 0 else n0 - 1) if (per0 or i > 0) else 0
+                rhs[hi, j] -= w * (1.0 if (per0 or i < n0) else rules[1])
+                rhs[lo, j] += w * (1.0 if (per0 or i > 0) else rules[0])
+    for i in range(n0):
+        for j in range(gv.shape[1]):
+            if mv[i, j]:
+                w = gv[i, j] / h
+                hi = j if (per1 or j < n1) else n1 - 1
+                lo = (j - 1 if j > 0 else n1 - 1) if (per1 or j > 0) else 0
+                rhs[i, hi] -= w * (1.0 if (per1 or j < n1) else rules[3])
+                rhs[i, lo] += w * (1.0 if (per1 or j > 0) else rules[2])
+    if prepare:
+        _prepare(rhs, fluid, singular, all_fluid, n_fluid)
+    return rhs
+
+
+@_jit
+def projection_vjp_finish(r, gu, gv, mu, mv, h, finish, fluid, singular, n_fluid):
+    """``M (g_u + Dᵀ r)`` (r made mean-free over the fluid first if ``finish`` and
+    ``singular``)."""
+    n0, n1 = r.shape
+    if finish and singular:
+        _prepare(r, fluid, True, False, n_fluid)
+    adj_u = onp.zeros_like(gu)
+    adj_v = onp.zeros_like(gv)
+    for i in range(gu.shape[0]):
+        for j in range(n1):
+            if mu[i, j]:  # face i is +1 for cell i-1 and -1 for cell i
+                left = r[i - 1 if i > 0 else n0 - 1, j] if (i > 0 or gu.shape[0] == n0) else 0.0
+                right = r[i, j] if i < n0 else 0.0
+                adj_u[i, j] = gu[i, j] + (left - right) / h
+    for i in range(n0):
+        for j in range(gv.shape[1]):
+            if mv[i, j]:
+                left = r[i, j - 1 if j > 0 else n1 - 1] if (j > 0 or gv.shape[1] == n1) else 0.0
+                right = r[i, j] if j < n1 else 0.0
+                adj_v[i, j] = gv[i, j] + (left - right) / h
+    return adj_u, adj_v

@@ -251,7 +251,8 @@ def _jacobi_sweeps(op, b, x, sweeps, omega):
         if fused.available():  # all sweeps in one compiled loop (same arithmetic per cell)
             x0 = omega * inv_d * b if x is None else x
             cxm, cxp, cym, cyp = fused.neighbour_coefficients(op, b.dtype)
-            return fused.jacobi_sweeps(b, x0, inv_d, op._coef(b.dtype)[0], cxm, cxp, cym, cyp,
+            kernel = fused.jacobi_sweeps_parallel if fused.threads() > 1 else fused.jacobi_sweeps
+            return kernel(b, x0, inv_d, op._coef(b.dtype)[0], cxm, cxp, cym, cyp,
                                        op.periodic[0], op.periodic[1], sweeps - (x is None), omega)
     for _ in range(sweeps):
         x = omega * inv_d * b if x is None else x + omega * inv_d * (b - op.apply(x))
@@ -263,6 +264,11 @@ def _smoothing_omega(op) -> float:
 
 
 # --------------------------------------------------------------------------- jacobi
+def jacobi_sweeps(op, b, iterations, omega=2 / 3):
+    """The sweeps of :func:`solve_jacobi` alone, for a right-hand side already prepared."""
+    return _jacobi_sweeps(op, b, None, int(iterations), omega)
+
+
 def solve_jacobi(op, b, iterations, omega=2 / 3, tolerance=1e-6):
     """``iterations`` damped-Jacobi sweeps from 0: a fixed symmetric linear map ``b ↦ p ≈ L⁺b``.
 

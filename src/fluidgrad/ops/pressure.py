@@ -24,7 +24,7 @@ import numpy as onp
 
 from ..ad.core import Primitive
 from ..backend import xp_of
-from . import linear_solvers, spectral, stencils
+from . import fused, linear_solvers, spectral, stencils
 
 SOLVERS = ("auto", "fft", "dct", "cg", "multigrid", "jacobi")
 
@@ -117,8 +117,61 @@ def _open_mask(domain, like):
     return tuple(domain.array("open_faces", like[d], d) for d in range(domain.ndim))
 
 
+class _Fused:
+    """The 2-D stencil passes around the solve as compiled kernels (:mod:`.fused`):
+    one pass builds the right-hand side, one applies the gradient. With the Jacobi
+    solver they also do what :func:`~.linear_solvers.solve_jacobi` does around its
+    sweeps (fluid mask, mean removal)."""
+
+    def __init__(self, domain, settings, like):
+        self.solver = settings.resolved(domain)
+        self.jacobi = self.solver == "jacobi"
+        self.op = op = poisson_operator(domain, like)
+        self.mask = _open_mask(domain, (like, like))
+        self.fluid = (op._fluid_mask(like.dtype), op.singular, op.all_fluid, op.n_fluid)
+        self.rules = onp.array([stencils.pressure_rule(domain, d, side)[0]
+                                for d in range(2) for side in range(2)])
+
+    @staticmethod
+    def usable(domain, *arrays) -> bool:
+        return (domain.ndim == 2 and fused.available()
+                and all(type(a) is onp.ndarray for a in arrays) and arrays[0].dtype == arrays[1].dtype)
+
+    def solve(self, domain, b, settings, adjoint=False):
+        if self.jacobi:
+            return linear_solvers.jacobi_sweeps(self.op, b, settings.iterations)
+        return solve_pressure(domain, b, settings, adjoint)
+
+    def project(self, velocity, domain, settings):
+        fixed = tuple(domain.array("fixed_velocity", velocity[d], d) for d in range(2))
+        ub, vb, b = fused.projection_rhs(*velocity, *self.mask, *fixed, domain.dx, self.jacobi, *self.fluid)
+        p = self.solve(domain, b, settings)
+        fl, singular, _, n_fluid = self.fluid
+        u, v, p = fused.projection_finish(p, ub, vb, *self.mask, domain.dx, self.rules, self.jacobi,
+                                          fl, singular, n_fluid)
+        return (u, v), p
+
+    def vjp(self, g_u, g_p, domain, settings):
+        g_u = tuple(onp.ascontiguousarray(g) for g in g_u)
+        rhs = fused.projection_vjp_rhs(*g_u, onp.ascontiguousarray(g_p), *self.mask, domain.dx,
+                                       self.rules, self.jacobi, *self.fluid)
+        r = self.solve(domain, rhs, settings, adjoint=True)
+        fl, singular, _, n_fluid = self.fluid
+        return fused.projection_vjp_finish(r, *g_u, *self.mask, domain.dx, self.jacobi, fl, singular, n_fluid)
+
+    @classmethod
+    def of(cls, domain, settings, like):
+        key = ("fused-projection", settings, str(like.dtype))
+        out = domain._cache.get(key)
+        if out is None:
+            out = domain._cache[key] = cls(domain, settings, like)
+        return out
+
+
 def _projection(velocity, domain, settings, homogeneous=False):
     """``(u', p)`` from the formulas above; ``homogeneous`` drops the prescribed values."""
+    if not homogeneous and _Fused.usable(domain, *velocity):
+        return _Fused.of(domain, settings, velocity[0]).project(velocity, domain, settings)
     mask = _open_mask(domain, velocity)
     if homogeneous:
         u_b = tuple(m * u for m, u in zip(mask, velocity))
@@ -142,6 +195,8 @@ project = Primitive(_project, "project", register=True)
 def _project_vjp(g, ans, velocity, *, domain, solve=PressureSolve()):
     """``adj_u = M (g_u + Dᵀ L⁺ (g_p - Gᵀ M g_u))``: one adjoint solve."""
     g_u, g_p = g
+    if _Fused.usable(domain, *g_u, g_p):
+        return (_Fused.of(domain, solve, g_p).vjp(g_u, g_p, domain, solve),)
     mask = _open_mask(domain, g_u)
     masked = tuple(m * gu for m, gu in zip(mask, g_u))
     rhs = g_p - stencils._gradient_transpose(masked, None, domain=domain)
