@@ -524,10 +524,22 @@ def main(argv=None) -> int:
     except (SimulationError, SolveError, FloatingPointError) as exc:
         _err(str(exc))
         return 1
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemError) as exc:
+        if not _interrupted(exc):
+            raise
         _err("interrupted" + (" (resume state saved; continue with --resume)"
                               if args.command == "optimize" else ""))
         return 130
+
+
+def _interrupted(exc) -> bool:
+    """Ctrl-C, also when it arrived inside compiled code (numba re-raises it as a
+    SystemError caused by the KeyboardInterrupt)."""
+    while exc is not None:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 if __name__ == "__main__":

@@ -119,5 +119,9 @@ CASES = {
     "center_to_face": _center_to_face_cases(),
     "vorticity": _cases_velocity_in(),
     "semi_lagrangian": _advection_cases(),
+    "advect_velocity": _each_domain(lambda domain, tag: [
+        Case(lambda rng, d=domain: (velocity(d, rng),),
+             kwargs={"domain": domain, "dt": 0.6 * domains.H, "scheme": scheme}, id=f"{scheme}-{tag}")
+        for scheme in ("semi_lagrangian", "maccormack")]),
     "maccormack": _advection_cases(),
 }

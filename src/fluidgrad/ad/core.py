@@ -625,7 +625,8 @@ def backward_pass(trace, seeds, retain_graph=False):
             arg = args[i]
             if j >= 0:
                 if i not in flat_adjs:
-                    flat_adjs[i] = (flatten(arg)[0], flatten_as(flatten(arg)[1], adj))
+                    arg_leaves, arg_def = flatten(arg)
+                    flat_adjs[i] = (arg_leaves, flatten_as(arg_def, adj))
                 arg, adj = flat_adjs[i][0][j], flat_adjs[i][1][j]
                 if adj is None:
                     continue

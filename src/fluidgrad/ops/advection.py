@@ -121,7 +121,7 @@ def _semi_lagrangian(q, velocity, *, dt, domain, location="center", backtrace="e
     """``q'(x) = I[q](x_d)`` at the departure point ``x_d`` of the lattice point ``x``."""
     if fused.usable(q, velocity, domain, backtrace):
         qp, up, vp, lay = _fused_inputs(q, velocity, domain, location)
-        kernel = fused.sl_forward_parallel if fused.threads() > 1 else fused.sl_forward
+        kernel = fused.sl_forward_parallel if fused.parallel(q.size) else fused.sl_forward
         return kernel(qp, up, vp, *lay.tables, q.shape[0], q.shape[1], dt / domain.dx)
     bt = Backtrace(velocity, domain, location, dt, backtrace)
     return interp.gather(interp.pad_field(q, domain, location), bt.stencil)
@@ -160,7 +160,7 @@ def _semi_lagrangian_jvp(dots, ans, q, velocity, *, dt, domain, location="center
         qp, up, vp, lay = _fused_inputs(q, velocity, domain, location)
         dq = qp if dot_q is None else interp.pad_field(dot_q, domain, location, homogeneous=True)
         du, dv = (up, vp) if dot_u is None else _padded_velocity(dot_u, domain, homogeneous=True)
-        kernel = fused.sl_jvp_parallel if fused.threads() > 1 else fused.sl_jvp
+        kernel = fused.sl_jvp_parallel if fused.parallel(q.size) else fused.sl_jvp
         return kernel(dq, du, dv, qp, up, vp, *lay.tables, q.shape[0], q.shape[1],
                       dt / domain.dx, dot_q is not None, dot_u is not None)
     bt = Backtrace(velocity, domain, location, dt, backtrace)
@@ -211,7 +211,7 @@ class _MacCormackPass:
 
 def _fused_maccormack_first_pass(q, velocity, dt, domain, location):
     qp, up, vp, lay = _fused_inputs(q, velocity, domain, location)
-    kernel = fused.sl_forward_parallel if fused.threads() > 1 else fused.sl_forward
+    kernel = fused.sl_forward_parallel if fused.parallel(q.size) else fused.sl_forward
     q1 = kernel(qp, up, vp, *lay.tables, q.shape[0], q.shape[1], dt / domain.dx)
     return qp, up, vp, lay, q1, interp.pad_field(q1, domain, location)
 
@@ -220,7 +220,7 @@ def _maccormack(q, velocity, *, dt, domain, location="center", backtrace="euler"
     """``clamp(q¹ + (q - q⁰)/2)`` with ``q¹ = SL(q, Δt)``, ``q⁰ = SL(q¹, -Δt)``."""
     if fused.usable(q, velocity, domain, backtrace):
         qp, up, vp, lay, q1, q1p = _fused_maccormack_first_pass(q, velocity, dt, domain, location)
-        kernel = fused.mc_correct_parallel if fused.threads() > 1 else fused.mc_correct
+        kernel = fused.mc_correct_parallel if fused.parallel(q.size) else fused.mc_correct
         return kernel(q, qp, q1, q1p, up, vp, *lay.tables, dt / domain.dx)
     return _MacCormackPass(q, velocity, dt, domain, location, backtrace).result()
 
@@ -301,7 +301,34 @@ def advect(q, velocity, *, dt, domain, location="center", scheme="maccormack", b
     return SCHEMES[scheme](q, velocity, dt=dt, domain=domain, location=location, backtrace=backtrace)
 
 
-def advect_velocity(velocity, *, dt, domain, scheme="maccormack", backtrace="euler"):
+def _advect_velocity(velocity, *, dt, domain, scheme="maccormack", backtrace="euler"):
     """Self-advection of the MAC velocity: each component advected by the whole field."""
-    return tuple(SCHEMES[scheme](u, velocity, dt=dt, domain=domain, location=d, backtrace=backtrace)
+    fun = SCHEMES[scheme].fun
+    return tuple(fun(u, velocity, dt=dt, domain=domain, location=d, backtrace=backtrace)
                  for d, u in enumerate(velocity))
+
+
+#: one tape node for all components (the per-component rules, summed)
+advect_velocity = Primitive(_advect_velocity, "advect_velocity", register=True)
+
+
+@advect_velocity.defvjp_all(needs=(0,))
+def _advect_velocity_vjp(g, ans, velocity, *, dt, domain, scheme="maccormack", backtrace="euler"):
+    """``adj_u_c = g_c-part of component c's own VJP + Σ_d (component d's VJP w.r.t. u_c)``."""
+    prim = SCHEMES[scheme]
+    total = None
+    for d, (g_d, u) in enumerate(zip(g, velocity)):
+        adj_q, adj_u = prim.vjp_all(g_d, None, u, velocity, dt=dt, domain=domain, location=d,
+                                    backtrace=backtrace)
+        adj_u = list(adj_u)
+        adj_u[d] = adj_u[d] + adj_q
+        total = adj_u if total is None else [a + b for a, b in zip(total, adj_u)]
+    return (tuple(total),)
+
+
+@advect_velocity.defjvp_all
+def _advect_velocity_jvp(dots, ans, velocity, *, dt, domain, scheme="maccormack", backtrace="euler"):
+    prim = SCHEMES[scheme]
+    return tuple(prim.jvp_all((dot_u, dots[0]), None, u, velocity, dt=dt, domain=domain, location=d,
+                              backtrace=backtrace)
+                 for d, (u, dot_u) in enumerate(zip(velocity, dots[0])))

@@ -515,13 +515,24 @@ def threads() -> int:
     return numba.get_num_threads() if numba is not None else 1
 
 
+def parallel(cells: int, minimum: int = 2048) -> bool:
+    """Whether to run a kernel over ``cells`` points on several threads (below
+    ``minimum`` starting the threads costs more than it saves)."""
+    return cells >= minimum and threads() > 1
+
+
 def row_blocks(n0, u, v, c):
     """Width of the row blocks for a parallel VJP (an even number of blocks wider than
     twice the reach of any scatter), or 0 when the rows are too few to split."""
-    reach = int(math.ceil(abs(c) * max(float(onp.abs(u).max()), float(onp.abs(v).max())))) + 3
+    if not parallel(u.size) or n0 < 16:
+        return 0
+    top = max(float(u.max()), -float(u.min()), float(v.max()), -float(v.min()))  # no temporaries
+    if not math.isfinite(top):
+        return 0
+    reach = int(math.ceil(abs(c) * top)) + 3
     blocks = n0 // (2 * reach + 1)
     blocks -= blocks % 2
-    if threads() < 2 or blocks < 4:
+    if blocks < 4:
         return 0
     return n0 // blocks
 

@@ -251,7 +251,7 @@ def _jacobi_sweeps(op, b, x, sweeps, omega):
         if fused.available():  # all sweeps in one compiled loop (same arithmetic per cell)
             x0 = omega * inv_d * b if x is None else x
             cxm, cxp, cym, cyp = fused.neighbour_coefficients(op, b.dtype)
-            kernel = fused.jacobi_sweeps_parallel if fused.threads() > 1 else fused.jacobi_sweeps
+            kernel = fused.jacobi_sweeps_parallel if fused.parallel(b.size, 8192) else fused.jacobi_sweeps
             return kernel(b, x0, inv_d, op._coef(b.dtype)[0], cxm, cxp, cym, cyp,
                                        op.periodic[0], op.periodic[1], sweeps - (x is None), omega)
     for _ in range(sweeps):
