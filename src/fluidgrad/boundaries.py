@@ -306,7 +306,7 @@ class Domain:
         from .backend import xp_of
         xp = xp_of(like)
         dtype = getattr(like, "dtype", onp.float64)
-        key = (name, index, xp.__name__, str(dtype))
+        key = (name, index, xp.__name__, dtype)  # dtypes hash fast; str(dtype) does not
         out = self._cache.get(key)
         if out is None:
             value = getattr(self, name)

@@ -93,13 +93,18 @@ def test_parallel_vjp_equals_the_serial_one(spec):
     dt = 1.5 * domain.dx  # departures up to ~3 cells away
     qp, up, vp, lay = _fused_inputs(q, u, domain, "center")
     tables = (*lay.tables, dt / domain.dx)
-    block = fused.row_blocks(q.shape[0], up, vp, dt / domain.dx)
-    if not block:
+    blocks = fused.row_blocks(q.shape[0], up, vp, dt / domain.dx)
+    if blocks is None:
         pytest.skip("a single thread: no parallel VJP")
     g = rng.standard_normal(q.shape)
-    serial = fused.sl_vjp(g, qp, up, vp, *tables)
-    parallel = fused.sl_vjp_parallel(g, qp, up, vp, *tables, block)
-    for a, b in zip(parallel, serial):
+
+    def adjoints(kernel, *args, extra=()):
+        out = [onp.zeros_like(a) for a in extra] + [onp.zeros_like(qp), onp.zeros_like(up), onp.zeros_like(vp)]
+        kernel(*args, *out, *([blocks] if kernel.py_func.__name__.endswith("parallel") else []))
+        return out
+
+    for a, b in zip(adjoints(fused.sl_vjp_parallel, g, qp, up, vp, *tables),
+                    adjoints(fused.sl_vjp, g, qp, up, vp, *tables)):
         onp.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
     shape = (*lay.tables, *q.shape, dt / domain.dx)
     assert onp.array_equal(fused.sl_forward_parallel(qp, up, vp, *shape), fused.sl_forward(qp, up, vp, *shape))
@@ -110,8 +115,22 @@ def test_parallel_vjp_equals_the_serial_one(spec):
     if q1p.shape == qp.shape:
         args = (q, qp, q1, q1p, up, vp, *tables)
         assert onp.array_equal(fused.mc_correct_parallel(*args), fused.mc_correct(*args))
-        for a, b in zip(fused.mc_correct_vjp_parallel(g, *args, block), fused.mc_correct_vjp(g, *args)):
+        for a, b in zip(adjoints(fused.mc_correct_vjp_parallel, g, *args, extra=(g, q1p)),
+                        adjoints(fused.mc_correct_vjp, g, *args, extra=(g, q1p))):
             onp.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("scheme", ["semi_lagrangian", "maccormack"])
+@pytest.mark.parametrize("name", [name for name, ndim in domains.ALL if ndim == 2])
+def test_fused_velocity_self_advection_vjp_matches_the_reference(name, scheme, monkeypatch):
+    """One set of adjoint buffers for both components (u_d is also the advected field)."""
+    from fluidgrad.ops.advection import advect_velocity
+    domain = domains.make(name, 2)
+    _, u = _inputs(domain, 0, onp.float64)
+    kw = dict(dt=0.6 * domains.H, domain=domain, scheme=scheme)
+    ans = advect_velocity.fun(u, **kw)
+    g = tuple(onp.random.default_rng(1).standard_normal(a.shape) for a in ans)
+    _close(*_both(lambda: advect_velocity.vjp_all(g, ans, u, **kw), monkeypatch), 1e-12)
 
 
 @pytest.mark.parametrize("solver", ["jacobi", "auto", "cg"])

@@ -30,7 +30,7 @@ from . import interpolation as interp
 
 def _velocity_stencils(domain, location, like):
     """Stencils that sample each velocity component at the lattice points (cached)."""
-    key = ("velocity-stencils", location, xp_of(like).__name__, str(like.dtype))
+    key = ("velocity-stencils", location, xp_of(like).__name__, like.dtype)
     cached = domain._cache.get(key)
     if cached is None:
         points = interp.sample_points(domain, location, like)
@@ -117,12 +117,26 @@ def _fused_inputs(q, velocity, domain, location):
     return interp.pad_field(q, domain, location), up, vp, fused.Layout.of(domain, location)
 
 
+def _fused_vjp(rule, g, q, velocity, dt, domain, location):
+    """A fused VJP ``rule`` run into fresh zero adjoints: ``(adj_q, adj_velocity)``."""
+    qp, up, vp, lay = _fused_inputs(q, velocity, domain, location)
+    adj_qp, adj_up, adj_vp = onp.zeros_like(qp), onp.zeros_like(up), onp.zeros_like(vp)
+    direct = rule(onp.ascontiguousarray(g), q, qp, up, vp, lay, dt / domain.dx, dt, domain, location,
+                  adj_qp, adj_up, adj_vp)
+    adj_q = interp.pad_field_transpose(adj_qp, domain, location)
+    return (adj_q if direct is None else adj_q + direct,
+            (interp.pad_field_transpose(adj_up, domain, 0), interp.pad_field_transpose(adj_vp, domain, 1)))
+
+
+def _fused_semi_lagrangian_vjp(g, q, qp, up, vp, lay, c, dt, domain, location, adj_qp, adj_up, adj_vp):
+    fused.semi_lagrangian_vjp(g, qp, up, vp, lay, c, adj_qp, adj_up, adj_vp)
+
+
 def _semi_lagrangian(q, velocity, *, dt, domain, location="center", backtrace="euler"):
     """``q'(x) = I[q](x_d)`` at the departure point ``x_d`` of the lattice point ``x``."""
     if fused.usable(q, velocity, domain, backtrace):
         qp, up, vp, lay = _fused_inputs(q, velocity, domain, location)
-        kernel = fused.sl_forward_parallel if fused.parallel(q.size) else fused.sl_forward
-        return kernel(qp, up, vp, *lay.tables, q.shape[0], q.shape[1], dt / domain.dx)
+        return fused.semi_lagrangian(qp, up, vp, lay, q.shape, dt / domain.dx)
     bt = Backtrace(velocity, domain, location, dt, backtrace)
     return interp.gather(interp.pad_field(q, domain, location), bt.stencil)
 
@@ -134,15 +148,7 @@ semi_lagrangian = Primitive(_semi_lagrangian, "semi_lagrangian", register=True)
 def _semi_lagrangian_vjp(g, ans, q, velocity, *, dt, domain, location="center", backtrace="euler"):
     """``adj_q = Iᵀ g``; the departure points get ``g ∂I[q]/∂x`` and pass it to u."""
     if fused.usable(q, velocity, domain, backtrace) and g.dtype == q.dtype:
-        qp, up, vp, lay = _fused_inputs(q, velocity, domain, location)
-        g, c = onp.ascontiguousarray(g), dt / domain.dx
-        block = fused.row_blocks(g.shape[0], up, vp, c)
-        if block:
-            adj_qp, adj_up, adj_vp = fused.sl_vjp_parallel(g, qp, up, vp, *lay.tables, c, block)
-        else:
-            adj_qp, adj_up, adj_vp = fused.sl_vjp(g, qp, up, vp, *lay.tables, c)
-        return (interp.pad_field_transpose(adj_qp, domain, location),
-                (interp.pad_field_transpose(adj_up, domain, 0), interp.pad_field_transpose(adj_vp, domain, 1)))
+        return _fused_vjp(_fused_semi_lagrangian_vjp, g, q, velocity, dt, domain, location)
     bt = Backtrace(velocity, domain, location, dt, backtrace)
     padded_shape = interp.padded_lattice(domain, location).shape
     adj_q = interp.pad_field_transpose(interp.scatter(g, bt.stencil, padded_shape), domain, location)
@@ -211,8 +217,7 @@ class _MacCormackPass:
 
 def _fused_maccormack_first_pass(q, velocity, dt, domain, location):
     qp, up, vp, lay = _fused_inputs(q, velocity, domain, location)
-    kernel = fused.sl_forward_parallel if fused.parallel(q.size) else fused.sl_forward
-    q1 = kernel(qp, up, vp, *lay.tables, q.shape[0], q.shape[1], dt / domain.dx)
+    q1 = fused.semi_lagrangian(qp, up, vp, lay, q.shape, dt / domain.dx)
     return qp, up, vp, lay, q1, interp.pad_field(q1, domain, location)
 
 
@@ -228,26 +233,22 @@ def _maccormack(q, velocity, *, dt, domain, location="center", backtrace="euler"
 maccormack = Primitive(_maccormack, "maccormack", register=True)
 
 
+def _fused_maccormack_vjp(g, q, qp, up, vp, lay, c, dt, domain, location, adj_qp, adj_up, adj_vp):
+    """Second pass (into the adjoints), then the first pass ``q¹ = SL(q)`` with the
+    cotangent of q¹; returns the direct cotangent of q (``adj_c / 2``)."""
+    q1 = fused.semi_lagrangian(qp, up, vp, lay, q.shape, c)
+    q1p = interp.pad_field(q1, domain, location)
+    adj_q1p = onp.zeros_like(q1p)
+    adj_c = fused.maccormack_vjp(g, q, qp, q1, q1p, up, vp, lay, c, adj_qp, adj_q1p, adj_up, adj_vp)
+    adj_q1 = adj_c + interp.pad_field_transpose(adj_q1p, domain, location)
+    fused.semi_lagrangian_vjp(adj_q1, qp, up, vp, lay, c, adj_qp, adj_up, adj_vp)
+    return 0.5 * adj_c
+
+
 @maccormack.defvjp_all(needs=(0, 1))
 def _maccormack_vjp(g, ans, q, velocity, *, dt, domain, location="center", backtrace="euler"):
     if fused.usable(q, velocity, domain, backtrace) and g.dtype == q.dtype:
-        qp, up, vp, lay, q1, q1p = _fused_maccormack_first_pass(q, velocity, dt, domain, location)
-        g, c = onp.ascontiguousarray(g), dt / domain.dx
-        tables = (*lay.tables, c)
-        block = fused.row_blocks(g.shape[0], up, vp, c)
-        if block:
-            adj_c, adj_qp, adj_q1p, adj_up, adj_vp = fused.mc_correct_vjp_parallel(
-                g, q, qp, q1, q1p, up, vp, *tables, block)
-        else:
-            adj_c, adj_qp, adj_q1p, adj_up, adj_vp = fused.mc_correct_vjp(g, q, qp, q1, q1p, up, vp, *tables)
-        adj_q1 = adj_c + interp.pad_field_transpose(adj_q1p, domain, location)
-        if block:
-            sl_qp, sl_up, sl_vp = fused.sl_vjp_parallel(adj_q1, qp, up, vp, *tables, block)
-        else:
-            sl_qp, sl_up, sl_vp = fused.sl_vjp(adj_q1, qp, up, vp, *tables)
-        adj_q = interp.pad_field_transpose(adj_qp + sl_qp, domain, location) + 0.5 * adj_c
-        return adj_q, (interp.pad_field_transpose(adj_up + sl_up, domain, 0),
-                       interp.pad_field_transpose(adj_vp + sl_vp, domain, 1))
+        return _fused_vjp(_fused_maccormack_vjp, g, q, velocity, dt, domain, location)
     mc = _MacCormackPass(q, velocity, dt, domain, location, backtrace)
     xp = xp_of(g)
     lattice = interp.padded_lattice(domain, location)
@@ -315,6 +316,16 @@ advect_velocity = Primitive(_advect_velocity, "advect_velocity", register=True)
 @advect_velocity.defvjp_all(needs=(0,))
 def _advect_velocity_vjp(g, ans, velocity, *, dt, domain, scheme="maccormack", backtrace="euler"):
     """``adj_u_c = g_c-part of component c's own VJP + Σ_d (component d's VJP w.r.t. u_c)``."""
+    if fused.usable(velocity[0], velocity, domain, backtrace) and all(
+            type(x) is onp.ndarray and x.dtype == velocity[0].dtype for x in g):
+        rule = _fused_semi_lagrangian_vjp if scheme == "semi_lagrangian" else _fused_maccormack_vjp
+        up, vp = _padded_velocity(velocity, domain)
+        adj = (onp.zeros_like(up), onp.zeros_like(vp))
+        direct = [rule(onp.ascontiguousarray(g_d), u, (up, vp)[d], up, vp, fused.Layout.of(domain, d),
+                       dt / domain.dx, dt, domain, d, adj[d], *adj)  # q's lattice is u_d's
+                  for d, (g_d, u) in enumerate(zip(g, velocity))]
+        out = [interp.pad_field_transpose(a, domain, d) for d, a in enumerate(adj)]
+        return (tuple(a if x is None else a + x for a, x in zip(out, direct)),)
     prim = SCHEMES[scheme]
     total = None
     for d, (g_d, u) in enumerate(zip(g, velocity)):

@@ -29,9 +29,12 @@ except ImportError:  # pragma: no cover - exercised where numba is absent
     numba = None
 
 
+_ENABLED = numba is not None and os.environ.get("FLUIDGRAD_NUMBA", "1") != "0"
+
+
 def available() -> bool:
-    """On when numba is installed, unless ``FLUIDGRAD_NUMBA=0``."""
-    return numba is not None and os.environ.get("FLUIDGRAD_NUMBA", "1") != "0"
+    """On when numba is installed, unless ``FLUIDGRAD_NUMBA=0`` (read at import)."""
+    return _ENABLED
 
 
 def _jit(fun):
@@ -179,14 +182,11 @@ def _sl_vjp_row(i, g, q, u, v, vrow, vcol, avg, geo, c, adj_q, adj_u, adj_v):
 
 
 @_jit
-def sl_vjp(g, q, u, v, vrow, vcol, avg, geo, c):
-    """``adj_q = Iᵀ g``; ``adj_u = Sᵀ(-Δt g ∂I[q]/∂x)`` (all on the padded lattices)."""
-    adj_q = onp.zeros_like(q)
-    adj_u = onp.zeros_like(u)
-    adj_v = onp.zeros_like(v)
+def sl_vjp(g, q, u, v, vrow, vcol, avg, geo, c, adj_q, adj_u, adj_v):
+    """``adj_q += Iᵀ g``; ``adj_u += Sᵀ(-Δt g ∂I[q]/∂x)`` (all on the padded lattices;
+    ``adj_q`` may be ``adj_u`` or ``adj_v`` when q is a velocity component)."""
     for i in range(g.shape[0]):
         _sl_vjp_row(i, g, q, u, v, vrow, vcol, avg, geo, c, adj_q, adj_u, adj_v)
-    return adj_q, adj_u, adj_v
 
 
 @_jit
@@ -302,6 +302,39 @@ def _jacobi_row(i, x, y, b, inv_diag, diag, cxm, cxp, cym, cyp, per0, per1, omeg
 
 
 @_jit
+def _jacobi_uniform_point(i, j, im, ip, jm, jp, x, y, b, k, omega):
+    lx = k[1] * x[i, j] + k[2] * x[im, j] + k[3] * x[ip, j] + k[4] * x[i, jm] + k[5] * x[i, jp]
+    y[i, j] = x[i, j] + omega * k[0] * (b[i, j] - lx)
+
+
+@_jit
+def _jacobi_row_uniform(i, x, y, b, k, omega):
+    """:func:`_jacobi_row` on a periodic box with uniform coefficients ``k`` =
+    (1/d, d, cxm, cxp, cym, cyp): nothing but the field is read from memory."""
+    n0, n1 = b.shape
+    im = i - 1 if i > 0 else n0 - 1
+    ip = i + 1 if i < n0 - 1 else 0
+    for j in range(1, n1 - 1):
+        _jacobi_uniform_point(i, j, im, ip, j - 1, j + 1, x, y, b, k, omega)
+    last = n1 - 1
+    _jacobi_uniform_point(i, 0, im, ip, last, min(1, last), x, y, b, k, omega)
+    if last > 0:
+        _jacobi_uniform_point(i, last, im, ip, last - 1, 0, x, y, b, k, omega)
+
+
+@_jit
+def jacobi_sweeps_uniform(b, x0, k, sweeps, omega):
+    """:func:`jacobi_sweeps` for uniform coefficients (see :func:`jacobi_coefficients`)."""
+    x = x0.copy()
+    y = onp.empty_like(x)
+    for _ in range(sweeps):
+        for i in range(b.shape[0]):
+            _jacobi_row_uniform(i, x, y, b, k, omega)
+        x, y = y, x
+    return x
+
+
+@_jit
 def jacobi_sweeps(b, x0, inv_diag, diag, cxm, cxp, cym, cyp, per0, per1, sweeps, omega):
     """``sweeps`` damped-Jacobi sweeps ``x += ω D⁻¹ (b − L x)`` for the 2-D five-point
     operator ``(L x)_ij = d x_ij + cxm x_{i-1,j} + cxp x_{i+1,j} + cym x_{i,j-1} + cyp x_{i,j+1}``
@@ -315,13 +348,15 @@ def jacobi_sweeps(b, x0, inv_diag, diag, cxm, cxp, cym, cyp, per0, per1, sweeps,
     return x
 
 
-def neighbour_coefficients(op, dtype):
-    """``(cxm, cxp, cym, cyp)`` of a 2-D PoissonOperator as cell arrays (cached on it)."""
+def jacobi_coefficients(op, dtype):
+    """``(inv_diag, diag, cxm, cxp, cym, cyp)`` of a 2-D PoissonOperator as cell arrays,
+    or as 6 numbers when every one is uniform (a periodic box: see
+    :func:`jacobi_sweeps_uniform`); cached on the operator."""
     key = ("fused-neighbours", onp.dtype(dtype).str)
     cached = op._aux.get(key)
     if cached is None:
-        _, offs = op._coef(dtype)
-        out = []
+        diag, offs = op._coef(dtype)
+        out = [op._inv_diag(dtype), diag]
         for d in range(2):
             if op.periodic[d]:
                 lo, hi = offs[d]
@@ -332,7 +367,10 @@ def neighbour_coefficients(op, dtype):
                     lo[1:], hi[:-1] = offs[d], offs[d]
                 else:
                     lo[:, 1:], hi[:, :-1] = offs[d], offs[d]
-            out += [onp.ascontiguousarray(lo), onp.ascontiguousarray(hi)]
+            out += [lo, hi]
+        out = [onp.ascontiguousarray(a) for a in out]
+        if all((a == a.flat[0]).all() for a in out):
+            out = [onp.array([a.flat[0] for a in out], dtype=dtype)]
         cached = op._aux[key] = tuple(out)
     return cached
 
@@ -414,18 +452,13 @@ def _mc_vjp_row(i, g, q, qp, q1, q1p, u, v, vrow, vcol, avg, geo, c, adj_c, adj_
 
 
 @_jit
-def mc_correct_vjp(g, q, qp, q1, q1p, u, v, vrow, vcol, avg, geo, c):
-    """The VJP of :func:`mc_correct` with respect to ``q`` (direct and through the clamp
-    bounds, on the padded lattice), ``q¹`` (direct, and on the padded lattice through
-    ``q⁰``) and the velocity (through the backward departure points)."""
-    adj_c = onp.zeros_like(g)
-    adj_qp = onp.zeros_like(qp)
-    adj_q1p = onp.zeros_like(q1p)
-    adj_u = onp.zeros_like(u)
-    adj_v = onp.zeros_like(v)
+def mc_correct_vjp(g, q, qp, q1, q1p, u, v, vrow, vcol, avg, geo, c, adj_c, adj_qp, adj_q1p, adj_u, adj_v):
+    """The VJP of :func:`mc_correct`, added into ``adj_*``: with respect to ``q`` (direct,
+    ``adj_c``, and through the clamp bounds, on the padded lattice), ``q¹`` (direct, and on
+    the padded lattice through ``q⁰``) and the velocity (through the backward departure
+    points)."""
     for i in range(g.shape[0]):
         _mc_vjp_row(i, g, q, qp, q1, q1p, u, v, vrow, vcol, avg, geo, c, adj_c, adj_qp, adj_q1p, adj_u, adj_v)
-    return adj_c, adj_qp, adj_q1p, adj_u, adj_v
 
 
 # -- parallel versions: rows split over threads -------------------------------------
@@ -458,19 +491,11 @@ def sl_jvp_parallel(dq, du, dv, q, u, v, vrow, vcol, avg, geo, shape0, shape1, c
 
 
 @_pjit
-def sl_vjp_parallel(g, q, u, v, vrow, vcol, avg, geo, c, block):
-    adj_q = onp.zeros_like(q)
-    adj_u = onp.zeros_like(u)
-    adj_v = onp.zeros_like(v)
-    n0 = g.shape[0]
-    blocks = n0 // block
+def sl_vjp_parallel(g, q, u, v, vrow, vcol, avg, geo, c, adj_q, adj_u, adj_v, blocks):
     for colour in range(2):
-        for b in numba.prange(blocks // 2):
-            k = 2 * b + colour
-            stop = n0 if k == blocks - 1 else (k + 1) * block
-            for i in range(k * block, stop):
+        for b in numba.prange(blocks.shape[1]):
+            for i in range(blocks[colour, b, 0], blocks[colour, b, 1]):
                 _sl_vjp_row(i, g, q, u, v, vrow, vcol, avg, geo, c, adj_q, adj_u, adj_v)
-    return adj_q, adj_u, adj_v
 
 
 @_pjit
@@ -482,22 +507,13 @@ def mc_correct_parallel(q, qp, q1, q1p, u, v, vrow, vcol, avg, geo, c):
 
 
 @_pjit
-def mc_correct_vjp_parallel(g, q, qp, q1, q1p, u, v, vrow, vcol, avg, geo, c, block):
-    adj_c = onp.zeros_like(g)
-    adj_qp = onp.zeros_like(qp)
-    adj_q1p = onp.zeros_like(q1p)
-    adj_u = onp.zeros_like(u)
-    adj_v = onp.zeros_like(v)
-    n0 = g.shape[0]
-    blocks = n0 // block
+def mc_correct_vjp_parallel(g, q, qp, q1, q1p, u, v, vrow, vcol, avg, geo, c, adj_c, adj_qp, adj_q1p,
+                            adj_u, adj_v, blocks):
     for colour in range(2):
-        for b in numba.prange(blocks // 2):
-            k = 2 * b + colour
-            stop = n0 if k == blocks - 1 else (k + 1) * block
-            for i in range(k * block, stop):
+        for b in numba.prange(blocks.shape[1]):
+            for i in range(blocks[colour, b, 0], blocks[colour, b, 1]):
                 _mc_vjp_row(i, g, q, qp, q1, q1p, u, v, vrow, vcol, avg, geo, c,
                             adj_c, adj_qp, adj_q1p, adj_u, adj_v)
-    return adj_c, adj_qp, adj_q1p, adj_u, adj_v
 
 
 @_pjit
@@ -508,6 +524,17 @@ def jacobi_sweeps_parallel(b, x0, inv_diag, diag, cxm, cxp, cym, cyp, per0, per1
         src, dst = (x, y) if k % 2 == 0 else (y, x)
         for i in numba.prange(b.shape[0]):
             _jacobi_row(i, src, dst, b, inv_diag, diag, cxm, cxp, cym, cyp, per0, per1, omega)
+    return y if sweeps % 2 else x
+
+
+@_pjit
+def jacobi_sweeps_uniform_parallel(b, x0, k, sweeps, omega):
+    x = x0.copy()
+    y = onp.empty_like(x)
+    for s in range(sweeps):
+        src, dst = (x, y) if s % 2 == 0 else (y, x)
+        for i in numba.prange(b.shape[0]):
+            _jacobi_row_uniform(i, src, dst, b, k, omega)
     return y if sweeps % 2 else x
 
 
@@ -522,62 +549,75 @@ def parallel(cells: int, minimum: int = 2048) -> bool:
 
 
 def row_blocks(n0, u, v, c):
-    """Width of the row blocks for a parallel VJP (an even number of blocks wider than
-    twice the reach of any scatter), or 0 when the rows are too few to split."""
-    if not parallel(u.size) or n0 < 16:
-        return 0
+    """Row ranges ``blocks[colour, thread] = (start, stop)`` for a parallel VJP, or None
+    when the rows are too few to split. A VJP scatters into rows within ``reach`` of the
+    point's row, so colour 0 is one big block per thread, colour 1 the strips of
+    2·reach + 1 rows between them: blocks of one colour are more than 2·reach rows apart
+    and never write the same rows; each colour runs in parallel, one after the other."""
+    workers = threads()
+    if not parallel(u.size) or workers < 2:
+        return None
     top = max(float(u.max()), -float(u.min()), float(v.max()), -float(v.min()))  # no temporaries
     if not math.isfinite(top):
-        return 0
-    reach = int(math.ceil(abs(c) * top)) + 3
-    blocks = n0 // (2 * reach + 1)
-    blocks -= blocks % 2
-    if blocks < 4:
-        return 0
-    return n0 // blocks
+        return None
+    strip = 2 * (int(math.ceil(abs(c) * top)) + 3) + 1
+    if n0 < workers * 3 * strip:
+        return None
+    cuts = [round(k * n0 / workers) for k in range(workers + 1)]  # strip k ends at cuts[k]
+    blocks = onp.empty((2, workers, 2), dtype=onp.int64)
+    for k in range(workers):
+        blocks[0, k] = cuts[k], cuts[k + 1] - strip
+        blocks[1, k] = cuts[k + 1] - strip, cuts[k + 1]
+    return blocks
 
 
 # -- pressure projection on the 2-D MAC grid ------------------------------------------
 #
-# The stencil work around a pressure solve, one pass each (see ops.pressure for the
-# formulas): u has n0 faces along axis 0 on a periodic axis (face i+1 wraps) and n0 + 1
-# on a bounded one, so the shapes say which; ghost pressures beyond a bounded face are
-# ``a·p_edge`` (``rules`` = [a_lo0, a_hi0, a_lo1, a_hi1]). ``prepare`` applies what
-# solve_jacobi does to its right-hand side (fluid mask, mean removal if ``singular``),
-# ``finish`` what it does to its result.
+# The stencil work around a pressure solve, one parallel pass each (see ops.pressure for
+# the formulas), every value computed where it is stored: u has n0 faces along axis 0 on
+# a periodic axis (face n0 is face 0) and n0 + 1 on a bounded one, so the shapes say
+# which; ghost pressures beyond a bounded face are ``a·p_edge`` (``rules`` = [a_lo0,
+# a_hi0, a_lo1, a_hi1]). ``prepare`` applies what solve_jacobi does to its right-hand
+# side (fluid mask, mean removal if ``singular``), ``finish`` what it does to its result.
 
-@_jit
+@_pjit
 def _prepare(b, fluid, singular, all_fluid, n_fluid):
-    """``b`` masked to the fluid cells, and mean-free over them if ``singular``."""
+    """``b`` masked to the fluid cells (in place), and mean-free over them if ``singular``."""
     if singular:
         total = 0.0
-        for i in range(b.shape[0]):
+        for i in numba.prange(b.shape[0]):
             for j in range(b.shape[1]):
                 total += b[i, j] * fluid[i, j]
         mean = total / n_fluid
-        for i in range(b.shape[0]):
+        for i in numba.prange(b.shape[0]):
             for j in range(b.shape[1]):
                 b[i, j] = (b[i, j] - mean) * fluid[i, j]
     elif not all_fluid:
-        for i in range(b.shape[0]):
+        for i in numba.prange(b.shape[0]):
             for j in range(b.shape[1]):
                 b[i, j] = b[i, j] * fluid[i, j]
 
 
 @_jit
+def _masked(u, m, c, i, j):
+    return (u[i, j] if m[i, j] else 0.0) + c[i, j]
+
+
+@_pjit
 def projection_rhs(u, v, mu, mv, cu, cv, h, prepare, fluid, singular, all_fluid, n_fluid):
     """``u_b = M u + c`` (both components) and ``b = D u_b``, prepared if ``prepare``."""
     n0, n1 = v.shape[0], u.shape[1]
     ub = onp.empty_like(u)
     vb = onp.empty_like(v)
-    for i in range(u.shape[0]):
-        for j in range(n1):
-            ub[i, j] = (u[i, j] if mu[i, j] else 0.0) + cu[i, j]
-    for i in range(n0):
-        for j in range(v.shape[1]):
-            vb[i, j] = (v[i, j] if mv[i, j] else 0.0) + cv[i, j]
     b = onp.empty((n0, n1), dtype=u.dtype)
-    for i in range(n0):
+    for i in numba.prange(u.shape[0]):
+        for j in range(n1):
+            ub[i, j] = _masked(u, mu, cu, i, j)
+        if i < n0:
+            for j in range(v.shape[1]):
+                vb[i, j] = _masked(v, mv, cv, i, j)
+    for row in numba.prange(n0):
+        i = numba.int64(row)  # a signed index (parallel loops count unsigned)
         ip = i + 1 if i + 1 < u.shape[0] else 0
         for j in range(n1):
             jp = j + 1 if j + 1 < v.shape[1] else 0
@@ -587,89 +627,125 @@ def projection_rhs(u, v, mu, mv, cu, cv, h, prepare, fluid, singular, all_fluid,
     return ub, vb, b
 
 
-@_jit
-def _ghost_pair(p, i, j, axis, n, periodic, a_lo, a_hi):
-    """Pressures on either side of face ``i`` (axis 0) or ``j`` (axis 1)."""
-    k = i if axis == 0 else j
-    if periodic:
-        km = k - 1 if k > 0 else n - 1
-        return (p[km, j], p[i, j]) if axis == 0 else (p[i, km], p[i, j])
-    if axis == 0:
-        lo = a_lo * p[0, j] if k == 0 else p[k - 1, j]
-        hi = a_hi * p[n - 1, j] if k == n else p[k, j]
-    else:
-        lo = a_lo * p[i, 0] if k == 0 else p[i, k - 1]
-        hi = a_hi * p[i, n - 1] if k == n else p[i, k]
-    return lo, hi
-
-
-@_jit
+@_pjit
 def projection_finish(p, ub, vb, mu, mv, h, rules, finish, fluid, singular, n_fluid):
     """``u' = u_b − M G p`` (p made mean-free over the fluid first if ``finish`` and
     ``singular``); returns (u', v', p)."""
     n0, n1 = p.shape
     if finish and singular:
         _prepare(p, fluid, True, False, n_fluid)
-    per0, per1 = ub.shape[0] == n0, vb.shape[1] == n1
     out_u = onp.empty_like(ub)
     out_v = onp.empty_like(vb)
-    for i in range(ub.shape[0]):
+    per0, per1 = ub.shape[0] == n0, vb.shape[1] == n1
+    for row in numba.prange(ub.shape[0]):
+        i = numba.int64(row)  # a signed index (parallel loops count unsigned)
+        im, ic = (i - 1 if i > 0 else n0 - 1), min(i, n0 - 1)
         for j in range(n1):
-            lo, hi = _ghost_pair(p, i, j, 0, n0, per0, rules[0], rules[1])
+            lo, hi = _pressure_pair(p[im, j], p[ic, j], i, n0, per0, rules[0], rules[1])
             out_u[i, j] = ub[i, j] - ((hi - lo) / h if mu[i, j] else 0.0)
-    for i in range(n0):
-        for j in range(vb.shape[1]):
-            lo, hi = _ghost_pair(p, i, j, 1, n1, per1, rules[2], rules[3])
-            out_v[i, j] = vb[i, j] - ((hi - lo) / h if mv[i, j] else 0.0)
+        if i < n0:
+            for j in range(vb.shape[1]):
+                lo, hi = _pressure_pair(p[i, j - 1 if j > 0 else n1 - 1], p[i, min(j, n1 - 1)], j, n1, per1,
+                                        rules[2], rules[3])
+                out_v[i, j] = vb[i, j] - ((hi - lo) / h if mv[i, j] else 0.0)
     return out_u, out_v, p
 
 
 @_jit
+def _pressure_pair(p_lo, p_hi, k, n, periodic, a_lo, a_hi):
+    """Pressures on either side of face ``k`` of an axis of ``n`` cells, given the cell
+    values ``p_lo = p[k-1]`` and ``p_hi = p[k]`` (indices clamped/wrapped by the caller)."""
+    if not periodic:
+        if k == 0:
+            return a_lo * p_hi, p_hi
+        if k == n:
+            return p_lo, a_hi * p_lo
+    return p_lo, p_hi
+
+
+@_jit
+def _face_weight(g, m, i, j, h):
+    return g[i, j] / h if m[i, j] else 0.0
+
+
+@_pjit
 def projection_vjp_rhs(gu, gv, gp, mu, mv, h, rules, prepare, fluid, singular, all_fluid, n_fluid):
-    """``g_p − Gᵀ M g_u``, prepared if ``prepare``."""
+    """``g_p − Gᵀ M g_u``, prepared if ``prepare``: cell i takes +w from face i (its low
+    face, where it is the high side) and −w from face i + 1, and the ghost terms."""
     n0, n1 = gp.shape
     per0, per1 = gu.shape[0] == n0, gv.shape[1] == n1
-    rhs = gp.copy()
-    for i in range(gu.shape[0]):
+    rhs = onp.empty_like(gp)
+    for row in numba.prange(n0):
+        i = numba.int64(row)  # a signed index (parallel loops count unsigned)
+        ip = i + 1 if i + 1 < gu.shape[0] else 0
         for j in range(n1):
-            if mu[i, j]:  # face i: (p_hi - p_lo)/h
-                w = gu[i, j] / h
-                hi = i if (per0 or i < n0) else n0 - 1
-                lo = (i - 1 if i > 0 else n0 - 1) if (per0 or i > 0) else 0
-                rhs[hi, j] -= w * (1.0 if (per0 or i < n0) else rules[1])
-                rhs[lo, j] += w * (1.0 if (per0 or i > 0) else rules[0])
-    for i in range(n0):
-        for j in range(gv.shape[1]):
-            if mv[i, j]:
-                w = gv[i, j] / h
-                hi = j if (per1 or j < n1) else n1 - 1
-                lo = (j - 1 if j > 0 else n1 - 1) if (per1 or j > 0) else 0
-                rhs[i, hi] -= w * (1.0 if (per1 or j < n1) else rules[3])
-                rhs[i, lo] += w * (1.0 if (per1 or j > 0) else rules[2])
+            jp = j + 1 if j + 1 < gv.shape[1] else 0
+            gt = (_face_weight(gu, mu, i, j, h) - _face_weight(gu, mu, ip, j, h)
+                  + _face_weight(gv, mv, i, j, h) - _face_weight(gv, mv, i, jp, h))
+            if not per0:
+                if i == 0:
+                    gt -= rules[0] * _face_weight(gu, mu, 0, j, h)
+                if i == n0 - 1:
+                    gt += rules[1] * _face_weight(gu, mu, n0, j, h)
+            if not per1:
+                if j == 0:
+                    gt -= rules[2] * _face_weight(gv, mv, i, 0, h)
+                if j == n1 - 1:
+                    gt += rules[3] * _face_weight(gv, mv, i, n1, h)
+            rhs[i, j] = gp[i, j] - gt
     if prepare:
         _prepare(rhs, fluid, singular, all_fluid, n_fluid)
     return rhs
 
 
-@_jit
+@_pjit
 def projection_vjp_finish(r, gu, gv, mu, mv, h, finish, fluid, singular, n_fluid):
     """``M (g_u + Dᵀ r)`` (r made mean-free over the fluid first if ``finish`` and
-    ``singular``)."""
+    ``singular``): face i is +1/h for cell i − 1 and −1/h for cell i."""
     n0, n1 = r.shape
     if finish and singular:
         _prepare(r, fluid, True, False, n_fluid)
-    adj_u = onp.zeros_like(gu)
-    adj_v = onp.zeros_like(gv)
-    for i in range(gu.shape[0]):
+    per0, per1 = gu.shape[0] == n0, gv.shape[1] == n1
+    adj_u = onp.empty_like(gu)
+    adj_v = onp.empty_like(gv)
+    for row in numba.prange(gu.shape[0]):
+        i = numba.int64(row)  # a signed index (parallel loops count unsigned)
         for j in range(n1):
-            if mu[i, j]:  # face i is +1 for cell i-1 and -1 for cell i
-                left = r[i - 1 if i > 0 else n0 - 1, j] if (i > 0 or gu.shape[0] == n0) else 0.0
-                right = r[i, j] if i < n0 else 0.0
-                adj_u[i, j] = gu[i, j] + (left - right) / h
-    for i in range(n0):
-        for j in range(gv.shape[1]):
-            if mv[i, j]:
-                left = r[i, j - 1 if j > 0 else n1 - 1] if (j > 0 or gv.shape[1] == n1) else 0.0
+            left = r[i - 1 if i > 0 else n0 - 1, j] if (i > 0 or per0) else 0.0
+            right = r[i, j] if i < n0 else 0.0
+            adj_u[i, j] = gu[i, j] + (left - right) / h if mu[i, j] else 0.0
+        if i < n0:
+            for j in range(gv.shape[1]):
+                left = r[i, j - 1 if j > 0 else n1 - 1] if (j > 0 or per1) else 0.0
                 right = r[i, j] if j < n1 else 0.0
-                adj_v[i, j] = gv[i, j] + (left - right) / h
+                adj_v[i, j] = gv[i, j] + (left - right) / h if mv[i, j] else 0.0
     return adj_u, adj_v
+
+
+# -- choosing the serial or parallel version -------------------------------------------
+
+def semi_lagrangian(qp, up, vp, lay, shape, c):
+    kernel = sl_forward_parallel if parallel(shape[0] * shape[1]) else sl_forward
+    return kernel(qp, up, vp, *lay.tables, shape[0], shape[1], c)
+
+
+def semi_lagrangian_vjp(g, qp, up, vp, lay, c, adj_qp, adj_up, adj_vp):
+    """Add the semi-Lagrangian VJP of cotangent ``g`` into the padded adjoints."""
+    blocks = row_blocks(g.shape[0], up, vp, c)
+    if blocks is not None:
+        sl_vjp_parallel(g, qp, up, vp, *lay.tables, c, adj_qp, adj_up, adj_vp, blocks)
+    else:
+        sl_vjp(g, qp, up, vp, *lay.tables, c, adj_qp, adj_up, adj_vp)
+
+
+def maccormack_vjp(g, q, qp, q1, q1p, up, vp, lay, c, adj_qp, adj_q1p, adj_up, adj_vp):
+    """Add the VJP of MacCormack's second pass into the padded adjoints; returns the
+    cotangent of ``q¹ + (q - q⁰)/2`` where the clamp is inactive."""
+    adj_c = onp.zeros_like(g)
+    blocks = row_blocks(g.shape[0], up, vp, c)
+    if blocks is not None:
+        mc_correct_vjp_parallel(g, q, qp, q1, q1p, up, vp, *lay.tables, c, adj_c, adj_qp, adj_q1p,
+                                adj_up, adj_vp, blocks)
+    else:
+        mc_correct_vjp(g, q, qp, q1, q1p, up, vp, *lay.tables, c, adj_c, adj_qp, adj_q1p, adj_up, adj_vp)
+    return adj_c

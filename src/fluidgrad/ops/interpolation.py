@@ -73,7 +73,7 @@ def sample_points(domain, location, like):
     """Coordinates of the lattice points of ``location`` (a tuple of arrays), cached."""
     key = ("points", location)
     xp = xp_of(like)
-    cache_key = (key, xp.__name__, str(like.dtype))
+    cache_key = (key, xp.__name__, like.dtype)
     points = domain._cache.get(cache_key)
     if points is None:
         mesh = domain.grid.mesh(location, None if location == "center" else domain.periodic(location))

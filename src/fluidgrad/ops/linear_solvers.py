@@ -250,10 +250,14 @@ def _jacobi_sweeps(op, b, x, sweeps, omega):
         from . import fused
         if fused.available():  # all sweeps in one compiled loop (same arithmetic per cell)
             x0 = omega * inv_d * b if x is None else x
-            cxm, cxp, cym, cyp = fused.neighbour_coefficients(op, b.dtype)
-            kernel = fused.jacobi_sweeps_parallel if fused.parallel(b.size, 8192) else fused.jacobi_sweeps
-            return kernel(b, x0, inv_d, op._coef(b.dtype)[0], cxm, cxp, cym, cyp,
-                                       op.periodic[0], op.periodic[1], sweeps - (x is None), omega)
+            coefficients = fused.jacobi_coefficients(op, b.dtype)
+            many = fused.parallel(b.size, 8192)
+            if len(coefficients) == 1:  # a sweep is so short that threads pay off only on big grids
+                many = fused.parallel(b.size, 8192)
+                kernel = fused.jacobi_sweeps_uniform_parallel if many else fused.jacobi_sweeps_uniform
+                return kernel(b, x0, coefficients[0], sweeps - (x is None), omega)
+            kernel = fused.jacobi_sweeps_parallel if many else fused.jacobi_sweeps
+            return kernel(b, x0, *coefficients, op.periodic[0], op.periodic[1], sweeps - (x is None), omega)
     for _ in range(sweeps):
         x = omega * inv_d * b if x is None else x + omega * inv_d * (b - op.apply(x))
     return x if x is not None else xp_of(b).zeros_like(b)

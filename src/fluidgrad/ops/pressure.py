@@ -73,7 +73,7 @@ class PressureSolve:
 def poisson_operator(domain, like):
     """The pressure Laplacian ``L = D M G`` of ``domain`` as a PoissonOperator (cached)."""
     xp = xp_of(like)
-    key = ("poisson-operator", xp.__name__, str(like.dtype))
+    key = ("poisson-operator", xp.__name__, like.dtype)
     op = domain._cache.get(key)
     if op is None:
         conductances = tuple(domain.array("pressure_conductances", like, d) for d in range(domain.ndim))
@@ -161,7 +161,7 @@ class _Fused:
 
     @classmethod
     def of(cls, domain, settings, like):
-        key = ("fused-projection", settings, str(like.dtype))
+        key = ("fused-projection", settings, like.dtype)
         out = domain._cache.get(key)
         if out is None:
             out = domain._cache[key] = cls(domain, settings, like)

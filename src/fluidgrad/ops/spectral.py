@@ -74,7 +74,7 @@ _EIGENVALUES: dict = {}
 def eigenvalues(kinds, shape, h, like):
     """The Laplacian's eigenvalues on the transformed grid (cached per dtype/backend)."""
     xp = xp_of(like)
-    key = (kinds, tuple(shape), h, xp.__name__, str(like.dtype))
+    key = (kinds, tuple(shape), h, xp.__name__, like.dtype)
     lam = _EIGENVALUES.get(key)
     if lam is None:
         periodic = [a for a, k in enumerate(kinds) if k == "periodic"]
