@@ -109,7 +109,16 @@ def flatten(tree):
     return leaves, treedef
 
 
+_LEAF_TUPLES: dict[int, TreeDef] = {}  # treedefs of tuples of leaves (MAC velocities), shared
+
+
 def _flatten_into(tree, leaves):
+    if type(tree) is tuple and all(kind_of(c) is None for c in tree):  # the common case, fast
+        leaves.extend(tree)
+        treedef = _LEAF_TUPLES.get(len(tree))
+        if treedef is None:
+            treedef = _LEAF_TUPLES[len(tree)] = TreeDef(_KINDS[tuple], None, (_LEAF,) * len(tree))
+        return treedef
     kind = kind_of(tree)
     if kind is None:
         leaves.append(tree)
