@@ -13,7 +13,7 @@ gradient with respect to the initial velocity (see ``bench_peers.py``). Per N:
   the compiled kernels (every numba dispatcher of ``fluidgrad.ops.fused`` wrapped by a
   timer), per step and as a share of the step (target < 5 % at N = 128);
 * peak memory of the gradient with the default checkpointing (``checkpoint=True``, the
-  default 256 MiB budget), in a fresh subprocess: ``ru_maxrss`` minus the RSS before the
+  default 256 MiB budget), in a fresh subprocess: its high-water RSS minus the RSS before the
   first call (target ≤ 300 MB at N = 512).
 
 Times are medians of ``--repeat`` runs after a warm-up. Prints a table and one JSON line.
@@ -127,15 +127,14 @@ def peak_memory(n, steps, dtype):
 
 
 def memory_one(cfg):
-    import resource
     cfg = json.loads(cfg)
     _, grad = build(cfg["n"], 2, cfg["dtype"], checkpoint=True)
     grad()  # caches and compiled kernels in place
     _, grad = build(cfg["n"], cfg["steps"], cfg["dtype"], checkpoint=True)
     base = bench_peers.current_rss_kib()
     grad()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps(dict(peak_mb=(peak - base) / 1024)))
+    print(json.dumps(dict(peak_mb=(bench_peers.high_water_kib() - base) / 1024)))
+
 
 
 def main(argv=None):

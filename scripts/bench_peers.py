@@ -35,7 +35,7 @@ Frameworks, each in its own subprocess (this script with ``--one FRAMEWORK``):
 The peers are written plainly (array operations, no Python loops over cells).
 Reported per framework and N: seconds per value_and_grad (median of ``--repeat`` runs
 after one warm-up call, which for JAX includes compilation), the ratio to fluidgrad, the
-peak memory (``ru_maxrss`` minus the RSS after imports and setup, before the first call),
+peak memory (high-water RSS minus the RSS after imports and setup, before the first call),
 the first-call (compile) time, the loss and the relative L2 difference of the gradient
 from fluidgrad's. Frameworks that are not installed are listed as such.
 Prints a table and one JSON line.
@@ -293,6 +293,19 @@ def current_rss_kib() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
+def high_water_kib() -> int:
+    """Peak resident set size of this process image (KiB): VmHWM from /proc (ru_maxrss
+    would include the parent's memory at the time of the fork)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def to_numpy(x):
     import numpy as np
     if hasattr(x, "detach"):
@@ -322,7 +335,7 @@ def run_one(cfg):
         t0 = time.perf_counter()
         call()
         times.append(time.perf_counter() - t0)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = high_water_kib()
 
     grad_dtype = str(to_numpy(grads[0]).dtype)
     grads = [to_numpy(g).astype(np.float64) for g in grads]
