@@ -150,3 +150,14 @@ def test_fused_projection_matches_the_reference(name, solver, dtype, tol, monkey
     g = (tuple(rng.standard_normal(a.shape).astype(dtype) for a in ans[0]),
          rng.standard_normal(ans[1].shape).astype(dtype))
     _close(*_both(lambda: project.vjp_all(g, ans, u, **kw), monkeypatch), tol)
+
+
+@pytest.mark.parametrize("homogeneous", [False, True])
+@pytest.mark.parametrize("name, location", CASES)
+def test_fused_padding_matches_the_reference(name, location, homogeneous, monkeypatch):
+    from fluidgrad.ops import interpolation as interp
+    domain = domains.make(name, 2)
+    q, _ = _inputs(domain, location, onp.float64)
+    _close(*_both(lambda: interp.pad_field(q, domain, location, homogeneous), monkeypatch), 1e-14)
+    g = onp.random.default_rng(7).standard_normal(interp.pad_field(q, domain, location).shape)
+    _close(*_both(lambda: interp.pad_field_transpose(g, domain, location), monkeypatch), 1e-14)

@@ -270,6 +270,64 @@ class Layout:
         return lay
 
 
+def usable_array(a) -> bool:
+    """A 2-D numpy float array and numba on."""
+    return _ENABLED and type(a) is onp.ndarray and a.ndim == 2 and a.dtype.kind == "f" and available()
+
+
+@_jit
+def pad(q, rules, pad0, pad1, homogeneous):
+    """``q`` with a ghost layer on the padded axes, ``ghost = a·edge + b`` (``rules`` =
+    [a_lo0, b_lo0, a_hi0, b_hi0, a_lo1, b_lo1, a_hi1, b_hi1]; b dropped if
+    ``homogeneous``): axis 0 first, then axis 1 over the padded rows, as
+    ``stencils.pad`` applied axis by axis."""
+    n0, n1 = q.shape
+    o0, o1 = (1 if pad0 else 0), (1 if pad1 else 0)
+    out = onp.empty((n0 + 2 * o0, n1 + 2 * o1), dtype=q.dtype)
+    w = 0.0 if homogeneous else 1.0
+    for i in range(n0):
+        for j in range(n1):
+            out[i + o0, j + o1] = q[i, j]
+    if pad0:
+        for j in range(n1):
+            out[0, j + o1] = rules[0] * q[0, j] + w * rules[1]
+            out[n0 + 1, j + o1] = rules[2] * q[n0 - 1, j] + w * rules[3]
+    if pad1:
+        for i in range(out.shape[0]):
+            out[i, 0] = rules[4] * out[i, 1] + w * rules[5]
+            out[i, n1 + 1] = rules[6] * out[i, n1] + w * rules[7]
+    return out
+
+
+@_jit
+def pad_transpose(g, rules, pad0, pad1):
+    """Adjoint of :func:`pad` (its linear part): ghosts' cotangents go back to the edges
+    times a, axis 1 first."""
+    o0, o1 = (1 if pad0 else 0), (1 if pad1 else 0)
+    n0, n1 = g.shape[0] - 2 * o0, g.shape[1] - 2 * o1
+    out = onp.empty((n0, n1), dtype=g.dtype)
+    for i in range(n0):
+        for j in range(n1):
+            out[i, j] = g[i + o0, j + o1]
+    if pad1:
+        for i in range(n0):
+            out[i, 0] += rules[4] * g[i + o0, 0]
+            out[i, n1 - 1] += rules[6] * g[i + o0, n1 + 1]
+    if pad0:
+        for j in range(n1):
+            lo, hi = g[0, j + o1], g[n0 + 1, j + o1]
+            if pad1:  # the corner ghosts went through the axis-1 rule first
+                if j == 0:
+                    lo += rules[4] * g[0, 0]
+                    hi += rules[4] * g[n0 + 1, 0]
+                if j == n1 - 1:
+                    lo += rules[6] * g[0, n1 + 1]
+                    hi += rules[6] * g[n0 + 1, n1 + 1]
+            out[0, j] += rules[0] * lo
+            out[n0 - 1, j] += rules[2] * hi
+    return out
+
+
 def usable(q, velocity, domain, backtrace) -> bool:
     """Whether the fused kernel applies: numpy arrays, 2-D, Euler backtrace, numba on."""
     return (available() and domain.ndim == 2 and backtrace == "euler"

@@ -51,8 +51,28 @@ def padded_lattice(domain, location) -> Lattice:
     return Lattice(shape, offset, lat.periodic, lat.h)
 
 
+def _ghost_rules(domain, location):
+    """The 2-D ghost rules ``(a, b)`` of ``location`` as [a_lo0, b_lo0, a_hi0, b_hi0, a_lo1, ...]
+    and which axes are padded, for the fused kernels (cached)."""
+    key = ("ghost-rules", location)
+    out = domain._cache.get(key)
+    if out is None:
+        import numpy as onp
+        rules = [x for d in range(2) for side in range(2) for x in stencils.cell_rule(domain, location, d, side)]
+        out = domain._cache[key] = (onp.array(rules, dtype=float), not domain.periodic(0), not domain.periodic(1))
+    return out
+
+
+def _fused_padding(q, domain):
+    from . import fused
+    return domain.ndim == 2 and not all(domain.boundaries.periodic_axes) and fused.usable_array(q)
+
+
 def pad_field(q, domain, location, homogeneous=False):
     """``q`` with one ghost layer on every bounded side, by its boundary rules."""
+    if _fused_padding(q, domain):
+        from . import fused
+        return fused.pad(q, *_ghost_rules(domain, location), homogeneous)
     for d in range(domain.ndim):
         if not domain.periodic(d):
             q = stencils.pad(q, d, stencils.cell_rule(domain, location, d, 0),
@@ -62,6 +82,9 @@ def pad_field(q, domain, location, homogeneous=False):
 
 def pad_field_transpose(g, domain, location):
     """Adjoint of :func:`pad_field` (its homogeneous part)."""
+    if _fused_padding(g, domain):
+        from . import fused
+        return fused.pad_transpose(g, *_ghost_rules(domain, location))
     for d in reversed(range(domain.ndim)):
         if not domain.periodic(d):
             g = stencils.pad_transpose(g, d, stencils.cell_rule(domain, location, d, 0),
