@@ -13,7 +13,7 @@ gradient with respect to the initial velocity (see ``bench_peers.py``). Per N:
   the compiled kernels (every numba dispatcher of ``fluidgrad.ops.fused`` wrapped by a
   timer), per step and as a share of the step (target < 5 % at N = 128);
 * peak memory of the gradient with the default checkpointing (``checkpoint=True``, the
-  default 256 MiB budget), in a fresh subprocess: its high-water RSS minus the RSS before the
+  default 192 MiB budget), in a fresh subprocess: its high-water RSS minus the RSS before the
   first call (target ≤ 300 MB at N = 512).
 
 Times are medians of ``--repeat`` runs after a warm-up. Prints a table and one JSON line.

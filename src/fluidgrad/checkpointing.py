@@ -25,7 +25,7 @@ import numpy as onp
 
 from .ad.transforms import recomputing_primitive
 
-DEFAULT_MEMORY_BUDGET = 256 * 2 ** 20  # bytes
+DEFAULT_MEMORY_BUDGET = 192 * 2 ** 20  # bytes of snapshots (plus working arrays: a 512² gradient peaks < 300 MB)
 RESIDUALS_PER_STEP = 4  # a plain (un-checkpointed) step keeps about this many states
 
 
