@@ -121,14 +121,14 @@ def _fused_vjp(rule, g, q, velocity, dt, domain, location):
     """A fused VJP ``rule`` run into fresh zero adjoints: ``(adj_q, adj_velocity)``."""
     qp, up, vp, lay = _fused_inputs(q, velocity, domain, location)
     adj_qp, adj_up, adj_vp = onp.zeros_like(qp), onp.zeros_like(up), onp.zeros_like(vp)
-    direct = rule(onp.ascontiguousarray(g), q, qp, up, vp, lay, dt / domain.dx, dt, domain, location,
+    direct = rule(onp.ascontiguousarray(g), q, qp, up, vp, lay, dt / domain.dx, domain, location,
                   adj_qp, adj_up, adj_vp)
     adj_q = interp.pad_field_transpose(adj_qp, domain, location)
     return (adj_q if direct is None else adj_q + direct,
             (interp.pad_field_transpose(adj_up, domain, 0), interp.pad_field_transpose(adj_vp, domain, 1)))
 
 
-def _fused_semi_lagrangian_vjp(g, q, qp, up, vp, lay, c, dt, domain, location, adj_qp, adj_up, adj_vp):
+def _fused_semi_lagrangian_vjp(g, q, qp, up, vp, lay, c, domain, location, adj_qp, adj_up, adj_vp):
     fused.semi_lagrangian_vjp(g, qp, up, vp, lay, c, adj_qp, adj_up, adj_vp)
 
 
@@ -166,9 +166,8 @@ def _semi_lagrangian_jvp(dots, ans, q, velocity, *, dt, domain, location="center
         qp, up, vp, lay = _fused_inputs(q, velocity, domain, location)
         dq = qp if dot_q is None else interp.pad_field(dot_q, domain, location, homogeneous=True)
         du, dv = (up, vp) if dot_u is None else _padded_velocity(dot_u, domain, homogeneous=True)
-        kernel = fused.sl_jvp_parallel if fused.parallel(q.size) else fused.sl_jvp
-        return kernel(dq, du, dv, qp, up, vp, *lay.tables, q.shape[0], q.shape[1],
-                      dt / domain.dx, dot_q is not None, dot_u is not None)
+        return fused.semi_lagrangian_jvp(dq, du, dv, qp, up, vp, lay, q.shape, dt / domain.dx,
+                                         dot_q is not None, dot_u is not None)
     bt = Backtrace(velocity, domain, location, dt, backtrace)
     out = None
     if dot_q is not None:
@@ -225,15 +224,14 @@ def _maccormack(q, velocity, *, dt, domain, location="center", backtrace="euler"
     """``clamp(q¹ + (q - q⁰)/2)`` with ``q¹ = SL(q, Δt)``, ``q⁰ = SL(q¹, -Δt)``."""
     if fused.usable(q, velocity, domain, backtrace):
         qp, up, vp, lay, q1, q1p = _fused_maccormack_first_pass(q, velocity, dt, domain, location)
-        kernel = fused.mc_correct_parallel if fused.parallel(q.size) else fused.mc_correct
-        return kernel(q, qp, q1, q1p, up, vp, *lay.tables, dt / domain.dx)
+        return fused.maccormack(q, qp, q1, q1p, up, vp, lay, dt / domain.dx)
     return _MacCormackPass(q, velocity, dt, domain, location, backtrace).result()
 
 
 maccormack = Primitive(_maccormack, "maccormack", register=True)
 
 
-def _fused_maccormack_vjp(g, q, qp, up, vp, lay, c, dt, domain, location, adj_qp, adj_up, adj_vp):
+def _fused_maccormack_vjp(g, q, qp, up, vp, lay, c, domain, location, adj_qp, adj_up, adj_vp):
     """Second pass (into the adjoints), then the first pass ``q¹ = SL(q)`` with the
     cotangent of q¹; returns the direct cotangent of q (``adj_c / 2``)."""
     q1 = fused.semi_lagrangian(qp, up, vp, lay, q.shape, c)
@@ -322,7 +320,7 @@ def _advect_velocity_vjp(g, ans, velocity, *, dt, domain, scheme="maccormack", b
         up, vp = _padded_velocity(velocity, domain)
         adj = (onp.zeros_like(up), onp.zeros_like(vp))
         direct = [rule(onp.ascontiguousarray(g_d), u, (up, vp)[d], up, vp, fused.Layout.of(domain, d),
-                       dt / domain.dx, dt, domain, d, adj[d], *adj)  # q's lattice is u_d's
+                       dt / domain.dx, domain, d, adj[d], *adj)  # q's lattice is u_d's
                   for d, (g_d, u) in enumerate(zip(g, velocity))]
         out = [interp.pad_field_transpose(a, domain, d) for d, a in enumerate(adj)]
         return (tuple(a if x is None else a + x for a, x in zip(out, direct)),)

@@ -1,19 +1,18 @@
-"""Fused CPU kernels (numba) for the hottest primitives: 2-D semi-Lagrangian advection
-(forward, VJP, JVP) and MacCormack advection (forward, VJP) with the Euler backtrace,
-and Jacobi sweeps.
+"""Fused CPU kernels (numba) for the hottest 2-D primitives: semi-Lagrangian advection
+(forward, VJP, JVP), MacCormack advection (forward, VJP) with the Euler backtrace, damped
+Jacobi sweeps, the stencil passes around a pressure solve, and ghost-layer padding.
 
-One pass over the lattice points does what the array-API reference in
-:mod:`~fluidgrad.ops.advection` does with some thirty whole-array temporaries: sample
-the velocity at the point, trace back, interpolate. The arithmetic is the reference's,
-in the same order, so results agree to round-off; the reference stays the oracle
-(tests compare the two to 1e-12 in float64). Fields arrive already padded with their
-ghost layers (:func:`~fluidgrad.ops.interpolation.pad_field`); a lattice is described by
-its padded shape, its offset and whether it is periodic, per axis.
+One pass over the lattice points does what the array-API reference does with whole-array
+temporaries: sample the velocity at the point (on a MAC grid a mean of 1, 2 or 4 samples,
+tabulated in a :class:`Layout`), trace back, interpolate. The arithmetic is the
+reference's, so results agree to round-off; the reference stays the oracle (tests compare
+the two to 1e-12 in float64). Advected fields arrive padded with their ghost layers.
+VJP kernels add into adjoint buffers the caller provides (so both velocity components
+can share one set).
 
-Used for numpy arrays whenever numba is importable (``FLUIDGRAD_NUMBA=0`` turns it
-off): 3-6x faster forward and 3-4x faster VJP than the reference at 128² and 512²
-(``scripts/bench_kernels.py``). Compiled kernels are cached on disk, so only the first
-process pays the compilation (a few seconds).
+Used for numpy arrays whenever numba is importable (``FLUIDGRAD_NUMBA=0`` at import
+turns it off); kernels over 2048 points or more run in parallel over rows. Compiled
+kernels are cached on disk, so only the first process pays the compilation.
 """
 
 from __future__ import annotations
@@ -785,6 +784,16 @@ def projection_vjp_finish(r, gu, gv, mu, mv, h, finish, fluid, singular, n_fluid
 def semi_lagrangian(qp, up, vp, lay, shape, c):
     kernel = sl_forward_parallel if parallel(shape[0] * shape[1]) else sl_forward
     return kernel(qp, up, vp, *lay.tables, shape[0], shape[1], c)
+
+
+def semi_lagrangian_jvp(dq, du, dv, qp, up, vp, lay, shape, c, with_q, with_u):
+    kernel = sl_jvp_parallel if parallel(shape[0] * shape[1]) else sl_jvp
+    return kernel(dq, du, dv, qp, up, vp, *lay.tables, shape[0], shape[1], c, with_q, with_u)
+
+
+def maccormack(q, qp, q1, q1p, up, vp, lay, c):
+    kernel = mc_correct_parallel if parallel(q.size) else mc_correct
+    return kernel(q, qp, q1, q1p, up, vp, *lay.tables, c)
 
 
 def semi_lagrangian_vjp(g, qp, up, vp, lay, c, adj_qp, adj_up, adj_vp):
