@@ -98,13 +98,14 @@ def test_parallel_vjp_equals_the_serial_one(spec):
         pytest.skip("a single thread: no parallel VJP")
     g = rng.standard_normal(q.shape)
 
-    def adjoints(kernel, *args, extra=()):
-        out = [onp.zeros_like(a) for a in extra] + [onp.zeros_like(qp), onp.zeros_like(up), onp.zeros_like(vp)]
+    def adjoints(kernel, *args, like):
+        """The kernel's adjoints, added into fresh zero buffers shaped ``like``."""
+        out = [onp.zeros_like(a) for a in like]
         kernel(*args, *out, *([blocks] if kernel.py_func.__name__.endswith("parallel") else []))
         return out
 
-    for a, b in zip(adjoints(fused.sl_vjp_parallel, g, qp, up, vp, *tables),
-                    adjoints(fused.sl_vjp, g, qp, up, vp, *tables)):
+    for a, b in zip(adjoints(fused.sl_vjp_parallel, g, qp, up, vp, *tables, like=(qp, up, vp)),
+                    adjoints(fused.sl_vjp, g, qp, up, vp, *tables, like=(qp, up, vp))):
         onp.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
     shape = (*lay.tables, *q.shape, dt / domain.dx)
     assert onp.array_equal(fused.sl_forward_parallel(qp, up, vp, *shape), fused.sl_forward(qp, up, vp, *shape))
@@ -115,8 +116,9 @@ def test_parallel_vjp_equals_the_serial_one(spec):
     if q1p.shape == qp.shape:
         args = (q, qp, q1, q1p, up, vp, *tables)
         assert onp.array_equal(fused.mc_correct_parallel(*args), fused.mc_correct(*args))
-        for a, b in zip(adjoints(fused.mc_correct_vjp_parallel, g, *args, extra=(g, q1p)),
-                        adjoints(fused.mc_correct_vjp, g, *args, extra=(g, q1p))):
+        like = (g, qp, q1p, up, vp)  # adj_c, adj_qp, adj_q1p, adj_u, adj_v
+        for a, b in zip(adjoints(fused.mc_correct_vjp_parallel, g, *args, like=like),
+                        adjoints(fused.mc_correct_vjp, g, *args, like=like)):
             onp.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 

@@ -271,7 +271,7 @@ class Layout:
 
 def usable_array(a) -> bool:
     """A 2-D numpy float array and numba on."""
-    return _ENABLED and type(a) is onp.ndarray and a.ndim == 2 and a.dtype.kind == "f" and available()
+    return type(a) is onp.ndarray and a.ndim == 2 and a.dtype.kind == "f" and available()
 
 
 @_jit
@@ -611,9 +611,9 @@ def row_blocks(n0, u, v, c):
     point's row, so colour 0 is one big block per thread, colour 1 the strips of
     2·reach + 1 rows between them: blocks of one colour are more than 2·reach rows apart
     and never write the same rows; each colour runs in parallel, one after the other."""
-    workers = threads()
-    if not parallel(u.size) or workers < 2:
+    if not parallel(u.size):
         return None
+    workers = threads()
     top = max(float(u.max()), -float(u.min()), float(v.max()), -float(v.min()))  # no temporaries
     if not math.isfinite(top):
         return None
@@ -780,6 +780,17 @@ def projection_vjp_finish(r, gu, gv, mu, mv, h, finish, fluid, singular, n_fluid
 
 
 # -- choosing the serial or parallel version -------------------------------------------
+
+def jacobi(op, b, x0, sweeps, omega):
+    """``sweeps`` damped-Jacobi sweeps of the 2-D PoissonOperator ``op`` from ``x0``."""
+    coefficients = jacobi_coefficients(op, b.dtype)
+    many = parallel(b.size, 8192)
+    if len(coefficients) == 1:
+        kernel = jacobi_sweeps_uniform_parallel if many else jacobi_sweeps_uniform
+        return kernel(b, x0, coefficients[0], sweeps, omega)
+    kernel = jacobi_sweeps_parallel if many else jacobi_sweeps
+    return kernel(b, x0, *coefficients, op.periodic[0], op.periodic[1], sweeps, omega)
+
 
 def semi_lagrangian(qp, up, vp, lay, shape, c):
     kernel = sl_forward_parallel if parallel(shape[0] * shape[1]) else sl_forward

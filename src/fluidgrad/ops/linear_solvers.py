@@ -250,14 +250,7 @@ def _jacobi_sweeps(op, b, x, sweeps, omega):
         from . import fused
         if fused.available():  # all sweeps in one compiled loop (same arithmetic per cell)
             x0 = omega * inv_d * b if x is None else x
-            coefficients = fused.jacobi_coefficients(op, b.dtype)
-            many = fused.parallel(b.size, 8192)
-            if len(coefficients) == 1:  # a sweep is so short that threads pay off only on big grids
-                many = fused.parallel(b.size, 8192)
-                kernel = fused.jacobi_sweeps_uniform_parallel if many else fused.jacobi_sweeps_uniform
-                return kernel(b, x0, coefficients[0], sweeps - (x is None), omega)
-            kernel = fused.jacobi_sweeps_parallel if many else fused.jacobi_sweeps
-            return kernel(b, x0, *coefficients, op.periodic[0], op.periodic[1], sweeps - (x is None), omega)
+            return fused.jacobi(op, b, x0, sweeps - (x is None), omega)
     for _ in range(sweeps):
         x = omega * inv_d * b if x is None else x + omega * inv_d * (b - op.apply(x))
     return x if x is not None else xp_of(b).zeros_like(b)
