@@ -122,6 +122,32 @@ def test_parallel_vjp_equals_the_serial_one(spec):
             onp.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("spec", [{"x": "periodic", "y": "periodic"}, {}])
+def test_parallel_jacobi_equals_the_serial_one(spec):
+    """Parallel sweeps (uniform coefficients on the periodic box, cell arrays on the
+    walled one), from zero and from a guess, equal the serial ones."""
+    from fluidgrad.boundaries import Boundaries, Domain
+    from fluidgrad.grid import Grid
+    from fluidgrad.ops.pressure import poisson_operator
+    domain = Domain(Grid((96, 40), (2.4, 1.0)), Boundaries.from_dict(spec, 2))
+    rng = onp.random.default_rng(5)
+    b, x0 = (rng.standard_normal(domain.grid.shape) for _ in range(2))
+    coefficients = fused.jacobi_coefficients(poisson_operator(domain, b), b.dtype)
+    uniform = len(coefficients) == 1
+    assert uniform == (spec != {})
+    extra = () if uniform else (*domain.boundaries.periodic_axes,)
+    serial, parallel = ((fused.jacobi_sweeps_uniform, fused.jacobi_sweeps_uniform_parallel) if uniform
+                        else (fused.jacobi_sweeps, fused.jacobi_sweeps_parallel))
+    for start in (None, x0):
+        for sweeps in (0, 3, 10):
+            a = parallel(b, start, *coefficients, *extra, sweeps, 0.8)
+            c = serial(b, start, *coefficients, *extra, sweeps, 0.8)
+            assert a.dtype == b.dtype
+            onp.testing.assert_array_equal(a, c)
+    from_zero = serial(b, onp.zeros_like(b), *coefficients, *extra, 4, 0.8)
+    onp.testing.assert_allclose(serial(b, None, *coefficients, *extra, 3, 0.8), from_zero, rtol=1e-14, atol=1e-14)
+
+
 @pytest.mark.parametrize("scheme", ["semi_lagrangian", "maccormack"])
 @pytest.mark.parametrize("name", [name for name, ndim in domains.ALL if ndim == 2])
 def test_fused_velocity_self_advection_vjp_matches_the_reference(name, scheme, monkeypatch):

@@ -359,34 +359,48 @@ def _jacobi_row(i, x, y, b, inv_diag, diag, cxm, cxp, cym, cyp, per0, per1, omeg
 
 
 @_jit
-def _jacobi_uniform_point(i, j, im, ip, jm, jp, x, y, b, k, omega):
-    lx = k[1] * x[i, j] + k[2] * x[im, j] + k[3] * x[ip, j] + k[4] * x[i, jm] + k[5] * x[i, jp]
-    y[i, j] = x[i, j] + omega * k[0] * (b[i, j] - lx)
+def _jacobi_row_uniform(x, xm, xp, b, y, k1, k2, k3, k4, k5, w):
+    """:func:`_jacobi_row` on a periodic box with uniform coefficients (``w`` = ω/d), on
+    row views (row ``x``, its neighbours ``xm``, ``xp``): nothing but the field is read
+    from memory, and the inner columns vectorize."""
+    n1 = b.shape[0]
+    for j in range(1, n1 - 1):
+        y[j] = x[j] + w * (b[j] - (k1 * x[j] + k2 * xm[j] + k3 * xp[j] + k4 * x[j - 1] + k5 * x[j + 1]))
+    for j in (0, n1 - 1):
+        jm = j - 1 if j > 0 else n1 - 1
+        jp = j + 1 if j < n1 - 1 else 0
+        y[j] = x[j] + w * (b[j] - (k1 * x[j] + k2 * xm[j] + k3 * xp[j] + k4 * x[jm] + k5 * x[jp]))
 
 
 @_jit
-def _jacobi_row_uniform(i, x, y, b, k, omega):
-    """:func:`_jacobi_row` on a periodic box with uniform coefficients ``k`` =
-    (1/d, d, cxm, cxp, cym, cyp): nothing but the field is read from memory."""
-    n0, n1 = b.shape
-    im = i - 1 if i > 0 else n0 - 1
-    ip = i + 1 if i < n0 - 1 else 0
-    for j in range(1, n1 - 1):
-        _jacobi_uniform_point(i, j, im, ip, j - 1, j + 1, x, y, b, k, omega)
-    last = n1 - 1
-    _jacobi_uniform_point(i, 0, im, ip, last, min(1, last), x, y, b, k, omega)
-    if last > 0:
-        _jacobi_uniform_point(i, last, im, ip, last - 1, 0, x, y, b, k, omega)
+def _neighbour_rows(i, n0):
+    return (i - 1 if i > 0 else n0 - 1), (i + 1 if i < n0 - 1 else 0)
+
+
+@_jit
+def _start(b, x0, inv_diag, omega):
+    """The iterate after the first sweep from zero, ``ω D⁻¹ b``, if ``x0`` is None
+    (``inv_diag`` of shape (1, 1) for uniform coefficients)."""
+    if x0 is not None:
+        return x0.copy()
+    x = onp.empty_like(b)
+    uniform, w = inv_diag.shape[0] == 1, b.dtype.type(omega)  # ω in the field's precision, as numpy
+    for i in range(b.shape[0]):
+        for j in range(b.shape[1]):
+            x[i, j] = w * (inv_diag[0, 0] if uniform else inv_diag[i, j]) * b[i, j]
+    return x
 
 
 @_jit
 def jacobi_sweeps_uniform(b, x0, k, sweeps, omega):
     """:func:`jacobi_sweeps` for uniform coefficients (see :func:`jacobi_coefficients`)."""
-    x = x0.copy()
+    x = _start(b, x0, k[:1].reshape((1, 1)), omega)
     y = onp.empty_like(x)
+    k1, k2, k3, k4, k5, w = k[1], k[2], k[3], k[4], k[5], k.dtype.type(omega) * k[0]
     for _ in range(sweeps):
         for i in range(b.shape[0]):
-            _jacobi_row_uniform(i, x, y, b, k, omega)
+            im, ip = _neighbour_rows(i, b.shape[0])
+            _jacobi_row_uniform(x[i], x[im], x[ip], b[i], y[i], k1, k2, k3, k4, k5, w)
         x, y = y, x
     return x
 
@@ -395,8 +409,9 @@ def jacobi_sweeps_uniform(b, x0, k, sweeps, omega):
 def jacobi_sweeps(b, x0, inv_diag, diag, cxm, cxp, cym, cyp, per0, per1, sweeps, omega):
     """``sweeps`` damped-Jacobi sweeps ``x += ω D⁻¹ (b − L x)`` for the 2-D five-point
     operator ``(L x)_ij = d x_ij + cxm x_{i-1,j} + cxp x_{i+1,j} + cym x_{i,j-1} + cyp x_{i,j+1}``
-    (neighbours wrap on periodic axes; coefficients are 0 where there is none)."""
-    x = x0.copy()
+    (neighbours wrap on periodic axes; coefficients are 0 where there is none), from
+    ``x0`` or, if None, from the first sweep from zero."""
+    x = _start(b, x0, inv_diag, omega)
     y = onp.empty_like(x)
     for _ in range(sweeps):
         for i in range(b.shape[0]):
@@ -575,7 +590,7 @@ def mc_correct_vjp_parallel(g, q, qp, q1, q1p, u, v, vrow, vcol, avg, geo, c, ad
 
 @_pjit
 def jacobi_sweeps_parallel(b, x0, inv_diag, diag, cxm, cxp, cym, cyp, per0, per1, sweeps, omega):
-    x = x0.copy()
+    x = _start(b, x0, inv_diag, omega)
     y = onp.empty_like(x)
     for k in range(sweeps):
         src, dst = (x, y) if k % 2 == 0 else (y, x)
@@ -586,12 +601,15 @@ def jacobi_sweeps_parallel(b, x0, inv_diag, diag, cxm, cxp, cym, cyp, per0, per1
 
 @_pjit
 def jacobi_sweeps_uniform_parallel(b, x0, k, sweeps, omega):
-    x = x0.copy()
+    x = _start(b, x0, k[:1].reshape((1, 1)), omega)
     y = onp.empty_like(x)
+    k1, k2, k3, k4, k5, w = k[1], k[2], k[3], k[4], k[5], k.dtype.type(omega) * k[0]
     for s in range(sweeps):
         src, dst = (x, y) if s % 2 == 0 else (y, x)
-        for i in numba.prange(b.shape[0]):
-            _jacobi_row_uniform(i, src, dst, b, k, omega)
+        for row in numba.prange(b.shape[0]):
+            i = numba.int64(row)  # a signed index (parallel loops count unsigned)
+            im, ip = _neighbour_rows(i, b.shape[0])
+            _jacobi_row_uniform(src[i], src[im], src[ip], b[i], dst[i], k1, k2, k3, k4, k5, w)
     return y if sweeps % 2 else x
 
 
@@ -782,13 +800,13 @@ def projection_vjp_finish(r, gu, gv, mu, mv, h, finish, fluid, singular, n_fluid
 # -- choosing the serial or parallel version -------------------------------------------
 
 def jacobi(op, b, x0, sweeps, omega):
-    """``sweeps`` damped-Jacobi sweeps of the 2-D PoissonOperator ``op`` from ``x0``."""
+    """``sweeps`` damped-Jacobi sweeps of the 2-D PoissonOperator ``op`` from ``x0``
+    (None: after a first sweep from zero, ``ω D⁻¹ b``)."""
     coefficients = jacobi_coefficients(op, b.dtype)
-    many = parallel(b.size, 8192)
-    if len(coefficients) == 1:
-        kernel = jacobi_sweeps_uniform_parallel if many else jacobi_sweeps_uniform
+    if len(coefficients) == 1:  # memory-bound: threads pay off only on large grids
+        kernel = jacobi_sweeps_uniform_parallel if parallel(b.size, 65536) else jacobi_sweeps_uniform
         return kernel(b, x0, coefficients[0], sweeps, omega)
-    kernel = jacobi_sweeps_parallel if many else jacobi_sweeps
+    kernel = jacobi_sweeps_parallel if parallel(b.size, 8192) else jacobi_sweeps
     return kernel(b, x0, *coefficients, op.periodic[0], op.periodic[1], sweeps, omega)
 
 

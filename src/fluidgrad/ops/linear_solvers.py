@@ -249,8 +249,7 @@ def _jacobi_sweeps(op, b, x, sweeps, omega):
     if sweeps > 0 and op.ndim == 2 and type(b) is _np.ndarray and b.ndim == 2:
         from . import fused
         if fused.available():  # all sweeps in one compiled loop (same arithmetic per cell)
-            x0 = omega * inv_d * b if x is None else x
-            return fused.jacobi(op, b, x0, sweeps - (x is None), omega)
+            return fused.jacobi(op, b, x, sweeps - (x is None), omega)
     for _ in range(sweeps):
         x = omega * inv_d * b if x is None else x + omega * inv_d * (b - op.apply(x))
     return x if x is not None else xp_of(b).zeros_like(b)
