@@ -202,6 +202,9 @@ class Domain:
             raise ValueError(f"boundaries are {boundaries.ndim}-D but the grid is {grid.ndim}-D")
         self.grid = grid
         self.boundaries = boundaries
+        self.ndim = grid.ndim
+        self.periodic_axes = boundaries.periodic_axes
+        self.all_periodic = all(self.periodic_axes)  # no ghost layers anywhere
         self.obstacles = tuple(obstacles)
         solid = onp.zeros(grid.shape, dtype=bool)
         self._solid_velocity = [onp.zeros(grid.shape) for _ in range(grid.ndim)]
@@ -218,10 +221,6 @@ class Domain:
         return f"Domain({self.grid}, obstacles={len(self.obstacles)})"
 
     @property
-    def ndim(self) -> int:
-        return self.grid.ndim
-
-    @property
     def dx(self) -> float:
         return self.grid.dx
 
@@ -234,7 +233,7 @@ class Domain:
         return ~self.solid
 
     def periodic(self, axis: int) -> bool:
-        return self.boundaries.is_periodic(axis)
+        return self.periodic_axes[axis]
 
     def face_shape(self, axis: int) -> tuple:
         return self.grid.face_shape(axis, self.periodic(axis))

@@ -93,7 +93,7 @@ def test_parallel_vjp_equals_the_serial_one(spec):
     dt = 1.5 * domain.dx  # departures up to ~3 cells away
     qp, up, vp, lay = _fused_inputs(q, u, domain, "center")
     tables = (*lay.tables, dt / domain.dx)
-    blocks = fused.row_blocks(q.shape[0], up, vp, dt / domain.dx)
+    blocks = fused.row_blocks(q.shape, fused.reach(up, vp, dt / domain.dx))
     if blocks is None:
         pytest.skip("a single thread: no parallel VJP")
     g = rng.standard_normal(q.shape)

@@ -113,12 +113,16 @@ _LEAF_TUPLES: dict[int, TreeDef] = {}  # treedefs of tuples of leaves (MAC veloc
 
 
 def _flatten_into(tree, leaves):
-    if type(tree) is tuple and all(kind_of(c) is None for c in tree):  # the common case, fast
-        leaves.extend(tree)
-        treedef = _LEAF_TUPLES.get(len(tree))
-        if treedef is None:
-            treedef = _LEAF_TUPLES[len(tree)] = TreeDef(_KINDS[tuple], None, (_LEAF,) * len(tree))
-        return treedef
+    if type(tree) is tuple:  # the common case, fast: a tuple of leaves
+        for c in tree:
+            if kind_of(c) is not None:
+                break
+        else:
+            leaves.extend(tree)
+            treedef = _LEAF_TUPLES.get(len(tree))
+            if treedef is None:
+                treedef = _LEAF_TUPLES[len(tree)] = TreeDef(_KINDS[tuple], None, (_LEAF,) * len(tree))
+            return treedef
     kind = kind_of(tree)
     if kind is None:
         leaves.append(tree)

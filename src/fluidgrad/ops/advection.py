@@ -121,15 +121,16 @@ def _fused_vjp(rule, g, q, velocity, dt, domain, location):
     """A fused VJP ``rule`` run into fresh zero adjoints: ``(adj_q, adj_velocity)``."""
     qp, up, vp, lay = _fused_inputs(q, velocity, domain, location)
     adj_qp, adj_up, adj_vp = onp.zeros_like(qp), onp.zeros_like(up), onp.zeros_like(vp)
-    direct = rule(onp.ascontiguousarray(g), q, qp, up, vp, lay, dt / domain.dx, domain, location,
-                  adj_qp, adj_up, adj_vp)
+    c = dt / domain.dx
+    direct = rule(onp.ascontiguousarray(g), q, qp, up, vp, lay, c, domain, location,
+                  adj_qp, adj_up, adj_vp, fused.row_blocks(g.shape, fused.reach(up, vp, c)))
     adj_q = interp.pad_field_transpose(adj_qp, domain, location)
     return (adj_q if direct is None else adj_q + direct,
             (interp.pad_field_transpose(adj_up, domain, 0), interp.pad_field_transpose(adj_vp, domain, 1)))
 
 
-def _fused_semi_lagrangian_vjp(g, q, qp, up, vp, lay, c, domain, location, adj_qp, adj_up, adj_vp):
-    fused.semi_lagrangian_vjp(g, qp, up, vp, lay, c, adj_qp, adj_up, adj_vp)
+def _fused_semi_lagrangian_vjp(g, q, qp, up, vp, lay, c, domain, location, adj_qp, adj_up, adj_vp, blocks):
+    fused.semi_lagrangian_vjp(g, qp, up, vp, lay, c, adj_qp, adj_up, adj_vp, blocks)
 
 
 def _semi_lagrangian(q, velocity, *, dt, domain, location="center", backtrace="euler"):
@@ -231,15 +232,15 @@ def _maccormack(q, velocity, *, dt, domain, location="center", backtrace="euler"
 maccormack = Primitive(_maccormack, "maccormack", register=True)
 
 
-def _fused_maccormack_vjp(g, q, qp, up, vp, lay, c, domain, location, adj_qp, adj_up, adj_vp):
+def _fused_maccormack_vjp(g, q, qp, up, vp, lay, c, domain, location, adj_qp, adj_up, adj_vp, blocks):
     """Second pass (into the adjoints), then the first pass ``q¹ = SL(q)`` with the
     cotangent of q¹; returns the direct cotangent of q (``adj_c / 2``)."""
     q1 = fused.semi_lagrangian(qp, up, vp, lay, q.shape, c)
     q1p = interp.pad_field(q1, domain, location)
     adj_q1p = onp.zeros_like(q1p)
-    adj_c = fused.maccormack_vjp(g, q, qp, q1, q1p, up, vp, lay, c, adj_qp, adj_q1p, adj_up, adj_vp)
+    adj_c = fused.maccormack_vjp(g, q, qp, q1, q1p, up, vp, lay, c, adj_qp, adj_q1p, adj_up, adj_vp, blocks)
     adj_q1 = adj_c + interp.pad_field_transpose(adj_q1p, domain, location)
-    fused.semi_lagrangian_vjp(adj_q1, qp, up, vp, lay, c, adj_qp, adj_up, adj_vp)
+    fused.semi_lagrangian_vjp(adj_q1, qp, up, vp, lay, c, adj_qp, adj_up, adj_vp, blocks)
     return 0.5 * adj_c
 
 
@@ -319,8 +320,10 @@ def _advect_velocity_vjp(g, ans, velocity, *, dt, domain, scheme="maccormack", b
         rule = _fused_semi_lagrangian_vjp if scheme == "semi_lagrangian" else _fused_maccormack_vjp
         up, vp = _padded_velocity(velocity, domain)
         adj = (onp.zeros_like(up), onp.zeros_like(vp))
+        c = dt / domain.dx
+        rows = fused.reach(up, vp, c)
         direct = [rule(onp.ascontiguousarray(g_d), u, (up, vp)[d], up, vp, fused.Layout.of(domain, d),
-                       dt / domain.dx, domain, d, adj[d], *adj)  # q's lattice is u_d's
+                       c, domain, d, adj[d], *adj, fused.row_blocks(g_d.shape, rows))  # q's lattice is u_d's
                   for d, (g_d, u) in enumerate(zip(g, velocity))]
         out = [interp.pad_field_transpose(a, domain, d) for d, a in enumerate(adj)]
         return (tuple(a if x is None else a + x for a, x in zip(out, direct)),)

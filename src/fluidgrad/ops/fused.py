@@ -329,9 +329,10 @@ def pad_transpose(g, rules, pad0, pad1):
 
 def usable(q, velocity, domain, backtrace) -> bool:
     """Whether the fused kernel applies: numpy arrays, 2-D, Euler backtrace, numba on."""
-    return (available() and domain.ndim == 2 and backtrace == "euler"
-            and type(q) is onp.ndarray and all(type(u) is onp.ndarray for u in velocity)
-            and q.dtype == velocity[0].dtype == velocity[1].dtype)
+    if not (domain.ndim == 2 and backtrace == "euler" and type(q) is onp.ndarray and available()):
+        return False
+    u, v = velocity
+    return type(u) is onp.ndarray and type(v) is onp.ndarray and q.dtype == u.dtype == v.dtype
 
 
 @_jit
@@ -613,8 +614,15 @@ def jacobi_sweeps_uniform_parallel(b, x0, k, sweeps, omega):
     return y if sweeps % 2 else x
 
 
+_threads = {}
+
+
 def threads() -> int:
-    return numba.get_num_threads() if numba is not None else 1
+    """numba's thread count, read once (asking costs a microsecond per kernel call)."""
+    n = _threads.get("n")
+    if n is None:
+        n = _threads["n"] = numba.get_num_threads() if numba is not None else 1
+    return n
 
 
 def parallel(cells: int, minimum: int = 2048) -> bool:
@@ -623,19 +631,24 @@ def parallel(cells: int, minimum: int = 2048) -> bool:
     return cells >= minimum and threads() > 1
 
 
-def row_blocks(n0, u, v, c):
-    """Row ranges ``blocks[colour, thread] = (start, stop)`` for a parallel VJP, or None
-    when the rows are too few to split. A VJP scatters into rows within ``reach`` of the
-    point's row, so colour 0 is one big block per thread, colour 1 the strips of
-    2·reach + 1 rows between them: blocks of one colour are more than 2·reach rows apart
-    and never write the same rows; each colour runs in parallel, one after the other."""
-    if not parallel(u.size):
+def reach(u, v, c):
+    """How many rows away from its point's row a VJP may scatter: ``|Δt U| / h`` plus the
+    stencil (``c = Δt/h``); None if the velocity is not finite."""
+    top = max(float(u.max()), -float(u.min()), float(v.max()), -float(v.min()))  # no temporaries
+    return int(math.ceil(abs(c) * top)) + 3 if math.isfinite(top) else None
+
+
+def row_blocks(shape, rows):
+    """Row ranges ``blocks[colour, thread] = (start, stop)`` for a parallel VJP over points
+    of ``shape`` that scatters at most ``rows`` (see :func:`reach`) rows away, or None when
+    the rows are too few to split (or ``rows`` is None). Colour 0 is one big block per thread, colour 1 the
+    strips of 2·rows + 1 rows between them: blocks of one colour are more than 2·rows
+    apart and never write the same rows; each colour runs in parallel, one after the other."""
+    n0 = shape[0]
+    if rows is None or not parallel(n0 * shape[1]):
         return None
     workers = threads()
-    top = max(float(u.max()), -float(u.min()), float(v.max()), -float(v.min()))  # no temporaries
-    if not math.isfinite(top):
-        return None
-    strip = 2 * (int(math.ceil(abs(c) * top)) + 3) + 1
+    strip = 2 * rows + 1
     if n0 < workers * 3 * strip:
         return None
     cuts = [round(k * n0 / workers) for k in range(workers + 1)]  # strip k ends at cuts[k]
@@ -825,20 +838,19 @@ def maccormack(q, qp, q1, q1p, up, vp, lay, c):
     return kernel(q, qp, q1, q1p, up, vp, *lay.tables, c)
 
 
-def semi_lagrangian_vjp(g, qp, up, vp, lay, c, adj_qp, adj_up, adj_vp):
-    """Add the semi-Lagrangian VJP of cotangent ``g`` into the padded adjoints."""
-    blocks = row_blocks(g.shape[0], up, vp, c)
+def semi_lagrangian_vjp(g, qp, up, vp, lay, c, adj_qp, adj_up, adj_vp, blocks):
+    """Add the semi-Lagrangian VJP of cotangent ``g`` into the padded adjoints (``blocks``
+    from :func:`row_blocks`: parallel, or None)."""
     if blocks is not None:
         sl_vjp_parallel(g, qp, up, vp, *lay.tables, c, adj_qp, adj_up, adj_vp, blocks)
     else:
         sl_vjp(g, qp, up, vp, *lay.tables, c, adj_qp, adj_up, adj_vp)
 
 
-def maccormack_vjp(g, q, qp, q1, q1p, up, vp, lay, c, adj_qp, adj_q1p, adj_up, adj_vp):
+def maccormack_vjp(g, q, qp, q1, q1p, up, vp, lay, c, adj_qp, adj_q1p, adj_up, adj_vp, blocks):
     """Add the VJP of MacCormack's second pass into the padded adjoints; returns the
     cotangent of ``q¹ + (q - q⁰)/2`` where the clamp is inactive."""
     adj_c = onp.zeros_like(g)
-    blocks = row_blocks(g.shape[0], up, vp, c)
     if blocks is not None:
         mc_correct_vjp_parallel(g, q, qp, q1, q1p, up, vp, *lay.tables, c, adj_c, adj_qp, adj_q1p,
                                 adj_up, adj_vp, blocks)
