@@ -80,6 +80,45 @@ def test_fused_jacobi_sweeps_match_the_reference(name, dtype, tol, monkeypatch):
     onp.testing.assert_allclose(fast, reference, rtol=tol, atol=tol * float(onp.abs(reference).max()))
 
 
+@pytest.mark.parametrize("name", ["periodic", "no_slip", "inflow_outflow", "mixed", "obstacle"])
+@pytest.mark.parametrize("dtype, tol", [(onp.float64, 1e-12), (onp.float32, 1e-5)])
+def test_fused_poisson_operator_matches_the_reference(name, dtype, tol, monkeypatch):
+    """``L x``, a V-cycle (red-black Gauss-Seidel smoothing) and a CG solve."""
+    from fluidgrad.ops import linear_solvers
+    from fluidgrad.ops.pressure import poisson_operator
+    domain = domains.make(name, 2)
+    rng = onp.random.default_rng(6)
+    b = rng.standard_normal(domain.grid.shape).astype(dtype) * domain.fluid
+    op = poisson_operator(domain, b)
+    for fun in (lambda: op.apply(b), lambda: linear_solvers.v_cycle(op, b),
+                lambda: linear_solvers._gauss_seidel(op, b, b, 2, True)):
+        fast, reference = _both(fun, monkeypatch)
+        assert fast.dtype == reference.dtype == dtype
+        onp.testing.assert_allclose(fast, reference, rtol=tol, atol=tol * float(onp.abs(reference).max()))
+    if dtype == onp.float64:
+        fast, reference = _both(lambda: linear_solvers.solve_cg(op, b, tolerance=1e-11)[0], monkeypatch)
+        onp.testing.assert_allclose(fast, reference, atol=1e-8 * float(onp.abs(reference).max()))
+
+
+def test_parallel_poisson_kernels_equal_the_serial_ones():
+    """``L x`` and red-black Gauss-Seidel over rows in parallel, with walls and an obstacle."""
+    from fluidgrad.boundaries import Boundaries, Domain, Obstacle
+    from fluidgrad.grid import Grid
+    from fluidgrad.ops.pressure import poisson_operator
+    domain = Domain(Grid((96, 40), (2.4, 1.0)), Boundaries.from_dict({"x": "periodic"}, 2),
+                    [Obstacle("circle", center=(0.8, 0.5), radius=0.2)])
+    rng = onp.random.default_rng(7)
+    b, x0 = (rng.standard_normal(domain.grid.shape) for _ in range(2))
+    op = poisson_operator(domain, b)
+    coefficients = fused.neighbour_coefficients(op, b.dtype)
+    assert onp.array_equal(fused.poisson_apply_parallel(x0, *coefficients[1:], *op.periodic),
+                           fused.poisson_apply(x0, *coefficients[1:], *op.periodic))
+    for start in (None, x0):
+        for reverse in (False, True):
+            args = (b, start, *coefficients, *op.periodic, 3, reverse)
+            assert onp.array_equal(fused.gauss_seidel_parallel(*args), fused.gauss_seidel(*args))
+
+
 @pytest.mark.parametrize("spec", [{"x": "periodic", "y": "periodic"}, {}, {"x": "periodic", "y_hi": "free_slip"}])
 def test_parallel_vjp_equals_the_serial_one(spec):
     """The coloured row blocks of the parallel VJP never write the same rows at once."""

@@ -421,11 +421,10 @@ def jacobi_sweeps(b, x0, inv_diag, diag, cxm, cxp, cym, cyp, per0, per1, sweeps,
     return x
 
 
-def jacobi_coefficients(op, dtype):
-    """``(inv_diag, diag, cxm, cxp, cym, cyp)`` of a 2-D PoissonOperator as cell arrays,
-    or as 6 numbers when every one is uniform (a periodic box: see
-    :func:`jacobi_sweeps_uniform`); cached on the operator."""
-    key = ("fused-neighbours", onp.dtype(dtype).str)
+def neighbour_coefficients(op, dtype):
+    """``(inv_diag, diag, cxm, cxp, cym, cyp)`` of a 2-D PoissonOperator as C-contiguous
+    cell arrays (0 where a cell has no such neighbour), cached on the operator."""
+    key = ("fused-neighbour-arrays", onp.dtype(dtype))
     cached = op._aux.get(key)
     if cached is None:
         diag, offs = op._coef(dtype)
@@ -441,11 +440,71 @@ def jacobi_coefficients(op, dtype):
                 else:
                     lo[:, 1:], hi[:, :-1] = offs[d], offs[d]
             out += [lo, hi]
-        out = [onp.ascontiguousarray(a) for a in out]
-        if all((a == a.flat[0]).all() for a in out):
-            out = [onp.array([a.flat[0] for a in out], dtype=dtype)]
-        cached = op._aux[key] = tuple(out)
+        cached = op._aux[key] = tuple(onp.ascontiguousarray(a) for a in out)
     return cached
+
+
+def jacobi_coefficients(op, dtype):
+    """:func:`neighbour_coefficients`, or 6 numbers when every one is uniform (a periodic
+    box: see :func:`jacobi_sweeps_uniform`); cached on the operator."""
+    key = ("fused-neighbours", onp.dtype(dtype))
+    cached = op._aux.get(key)
+    if cached is None:
+        out = neighbour_coefficients(op, dtype)
+        if all((a == a.flat[0]).all() for a in out):
+            out = (onp.array([a.flat[0] for a in out], dtype=dtype),)
+        cached = op._aux[key] = out
+    return cached
+
+
+@_jit
+def _apply_row(i, x, out, diag, cxm, cxp, cym, cyp, per0, per1):
+    """Row ``i`` of ``L x`` (the five-point operator of :func:`jacobi_sweeps`)."""
+    n0, n1 = x.shape
+    im = i - 1 if i > 0 else (n0 - 1 if per0 else 0)
+    ip = i + 1 if i < n0 - 1 else (0 if per0 else n0 - 1)
+    for j in range(n1):
+        jm = j - 1 if j > 0 else (n1 - 1 if per1 else 0)
+        jp = j + 1 if j < n1 - 1 else (0 if per1 else n1 - 1)
+        out[i, j] = (diag[i, j] * x[i, j] + cxm[i, j] * x[im, j] + cxp[i, j] * x[ip, j]
+                     + cym[i, j] * x[i, jm] + cyp[i, j] * x[i, jp])
+
+
+@_jit
+def poisson_apply(x, diag, cxm, cxp, cym, cyp, per0, per1):
+    """``L x`` for the 2-D five-point operator (coefficients as in :func:`jacobi_sweeps`)."""
+    out = onp.empty_like(x)
+    for i in range(x.shape[0]):
+        _apply_row(i, x, out, diag, cxm, cxp, cym, cyp, per0, per1)
+    return out
+
+
+@_jit
+def _gauss_seidel_row(i, colour, x, b, inv_diag, diag, cxm, cxp, cym, cyp, per0, per1):
+    """Update the cells of ``colour`` ((i + j) % 2) in row ``i`` in place."""
+    n0, n1 = x.shape
+    im = i - 1 if i > 0 else (n0 - 1 if per0 else 0)
+    ip = i + 1 if i < n0 - 1 else (0 if per0 else n0 - 1)
+    for j in range((colour + i) % 2, n1, 2):
+        jm = j - 1 if j > 0 else (n1 - 1 if per1 else 0)
+        jp = j + 1 if j < n1 - 1 else (0 if per1 else n1 - 1)
+        lx = (diag[i, j] * x[i, j] + cxm[i, j] * x[im, j] + cxp[i, j] * x[ip, j]
+              + cym[i, j] * x[i, jm] + cyp[i, j] * x[i, jp])
+        x[i, j] = x[i, j] + inv_diag[i, j] * (b[i, j] - lx)
+
+
+@_jit
+def gauss_seidel(b, x0, inv_diag, diag, cxm, cxp, cym, cyp, per0, per1, sweeps, reverse):
+    """``sweeps`` red-black Gauss-Seidel sweeps ``x_c += D⁻¹ (b − L x)_c`` over the cells of
+    colour c = (i + j) % 2, colour 0 first (1 first if ``reverse``), from ``x0`` (None:
+    zero)."""
+    x = onp.zeros_like(b) if x0 is None else x0.copy()
+    for _ in range(sweeps):
+        for half in range(2):
+            colour = half if not reverse else 1 - half
+            for i in range(b.shape[0]):
+                _gauss_seidel_row(i, colour, x, b, inv_diag, diag, cxm, cxp, cym, cyp, per0, per1)
+    return x
 
 
 @_jit
@@ -614,15 +673,50 @@ def jacobi_sweeps_uniform_parallel(b, x0, k, sweeps, omega):
     return y if sweeps % 2 else x
 
 
+@_pjit
+def poisson_apply_parallel(x, diag, cxm, cxp, cym, cyp, per0, per1):
+    out = onp.empty_like(x)
+    for row in numba.prange(x.shape[0]):
+        _apply_row(numba.int64(row), x, out, diag, cxm, cxp, cym, cyp, per0, per1)
+    return out
+
+
+@_pjit
+def gauss_seidel_parallel(b, x0, inv_diag, diag, cxm, cxp, cym, cyp, per0, per1, sweeps, reverse):
+    x = onp.zeros_like(b) if x0 is None else x0.copy()
+    for _ in range(sweeps):
+        for half in range(2):  # cells of one colour read only the other: rows run in parallel
+            colour = half if not reverse else 1 - half
+            for row in numba.prange(b.shape[0]):
+                _gauss_seidel_row(numba.int64(row), colour, x, b, inv_diag, diag, cxm, cxp, cym, cyp,
+                                  per0, per1)
+    return x
+
+
 _threads = {}
 
 
 def threads() -> int:
-    """numba's thread count, read once (asking costs a microsecond per kernel call)."""
+    """numba's thread count, read once (asking costs a microsecond per kernel call).
+
+    The first time there are several, BLAS is limited to one thread: between parallel
+    kernels numba's OpenMP threads spin, and a threaded BLAS call then fights them for
+    the cores (a 65536-element ``vdot`` after a parallel kernel took 8 ms instead of
+    7 µs on 2 cores)."""
     n = _threads.get("n")
     if n is None:
         n = _threads["n"] = numba.get_num_threads() if numba is not None else 1
+        if n > 1:
+            _single_threaded_blas()
     return n
+
+
+def _single_threaded_blas():
+    try:
+        import threadpoolctl
+    except ImportError:  # pragma: no cover - a dependency; tolerate its absence
+        return
+    _threads["blas"] = threadpoolctl.threadpool_limits(limits=1, user_api="blas")
 
 
 def parallel(cells: int, minimum: int = 2048) -> bool:
@@ -821,6 +915,18 @@ def jacobi(op, b, x0, sweeps, omega):
         return kernel(b, x0, coefficients[0], sweeps, omega)
     kernel = jacobi_sweeps_parallel if parallel(b.size, 8192) else jacobi_sweeps
     return kernel(b, x0, *coefficients, op.periodic[0], op.periodic[1], sweeps, omega)
+
+
+def apply(op, x):
+    """``L x`` for the 2-D PoissonOperator ``op``."""
+    kernel = poisson_apply_parallel if parallel(x.size, 65536) else poisson_apply
+    return kernel(x, *neighbour_coefficients(op, x.dtype)[1:], *op.periodic)
+
+
+def red_black(op, b, x0, sweeps, reverse):
+    """``sweeps`` red-black Gauss-Seidel sweeps of the 2-D PoissonOperator ``op``."""
+    kernel = gauss_seidel_parallel if parallel(b.size, 65536) else gauss_seidel
+    return kernel(b, x0, *neighbour_coefficients(op, b.dtype), *op.periodic, sweeps, reverse)
 
 
 def semi_lagrangian(qp, up, vp, lay, shape, c):

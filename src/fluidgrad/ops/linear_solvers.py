@@ -25,6 +25,8 @@ import numpy as _np
 
 from fluidgrad.backend import xp_of
 
+from . import fused
+
 __all__ = ["PoissonOperator", "SolveInfo", "solve_cg", "solve_jacobi", "solve_multigrid",
            "v_cycle"]
 
@@ -162,6 +164,8 @@ class PoissonOperator:
     # ----------------------------------------------------------------- public operations
     def apply(self, p):
         """``L p`` (zero on solid cells); ``p`` may carry leading batch axes."""
+        if _fused_2d(self, p):
+            return fused.apply(self, p)
         xp, nd = xp_of(p), self.ndim
         diag, offs = self._coef(p.dtype)
         out = diag * p
@@ -243,13 +247,16 @@ def _threshold(b, tolerance, relative) -> float:
     return tolerance * _max_abs(b) if relative else tolerance
 
 
+def _fused_2d(op, a) -> bool:
+    """Whether the compiled kernels apply: a 2-D operator, a 2-D numpy float array, numba on."""
+    return op.ndim == 2 and type(a) is _np.ndarray and a.ndim == 2 and a.dtype.kind == "f" and fused.available()
+
+
 def _jacobi_sweeps(op, b, x, sweeps, omega):
     """``sweeps`` damped-Jacobi sweeps ``x += ω D⁻¹ (b − L x)``; ``x = None`` means from zero."""
     inv_d = op._inv_diag(b.dtype)
-    if sweeps > 0 and op.ndim == 2 and type(b) is _np.ndarray and b.ndim == 2:
-        from . import fused
-        if fused.available():  # all sweeps in one compiled loop (same arithmetic per cell)
-            return fused.jacobi(op, b, x, sweeps - (x is None), omega)
+    if sweeps > 0 and _fused_2d(op, b):  # all sweeps in one compiled loop (same arithmetic per cell)
+        return fused.jacobi(op, b, x, sweeps - (x is None), omega)
     for _ in range(sweeps):
         x = omega * inv_d * b if x is None else x + omega * inv_d * (b - op.apply(x))
     return x if x is not None else xp_of(b).zeros_like(b)
@@ -454,6 +461,8 @@ def _colour_masks(op, dtype):
 
 def _gauss_seidel(op, b, x, sweeps, reverse):
     """Red-black Gauss-Seidel half-sweeps (red then black, or black then red if ``reverse``)."""
+    if sweeps > 0 and _fused_2d(op, b) and (x is None or (type(x) is _np.ndarray and x.dtype == b.dtype)):
+        return fused.red_black(op, b, x, sweeps, reverse)
     masks = _colour_masks(op, b.dtype)
     order = (masks[1], masks[0]) if reverse else masks
     for _ in range(sweeps):
