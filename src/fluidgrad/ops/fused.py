@@ -763,13 +763,15 @@ def row_blocks(shape, rows):
 # side (fluid mask, mean removal if ``singular``), ``finish`` what it does to its result.
 
 @_pjit
-def _prepare(b, fluid, singular, all_fluid, n_fluid):
-    """``b`` masked to the fluid cells (in place), and mean-free over them if ``singular``."""
+def _prepare(b, fluid, singular, all_fluid, n_fluid, total=None):
+    """``b`` masked to the fluid cells (in place), and mean-free over them if ``singular``
+    (``total``: Σ b over the fluid cells, if the caller has it)."""
     if singular:
-        total = 0.0
-        for i in numba.prange(b.shape[0]):
-            for j in range(b.shape[1]):
-                total += b[i, j] * fluid[i, j]
+        if total is None:
+            total = 0.0
+            for i in numba.prange(b.shape[0]):
+                for j in range(b.shape[1]):
+                    total += b[i, j] * fluid[i, j]
         mean = total / n_fluid
         for i in numba.prange(b.shape[0]):
             for j in range(b.shape[1]):
@@ -781,39 +783,50 @@ def _prepare(b, fluid, singular, all_fluid, n_fluid):
 
 
 @_jit
-def _masked(u, m, c, i, j):
+def _masked(u, m, c, i, j, plain):
+    """``M u + c`` at face (i, j); ``u`` itself if ``plain`` (all faces open, no fixed values)."""
+    if plain:
+        return u[i, j]
     return (u[i, j] if m[i, j] else 0.0) + c[i, j]
 
 
 @_pjit
-def projection_rhs(u, v, mu, mv, cu, cv, h, prepare, fluid, singular, all_fluid, n_fluid):
-    """``u_b = M u + c`` (both components) and ``b = D u_b``, prepared if ``prepare``."""
+def projection_rhs(u, v, mu, mv, cu, cv, h, prepare, fluid, singular, all_fluid, n_fluid, plain):
+    """``u_b = M u + c`` (both components; ``u`` itself if ``plain``) and ``b = D u_b``,
+    prepared if ``prepare``."""
     n0, n1 = v.shape[0], u.shape[1]
-    ub = onp.empty_like(u)
-    vb = onp.empty_like(v)
+    inv_h = 1.0 / h
+    ub = u if plain else onp.empty_like(u)
+    vb = v if plain else onp.empty_like(v)
     b = onp.empty((n0, n1), dtype=u.dtype)
-    for i in numba.prange(u.shape[0]):
-        for j in range(n1):
-            ub[i, j] = _masked(u, mu, cu, i, j)
-        if i < n0:
-            for j in range(v.shape[1]):
-                vb[i, j] = _masked(v, mv, cv, i, j)
-    for row in numba.prange(n0):
+    total = 0.0
+    for row in numba.prange(u.shape[0]):
         i = numba.int64(row)  # a signed index (parallel loops count unsigned)
-        ip = i + 1 if i + 1 < u.shape[0] else 0
-        for j in range(n1):
-            jp = j + 1 if j + 1 < v.shape[1] else 0
-            b[i, j] = (ub[ip, j] - ub[i, j]) / h + (vb[i, jp] - vb[i, j]) / h
+        if not plain:
+            for j in range(n1):
+                ub[i, j] = _masked(u, mu, cu, i, j, plain)
+            if i < n0:
+                for j in range(v.shape[1]):
+                    vb[i, j] = _masked(v, mv, cv, i, j, plain)
+        if i < n0:  # from u and v (row i + 1 of u_b may not be written yet)
+            ip = i + 1 if i + 1 < u.shape[0] else 0
+            for j in range(n1):
+                jp = j + 1 if j + 1 < v.shape[1] else 0
+                bij = ((_masked(u, mu, cu, ip, j, plain) - _masked(u, mu, cu, i, j, plain)) * inv_h
+                       + (_masked(v, mv, cv, i, jp, plain) - _masked(v, mv, cv, i, j, plain)) * inv_h)
+                b[i, j] = bij
+                total += bij * fluid[i, j]
     if prepare:
-        _prepare(b, fluid, singular, all_fluid, n_fluid)
+        _prepare(b, fluid, singular, all_fluid, n_fluid, total)
     return ub, vb, b
 
 
 @_pjit
-def projection_finish(p, ub, vb, mu, mv, h, rules, finish, fluid, singular, n_fluid):
+def projection_finish(p, ub, vb, mu, mv, h, rules, finish, fluid, singular, n_fluid, plain):
     """``u' = u_b − M G p`` (p made mean-free over the fluid first if ``finish`` and
     ``singular``); returns (u', v', p)."""
     n0, n1 = p.shape
+    inv_h = 1.0 / h
     if finish and singular:
         _prepare(p, fluid, True, False, n_fluid)
     out_u = onp.empty_like(ub)
@@ -824,12 +837,12 @@ def projection_finish(p, ub, vb, mu, mv, h, rules, finish, fluid, singular, n_fl
         im, ic = (i - 1 if i > 0 else n0 - 1), min(i, n0 - 1)
         for j in range(n1):
             lo, hi = _pressure_pair(p[im, j], p[ic, j], i, n0, per0, rules[0], rules[1])
-            out_u[i, j] = ub[i, j] - ((hi - lo) / h if mu[i, j] else 0.0)
+            out_u[i, j] = ub[i, j] - ((hi - lo) * inv_h if plain or mu[i, j] else 0.0)
         if i < n0:
             for j in range(vb.shape[1]):
                 lo, hi = _pressure_pair(p[i, j - 1 if j > 0 else n1 - 1], p[i, min(j, n1 - 1)], j, n1, per1,
                                         rules[2], rules[3])
-                out_v[i, j] = vb[i, j] - ((hi - lo) / h if mv[i, j] else 0.0)
+                out_v[i, j] = vb[i, j] - ((hi - lo) * inv_h if plain or mv[i, j] else 0.0)
     return out_u, out_v, p
 
 
@@ -846,45 +859,50 @@ def _pressure_pair(p_lo, p_hi, k, n, periodic, a_lo, a_hi):
 
 
 @_jit
-def _face_weight(g, m, i, j, h):
-    return g[i, j] / h if m[i, j] else 0.0
+def _face_weight(g, m, i, j, inv_h, plain):
+    return g[i, j] * inv_h if plain or m[i, j] else 0.0
 
 
 @_pjit
-def projection_vjp_rhs(gu, gv, gp, mu, mv, h, rules, prepare, fluid, singular, all_fluid, n_fluid):
+def projection_vjp_rhs(gu, gv, gp, mu, mv, h, rules, prepare, fluid, singular, all_fluid, n_fluid, plain):
     """``g_p − Gᵀ M g_u``, prepared if ``prepare``: cell i takes +w from face i (its low
     face, where it is the high side) and −w from face i + 1, and the ghost terms."""
     n0, n1 = gp.shape
+    inv_h = 1.0 / h
     per0, per1 = gu.shape[0] == n0, gv.shape[1] == n1
     rhs = onp.empty_like(gp)
+    total = 0.0
     for row in numba.prange(n0):
         i = numba.int64(row)  # a signed index (parallel loops count unsigned)
         ip = i + 1 if i + 1 < gu.shape[0] else 0
         for j in range(n1):
             jp = j + 1 if j + 1 < gv.shape[1] else 0
-            gt = (_face_weight(gu, mu, i, j, h) - _face_weight(gu, mu, ip, j, h)
-                  + _face_weight(gv, mv, i, j, h) - _face_weight(gv, mv, i, jp, h))
+            gt = (_face_weight(gu, mu, i, j, inv_h, plain) - _face_weight(gu, mu, ip, j, inv_h, plain)
+                  + _face_weight(gv, mv, i, j, inv_h, plain) - _face_weight(gv, mv, i, jp, inv_h, plain))
             if not per0:
                 if i == 0:
-                    gt -= rules[0] * _face_weight(gu, mu, 0, j, h)
+                    gt -= rules[0] * _face_weight(gu, mu, 0, j, inv_h, plain)
                 if i == n0 - 1:
-                    gt += rules[1] * _face_weight(gu, mu, n0, j, h)
+                    gt += rules[1] * _face_weight(gu, mu, n0, j, inv_h, plain)
             if not per1:
                 if j == 0:
-                    gt -= rules[2] * _face_weight(gv, mv, i, 0, h)
+                    gt -= rules[2] * _face_weight(gv, mv, i, 0, inv_h, plain)
                 if j == n1 - 1:
-                    gt += rules[3] * _face_weight(gv, mv, i, n1, h)
-            rhs[i, j] = gp[i, j] - gt
+                    gt += rules[3] * _face_weight(gv, mv, i, n1, inv_h, plain)
+            rij = gp[i, j] - gt
+            rhs[i, j] = rij
+            total += rij * fluid[i, j]
     if prepare:
-        _prepare(rhs, fluid, singular, all_fluid, n_fluid)
+        _prepare(rhs, fluid, singular, all_fluid, n_fluid, total)
     return rhs
 
 
 @_pjit
-def projection_vjp_finish(r, gu, gv, mu, mv, h, finish, fluid, singular, n_fluid):
+def projection_vjp_finish(r, gu, gv, mu, mv, h, finish, fluid, singular, n_fluid, plain):
     """``M (g_u + Dᵀ r)`` (r made mean-free over the fluid first if ``finish`` and
     ``singular``): face i is +1/h for cell i − 1 and −1/h for cell i."""
     n0, n1 = r.shape
+    inv_h = 1.0 / h
     if finish and singular:
         _prepare(r, fluid, True, False, n_fluid)
     per0, per1 = gu.shape[0] == n0, gv.shape[1] == n1
@@ -895,12 +913,12 @@ def projection_vjp_finish(r, gu, gv, mu, mv, h, finish, fluid, singular, n_fluid
         for j in range(n1):
             left = r[i - 1 if i > 0 else n0 - 1, j] if (i > 0 or per0) else 0.0
             right = r[i, j] if i < n0 else 0.0
-            adj_u[i, j] = gu[i, j] + (left - right) / h if mu[i, j] else 0.0
+            adj_u[i, j] = gu[i, j] + (left - right) * inv_h if plain or mu[i, j] else 0.0
         if i < n0:
             for j in range(gv.shape[1]):
                 left = r[i, j - 1 if j > 0 else n1 - 1] if (j > 0 or per1) else 0.0
                 right = r[i, j] if j < n1 else 0.0
-                adj_v[i, j] = gv[i, j] + (left - right) / h if mv[i, j] else 0.0
+                adj_v[i, j] = gv[i, j] + (left - right) * inv_h if plain or mv[i, j] else 0.0
     return adj_u, adj_v
 
 

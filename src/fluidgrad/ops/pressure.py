@@ -131,6 +131,8 @@ class _Fused:
         self.fluid = (op._fluid_mask(like.dtype), op.singular, op.all_fluid, op.n_fluid)
         self.rules = onp.array([stencils.pressure_rule(domain, d, side)[0]
                                 for d in range(2) for side in range(2)])
+        fixed = [domain.array("fixed_velocity", like, d) for d in range(2)]
+        self.plain = bool(all(m.all() for m in self.mask) and not any(c.any() for c in fixed))
 
     @staticmethod
     def usable(domain, *arrays) -> bool:
@@ -144,20 +146,22 @@ class _Fused:
 
     def project(self, velocity, domain, settings):
         fixed = tuple(domain.array("fixed_velocity", velocity[d], d) for d in range(2))
-        ub, vb, b = fused.projection_rhs(*velocity, *self.mask, *fixed, domain.dx, self.jacobi, *self.fluid)
+        ub, vb, b = fused.projection_rhs(*velocity, *self.mask, *fixed, domain.dx, self.jacobi, *self.fluid,
+                                         self.plain)
         p = self.solve(domain, b, settings)
         fl, singular, _, n_fluid = self.fluid
         u, v, p = fused.projection_finish(p, ub, vb, *self.mask, domain.dx, self.rules, self.jacobi,
-                                          fl, singular, n_fluid)
+                                          fl, singular, n_fluid, self.plain)
         return (u, v), p
 
     def vjp(self, g_u, g_p, domain, settings):
         g_u = tuple(onp.ascontiguousarray(g) for g in g_u)
         rhs = fused.projection_vjp_rhs(*g_u, onp.ascontiguousarray(g_p), *self.mask, domain.dx,
-                                       self.rules, self.jacobi, *self.fluid)
+                                       self.rules, self.jacobi, *self.fluid, self.plain)
         r = self.solve(domain, rhs, settings, adjoint=True)
         fl, singular, _, n_fluid = self.fluid
-        return fused.projection_vjp_finish(r, *g_u, *self.mask, domain.dx, self.jacobi, fl, singular, n_fluid)
+        return fused.projection_vjp_finish(r, *g_u, *self.mask, domain.dx, self.jacobi, fl, singular, n_fluid,
+                                           self.plain)
 
     @classmethod
     def of(cls, domain, settings, like):
