@@ -37,7 +37,16 @@ class State:
 
     def replace(self, **changes) -> "State":
         """A copy with some fields changed (``state.replace(velocity=...)``)."""
-        return dataclasses.replace(self, **changes)
+        unknown = changes.keys() - _STATE_FIELDS
+        if unknown:
+            raise TypeError(f"State has no field {sorted(unknown)[0]!r}")
+        new = object.__new__(State)  # dataclasses.replace costs ~4 µs, a fifth of a small step
+        new.__dict__.update(self.__dict__)
+        new.__dict__.update(changes)
+        return new
+
+
+_STATE_FIELDS = frozenset(f.name for f in dataclasses.fields(State))
 
 
 class SimulationError(RuntimeError):

@@ -298,6 +298,16 @@ def _check_static(prim, kwargs):
 # traces
 
 
+def _leaves_of(a):
+    """The leaves of the container ``a`` (a tuple of leaves is its own list of leaves)."""
+    if type(a) is tuple:
+        for c in a:
+            if type(c) is not Tensor and kind_of(c) is not None:
+                return flatten(a)[0]
+        return a
+    return flatten(a)[0]
+
+
 def _top_trace(args):
     """The trace of highest level among the Tensors in ``args`` (None if there are none)."""
     top = None
@@ -307,7 +317,7 @@ def _top_trace(args):
             if top is None or t.level > top.level:
                 top = t
         elif kind_of(a) is not None:
-            for leaf in flatten(a)[0]:
+            for leaf in _leaves_of(a):
                 if type(leaf) is Tensor:
                     t = leaf._trace
                     if top is None or t.level > top.level:
@@ -434,8 +444,7 @@ def _strip_unneeded(prim, args, ans, argnums):
     keep = prim.kept(argnums)
     if keep is None:
         return args, ans
-    stored = args if "*args" in keep else [
-        Stripped(a) if i not in keep and _is_float_array(a) else a for i, a in enumerate(args)]
+    stored = args if "*args" in keep else [a if i in keep else _strip_tree(a) for i, a in enumerate(args)]
     if "ans" not in keep:
         ans = _strip_tree(ans)
     return stored, ans

@@ -133,6 +133,8 @@ def _flatten_into(tree, leaves):
 
 def unflatten(treedef, leaves):
     """Rebuild the tree described by ``treedef`` from ``leaves`` (any iterable)."""
+    if treedef is not _LEAF and type(leaves) is list and treedef is _LEAF_TUPLES.get(len(leaves)):
+        return tuple(leaves)  # the common case, fast: a tuple of leaves
     it = iter(leaves)
     return _build(treedef, it)
 

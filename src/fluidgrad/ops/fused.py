@@ -727,7 +727,10 @@ def parallel(cells: int, minimum: int = 2048) -> bool:
 
 def reach(u, v, c):
     """How many rows away from its point's row a VJP may scatter: ``|Δt U| / h`` plus the
-    stencil (``c = Δt/h``); None if the velocity is not finite."""
+    stencil (``c = Δt/h``); None if the velocity is not finite or the grid too small
+    for parallel kernels."""
+    if not parallel(u.size):
+        return None
     top = max(float(u.max()), -float(u.min()), float(v.max()), -float(v.min()))  # no temporaries
     return int(math.ceil(abs(c) * top)) + 3 if math.isfinite(top) else None
 
