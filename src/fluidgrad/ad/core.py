@@ -452,6 +452,8 @@ def _strip_unneeded(prim, args, ans, argnums):
 
 def _strip_tree(tree):
     """``tree`` with every float array replaced by its shape and dtype."""
+    if type(tree) is tuple:  # the common case (velocities), without flattening
+        return tuple([_strip_tree(x) for x in tree])
     if kind_of(tree) is None:
         return Stripped(tree) if _is_float_array(tree) else tree
     leaves, treedef = flatten(tree)
