@@ -43,6 +43,13 @@ def _jit(fun):
     return numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")(fun)
 
 
+def _pjit(fun):
+    """:func:`_jit` with ``parallel=True``: ``numba.prange`` loops run on several threads."""
+    if numba is None:
+        return fun
+    return numba.njit(cache=True, nogil=True, error_model="numpy", parallel=True)(fun)
+
+
 @_jit
 def _locate(s, n, periodic):
     """Lower/upper index, fraction and d(fraction)/ds at lattice coordinate ``s`` of an
@@ -275,18 +282,11 @@ def usable_array(a) -> bool:
 
 
 @_jit
-def pad(q, rules, pad0, pad1, homogeneous):
-    """``q`` with a ghost layer on the padded axes, ``ghost = a·edge + b`` (``rules`` =
-    [a_lo0, b_lo0, a_hi0, b_hi0, a_lo1, b_lo1, a_hi1, b_hi1]; b dropped if
-    ``homogeneous``): axis 0 first, then axis 1 over the padded rows, as
-    ``stencils.pad`` applied axis by axis."""
+def _pad_edges(q, out, rules, pad0, pad1, homogeneous):
+    """The ghost layers of :func:`pad` (the interior is already copied into ``out``)."""
     n0, n1 = q.shape
-    o0, o1 = (1 if pad0 else 0), (1 if pad1 else 0)
-    out = onp.empty((n0 + 2 * o0, n1 + 2 * o1), dtype=q.dtype)
+    o1 = 1 if pad1 else 0
     w = 0.0 if homogeneous else 1.0
-    for i in range(n0):
-        for j in range(n1):
-            out[i + o0, j + o1] = q[i, j]
     if pad0:
         for j in range(n1):
             out[0, j + o1] = rules[0] * q[0, j] + w * rules[1]
@@ -295,19 +295,28 @@ def pad(q, rules, pad0, pad1, homogeneous):
         for i in range(out.shape[0]):
             out[i, 0] = rules[4] * out[i, 1] + w * rules[5]
             out[i, n1 + 1] = rules[6] * out[i, n1] + w * rules[7]
+
+
+@_jit
+def pad(q, rules, pad0, pad1, homogeneous):
+    """``q`` with a ghost layer on the padded axes, ``ghost = a·edge + b`` (``rules`` =
+    [a_lo0, b_lo0, a_hi0, b_hi0, a_lo1, b_lo1, a_hi1, b_hi1]; b dropped if
+    ``homogeneous``): axis 0 first, then axis 1 over the padded rows, as
+    ``stencils.pad`` applied axis by axis."""
+    n0, n1 = q.shape
+    o0, o1 = (1 if pad0 else 0), (1 if pad1 else 0)
+    out = onp.empty((n0 + 2 * o0, n1 + 2 * o1), dtype=q.dtype)
+    for i in range(n0):
+        out[i + o0, o1:o1 + n1] = q[i]
+    _pad_edges(q, out, rules, pad0, pad1, homogeneous)
     return out
 
 
 @_jit
-def pad_transpose(g, rules, pad0, pad1):
-    """Adjoint of :func:`pad` (its linear part): ghosts' cotangents go back to the edges
-    times a, axis 1 first."""
+def _pad_transpose_edges(g, out, rules, pad0, pad1):
+    """The ghost cotangents of :func:`pad_transpose` (interior already copied)."""
     o0, o1 = (1 if pad0 else 0), (1 if pad1 else 0)
-    n0, n1 = g.shape[0] - 2 * o0, g.shape[1] - 2 * o1
-    out = onp.empty((n0, n1), dtype=g.dtype)
-    for i in range(n0):
-        for j in range(n1):
-            out[i, j] = g[i + o0, j + o1]
+    n0, n1 = out.shape
     if pad1:
         for i in range(n0):
             out[i, 0] += rules[4] * g[i + o0, 0]
@@ -324,7 +333,51 @@ def pad_transpose(g, rules, pad0, pad1):
                     hi += rules[6] * g[n0 + 1, n1 + 1]
             out[0, j] += rules[0] * lo
             out[n0 - 1, j] += rules[2] * hi
+
+
+@_jit
+def pad_transpose(g, rules, pad0, pad1):
+    """Adjoint of :func:`pad` (its linear part): ghosts' cotangents go back to the edges
+    times a, axis 1 first."""
+    o0, o1 = (1 if pad0 else 0), (1 if pad1 else 0)
+    n0, n1 = g.shape[0] - 2 * o0, g.shape[1] - 2 * o1
+    out = onp.empty((n0, n1), dtype=g.dtype)
+    for i in range(n0):
+        out[i] = g[i + o0, o1:o1 + n1]
+    _pad_transpose_edges(g, out, rules, pad0, pad1)
     return out
+
+
+@_pjit
+def pad_parallel(q, rules, pad0, pad1, homogeneous):
+    n0, n1 = q.shape
+    o0, o1 = (1 if pad0 else 0), (1 if pad1 else 0)
+    out = onp.empty((n0 + 2 * o0, n1 + 2 * o1), dtype=q.dtype)
+    for i in numba.prange(n0):
+        out[i + o0, o1:o1 + n1] = q[i]
+    _pad_edges(q, out, rules, pad0, pad1, homogeneous)
+    return out
+
+
+@_pjit
+def pad_transpose_parallel(g, rules, pad0, pad1):
+    o0, o1 = (1 if pad0 else 0), (1 if pad1 else 0)
+    n0, n1 = g.shape[0] - 2 * o0, g.shape[1] - 2 * o1
+    out = onp.empty((n0, n1), dtype=g.dtype)
+    for i in numba.prange(n0):
+        out[i] = g[i + o0, o1:o1 + n1]
+    _pad_transpose_edges(g, out, rules, pad0, pad1)
+    return out
+
+
+def padded(q, rules, pad0, pad1, homogeneous):
+    """:func:`pad`, on several threads for large arrays."""
+    return (pad_parallel if parallel(q.size, 65536) else pad)(q, rules, pad0, pad1, homogeneous)
+
+
+def padded_transpose(g, rules, pad0, pad1):
+    """:func:`pad_transpose`, on several threads for large arrays."""
+    return (pad_transpose_parallel if parallel(g.size, 65536) else pad_transpose)(g, rules, pad0, pad1)
 
 
 def usable(q, velocity, domain, backtrace) -> bool:
@@ -599,12 +652,6 @@ def mc_correct_vjp(g, q, qp, q1, q1p, u, v, vrow, vcol, avg, geo, c, adj_c, adj_
 # ``reach`` of the point's row (``reach`` bounds |Δt U| / h plus the stencil), so the
 # rows are cut into blocks wider than 2·reach and coloured alternately: blocks of one
 # colour never write the same rows and run in parallel, then the other colour runs.
-
-def _pjit(fun):
-    if numba is None:
-        return fun
-    return numba.njit(cache=True, nogil=True, error_model="numpy", parallel=True)(fun)
-
 
 @_pjit
 def sl_forward_parallel(q, u, v, vrow, vcol, avg, geo, shape0, shape1, c):

@@ -74,7 +74,7 @@ def pad_field(q, domain, location, homogeneous=False):
         return q
     if _fused_padding(q, domain):
         from . import fused
-        return fused.pad(q, *_ghost_rules(domain, location), homogeneous)
+        return fused.padded(q, *_ghost_rules(domain, location), homogeneous)
     for d in range(domain.ndim):
         if not domain.periodic(d):
             q = stencils.pad(q, d, stencils.cell_rule(domain, location, d, 0),
@@ -88,7 +88,7 @@ def pad_field_transpose(g, domain, location):
         return g
     if _fused_padding(g, domain):
         from . import fused
-        return fused.pad_transpose(g, *_ghost_rules(domain, location))
+        return fused.padded_transpose(g, *_ghost_rules(domain, location))
     for d in reversed(range(domain.ndim)):
         if not domain.periodic(d):
             g = stencils.pad_transpose(g, d, stencils.cell_rule(domain, location, d, 0),
