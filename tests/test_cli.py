@@ -76,14 +76,14 @@ def test_gradcheck_passes_on_every_bundled_optimization(name, capsys):
 
 
 def test_gradcheck_fails_with_a_wrong_vjp(monkeypatch, capsys):
-    from fluidgrad.ops.advection import semi_lagrangian
-    original = semi_lagrangian.vjp_all
+    from fluidgrad.ops.advection import advect_state
+    original = advect_state.vjp_all
 
-    def wrong(g, ans, *args, **kwargs):
-        adj_q, adj_u = original(g, ans, *args, **kwargs)
-        return adj_q, tuple(1.01 * a for a in adj_u)
+    def wrong(g, ans, *args, **kwargs):  # the velocity's cotangent 1 % too large
+        adj_scalars, adj_u = original(g, ans, *args, **kwargs)
+        return adj_scalars, tuple(1.01 * a for a in adj_u)
 
-    monkeypatch.setattr(semi_lagrangian, "vjp_all", wrong)
+    monkeypatch.setattr(advect_state, "vjp_all", wrong)
     assert fluidgrad("gradcheck", "smoke_target", "--steps", 8, "--set", "grid.resolution=[16,16]") == 1
     assert "FAILED" in capsys.readouterr().out
 

@@ -172,5 +172,5 @@ def test_per_step_adjoint_norms_and_blow_up_reports():
     with pytest.raises(SimulationError, match="step 1: density is not finite"):
         sim.rollout(bad, 3, monitor=check_finite)
     with fg.detect_anomaly():
-        with pytest.raises(FloatingPointError, match="forward pass: semi_lagrangian produced NaN"):
+        with pytest.raises(FloatingPointError, match="forward pass: advect_state produced NaN"):
             fg.grad(lambda d: fg.numpy.sum(sim.step(s0.replace(density=d)).density))(s0.density * onp.nan)

@@ -21,7 +21,7 @@ import numpy as onp
 from .ad.core import Primitive
 from .backend import get_backend
 from .boundaries import Domain
-from .ops import (PressureSolve, add_source, advect, advect_velocity, apply_force, buoyancy,
+from .ops import (PressureSolve, add_source, advect_state, apply_force, buoyancy,
                   diffuse_velocity, impose, project, vorticity_confinement)
 
 
@@ -185,9 +185,8 @@ class Simulation:
         return center_to_face(mask.astype(self.dtype), domain=self.domain, axis=axis) > 0.25
 
     def advect(self, state: State, dt) -> State:
-        u = state.velocity
-        density = advect(state.density, u, dt=dt, domain=self.domain, scheme=self.advection)
-        velocity = advect_velocity(u, dt=dt, domain=self.domain, scheme=self.advection)
+        (density,), velocity = advect_state((state.density,), state.velocity, dt=dt, domain=self.domain,
+                                            scheme=self.advection)
         return state.replace(density=density, velocity=velocity)
 
     def apply_forces(self, state: State, dt, physics: Physics, force=None) -> State:

@@ -124,4 +124,8 @@ CASES = {
              kwargs={"domain": domain, "dt": 0.6 * domains.H, "scheme": scheme}, id=f"{scheme}-{tag}")
         for scheme in ("semi_lagrangian", "maccormack")]),
     "maccormack": _advection_cases(),
+    "advect_state": _each_domain(lambda domain, tag: [
+        Case(lambda rng, d=domain: ((cells(d, rng), cells(d, rng)), velocity(d, rng)),
+             kwargs={"domain": domain, "dt": 0.6 * domains.H, "scheme": scheme}, id=f"{scheme}-{tag}")
+        for scheme in ("semi_lagrangian", "maccormack")]),
 }

@@ -200,6 +200,21 @@ def test_fused_velocity_self_advection_vjp_matches_the_reference(name, scheme, m
     _close(*_both(lambda: advect_velocity.vjp_all(g, ans, u, **kw), monkeypatch), 1e-12)
 
 
+@pytest.mark.parametrize("scheme", ["semi_lagrangian", "maccormack"])
+@pytest.mark.parametrize("name", [name for name, ndim in domains.ALL if ndim == 2])
+def test_fused_state_advection_vjp_matches_the_reference(name, scheme, monkeypatch):
+    """Two scalars and the velocity share the velocity's adjoint buffers."""
+    from fluidgrad.ops.advection import advect_state
+    domain = domains.make(name, 2)
+    q, u = _inputs(domain, "center", onp.float64)
+    scalars = (q, onp.cos(q))
+    kw = dict(dt=0.6 * domains.H, domain=domain, scheme=scheme)
+    ans = advect_state.fun(scalars, u, **kw)
+    rng = onp.random.default_rng(1)
+    g = (tuple(rng.standard_normal(a.shape) for a in ans[0]), tuple(rng.standard_normal(a.shape) for a in ans[1]))
+    _close(*_both(lambda: advect_state.vjp_all(g, ans, scalars, u, **kw), monkeypatch), 1e-12)
+
+
 @pytest.mark.parametrize("solver", ["jacobi", "auto", "cg"])
 @pytest.mark.parametrize("name", [name for name, ndim in domains.ALL if ndim == 2])
 @pytest.mark.parametrize("dtype, tol", [(onp.float64, 1e-12), (onp.float32, 1e-5)])

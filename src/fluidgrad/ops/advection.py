@@ -312,21 +312,54 @@ def _advect_velocity(velocity, *, dt, domain, scheme="maccormack", backtrace="eu
 advect_velocity = Primitive(_advect_velocity, "advect_velocity", register=True)
 
 
+def _advect_state(scalars, velocity, *, dt, domain, scheme="maccormack", backtrace="euler"):
+    """The cell-centred fields ``scalars`` (a tuple) and the velocity itself, all advected
+    by ``velocity``: ``(scalars', velocity')``."""
+    fun = SCHEMES[scheme].fun
+    return (tuple(fun(q, velocity, dt=dt, domain=domain, backtrace=backtrace) for q in scalars),
+            _advect_velocity(velocity, dt=dt, domain=domain, scheme=scheme, backtrace=backtrace))
+
+
+#: a simulation's whole advection step as one tape node: the velocity cotangents of all
+#: fields add into one set of buffers
+advect_state = Primitive(_advect_state, "advect_state", register=True)
+
+
+def _fused_transport_vjp(g_scalars, scalars, g_velocity, velocity, dt, domain, scheme):
+    """The fused VJP of advecting the cell-centred ``scalars`` and the velocity itself by
+    ``velocity``: ``(adjoints of the scalars, adjoint of the velocity)``. Every kernel adds
+    its velocity cotangent into the same padded buffers (a component's own cotangent too)."""
+    rule = _fused_semi_lagrangian_vjp if scheme == "semi_lagrangian" else _fused_maccormack_vjp
+    up, vp = _padded_velocity(velocity, domain)
+    adj = (onp.zeros_like(up), onp.zeros_like(vp))
+    c = dt / domain.dx
+    rows = fused.reach(up, vp, c)
+    lay = fused.Layout.of(domain, "center")
+    adj_scalars = []
+    for g, q in zip(g_scalars, scalars):
+        qp = interp.pad_field(q, domain, "center")
+        adj_qp = onp.zeros_like(qp)
+        direct = rule(onp.ascontiguousarray(g), q, qp, up, vp, lay, c, domain, "center", adj_qp, *adj,
+                      fused.row_blocks(g.shape, rows))
+        adj_q = interp.pad_field_transpose(adj_qp, domain, "center")
+        adj_scalars.append(adj_q if direct is None else adj_q + direct)
+    direct = [rule(onp.ascontiguousarray(g_d), u, (up, vp)[d], up, vp, fused.Layout.of(domain, d),
+                   c, domain, d, adj[d], *adj, fused.row_blocks(g_d.shape, rows))  # q's lattice is u_d's
+              for d, (g_d, u) in enumerate(zip(g_velocity, velocity))]
+    out = [interp.pad_field_transpose(a, domain, d) for d, a in enumerate(adj)]
+    return tuple(adj_scalars), tuple(a if x is None else a + x for a, x in zip(out, direct))
+
+
+def _fused_transport(arrays, velocity, domain, backtrace) -> bool:
+    return fused.usable(velocity[0], velocity, domain, backtrace) and all(
+        type(x) is onp.ndarray and x.dtype == velocity[0].dtype for x in arrays)
+
+
 @advect_velocity.defvjp_all(needs=(0,))
 def _advect_velocity_vjp(g, ans, velocity, *, dt, domain, scheme="maccormack", backtrace="euler"):
     """``adj_u_c = g_c-part of component c's own VJP + Σ_d (component d's VJP w.r.t. u_c)``."""
-    if fused.usable(velocity[0], velocity, domain, backtrace) and all(
-            type(x) is onp.ndarray and x.dtype == velocity[0].dtype for x in g):
-        rule = _fused_semi_lagrangian_vjp if scheme == "semi_lagrangian" else _fused_maccormack_vjp
-        up, vp = _padded_velocity(velocity, domain)
-        adj = (onp.zeros_like(up), onp.zeros_like(vp))
-        c = dt / domain.dx
-        rows = fused.reach(up, vp, c)
-        direct = [rule(onp.ascontiguousarray(g_d), u, (up, vp)[d], up, vp, fused.Layout.of(domain, d),
-                       c, domain, d, adj[d], *adj, fused.row_blocks(g_d.shape, rows))  # q's lattice is u_d's
-                  for d, (g_d, u) in enumerate(zip(g, velocity))]
-        out = [interp.pad_field_transpose(a, domain, d) for d, a in enumerate(adj)]
-        return (tuple(a if x is None else a + x for a, x in zip(out, direct)),)
+    if _fused_transport(g, velocity, domain, backtrace):
+        return (_fused_transport_vjp((), (), g, velocity, dt, domain, scheme)[1],)
     prim = SCHEMES[scheme]
     total = None
     for d, (g_d, u) in enumerate(zip(g, velocity)):
@@ -344,3 +377,33 @@ def _advect_velocity_jvp(dots, ans, velocity, *, dt, domain, scheme="maccormack"
     return tuple(prim.jvp_all((dot_u, dots[0]), None, u, velocity, dt=dt, domain=domain, location=d,
                               backtrace=backtrace)
                  for d, (u, dot_u) in enumerate(zip(velocity, dots[0])))
+
+
+@advect_state.defvjp_all(needs=(0, 1))
+def _advect_state_vjp(g, ans, scalars, velocity, *, dt, domain, scheme="maccormack", backtrace="euler"):
+    g_scalars, g_velocity = g
+    if _fused_transport((*g_scalars, *scalars, *g_velocity), velocity, domain, backtrace):
+        return _fused_transport_vjp(g_scalars, scalars, g_velocity, velocity, dt, domain, scheme)
+    kw = dict(dt=dt, domain=domain, scheme=scheme, backtrace=backtrace)
+    adj_velocity = list(_advect_velocity_vjp(g_velocity, None, velocity, **kw)[0])
+    adj_scalars = []
+    for g_q, q in zip(g_scalars, scalars):
+        adj_q, adj_u = SCHEMES[scheme].vjp_all(g_q, None, q, velocity, dt=dt, domain=domain,
+                                               backtrace=backtrace)
+        adj_scalars.append(adj_q)
+        adj_velocity = [a + b for a, b in zip(adj_velocity, adj_u)]
+    return tuple(adj_scalars), tuple(adj_velocity)
+
+
+@advect_state.defjvp_all
+def _advect_state_jvp(dots, ans, scalars, velocity, *, dt, domain, scheme="maccormack", backtrace="euler"):
+    dot_scalars, dot_velocity = dots
+    dot_scalars = dot_scalars if dot_scalars is not None else (None,) * len(scalars)
+    prim = SCHEMES[scheme]
+    out = tuple(None if dot_q is None and dot_velocity is None else
+                prim.jvp_all((dot_q, dot_velocity), None, q, velocity, dt=dt, domain=domain, backtrace=backtrace)
+                for q, dot_q in zip(scalars, dot_scalars))
+    if dot_velocity is None:
+        return out, None
+    return out, _advect_velocity_jvp((dot_velocity,), None, velocity, dt=dt, domain=domain, scheme=scheme,
+                                     backtrace=backtrace)
