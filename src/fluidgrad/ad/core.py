@@ -20,6 +20,8 @@ from __future__ import annotations
 import functools
 import itertools
 
+import numpy as _np
+
 from ..backend import xp_of
 from .tensor import Tensor
 from .tree import flatten, flatten_as, kind_of, unflatten
@@ -419,7 +421,7 @@ class Stripped:
     def __init__(self, value):
         self.shape = value.shape
         self.dtype = value.dtype
-        self.xp = xp_of(value)
+        self.xp = _np if type(value) is _np.ndarray else xp_of(value)
 
     @property
     def ndim(self):

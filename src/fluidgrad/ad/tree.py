@@ -128,7 +128,7 @@ def _flatten_into(tree, leaves):
         leaves.append(tree)
         return _LEAF
     children, aux = kind.to_children(tree)
-    return TreeDef(kind, aux, tuple(_flatten_into(c, leaves) for c in children))
+    return TreeDef(kind, aux, tuple([_flatten_into(c, leaves) for c in children]))
 
 
 def unflatten(treedef, leaves):
