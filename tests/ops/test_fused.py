@@ -100,6 +100,30 @@ def test_fused_poisson_operator_matches_the_reference(name, dtype, tol, monkeypa
         onp.testing.assert_allclose(fast, reference, atol=1e-8 * float(onp.abs(reference).max()))
 
 
+@pytest.mark.parametrize("spec, obstacle", [({"x": "periodic", "y": "periodic"}, False), ({}, True),
+                                             ({"x": "periodic", "y_hi": "outflow"}, True)])
+@pytest.mark.parametrize("dtype, tol", [(onp.float64, 1e-12), (onp.float32, 1e-5)])
+def test_fused_multigrid_transfers_match_the_reference(spec, obstacle, dtype, tol, monkeypatch):
+    """Prolongation, restriction and a whole V-cycle on a grid deep enough for 3 levels."""
+    from fluidgrad.boundaries import Boundaries, Domain, Obstacle
+    from fluidgrad.grid import Grid
+    from fluidgrad.ops import linear_solvers
+    from fluidgrad.ops.pressure import poisson_operator
+    obstacles = [Obstacle("circle", center=(0.5, 0.4), radius=0.15)] if obstacle else []
+    domain = Domain(Grid((64, 48), (1.0, 0.75)), Boundaries.from_dict(spec, 2), obstacles)
+    rng = onp.random.default_rng(8)
+    b = rng.standard_normal(domain.grid.shape).astype(dtype) * domain.fluid
+    op = poisson_operator(domain, b)
+    coarse = op.coarsen()
+    e = rng.standard_normal(coarse.shape).astype(dtype)
+    assert len(linear_solvers._hierarchy(op)) >= 2
+    for fun in (lambda: linear_solvers._prolong(op, coarse, e), lambda: linear_solvers._restrict(op, coarse, b),
+                lambda: linear_solvers.v_cycle(op, b)):
+        fast, reference = _both(fun, monkeypatch)
+        assert fast.dtype == reference.dtype == dtype
+        onp.testing.assert_allclose(fast, reference, rtol=tol, atol=tol * float(onp.abs(reference).max()))
+
+
 def test_parallel_poisson_kernels_equal_the_serial_ones():
     """``L x`` and red-black Gauss-Seidel over rows in parallel, with walls and an obstacle."""
     from fluidgrad.boundaries import Boundaries, Domain, Obstacle

@@ -972,6 +972,66 @@ def projection_vjp_finish(r, gu, gv, mu, mv, h, finish, fluid, singular, n_fluid
     return adj_u, adj_v
 
 
+# -- multigrid transfers on the 2-D grid ----------------------------------------------
+#
+# ``weights`` = the 8 arrays (a_lo, b_lo, a_hi, b_hi) of axis 0 (coarse shape) then of
+# axis 1 (fine rows × coarse columns) of ``linear_solvers._transfer_weights``: fine cell
+# 2k takes a_lo·e_k + b_lo·e_{k-1}, fine cell 2k+1 takes a_hi·e_k + b_hi·e_{k+1}
+# (neighbours wrap; the weights are 0 where a bounded axis ends).
+
+@_jit
+def _wrap(k, n):
+    return k + n if k < 0 else (k - n if k >= n else k)
+
+
+@_jit
+def prolong(e, a_lo0, b_lo0, a_hi0, b_hi0, a_lo1, b_lo1, a_hi1, b_hi1, fluid, all_fluid):
+    """Interpolate the coarse ``e`` to the fine grid along axis 0, then axis 1 (times
+    the fine fluid mask unless ``all_fluid``)."""
+    c0, c1 = e.shape
+    rows = onp.empty((2 * c0, c1), dtype=e.dtype)
+    for k in range(c0):
+        km, kp = _wrap(k - 1, c0), _wrap(k + 1, c0)
+        for j in range(c1):
+            rows[2 * k, j] = a_lo0[k, j] * e[k, j] + b_lo0[k, j] * e[km, j]
+            rows[2 * k + 1, j] = a_hi0[k, j] * e[k, j] + b_hi0[k, j] * e[kp, j]
+    out = onp.empty((2 * c0, 2 * c1), dtype=e.dtype)
+    for i in range(2 * c0):
+        for k in range(c1):
+            km, kp = _wrap(k - 1, c1), _wrap(k + 1, c1)
+            out[i, 2 * k] = a_lo1[i, k] * rows[i, k] + b_lo1[i, k] * rows[i, km]
+            out[i, 2 * k + 1] = a_hi1[i, k] * rows[i, k] + b_hi1[i, k] * rows[i, kp]
+            if not all_fluid:
+                out[i, 2 * k] *= fluid[i, 2 * k]
+                out[i, 2 * k + 1] *= fluid[i, 2 * k + 1]
+    return out
+
+
+@_jit
+def restrict(r, a_lo0, b_lo0, a_hi0, b_hi0, a_lo1, b_lo1, a_hi1, b_hi1, fluid, all_fluid):
+    """The transpose of :func:`prolong` divided by 4 (axis 1 first, then axis 0)."""
+    f0, c1 = r.shape[0], r.shape[1] // 2
+    c0 = f0 // 2
+    cols = onp.empty((f0, c1), dtype=r.dtype)
+    for i in range(f0):
+        for k in range(c1):
+            km, kp = _wrap(k - 1, c1), _wrap(k + 1, c1)
+            lo, hi = r[i, 2 * k], r[i, 2 * k + 1]
+            lo_next, hi_prev = r[i, 2 * kp], r[i, 2 * km + 1]
+            if not all_fluid:
+                lo, hi = lo * fluid[i, 2 * k], hi * fluid[i, 2 * k + 1]
+                lo_next, hi_prev = lo_next * fluid[i, 2 * kp], hi_prev * fluid[i, 2 * km + 1]
+            cols[i, k] = (a_lo1[i, k] * lo + a_hi1[i, k] * hi + b_lo1[i, kp] * lo_next
+                          + b_hi1[i, km] * hi_prev)
+    out = onp.empty((c0, c1), dtype=r.dtype)
+    for k in range(c0):
+        km, kp = _wrap(k - 1, c0), _wrap(k + 1, c0)
+        for j in range(c1):
+            out[k, j] = 0.25 * (a_lo0[k, j] * cols[2 * k, j] + a_hi0[k, j] * cols[2 * k + 1, j]
+                                + b_lo0[kp, j] * cols[2 * kp, j] + b_hi0[km, j] * cols[2 * km + 1, j])
+    return out
+
+
 # -- choosing the serial or parallel version -------------------------------------------
 
 def jacobi(op, b, x0, sweeps, omega):

@@ -332,8 +332,18 @@ def _transfer_weights(coarse, dtype):
     return coarse._cached("transfer", dtype, make)
 
 
+def _fused_transfer(fine, coarse, a):
+    """The arguments of the compiled 2-D transfers after the array (cached per dtype)."""
+    def make(dtype):
+        weights = [_np.ascontiguousarray(w) for axis in _transfer_weights(coarse, dtype) for w in axis]
+        return (*weights, _np.ascontiguousarray(fine._fluid_mask(dtype)), fine.all_fluid)
+    return coarse._cached("fused-transfer", a.dtype, make)
+
+
 def _prolong(fine, coarse, e):
     """Bilinear (boundary- and obstacle-aware) interpolation of coarse ``e`` to ``fine``."""
+    if _fused_2d(coarse, e):
+        return fused.prolong(e, *_fused_transfer(fine, coarse, e))
     xp, nd = xp_of(e), coarse.ndim
     for d, (a_lo, b_lo, a_hi, b_hi) in enumerate(_transfer_weights(coarse, e.dtype)):
         lo = a_lo * e + b_lo * xp.roll(e, 1, axis=d)
@@ -346,6 +356,8 @@ def _prolong(fine, coarse, e):
 
 def _restrict(fine, coarse, r):
     """The exact transpose of :func:`_prolong` divided by 2^ndim (a weighted average)."""
+    if _fused_2d(coarse, r):
+        return fused.restrict(r, *_fused_transfer(fine, coarse, r))
     xp, nd = xp_of(r), coarse.ndim
     if not fine.all_fluid:
         r = r * fine._fluid_mask(r.dtype)
