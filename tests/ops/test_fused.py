@@ -67,6 +67,21 @@ def test_fused_maccormack_matches_the_reference(name, location, dtype, tol, monk
     _close(*_both(lambda: maccormack.vjp_all(g, ans, q, u, **kw), monkeypatch), tol)
 
 
+CASES_3D = [(name, loc) for name, ndim in domains.ALL if ndim == 3 for loc in ("center", 0, 1, 2)]
+
+
+@pytest.mark.parametrize("dtype, tol", [(onp.float64, 1e-12), (onp.float32, 2e-5)])
+@pytest.mark.parametrize("name, location", CASES_3D)
+def test_fused_3d_advection_matches_the_reference(name, location, dtype, tol, monkeypatch):
+    """The 3-D forward kernels: semi-Lagrangian and MacCormack (its VJPs use the reference)."""
+    domain = domains.make(name, 3)
+    q, u = _inputs(domain, location, dtype)
+    kw = dict(dt=0.6 * domains.H, domain=domain, location=location)
+    for prim in (semi_lagrangian, maccormack):
+        fast, reference = _both(lambda: prim.fun(q, u, **kw), monkeypatch)
+        _close(fast, reference, tol)
+
+
 @pytest.mark.parametrize("name", ["periodic", "no_slip", "inflow_outflow", "mixed", "obstacle"])
 @pytest.mark.parametrize("dtype, tol", [(onp.float64, 1e-12), (onp.float32, 1e-5)])
 def test_fused_jacobi_sweeps_match_the_reference(name, dtype, tol, monkeypatch):

@@ -138,6 +138,9 @@ def _semi_lagrangian(q, velocity, *, dt, domain, location="center", backtrace="e
     if fused.usable(q, velocity, domain, backtrace):
         qp, up, vp, lay = _fused_inputs(q, velocity, domain, location)
         return fused.semi_lagrangian(qp, up, vp, lay, q.shape, dt / domain.dx)
+    if fused.usable_3d(q, velocity, domain, backtrace):
+        return fused.semi_lagrangian_3d(interp.pad_field(q, domain, location), _padded_velocity(velocity, domain),
+                                        fused.Layout.of(domain, location), q.shape, dt / domain.dx)
     bt = Backtrace(velocity, domain, location, dt, backtrace)
     return interp.gather(interp.pad_field(q, domain, location), bt.stencil)
 
@@ -226,6 +229,11 @@ def _maccormack(q, velocity, *, dt, domain, location="center", backtrace="euler"
     if fused.usable(q, velocity, domain, backtrace):
         qp, up, vp, lay, q1, q1p = _fused_maccormack_first_pass(q, velocity, dt, domain, location)
         return fused.maccormack(q, qp, q1, q1p, up, vp, lay, dt / domain.dx)
+    if fused.usable_3d(q, velocity, domain, backtrace):
+        qp, padded, lay = interp.pad_field(q, domain, location), _padded_velocity(velocity, domain), \
+            fused.Layout.of(domain, location)
+        q1 = fused.semi_lagrangian_3d(qp, padded, lay, q.shape, dt / domain.dx)
+        return fused.maccormack_3d(q, qp, q1, interp.pad_field(q1, domain, location), padded, lay, dt / domain.dx)
     return _MacCormackPass(q, velocity, dt, domain, location, backtrace).result()
 
 

@@ -237,35 +237,37 @@ def _axis_table(s, n, periodic):
 
 class Layout:
     """How the lattice of a field sits on the padded lattices (cached per domain and
-    location). Velocity component ``c`` at the field's sample (i, j) is the mean of its
-    samples at rows ``vrow[2c], vrow[2c+1]`` (the second only where ``avg[2c]``) and
-    columns ``vcol[2c], vcol[2c+1]`` (where ``avg[2c+1]``): on a MAC grid the bilinear
-    weights at lattice points are 1 or ½. ``geo`` = [shift₀, shift₁, periodic₀,
-    periodic₁] places sample (i, j) at lattice coordinates (i + shift₀, j + shift₁) of the
-    field's own padded lattice."""
+    location). Velocity component ``c`` at the field's sample (i, j[, k]) is the mean of
+    its samples at indices ``tables[a][2c]``, ``tables[a][2c+1]`` along each axis ``a`` (the
+    second only where ``avg[ndim·c + a]``): on a MAC grid the multilinear weights at lattice
+    points are 1 or ½. ``geo`` = [shift per axis..., periodic per axis...] places sample
+    (i, j, ...) at lattice coordinates (i + shift₀, j + shift₁, ...) of the field's own
+    padded lattice. In 2-D the tables are ``vrow``, ``vcol``; in 3-D also ``vdep``."""
 
     def __init__(self, domain, location):
         from . import interpolation as interp
+        nd = domain.ndim
         field = interp.field_lattice(domain, location)
         padded = interp.padded_lattice(domain, location)
-        tables = [onp.zeros((4, n), dtype=onp.int64) for n in field.shape]
-        self.avg = onp.zeros(4, dtype=onp.bool_)
-        for comp in range(2):
+        tables = [onp.zeros((2 * nd, n), dtype=onp.int64) for n in field.shape]
+        self.avg = onp.zeros(nd * nd, dtype=onp.bool_)
+        for comp in range(nd):
             lat = interp.padded_lattice(domain, comp)
-            for a in range(2):
+            for a in range(nd):
                 s = onp.arange(field.shape[a]) + (field.offset[a] - lat.offset[a])
                 lo, hi, t = _axis_table(s, lat.shape[a], lat.periodic[a])
                 if not (onp.all(t == t[0]) and t[0] in (0.0, 0.5)):
                     raise AssertionError("velocity samples are not MAC-staggered")  # pragma: no cover
                 tables[a][2 * comp], tables[a][2 * comp + 1] = lo, hi
-                self.avg[2 * comp + a] = t[0] == 0.5
-        self.vrow, self.vcol = tables
-        self.geo = onp.array([field.offset[0] - padded.offset[0], field.offset[1] - padded.offset[1],
-                              float(padded.periodic[0]), float(padded.periodic[1])])
+                self.avg[nd * comp + a] = t[0] == 0.5
+        self.axes = tables
+        self.vrow, self.vcol = tables[:2]
+        self.geo = onp.array([field.offset[a] - padded.offset[a] for a in range(nd)]
+                             + [float(padded.periodic[a]) for a in range(nd)])
 
     @property
     def tables(self):
-        return self.vrow, self.vcol, self.avg, self.geo
+        return (*self.axes, self.avg, self.geo)
 
     @classmethod
     def of(cls, domain, location):
@@ -644,6 +646,108 @@ def mc_correct_vjp(g, q, qp, q1, q1p, u, v, vrow, vcol, avg, geo, c, adj_c, adj_
     points)."""
     for i in range(g.shape[0]):
         _mc_vjp_row(i, g, q, qp, q1, q1p, u, v, vrow, vcol, avg, geo, c, adj_c, adj_qp, adj_q1p, adj_u, adj_v)
+
+
+# -- 3-D forward kernels -------------------------------------------------------------
+#
+# The same passes on 3-D lattices (forward only: the 3-D VJPs run on the array-API
+# reference). ``r`` / ``t`` / ``z`` are a component's two indices along axes 0 / 1 / 2
+# (tables ``vrow``, ``vcol``, ``vdep``), averaged where ``avg`` says.
+
+@_jit
+def _average_3d(a, i, i1, j, j1, k, k1, avg0, avg1, avg2):
+    """``a`` at a lattice point of another lattice: the mean of up to 8 samples."""
+    total = 0.0
+    n = 0
+    for di in range(2 if avg0 else 1):
+        ii = i1 if di else i
+        for dj in range(2 if avg1 else 1):
+            jj = j1 if dj else j
+            for dk in range(2 if avg2 else 1):
+                total += a[ii, jj, k1 if dk else k]
+                n += 1
+    return total / n
+
+
+@_jit
+def _velocity_at_3d(i, j, k, u, v, w, vrow, vcol, vdep, avg):
+    return (_average_3d(u, vrow[0, i], vrow[1, i], vcol[0, j], vcol[1, j], vdep[0, k], vdep[1, k],
+                        avg[0], avg[1], avg[2]),
+            _average_3d(v, vrow[2, i], vrow[3, i], vcol[2, j], vcol[3, j], vdep[2, k], vdep[3, k],
+                        avg[3], avg[4], avg[5]),
+            _average_3d(w, vrow[4, i], vrow[5, i], vcol[4, j], vcol[5, j], vdep[4, k], vdep[5, k],
+                        avg[6], avg[7], avg[8]))
+
+
+@_jit
+def _trilinear(a, i0, i1, t0, j0, j1, t1, k0, k1, t2):
+    """``Σ_k w_k a[corner_k]`` with the trilinear weights of fractions (t0, t1, t2)."""
+    return ((1 - t0) * ((1 - t1) * ((1 - t2) * a[i0, j0, k0] + t2 * a[i0, j0, k1])
+                        + t1 * ((1 - t2) * a[i0, j1, k0] + t2 * a[i0, j1, k1]))
+            + t0 * ((1 - t1) * ((1 - t2) * a[i1, j0, k0] + t2 * a[i1, j0, k1])
+                    + t1 * ((1 - t2) * a[i1, j1, k0] + t2 * a[i1, j1, k1])))
+
+
+@_jit
+def _cell_3d(q, s0, s1, s2, geo):
+    i0, i1, t0, _ = _locate(s0, q.shape[0], geo[3] > 0)
+    j0, j1, t1, _ = _locate(s1, q.shape[1], geo[4] > 0)
+    k0, k1, t2, _ = _locate(s2, q.shape[2], geo[5] > 0)
+    return i0, i1, t0, j0, j1, t1, k0, k1, t2
+
+
+@_jit
+def _sl_forward_plane(i, out, q, u, v, w, vrow, vcol, vdep, avg, geo, c):
+    for j in range(out.shape[1]):
+        for k in range(out.shape[2]):
+            ux, vy, wz = _velocity_at_3d(i, j, k, u, v, w, vrow, vcol, vdep, avg)
+            i0, i1, t0, j0, j1, t1, k0, k1, t2 = _cell_3d(q, i + geo[0] - c * ux, j + geo[1] - c * vy,
+                                                          k + geo[2] - c * wz, geo)
+            out[i, j, k] = _trilinear(q, i0, i1, t0, j0, j1, t1, k0, k1, t2)
+
+
+@_pjit
+def sl_forward_3d(q, u, v, w, vrow, vcol, vdep, avg, geo, shape, c):
+    """:func:`sl_forward` on a 3-D lattice (planes of axis 0 in parallel)."""
+    out = onp.empty(shape, dtype=q.dtype)
+    for i in numba.prange(shape[0]):
+        _sl_forward_plane(numba.int64(i), out, q, u, v, w, vrow, vcol, vdep, avg, geo, c)
+    return out
+
+
+@_jit
+def _corner_bounds(a, i0, i1, j0, j1, k0, k1):
+    """min and max of the 8 corners."""
+    lo = hi = a[i0, j0, k0]
+    for ii in (i0, i1):
+        for jj in (j0, j1):
+            for kk in (k0, k1):
+                x = a[ii, jj, kk]
+                lo = x if x < lo else lo
+                hi = x if x > hi else hi
+    return lo, hi
+
+
+@_jit
+def _mc_correct_plane(i, out, q, qp, q1, q1p, u, v, w, vrow, vcol, vdep, avg, geo, c):
+    for j in range(q1.shape[1]):
+        for k in range(q1.shape[2]):
+            ux, vy, wz = _velocity_at_3d(i, j, k, u, v, w, vrow, vcol, vdep, avg)  # one sample for both traces
+            s0, s1, s2 = i + geo[0], j + geo[1], k + geo[2]
+            i0, i1, t0, j0, j1, t1, k0, k1, t2 = _cell_3d(q1p, s0 + c * ux, s1 + c * vy, s2 + c * wz, geo)
+            corrected = q1[i, j, k] + 0.5 * (q[i, j, k] - _trilinear(q1p, i0, i1, t0, j0, j1, t1, k0, k1, t2))
+            i0, i1, _, j0, j1, _, k0, k1, _ = _cell_3d(qp, s0 - c * ux, s1 - c * vy, s2 - c * wz, geo)
+            lo, hi = _corner_bounds(qp, i0, i1, j0, j1, k0, k1)
+            out[i, j, k] = lo if corrected < lo else (hi if corrected > hi else corrected)
+
+
+@_pjit
+def mc_correct_3d(q, qp, q1, q1p, u, v, w, vrow, vcol, vdep, avg, geo, c):
+    """:func:`mc_correct` on a 3-D lattice (planes of axis 0 in parallel)."""
+    out = onp.empty_like(q1)
+    for i in numba.prange(q1.shape[0]):
+        _mc_correct_plane(numba.int64(i), out, q, qp, q1, q1p, u, v, w, vrow, vcol, vdep, avg, geo, c)
+    return out
 
 
 # -- parallel versions: rows split over threads -------------------------------------
@@ -1055,6 +1159,20 @@ def red_black(op, b, x0, sweeps, reverse):
     """``sweeps`` red-black Gauss-Seidel sweeps of the 2-D PoissonOperator ``op``."""
     kernel = gauss_seidel_parallel if parallel(b.size, 65536) else gauss_seidel
     return kernel(b, x0, *neighbour_coefficients(op, b.dtype), *op.periodic, sweeps, reverse)
+
+
+def usable_3d(q, velocity, domain, backtrace) -> bool:
+    """Whether the 3-D forward kernels apply: numpy arrays, Euler backtrace, numba on."""
+    return (domain.ndim == 3 and backtrace == "euler" and type(q) is onp.ndarray and available()
+            and all(type(u) is onp.ndarray and u.dtype == q.dtype for u in velocity))
+
+
+def semi_lagrangian_3d(qp, padded_velocity, lay, shape, c):
+    return sl_forward_3d(qp, *padded_velocity, *lay.tables, shape, c)
+
+
+def maccormack_3d(q, qp, q1, q1p, padded_velocity, lay, c):
+    return mc_correct_3d(q, qp, q1, q1p, *padded_velocity, *lay.tables, c)
 
 
 def semi_lagrangian(qp, up, vp, lay, shape, c):
