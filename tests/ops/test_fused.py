@@ -73,13 +73,54 @@ CASES_3D = [(name, loc) for name, ndim in domains.ALL if ndim == 3 for loc in ("
 @pytest.mark.parametrize("dtype, tol", [(onp.float64, 1e-12), (onp.float32, 2e-5)])
 @pytest.mark.parametrize("name, location", CASES_3D)
 def test_fused_3d_advection_matches_the_reference(name, location, dtype, tol, monkeypatch):
-    """The 3-D forward kernels: semi-Lagrangian and MacCormack (its VJPs use the reference)."""
+    """The 3-D kernels: semi-Lagrangian and MacCormack, forward and VJP."""
     domain = domains.make(name, 3)
     q, u = _inputs(domain, location, dtype)
     kw = dict(dt=0.6 * domains.H, domain=domain, location=location)
+    g = onp.random.default_rng(1).standard_normal(q.shape).astype(dtype)
     for prim in (semi_lagrangian, maccormack):
-        fast, reference = _both(lambda: prim.fun(q, u, **kw), monkeypatch)
-        _close(fast, reference, tol)
+        _close(*_both(lambda: prim.fun(q, u, **kw), monkeypatch), tol)
+        _close(*_both(lambda: prim.vjp_all(g, None, q, u, **kw), monkeypatch), tol)
+
+
+@pytest.mark.parametrize("scheme", ["semi_lagrangian", "maccormack"])
+@pytest.mark.parametrize("name", [name for name, ndim in domains.ALL if ndim == 3])
+def test_fused_3d_state_advection_vjp_matches_the_reference(name, scheme, monkeypatch):
+    from fluidgrad.ops.advection import advect_state
+    domain = domains.make(name, 3)
+    q, u = _inputs(domain, "center", onp.float64)
+    kw = dict(dt=0.6 * domains.H, domain=domain, scheme=scheme)
+    ans = advect_state.fun((q,), u, **kw)
+    rng = onp.random.default_rng(1)
+    g = ((rng.standard_normal(q.shape),), tuple(rng.standard_normal(a.shape) for a in ans[1]))
+    _close(*_both(lambda: advect_state.vjp_all(g, ans, (q,), u, **kw), monkeypatch), 1e-12)
+
+
+def test_parallel_3d_vjp_equals_the_serial_one():
+    """Planes in coloured blocks, as the 2-D rows."""
+    from fluidgrad.boundaries import Boundaries, Domain
+    from fluidgrad.grid import Grid
+    from fluidgrad.ops.advection import _fused_inputs
+    domain = Domain(Grid((96, 8, 6), (4.0, 1 / 3, 0.25)), Boundaries.periodic(3))  # padded = unpadded
+    rng = onp.random.default_rng(9)
+    q = rng.standard_normal(domain.grid.shape)
+    u = tuple(0.5 * rng.standard_normal(s) for s in domain.velocity_shapes)
+    c = 1.5  # departures up to ~3 cells away
+    qp, padded, lay = _fused_inputs(q, u, domain, "center")
+    blocks = fused.row_blocks(q.shape, fused.reach(padded, c))
+    if blocks is None:
+        pytest.skip("a single thread: no parallel VJP")
+    g = rng.standard_normal(q.shape)
+    q1 = q1p = fused.semi_lagrangian(qp, padded, lay, q.shape, c)
+
+    def adjoints(parallel):
+        adj = [onp.zeros_like(a) for a in (g, qp, q1p, *padded)]
+        fused.semi_lagrangian_vjp(g, qp, padded, lay, c, adj[1], adj[3:], blocks if parallel else None)
+        fused.maccormack_vjp(g, q, qp, q1, q1p, padded, lay, c, adj[1], adj[2], adj[3:], blocks if parallel else None)
+        return adj
+
+    for a, b in zip(adjoints(True), adjoints(False)):
+        onp.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", ["periodic", "no_slip", "inflow_outflow", "mixed", "obstacle"])
@@ -169,9 +210,9 @@ def test_parallel_vjp_equals_the_serial_one(spec):
     q = rng.standard_normal(domain.grid.shape)
     u = tuple(0.5 * rng.standard_normal(s) for s in domain.velocity_shapes)
     dt = 1.5 * domain.dx  # departures up to ~3 cells away
-    qp, up, vp, lay = _fused_inputs(q, u, domain, "center")
+    qp, (up, vp), lay = _fused_inputs(q, u, domain, "center")
     tables = (*lay.tables, dt / domain.dx)
-    blocks = fused.row_blocks(q.shape, fused.reach(up, vp, dt / domain.dx))
+    blocks = fused.row_blocks(q.shape, fused.reach((up, vp), dt / domain.dx))
     if blocks is None:
         pytest.skip("a single thread: no parallel VJP")
     g = rng.standard_normal(q.shape)

@@ -112,35 +112,32 @@ BACKTRACES = ("euler", "rk2")
 
 
 def _fused_inputs(q, velocity, domain, location):
-    """Padded field and velocity and the field's :class:`fused.Layout`."""
-    up, vp = _padded_velocity(velocity, domain)
-    return interp.pad_field(q, domain, location), up, vp, fused.Layout.of(domain, location)
+    """Padded field, padded velocity (a tuple) and the field's :class:`fused.Layout`."""
+    return (interp.pad_field(q, domain, location), tuple(_padded_velocity(velocity, domain)),
+            fused.Layout.of(domain, location))
 
 
 def _fused_vjp(rule, g, q, velocity, dt, domain, location):
     """A fused VJP ``rule`` run into fresh zero adjoints: ``(adj_q, adj_velocity)``."""
-    qp, up, vp, lay = _fused_inputs(q, velocity, domain, location)
-    adj_qp, adj_up, adj_vp = onp.zeros_like(qp), onp.zeros_like(up), onp.zeros_like(vp)
+    qp, padded, lay = _fused_inputs(q, velocity, domain, location)
+    adj_qp, adj = onp.zeros_like(qp), tuple(onp.zeros_like(p) for p in padded)
     c = dt / domain.dx
-    direct = rule(onp.ascontiguousarray(g), q, qp, up, vp, lay, c, domain, location,
-                  adj_qp, adj_up, adj_vp, fused.row_blocks(g.shape, fused.reach(up, vp, c)))
+    direct = rule(onp.ascontiguousarray(g), q, qp, padded, lay, c, domain, location, adj_qp, adj,
+                  fused.row_blocks(g.shape, fused.reach(padded, c)))
     adj_q = interp.pad_field_transpose(adj_qp, domain, location)
     return (adj_q if direct is None else adj_q + direct,
-            (interp.pad_field_transpose(adj_up, domain, 0), interp.pad_field_transpose(adj_vp, domain, 1)))
+            tuple(interp.pad_field_transpose(a, domain, d) for d, a in enumerate(adj)))
 
 
-def _fused_semi_lagrangian_vjp(g, q, qp, up, vp, lay, c, domain, location, adj_qp, adj_up, adj_vp, blocks):
-    fused.semi_lagrangian_vjp(g, qp, up, vp, lay, c, adj_qp, adj_up, adj_vp, blocks)
+def _fused_semi_lagrangian_vjp(g, q, qp, padded, lay, c, domain, location, adj_qp, adj, blocks):
+    fused.semi_lagrangian_vjp(g, qp, padded, lay, c, adj_qp, adj, blocks)
 
 
 def _semi_lagrangian(q, velocity, *, dt, domain, location="center", backtrace="euler"):
     """``q'(x) = I[q](x_d)`` at the departure point ``x_d`` of the lattice point ``x``."""
     if fused.usable(q, velocity, domain, backtrace):
-        qp, up, vp, lay = _fused_inputs(q, velocity, domain, location)
-        return fused.semi_lagrangian(qp, up, vp, lay, q.shape, dt / domain.dx)
-    if fused.usable_3d(q, velocity, domain, backtrace):
-        return fused.semi_lagrangian_3d(interp.pad_field(q, domain, location), _padded_velocity(velocity, domain),
-                                        fused.Layout.of(domain, location), q.shape, dt / domain.dx)
+        qp, padded, lay = _fused_inputs(q, velocity, domain, location)
+        return fused.semi_lagrangian(qp, padded, lay, q.shape, dt / domain.dx)
     bt = Backtrace(velocity, domain, location, dt, backtrace)
     return interp.gather(interp.pad_field(q, domain, location), bt.stencil)
 
@@ -165,9 +162,9 @@ def _semi_lagrangian_vjp(g, ans, q, velocity, *, dt, domain, location="center", 
 def _semi_lagrangian_jvp(dots, ans, q, velocity, *, dt, domain, location="center", backtrace="euler"):
     """``dot_q' = I dot_q + Σ_a ∂I[q]/∂x_a · dx_d,a``."""
     dot_q, dot_u = dots
-    if fused.usable(q, velocity, domain, backtrace) and all(
+    if domain.ndim == 2 and fused.usable(q, velocity, domain, backtrace) and all(
             d is None or type(d) is onp.ndarray for d in (dot_q, *(dot_u or ()))):
-        qp, up, vp, lay = _fused_inputs(q, velocity, domain, location)
+        qp, (up, vp), lay = _fused_inputs(q, velocity, domain, location)
         dq = qp if dot_q is None else interp.pad_field(dot_q, domain, location, homogeneous=True)
         du, dv = (up, vp) if dot_u is None else _padded_velocity(dot_u, domain, homogeneous=True)
         return fused.semi_lagrangian_jvp(dq, du, dv, qp, up, vp, lay, q.shape, dt / domain.dx,
@@ -218,37 +215,28 @@ class _MacCormackPass:
         return xp.take_along_axis(xp.stack(self.forward.index), arg[None], 0)[0]
 
 
-def _fused_maccormack_first_pass(q, velocity, dt, domain, location):
-    qp, up, vp, lay = _fused_inputs(q, velocity, domain, location)
-    q1 = fused.semi_lagrangian(qp, up, vp, lay, q.shape, dt / domain.dx)
-    return qp, up, vp, lay, q1, interp.pad_field(q1, domain, location)
-
-
 def _maccormack(q, velocity, *, dt, domain, location="center", backtrace="euler"):
     """``clamp(q¹ + (q - q⁰)/2)`` with ``q¹ = SL(q, Δt)``, ``q⁰ = SL(q¹, -Δt)``."""
     if fused.usable(q, velocity, domain, backtrace):
-        qp, up, vp, lay, q1, q1p = _fused_maccormack_first_pass(q, velocity, dt, domain, location)
-        return fused.maccormack(q, qp, q1, q1p, up, vp, lay, dt / domain.dx)
-    if fused.usable_3d(q, velocity, domain, backtrace):
-        qp, padded, lay = interp.pad_field(q, domain, location), _padded_velocity(velocity, domain), \
-            fused.Layout.of(domain, location)
-        q1 = fused.semi_lagrangian_3d(qp, padded, lay, q.shape, dt / domain.dx)
-        return fused.maccormack_3d(q, qp, q1, interp.pad_field(q1, domain, location), padded, lay, dt / domain.dx)
+        qp, padded, lay = _fused_inputs(q, velocity, domain, location)
+        c = dt / domain.dx
+        q1 = fused.semi_lagrangian(qp, padded, lay, q.shape, c)
+        return fused.maccormack(q, qp, q1, interp.pad_field(q1, domain, location), padded, lay, c)
     return _MacCormackPass(q, velocity, dt, domain, location, backtrace).result()
 
 
 maccormack = Primitive(_maccormack, "maccormack", register=True)
 
 
-def _fused_maccormack_vjp(g, q, qp, up, vp, lay, c, domain, location, adj_qp, adj_up, adj_vp, blocks):
+def _fused_maccormack_vjp(g, q, qp, padded, lay, c, domain, location, adj_qp, adj, blocks):
     """Second pass (into the adjoints), then the first pass ``q¹ = SL(q)`` with the
     cotangent of q¹; returns the direct cotangent of q (``adj_c / 2``)."""
-    q1 = fused.semi_lagrangian(qp, up, vp, lay, q.shape, c)
+    q1 = fused.semi_lagrangian(qp, padded, lay, q.shape, c)
     q1p = interp.pad_field(q1, domain, location)
     adj_q1p = onp.zeros_like(q1p)
-    adj_c = fused.maccormack_vjp(g, q, qp, q1, q1p, up, vp, lay, c, adj_qp, adj_q1p, adj_up, adj_vp, blocks)
+    adj_c = fused.maccormack_vjp(g, q, qp, q1, q1p, padded, lay, c, adj_qp, adj_q1p, adj, blocks)
     adj_q1 = adj_c + interp.pad_field_transpose(adj_q1p, domain, location)
-    fused.semi_lagrangian_vjp(adj_q1, qp, up, vp, lay, c, adj_qp, adj_up, adj_vp, blocks)
+    fused.semi_lagrangian_vjp(adj_q1, qp, padded, lay, c, adj_qp, adj, blocks)
     return 0.5 * adj_c
 
 
@@ -338,21 +326,21 @@ def _fused_transport_vjp(g_scalars, scalars, g_velocity, velocity, dt, domain, s
     ``velocity``: ``(adjoints of the scalars, adjoint of the velocity)``. Every kernel adds
     its velocity cotangent into the same padded buffers (a component's own cotangent too)."""
     rule = _fused_semi_lagrangian_vjp if scheme == "semi_lagrangian" else _fused_maccormack_vjp
-    up, vp = _padded_velocity(velocity, domain)
-    adj = (onp.zeros_like(up), onp.zeros_like(vp))
+    padded = tuple(_padded_velocity(velocity, domain))
+    adj = tuple(onp.zeros_like(p) for p in padded)
     c = dt / domain.dx
-    rows = fused.reach(up, vp, c)
+    rows = fused.reach(padded, c)
     lay = fused.Layout.of(domain, "center")
     adj_scalars = []
     for g, q in zip(g_scalars, scalars):
         qp = interp.pad_field(q, domain, "center")
         adj_qp = onp.zeros_like(qp)
-        direct = rule(onp.ascontiguousarray(g), q, qp, up, vp, lay, c, domain, "center", adj_qp, *adj,
+        direct = rule(onp.ascontiguousarray(g), q, qp, padded, lay, c, domain, "center", adj_qp, adj,
                       fused.row_blocks(g.shape, rows))
         adj_q = interp.pad_field_transpose(adj_qp, domain, "center")
         adj_scalars.append(adj_q if direct is None else adj_q + direct)
-    direct = [rule(onp.ascontiguousarray(g_d), u, (up, vp)[d], up, vp, fused.Layout.of(domain, d),
-                   c, domain, d, adj[d], *adj, fused.row_blocks(g_d.shape, rows))  # q's lattice is u_d's
+    direct = [rule(onp.ascontiguousarray(g_d), u, padded[d], padded, fused.Layout.of(domain, d), c, domain, d,
+                   adj[d], adj, fused.row_blocks(g_d.shape, rows))  # q's lattice is u_d's
               for d, (g_d, u) in enumerate(zip(g_velocity, velocity))]
     out = [interp.pad_field_transpose(a, domain, d) for d, a in enumerate(adj)]
     return tuple(adj_scalars), tuple(a if x is None else a + x for a, x in zip(out, direct))

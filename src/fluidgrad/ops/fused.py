@@ -383,11 +383,14 @@ def padded_transpose(g, rules, pad0, pad1):
 
 
 def usable(q, velocity, domain, backtrace) -> bool:
-    """Whether the fused kernel applies: numpy arrays, 2-D, Euler backtrace, numba on."""
-    if not (domain.ndim == 2 and backtrace == "euler" and type(q) is onp.ndarray and available()):
+    """Whether the fused advection kernels apply: numpy arrays of one dtype, 2-D or 3-D,
+    Euler backtrace, numba on (in 3-D: no JVP kernel)."""
+    if not (backtrace == "euler" and type(q) is onp.ndarray and available()):
         return False
-    u, v = velocity
-    return type(u) is onp.ndarray and type(v) is onp.ndarray and q.dtype == u.dtype == v.dtype
+    for u in velocity:
+        if type(u) is not onp.ndarray or u.dtype != q.dtype:
+            return False
+    return domain.ndim in (2, 3)
 
 
 @_jit
@@ -690,10 +693,11 @@ def _trilinear(a, i0, i1, t0, j0, j1, t1, k0, k1, t2):
 
 @_jit
 def _cell_3d(q, s0, s1, s2, geo):
-    i0, i1, t0, _ = _locate(s0, q.shape[0], geo[3] > 0)
-    j0, j1, t1, _ = _locate(s1, q.shape[1], geo[4] > 0)
-    k0, k1, t2, _ = _locate(s2, q.shape[2], geo[5] > 0)
-    return i0, i1, t0, j0, j1, t1, k0, k1, t2
+    """Trilinear stencil of the padded field ``q`` at lattice coordinates (s0, s1, s2)."""
+    i0, i1, t0, d0 = _locate(s0, q.shape[0], geo[3] > 0)
+    j0, j1, t1, d1 = _locate(s1, q.shape[1], geo[4] > 0)
+    k0, k1, t2, d2 = _locate(s2, q.shape[2], geo[5] > 0)
+    return i0, i1, t0, d0, j0, j1, t1, d1, k0, k1, t2, d2
 
 
 @_jit
@@ -701,8 +705,8 @@ def _sl_forward_plane(i, out, q, u, v, w, vrow, vcol, vdep, avg, geo, c):
     for j in range(out.shape[1]):
         for k in range(out.shape[2]):
             ux, vy, wz = _velocity_at_3d(i, j, k, u, v, w, vrow, vcol, vdep, avg)
-            i0, i1, t0, j0, j1, t1, k0, k1, t2 = _cell_3d(q, i + geo[0] - c * ux, j + geo[1] - c * vy,
-                                                          k + geo[2] - c * wz, geo)
+            i0, i1, t0, _, j0, j1, t1, _, k0, k1, t2, _ = _cell_3d(q, i + geo[0] - c * ux, j + geo[1] - c * vy,
+                                                                   k + geo[2] - c * wz, geo)
             out[i, j, k] = _trilinear(q, i0, i1, t0, j0, j1, t1, k0, k1, t2)
 
 
@@ -734,9 +738,9 @@ def _mc_correct_plane(i, out, q, qp, q1, q1p, u, v, w, vrow, vcol, vdep, avg, ge
         for k in range(q1.shape[2]):
             ux, vy, wz = _velocity_at_3d(i, j, k, u, v, w, vrow, vcol, vdep, avg)  # one sample for both traces
             s0, s1, s2 = i + geo[0], j + geo[1], k + geo[2]
-            i0, i1, t0, j0, j1, t1, k0, k1, t2 = _cell_3d(q1p, s0 + c * ux, s1 + c * vy, s2 + c * wz, geo)
+            i0, i1, t0, _, j0, j1, t1, _, k0, k1, t2, _ = _cell_3d(q1p, s0 + c * ux, s1 + c * vy, s2 + c * wz, geo)
             corrected = q1[i, j, k] + 0.5 * (q[i, j, k] - _trilinear(q1p, i0, i1, t0, j0, j1, t1, k0, k1, t2))
-            i0, i1, _, j0, j1, _, k0, k1, _ = _cell_3d(qp, s0 - c * ux, s1 - c * vy, s2 - c * wz, geo)
+            i0, i1, _, _, j0, j1, _, _, k0, k1, _, _ = _cell_3d(qp, s0 - c * ux, s1 - c * vy, s2 - c * wz, geo)
             lo, hi = _corner_bounds(qp, i0, i1, j0, j1, k0, k1)
             out[i, j, k] = lo if corrected < lo else (hi if corrected > hi else corrected)
 
@@ -748,6 +752,127 @@ def mc_correct_3d(q, qp, q1, q1p, u, v, w, vrow, vcol, vdep, avg, geo, c):
     for i in numba.prange(q1.shape[0]):
         _mc_correct_plane(numba.int64(i), out, q, qp, q1, q1p, u, v, w, vrow, vcol, vdep, avg, geo, c)
     return out
+
+
+@_jit
+def _spread_3d(out, g, i0, i1, t0, j0, j1, t1, k0, k1, t2):
+    """Transpose of :func:`_trilinear`: add ``g`` times the weights into ``out``."""
+    for ii, wi in ((i0, 1 - t0), (i1, t0)):
+        for jj, wj in ((j0, 1 - t1), (j1, t1)):
+            wij = wi * wj * g
+            out[ii, jj, k0] += wij * (1 - t2)
+            out[ii, jj, k1] += wij * t2
+
+
+@_jit
+def _trilinear_slope(a, i0, i1, t0, d0, j0, j1, t1, d1, k0, k1, t2, d2):
+    """``(∂/∂s0, ∂/∂s1, ∂/∂s2)`` of the trilinear interpolant in lattice units."""
+    a000, a001, a010, a011 = a[i0, j0, k0], a[i0, j0, k1], a[i0, j1, k0], a[i0, j1, k1]
+    a100, a101, a110, a111 = a[i1, j0, k0], a[i1, j0, k1], a[i1, j1, k0], a[i1, j1, k1]
+    s0 = d0 * ((1 - t1) * ((1 - t2) * (a100 - a000) + t2 * (a101 - a001))
+               + t1 * ((1 - t2) * (a110 - a010) + t2 * (a111 - a011)))
+    s1 = d1 * ((1 - t0) * ((1 - t2) * (a010 - a000) + t2 * (a011 - a001))
+               + t0 * ((1 - t2) * (a110 - a100) + t2 * (a111 - a101)))
+    s2 = d2 * ((1 - t0) * ((1 - t1) * (a001 - a000) + t1 * (a011 - a010))
+               + t0 * ((1 - t1) * (a101 - a100) + t1 * (a111 - a110)))
+    return s0, s1, s2
+
+
+@_jit
+def _spread_average_3d(out, g, i, i1, j, j1, k, k1, avg0, avg1, avg2):
+    """Transpose of :func:`_average_3d`."""
+    n = (2 if avg0 else 1) * (2 if avg1 else 1) * (2 if avg2 else 1)
+    w = g / n
+    for di in range(2 if avg0 else 1):
+        ii = i1 if di else i
+        for dj in range(2 if avg1 else 1):
+            jj = j1 if dj else j
+            for dk in range(2 if avg2 else 1):
+                out[ii, jj, k1 if dk else k] += w
+
+
+@_jit
+def _spread_velocity_3d(adj_u, adj_v, adj_w, gx, gy, gz, i, j, k, vrow, vcol, vdep, avg):
+    """Transpose of :func:`_velocity_at_3d`."""
+    _spread_average_3d(adj_u, gx, vrow[0, i], vrow[1, i], vcol[0, j], vcol[1, j], vdep[0, k], vdep[1, k],
+                       avg[0], avg[1], avg[2])
+    _spread_average_3d(adj_v, gy, vrow[2, i], vrow[3, i], vcol[2, j], vcol[3, j], vdep[2, k], vdep[3, k],
+                       avg[3], avg[4], avg[5])
+    _spread_average_3d(adj_w, gz, vrow[4, i], vrow[5, i], vcol[4, j], vcol[5, j], vdep[4, k], vdep[5, k],
+                       avg[6], avg[7], avg[8])
+
+
+@_jit
+def _sl_vjp_plane(i, g, q, u, v, w, vrow, vcol, vdep, avg, geo, c, adj_q, adj_u, adj_v, adj_w):
+    for j in range(g.shape[1]):
+        for k in range(g.shape[2]):
+            ux, vy, wz = _velocity_at_3d(i, j, k, u, v, w, vrow, vcol, vdep, avg)
+            i0, i1, t0, d0, j0, j1, t1, d1, k0, k1, t2, d2 = _cell_3d(
+                q, i + geo[0] - c * ux, j + geo[1] - c * vy, k + geo[2] - c * wz, geo)
+            gijk = g[i, j, k]
+            _spread_3d(adj_q, gijk, i0, i1, t0, j0, j1, t1, k0, k1, t2)
+            sx, sy, sz = _trilinear_slope(q, i0, i1, t0, d0, j0, j1, t1, d1, k0, k1, t2, d2)
+            _spread_velocity_3d(adj_u, adj_v, adj_w, -c * (gijk * sx), -c * (gijk * sy), -c * (gijk * sz),
+                                i, j, k, vrow, vcol, vdep, avg)
+
+
+@_jit
+def sl_vjp_3d(g, q, u, v, w, vrow, vcol, vdep, avg, geo, c, adj_q, adj_u, adj_v, adj_w):
+    """:func:`sl_vjp` on a 3-D lattice."""
+    for i in range(g.shape[0]):
+        _sl_vjp_plane(i, g, q, u, v, w, vrow, vcol, vdep, avg, geo, c, adj_q, adj_u, adj_v, adj_w)
+
+
+@_jit
+def _extremes_3d(a, i0, i1, j0, j1, k0, k1):
+    """:func:`_extremes` over the 8 corners, in the order 000, 001, 010, ..., 111."""
+    lo = hi = a[i0, j0, k0]
+    klo = khi = 0
+    n = 0
+    for ii in (i0, i1):
+        for jj in (j0, j1):
+            for kk in (k0, k1):
+                x = a[ii, jj, kk]
+                if x < lo:
+                    lo, klo = x, n
+                if x > hi:
+                    hi, khi = x, n
+                n += 1
+    return lo, klo, hi, khi
+
+
+@_jit
+def _mc_vjp_plane(i, g, q, qp, q1, q1p, u, v, w, vrow, vcol, vdep, avg, geo, c, adj_c, adj_qp, adj_q1p,
+                  adj_u, adj_v, adj_w):
+    for j in range(g.shape[1]):
+        for k in range(g.shape[2]):
+            ux, vy, wz = _velocity_at_3d(i, j, k, u, v, w, vrow, vcol, vdep, avg)  # one sample for both traces
+            s0, s1, s2 = i + geo[0], j + geo[1], k + geo[2]
+            b0, b1, tb0, db0, e0, e1, tb1, db1, f0, f1, tb2, db2 = _cell_3d(q1p, s0 + c * ux, s1 + c * vy,
+                                                                          s2 + c * wz, geo)
+            corrected = q1[i, j, k] + 0.5 * (q[i, j, k] - _trilinear(q1p, b0, b1, tb0, e0, e1, tb1, f0, f1, tb2))
+            i0, i1, _, _, j0, j1, _, _, k0, k1, _, _ = _cell_3d(qp, s0 - c * ux, s1 - c * vy, s2 - c * wz, geo)
+            lo, klo, hi, khi = _extremes_3d(qp, i0, i1, j0, j1, k0, k1)
+            gijk = g[i, j, k]
+            if corrected < lo or corrected > hi:  # the bound's corner takes the cotangent
+                n = klo if corrected < lo else khi
+                adj_qp[i1 if n & 4 else i0, j1 if n & 2 else j0, k1 if n & 1 else k0] += gijk
+            else:
+                adj_c[i, j, k] = gijk
+                adj_q0 = -0.5 * gijk
+                _spread_3d(adj_q1p, adj_q0, b0, b1, tb0, e0, e1, tb1, f0, f1, tb2)
+                sx, sy, sz = _trilinear_slope(q1p, b0, b1, tb0, db0, e0, e1, tb1, db1, f0, f1, tb2, db2)
+                _spread_velocity_3d(adj_u, adj_v, adj_w, c * (adj_q0 * sx), c * (adj_q0 * sy), c * (adj_q0 * sz),
+                                    i, j, k, vrow, vcol, vdep, avg)
+
+
+@_jit
+def mc_correct_vjp_3d(g, q, qp, q1, q1p, u, v, w, vrow, vcol, vdep, avg, geo, c, adj_c, adj_qp, adj_q1p,
+                      adj_u, adj_v, adj_w):
+    """:func:`mc_correct_vjp` on a 3-D lattice."""
+    for i in range(g.shape[0]):
+        _mc_vjp_plane(i, g, q, qp, q1, q1p, u, v, w, vrow, vcol, vdep, avg, geo, c, adj_c, adj_qp, adj_q1p,
+                      adj_u, adj_v, adj_w)
 
 
 # -- parallel versions: rows split over threads -------------------------------------
@@ -797,6 +922,24 @@ def mc_correct_vjp_parallel(g, q, qp, q1, q1p, u, v, vrow, vcol, avg, geo, c, ad
             for i in range(blocks[colour, b, 0], blocks[colour, b, 1]):
                 _mc_vjp_row(i, g, q, qp, q1, q1p, u, v, vrow, vcol, avg, geo, c,
                             adj_c, adj_qp, adj_q1p, adj_u, adj_v)
+
+
+@_pjit
+def sl_vjp_3d_parallel(g, q, u, v, w, vrow, vcol, vdep, avg, geo, c, adj_q, adj_u, adj_v, adj_w, blocks):
+    for colour in range(2):
+        for b in numba.prange(blocks.shape[1]):
+            for i in range(blocks[colour, b, 0], blocks[colour, b, 1]):
+                _sl_vjp_plane(i, g, q, u, v, w, vrow, vcol, vdep, avg, geo, c, adj_q, adj_u, adj_v, adj_w)
+
+
+@_pjit
+def mc_correct_vjp_3d_parallel(g, q, qp, q1, q1p, u, v, w, vrow, vcol, vdep, avg, geo, c, adj_c, adj_qp, adj_q1p,
+                               adj_u, adj_v, adj_w, blocks):
+    for colour in range(2):
+        for b in numba.prange(blocks.shape[1]):
+            for i in range(blocks[colour, b, 0], blocks[colour, b, 1]):
+                _mc_vjp_plane(i, g, q, qp, q1, q1p, u, v, w, vrow, vcol, vdep, avg, geo, c, adj_c, adj_qp,
+                              adj_q1p, adj_u, adj_v, adj_w)
 
 
 @_pjit
@@ -876,24 +1019,25 @@ def parallel(cells: int, minimum: int = 2048) -> bool:
     return cells >= minimum and threads() > 1
 
 
-def reach(u, v, c):
+def reach(padded, c):
     """How many rows away from its point's row a VJP may scatter: ``|Δt U| / h`` plus the
-    stencil (``c = Δt/h``); None if the velocity is not finite or the grid too small
-    for parallel kernels."""
-    if not parallel(u.size):
+    stencil (``c = Δt/h``; ``padded``: the velocity components); None if the velocity is
+    not finite or the grid too small for parallel kernels."""
+    if not parallel(padded[0].size):
         return None
-    top = max(float(u.max()), -float(u.min()), float(v.max()), -float(v.min()))  # no temporaries
+    top = max(max(float(u.max()), -float(u.min())) for u in padded)  # no temporaries
     return int(math.ceil(abs(c) * top)) + 3 if math.isfinite(top) else None
 
 
 def row_blocks(shape, rows):
     """Row ranges ``blocks[colour, thread] = (start, stop)`` for a parallel VJP over points
     of ``shape`` that scatters at most ``rows`` (see :func:`reach`) rows away, or None when
-    the rows are too few to split (or ``rows`` is None). Colour 0 is one big block per thread, colour 1 the
-    strips of 2·rows + 1 rows between them: blocks of one colour are more than 2·rows
-    apart and never write the same rows; each colour runs in parallel, one after the other."""
+    the rows are too few to split (or ``rows`` is None). Colour 0 is one big block per
+    thread, colour 1 the strips of 2·rows + 1 rows between them: blocks of one colour are
+    more than 2·rows apart and never write the same rows; each colour runs in parallel,
+    one after the other."""
     n0 = shape[0]
-    if rows is None or not parallel(n0 * shape[1]):
+    if rows is None or not parallel(math.prod(shape)):
         return None
     workers = threads()
     strip = 2 * rows + 1
@@ -1161,23 +1305,12 @@ def red_black(op, b, x0, sweeps, reverse):
     return kernel(b, x0, *neighbour_coefficients(op, b.dtype), *op.periodic, sweeps, reverse)
 
 
-def usable_3d(q, velocity, domain, backtrace) -> bool:
-    """Whether the 3-D forward kernels apply: numpy arrays, Euler backtrace, numba on."""
-    return (domain.ndim == 3 and backtrace == "euler" and type(q) is onp.ndarray and available()
-            and all(type(u) is onp.ndarray and u.dtype == q.dtype for u in velocity))
-
-
-def semi_lagrangian_3d(qp, padded_velocity, lay, shape, c):
-    return sl_forward_3d(qp, *padded_velocity, *lay.tables, shape, c)
-
-
-def maccormack_3d(q, qp, q1, q1p, padded_velocity, lay, c):
-    return mc_correct_3d(q, qp, q1, q1p, *padded_velocity, *lay.tables, c)
-
-
-def semi_lagrangian(qp, up, vp, lay, shape, c):
+def semi_lagrangian(qp, padded, lay, shape, c):
+    """The semi-Lagrangian forward pass (``padded``: the padded velocity components)."""
+    if qp.ndim == 3:
+        return sl_forward_3d(qp, *padded, *lay.tables, shape, c)
     kernel = sl_forward_parallel if parallel(shape[0] * shape[1]) else sl_forward
-    return kernel(qp, up, vp, *lay.tables, shape[0], shape[1], c)
+    return kernel(qp, *padded, *lay.tables, shape[0], shape[1], c)
 
 
 def semi_lagrangian_jvp(dq, du, dv, qp, up, vp, lay, shape, c, with_q, with_u):
@@ -1185,27 +1318,31 @@ def semi_lagrangian_jvp(dq, du, dv, qp, up, vp, lay, shape, c, with_q, with_u):
     return kernel(dq, du, dv, qp, up, vp, *lay.tables, shape[0], shape[1], c, with_q, with_u)
 
 
-def maccormack(q, qp, q1, q1p, up, vp, lay, c):
+def maccormack(q, qp, q1, q1p, padded, lay, c):
+    if q.ndim == 3:
+        return mc_correct_3d(q, qp, q1, q1p, *padded, *lay.tables, c)
     kernel = mc_correct_parallel if parallel(q.size) else mc_correct
-    return kernel(q, qp, q1, q1p, up, vp, *lay.tables, c)
+    return kernel(q, qp, q1, q1p, *padded, *lay.tables, c)
 
 
-def semi_lagrangian_vjp(g, qp, up, vp, lay, c, adj_qp, adj_up, adj_vp, blocks):
-    """Add the semi-Lagrangian VJP of cotangent ``g`` into the padded adjoints (``blocks``
-    from :func:`row_blocks`: parallel, or None)."""
-    if blocks is not None:
-        sl_vjp_parallel(g, qp, up, vp, *lay.tables, c, adj_qp, adj_up, adj_vp, blocks)
+def semi_lagrangian_vjp(g, qp, padded, lay, c, adj_qp, adj, blocks):
+    """Add the semi-Lagrangian VJP of cotangent ``g`` into the padded adjoints (``adj``:
+    one per velocity component; ``blocks`` from :func:`row_blocks`: parallel, or None)."""
+    if qp.ndim == 3:
+        kernel = sl_vjp_3d if blocks is None else sl_vjp_3d_parallel
     else:
-        sl_vjp(g, qp, up, vp, *lay.tables, c, adj_qp, adj_up, adj_vp)
+        kernel = sl_vjp if blocks is None else sl_vjp_parallel
+    kernel(g, qp, *padded, *lay.tables, c, adj_qp, *adj, *(() if blocks is None else (blocks,)))
 
 
-def maccormack_vjp(g, q, qp, q1, q1p, up, vp, lay, c, adj_qp, adj_q1p, adj_up, adj_vp, blocks):
+def maccormack_vjp(g, q, qp, q1, q1p, padded, lay, c, adj_qp, adj_q1p, adj, blocks):
     """Add the VJP of MacCormack's second pass into the padded adjoints; returns the
     cotangent of ``q¹ + (q - q⁰)/2`` where the clamp is inactive."""
     adj_c = onp.zeros_like(g)
-    if blocks is not None:
-        mc_correct_vjp_parallel(g, q, qp, q1, q1p, up, vp, *lay.tables, c, adj_c, adj_qp, adj_q1p,
-                                adj_up, adj_vp, blocks)
+    if q.ndim == 3:
+        kernel = mc_correct_vjp_3d if blocks is None else mc_correct_vjp_3d_parallel
     else:
-        mc_correct_vjp(g, q, qp, q1, q1p, up, vp, *lay.tables, c, adj_c, adj_qp, adj_q1p, adj_up, adj_vp)
+        kernel = mc_correct_vjp if blocks is None else mc_correct_vjp_parallel
+    kernel(g, q, qp, q1, q1p, *padded, *lay.tables, c, adj_c, adj_qp, adj_q1p, *adj,
+           *(() if blocks is None else (blocks,)))
     return adj_c
