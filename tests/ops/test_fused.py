@@ -136,13 +136,14 @@ def test_fused_jacobi_sweeps_match_the_reference(name, dtype, tol, monkeypatch):
     onp.testing.assert_allclose(fast, reference, rtol=tol, atol=tol * float(onp.abs(reference).max()))
 
 
+@pytest.mark.parametrize("ndim", [2, 3])
 @pytest.mark.parametrize("name", ["periodic", "no_slip", "inflow_outflow", "mixed", "obstacle"])
 @pytest.mark.parametrize("dtype, tol", [(onp.float64, 1e-12), (onp.float32, 1e-5)])
-def test_fused_poisson_operator_matches_the_reference(name, dtype, tol, monkeypatch):
+def test_fused_poisson_operator_matches_the_reference(name, ndim, dtype, tol, monkeypatch):
     """``L x``, a V-cycle (red-black Gauss-Seidel smoothing) and a CG solve."""
     from fluidgrad.ops import linear_solvers
     from fluidgrad.ops.pressure import poisson_operator
-    domain = domains.make(name, 2)
+    domain = domains.make(name, ndim)
     rng = onp.random.default_rng(6)
     b = rng.standard_normal(domain.grid.shape).astype(dtype) * domain.fluid
     op = poisson_operator(domain, b)
@@ -156,17 +157,20 @@ def test_fused_poisson_operator_matches_the_reference(name, dtype, tol, monkeypa
         onp.testing.assert_allclose(fast, reference, atol=1e-8 * float(onp.abs(reference).max()))
 
 
+@pytest.mark.parametrize("ndim", [2, 3])
 @pytest.mark.parametrize("spec, obstacle", [({"x": "periodic", "y": "periodic"}, False), ({}, True),
                                              ({"x": "periodic", "y_hi": "outflow"}, True)])
 @pytest.mark.parametrize("dtype, tol", [(onp.float64, 1e-12), (onp.float32, 1e-5)])
-def test_fused_multigrid_transfers_match_the_reference(spec, obstacle, dtype, tol, monkeypatch):
+def test_fused_multigrid_transfers_match_the_reference(spec, obstacle, ndim, dtype, tol, monkeypatch):
     """Prolongation, restriction and a whole V-cycle on a grid deep enough for 3 levels."""
     from fluidgrad.boundaries import Boundaries, Domain, Obstacle
     from fluidgrad.grid import Grid
     from fluidgrad.ops import linear_solvers
     from fluidgrad.ops.pressure import poisson_operator
-    obstacles = [Obstacle("circle", center=(0.5, 0.4), radius=0.15)] if obstacle else []
-    domain = Domain(Grid((64, 48), (1.0, 0.75)), Boundaries.from_dict(spec, 2), obstacles)
+    shape, size = ((64, 48), (1.0, 0.75)) if ndim == 2 else ((32, 24, 16), (1.0, 0.75, 0.5))
+    shape_name = "circle" if ndim == 2 else "sphere"
+    obstacles = [Obstacle(shape_name, center=(0.5, 0.4, 0.25)[:ndim], radius=0.15)] if obstacle else []
+    domain = Domain(Grid(shape, size), Boundaries.from_dict(spec, ndim), obstacles)
     rng = onp.random.default_rng(8)
     b = rng.standard_normal(domain.grid.shape).astype(dtype) * domain.fluid
     op = poisson_operator(domain, b)

@@ -32,7 +32,10 @@ _ENABLED = numba is not None and os.environ.get("FLUIDGRAD_NUMBA", "1") != "0"
 
 
 def available() -> bool:
-    """On when numba is installed, unless ``FLUIDGRAD_NUMBA=0`` (read at import)."""
+    """On when numba is installed, unless ``FLUIDGRAD_NUMBA=0`` (read at import); the
+    first call also settles the threads (see :func:`threads`)."""
+    if _ENABLED and "n" not in _threads:
+        threads()
     return _ENABLED
 
 
@@ -480,23 +483,23 @@ def jacobi_sweeps(b, x0, inv_diag, diag, cxm, cxp, cym, cyp, per0, per1, sweeps,
 
 
 def neighbour_coefficients(op, dtype):
-    """``(inv_diag, diag, cxm, cxp, cym, cyp)`` of a 2-D PoissonOperator as C-contiguous
-    cell arrays (0 where a cell has no such neighbour), cached on the operator."""
+    """``(inv_diag, diag, lo₀, hi₀, lo₁, hi₁[, lo₂, hi₂])`` of a 2-D or 3-D PoissonOperator as
+    C-contiguous cell arrays (``lo_d``/``hi_d``: the weight of the neighbour below/above
+    along axis d, 0 where there is none), cached on the operator."""
     key = ("fused-neighbour-arrays", onp.dtype(dtype))
     cached = op._aux.get(key)
     if cached is None:
         diag, offs = op._coef(dtype)
         out = [op._inv_diag(dtype), diag]
-        for d in range(2):
+        for d in range(op.ndim):
             if op.periodic[d]:
                 lo, hi = offs[d]
             else:
                 lo = onp.zeros(op.shape, dtype=dtype)
                 hi = onp.zeros(op.shape, dtype=dtype)
-                if d == 0:
-                    lo[1:], hi[:-1] = offs[d], offs[d]
-                else:
-                    lo[:, 1:], hi[:, :-1] = offs[d], offs[d]
+                inner, lower = [slice(None)] * op.ndim, [slice(None)] * op.ndim
+                inner[d], lower[d] = slice(1, None), slice(None, -1)
+                lo[tuple(inner)], hi[tuple(lower)] = offs[d], offs[d]
             out += [lo, hi]
         cached = op._aux[key] = tuple(onp.ascontiguousarray(a) for a in out)
     return cached
@@ -1220,6 +1223,58 @@ def projection_vjp_finish(r, gu, gv, mu, mv, h, finish, fluid, singular, n_fluid
     return adj_u, adj_v
 
 
+# -- the 3-D Poisson operator and red-black Gauss-Seidel (planes of axis 0 in parallel) --
+
+@_jit
+def _neighbours(i, n, periodic):
+    """Indices below and above ``i`` on an axis of ``n`` cells (wrapped, or clamped: the
+    coefficient of a missing neighbour is 0)."""
+    return (i - 1 if i > 0 else (n - 1 if periodic else 0)), (i + 1 if i < n - 1 else (0 if periodic else n - 1))
+
+
+@_jit
+def _apply_3d_at(x, i, j, k, im, ip, jm, jp, km, kp, diag, cxm, cxp, cym, cyp, czm, czp):
+    return (diag[i, j, k] * x[i, j, k] + cxm[i, j, k] * x[im, j, k] + cxp[i, j, k] * x[ip, j, k]
+            + cym[i, j, k] * x[i, jm, k] + cyp[i, j, k] * x[i, jp, k]
+            + czm[i, j, k] * x[i, j, km] + czp[i, j, k] * x[i, j, kp])
+
+
+@_pjit
+def poisson_apply_3d(x, diag, cxm, cxp, cym, cyp, czm, czp, per0, per1, per2):
+    """``L x`` for the 3-D seven-point operator."""
+    n0, n1, n2 = x.shape
+    out = onp.empty_like(x)
+    for row in numba.prange(n0):
+        i = numba.int64(row)  # a signed index (parallel loops count unsigned)
+        im, ip = _neighbours(i, n0, per0)
+        for j in range(n1):
+            jm, jp = _neighbours(j, n1, per1)
+            for k in range(n2):
+                km, kp = _neighbours(k, n2, per2)
+                out[i, j, k] = _apply_3d_at(x, i, j, k, im, ip, jm, jp, km, kp, diag, cxm, cxp, cym, cyp, czm, czp)
+    return out
+
+
+@_pjit
+def gauss_seidel_3d(b, x0, inv_diag, diag, cxm, cxp, cym, cyp, czm, czp, per0, per1, per2, sweeps, reverse):
+    """:func:`gauss_seidel` on a 3-D grid: colour (i + j + k) % 2."""
+    n0, n1, n2 = b.shape
+    x = onp.zeros_like(b) if x0 is None else x0.copy()
+    for _ in range(sweeps):
+        for half in range(2):  # cells of one colour read only the other: planes run in parallel
+            colour = half if not reverse else 1 - half
+            for row in numba.prange(n0):
+                i = numba.int64(row)
+                im, ip = _neighbours(i, n0, per0)
+                for j in range(n1):
+                    jm, jp = _neighbours(j, n1, per1)
+                    for k in range((colour + i + j) % 2, n2, 2):
+                        km, kp = _neighbours(k, n2, per2)
+                        lx = _apply_3d_at(x, i, j, k, im, ip, jm, jp, km, kp, diag, cxm, cxp, cym, cyp, czm, czp)
+                        x[i, j, k] = x[i, j, k] + inv_diag[i, j, k] * (b[i, j, k] - lx)
+    return x
+
+
 # -- multigrid transfers on the 2-D grid ----------------------------------------------
 #
 # ``weights`` = the 8 arrays (a_lo, b_lo, a_hi, b_hi) of axis 0 (coarse shape) then of
@@ -1280,6 +1335,75 @@ def restrict(r, a_lo0, b_lo0, a_hi0, b_hi0, a_lo1, b_lo1, a_hi1, b_hi1, fluid, a
     return out
 
 
+@_pjit
+def prolong_3d(e, a_lo0, b_lo0, a_hi0, b_hi0, a_lo1, b_lo1, a_hi1, b_hi1, a_lo2, b_lo2, a_hi2, b_hi2,
+               fluid, all_fluid):
+    """:func:`prolong` on a 3-D grid: along axis 0, then 1, then 2 (planes in parallel)."""
+    c0, c1, c2 = e.shape
+    p0 = onp.empty((2 * c0, c1, c2), dtype=e.dtype)
+    for row in numba.prange(c0):
+        k = numba.int64(row)
+        km, kp = _wrap(k - 1, c0), _wrap(k + 1, c0)
+        for j in range(c1):
+            for m in range(c2):
+                p0[2 * k, j, m] = a_lo0[k, j, m] * e[k, j, m] + b_lo0[k, j, m] * e[km, j, m]
+                p0[2 * k + 1, j, m] = a_hi0[k, j, m] * e[k, j, m] + b_hi0[k, j, m] * e[kp, j, m]
+    p1 = onp.empty((2 * c0, 2 * c1, c2), dtype=e.dtype)
+    for i in numba.prange(2 * c0):
+        for k in range(c1):
+            km, kp = _wrap(k - 1, c1), _wrap(k + 1, c1)
+            for m in range(c2):
+                p1[i, 2 * k, m] = a_lo1[i, k, m] * p0[i, k, m] + b_lo1[i, k, m] * p0[i, km, m]
+                p1[i, 2 * k + 1, m] = a_hi1[i, k, m] * p0[i, k, m] + b_hi1[i, k, m] * p0[i, kp, m]
+    out = onp.empty((2 * c0, 2 * c1, 2 * c2), dtype=e.dtype)
+    for i in numba.prange(2 * c0):
+        for j in range(2 * c1):
+            for k in range(c2):
+                km, kp = _wrap(k - 1, c2), _wrap(k + 1, c2)
+                out[i, j, 2 * k] = a_lo2[i, j, k] * p1[i, j, k] + b_lo2[i, j, k] * p1[i, j, km]
+                out[i, j, 2 * k + 1] = a_hi2[i, j, k] * p1[i, j, k] + b_hi2[i, j, k] * p1[i, j, kp]
+                if not all_fluid:
+                    out[i, j, 2 * k] *= fluid[i, j, 2 * k]
+                    out[i, j, 2 * k + 1] *= fluid[i, j, 2 * k + 1]
+    return out
+
+
+@_pjit
+def restrict_3d(r, a_lo0, b_lo0, a_hi0, b_hi0, a_lo1, b_lo1, a_hi1, b_hi1, a_lo2, b_lo2, a_hi2, b_hi2,
+                fluid, all_fluid):
+    """:func:`restrict` on a 3-D grid: axis 2, then 1, then 0, divided by 8."""
+    f0, f1 = r.shape[0], r.shape[1]
+    c0, c1, c2 = f0 // 2, f1 // 2, r.shape[2] // 2
+    r2 = onp.empty((f0, f1, c2), dtype=r.dtype)
+    for i in numba.prange(f0):
+        for j in range(f1):
+            for k in range(c2):
+                km, kp = _wrap(k - 1, c2), _wrap(k + 1, c2)
+                lo, hi = r[i, j, 2 * k], r[i, j, 2 * k + 1]
+                lo_next, hi_prev = r[i, j, 2 * kp], r[i, j, 2 * km + 1]
+                if not all_fluid:
+                    lo, hi = lo * fluid[i, j, 2 * k], hi * fluid[i, j, 2 * k + 1]
+                    lo_next, hi_prev = lo_next * fluid[i, j, 2 * kp], hi_prev * fluid[i, j, 2 * km + 1]
+                r2[i, j, k] = (a_lo2[i, j, k] * lo + a_hi2[i, j, k] * hi + b_lo2[i, j, kp] * lo_next
+                               + b_hi2[i, j, km] * hi_prev)
+    r1 = onp.empty((f0, c1, c2), dtype=r.dtype)
+    for i in numba.prange(f0):
+        for k in range(c1):
+            km, kp = _wrap(k - 1, c1), _wrap(k + 1, c1)
+            for m in range(c2):
+                r1[i, k, m] = (a_lo1[i, k, m] * r2[i, 2 * k, m] + a_hi1[i, k, m] * r2[i, 2 * k + 1, m]
+                               + b_lo1[i, kp, m] * r2[i, 2 * kp, m] + b_hi1[i, km, m] * r2[i, 2 * km + 1, m])
+    out = onp.empty((c0, c1, c2), dtype=r.dtype)
+    for row in numba.prange(c0):
+        k = numba.int64(row)
+        km, kp = _wrap(k - 1, c0), _wrap(k + 1, c0)
+        for j in range(c1):
+            for m in range(c2):
+                out[k, j, m] = 0.125 * (a_lo0[k, j, m] * r1[2 * k, j, m] + a_hi0[k, j, m] * r1[2 * k + 1, j, m]
+                                        + b_lo0[kp, j, m] * r1[2 * kp, j, m] + b_hi0[km, j, m] * r1[2 * km + 1, j, m])
+    return out
+
+
 # -- choosing the serial or parallel version -------------------------------------------
 
 def jacobi(op, b, x0, sweeps, omega):
@@ -1294,14 +1418,20 @@ def jacobi(op, b, x0, sweeps, omega):
 
 
 def apply(op, x):
-    """``L x`` for the 2-D PoissonOperator ``op``."""
-    kernel = poisson_apply_parallel if parallel(x.size, 65536) else poisson_apply
+    """``L x`` for the 2-D or 3-D PoissonOperator ``op``."""
+    if x.ndim == 3:
+        kernel = poisson_apply_3d
+    else:
+        kernel = poisson_apply_parallel if parallel(x.size, 65536) else poisson_apply
     return kernel(x, *neighbour_coefficients(op, x.dtype)[1:], *op.periodic)
 
 
 def red_black(op, b, x0, sweeps, reverse):
-    """``sweeps`` red-black Gauss-Seidel sweeps of the 2-D PoissonOperator ``op``."""
-    kernel = gauss_seidel_parallel if parallel(b.size, 65536) else gauss_seidel
+    """``sweeps`` red-black Gauss-Seidel sweeps of the 2-D or 3-D PoissonOperator ``op``."""
+    if b.ndim == 3:
+        kernel = gauss_seidel_3d
+    else:
+        kernel = gauss_seidel_parallel if parallel(b.size, 65536) else gauss_seidel
     return kernel(b, x0, *neighbour_coefficients(op, b.dtype), *op.periodic, sweeps, reverse)
 
 

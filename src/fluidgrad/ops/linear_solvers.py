@@ -164,7 +164,7 @@ class PoissonOperator:
     # ----------------------------------------------------------------- public operations
     def apply(self, p):
         """``L p`` (zero on solid cells); ``p`` may carry leading batch axes."""
-        if _fused_2d(self, p):
+        if _fused(self, p):
             return fused.apply(self, p)
         xp, nd = xp_of(p), self.ndim
         diag, offs = self._coef(p.dtype)
@@ -247,15 +247,17 @@ def _threshold(b, tolerance, relative) -> float:
     return tolerance * _max_abs(b) if relative else tolerance
 
 
-def _fused_2d(op, a) -> bool:
-    """Whether the compiled kernels apply: a 2-D operator, a 2-D numpy float array, numba on."""
-    return op.ndim == 2 and type(a) is _np.ndarray and a.ndim == 2 and a.dtype.kind == "f" and fused.available()
+def _fused(op, a, ndims=(2, 3)) -> bool:
+    """Whether the compiled kernels apply: a numpy float array of the operator's shape (no
+    batch axes), ``op.ndim`` in ``ndims``, numba on."""
+    return (op.ndim in ndims and type(a) is _np.ndarray and a.ndim == op.ndim and a.dtype.kind == "f"
+            and fused.available())
 
 
 def _jacobi_sweeps(op, b, x, sweeps, omega):
     """``sweeps`` damped-Jacobi sweeps ``x += ω D⁻¹ (b − L x)``; ``x = None`` means from zero."""
     inv_d = op._inv_diag(b.dtype)
-    if sweeps > 0 and _fused_2d(op, b):  # all sweeps in one compiled loop (same arithmetic per cell)
+    if sweeps > 0 and _fused(op, b, (2,)):  # all sweeps in one compiled loop (same arithmetic per cell)
         return fused.jacobi(op, b, x, sweeps - (x is None), omega)
     for _ in range(sweeps):
         x = omega * inv_d * b if x is None else x + omega * inv_d * (b - op.apply(x))
@@ -342,8 +344,8 @@ def _fused_transfer(fine, coarse, a):
 
 def _prolong(fine, coarse, e):
     """Bilinear (boundary- and obstacle-aware) interpolation of coarse ``e`` to ``fine``."""
-    if _fused_2d(coarse, e):
-        return fused.prolong(e, *_fused_transfer(fine, coarse, e))
+    if _fused(coarse, e):
+        return (fused.prolong_3d if e.ndim == 3 else fused.prolong)(e, *_fused_transfer(fine, coarse, e))
     xp, nd = xp_of(e), coarse.ndim
     for d, (a_lo, b_lo, a_hi, b_hi) in enumerate(_transfer_weights(coarse, e.dtype)):
         lo = a_lo * e + b_lo * xp.roll(e, 1, axis=d)
@@ -356,8 +358,8 @@ def _prolong(fine, coarse, e):
 
 def _restrict(fine, coarse, r):
     """The exact transpose of :func:`_prolong` divided by 2^ndim (a weighted average)."""
-    if _fused_2d(coarse, r):
-        return fused.restrict(r, *_fused_transfer(fine, coarse, r))
+    if _fused(fine, r):
+        return (fused.restrict_3d if r.ndim == 3 else fused.restrict)(r, *_fused_transfer(fine, coarse, r))
     xp, nd = xp_of(r), coarse.ndim
     if not fine.all_fluid:
         r = r * fine._fluid_mask(r.dtype)
@@ -473,7 +475,8 @@ def _colour_masks(op, dtype):
 
 def _gauss_seidel(op, b, x, sweeps, reverse):
     """Red-black Gauss-Seidel half-sweeps (red then black, or black then red if ``reverse``)."""
-    if sweeps > 0 and _fused_2d(op, b) and (x is None or (type(x) is _np.ndarray and x.dtype == b.dtype)):
+    if (sweeps > 0 and _fused(op, b) and (x is None or (type(x) is _np.ndarray and x.dtype == b.dtype))
+            and not any(p and n % 2 for p, n in zip(op.periodic, op.shape))):  # in place: a true 2-colouring
         return fused.red_black(op, b, x, sweeps, reverse)
     masks = _colour_masks(op, b.dtype)
     order = (masks[1], masks[0]) if reverse else masks
