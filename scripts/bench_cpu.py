@@ -67,16 +67,18 @@ def median_time(fun, repeat):
 
 
 class KernelTimer:
-    """Wraps every compiled kernel of ``fluidgrad.ops.fused`` to add up its wall time."""
+    """Wraps every compiled kernel of ``fluidgrad.ops.fused`` and ``.fused_poisson`` to add
+    up its wall time."""
 
     def __init__(self):
-        from fluidgrad.ops import fused
-        self.fused, self.total, self.saved, self.by_kernel = fused, 0.0, {}, {}
-        for name in dir(fused):
-            obj = getattr(fused, name)
-            if type(obj).__name__ == "CPUDispatcher" and not name.startswith("_"):
-                self.saved[name] = obj
-                setattr(fused, name, self._timed(obj))
+        from fluidgrad.ops import fused, fused_poisson
+        self.total, self.saved, self.by_kernel = 0.0, [], {}
+        for module in (fused, fused_poisson):
+            for name in dir(module):
+                obj = getattr(module, name)
+                if type(obj).__name__ == "CPUDispatcher" and not name.startswith("_"):
+                    self.saved.append((module, name, obj))
+                    setattr(module, name, self._timed(obj))
 
     def _timed(self, kernel):
         name = kernel.py_func.__name__
@@ -92,8 +94,8 @@ class KernelTimer:
         return call
 
     def restore(self):
-        for name, obj in self.saved.items():
-            setattr(self.fused, name, obj)
+        for module, name, obj in self.saved:
+            setattr(module, name, obj)
 
 
 def measure(n, steps, dtype, repeat):

@@ -3,7 +3,7 @@
 import numpy as onp
 import pytest
 
-from fluidgrad.ops import fused
+from fluidgrad.ops import fused, fused_poisson
 from fluidgrad.ops.advection import maccormack, semi_lagrangian
 
 from ops import domains
@@ -194,13 +194,13 @@ def test_parallel_poisson_kernels_equal_the_serial_ones():
     rng = onp.random.default_rng(7)
     b, x0 = (rng.standard_normal(domain.grid.shape) for _ in range(2))
     op = poisson_operator(domain, b)
-    coefficients = fused.neighbour_coefficients(op, b.dtype)
-    assert onp.array_equal(fused.poisson_apply_parallel(x0, *coefficients[1:], *op.periodic),
-                           fused.poisson_apply(x0, *coefficients[1:], *op.periodic))
+    coefficients = fused_poisson.neighbour_coefficients(op, b.dtype)
+    assert onp.array_equal(fused_poisson.poisson_apply_parallel(x0, *coefficients[1:], *op.periodic),
+                           fused_poisson.poisson_apply(x0, *coefficients[1:], *op.periodic))
     for start in (None, x0):
         for reverse in (False, True):
             args = (b, start, *coefficients, *op.periodic, 3, reverse)
-            assert onp.array_equal(fused.gauss_seidel_parallel(*args), fused.gauss_seidel(*args))
+            assert onp.array_equal(fused_poisson.gauss_seidel_parallel(*args), fused_poisson.gauss_seidel(*args))
 
 
 @pytest.mark.parametrize("spec", [{"x": "periodic", "y": "periodic"}, {}, {"x": "periodic", "y_hi": "free_slip"}])
@@ -255,12 +255,12 @@ def test_parallel_jacobi_equals_the_serial_one(spec):
     domain = Domain(Grid((96, 40), (2.4, 1.0)), Boundaries.from_dict(spec, 2))
     rng = onp.random.default_rng(5)
     b, x0 = (rng.standard_normal(domain.grid.shape) for _ in range(2))
-    coefficients = fused.jacobi_coefficients(poisson_operator(domain, b), b.dtype)
+    coefficients = fused_poisson.jacobi_coefficients(poisson_operator(domain, b), b.dtype)
     uniform = len(coefficients) == 1
     assert uniform == (spec != {})
     extra = () if uniform else (*domain.boundaries.periodic_axes,)
-    serial, parallel = ((fused.jacobi_sweeps_uniform, fused.jacobi_sweeps_uniform_parallel) if uniform
-                        else (fused.jacobi_sweeps, fused.jacobi_sweeps_parallel))
+    serial, parallel = ((fused_poisson.jacobi_sweeps_uniform, fused_poisson.jacobi_sweeps_uniform_parallel) if uniform
+                        else (fused_poisson.jacobi_sweeps, fused_poisson.jacobi_sweeps_parallel))
     for start in (None, x0):
         for sweeps in (0, 3, 10):
             a = parallel(b, start, *coefficients, *extra, sweeps, 0.8)

@@ -3,15 +3,21 @@
 * buoyancy: ``f_d = b_d ρ`` with the density averaged onto the faces of axis d;
   linear in ρ and in the buoyancy vector ``b`` (both differentiable);
 * vorticity confinement (Fedkiw et al. 2001): ``f = ε h (N × ω)``,
-  ``N = ∇|ω| / |∇|ω||`` - nonlinear; one primitive whose derivatives re-run its
-  differentiable composition (exact, one tape node);
+  ``N = ∇|ω| / |∇|ω||`` - nonlinear; one primitive with a hand-written VJP (its JVP
+  pushes tangents through the composition);
 * a control force is added as ``u + Δt f``.
 """
 
 from __future__ import annotations
 
+import functools
+
 from .. import numpy as fnp
-from ..ad.transforms import recomputing_primitive
+from ..ad.core import Primitive, zeros_like_value
+from ..ad.transforms import jvp
+from ..ad.tree import tree_map
+from ..backend import xp_of
+from . import stencils
 from .stencils import center_to_face, vorticity
 
 
@@ -35,28 +41,92 @@ def _central_gradient(q, domain):
     return out
 
 
+def _along(d, ndim, sl):
+    index = [slice(None)] * ndim
+    index[d] = sl
+    return tuple(index)
+
+
+def _central_gradient_transpose(gs, domain):
+    """Adjoint of :func:`_central_gradient`: the cell cotangent of the per-axis ``gs``."""
+    nd, out = domain.ndim, None
+    for d, g in enumerate(gs):
+        g = g / (2 * domain.dx)
+        xp = xp_of(g)
+        shape = list(g.shape)
+        shape[d] += 2
+        padded = xp.zeros(tuple(shape), dtype=g.dtype)
+        padded[_along(d, nd, slice(2, None))] += g
+        padded[_along(d, nd, slice(None, -2))] -= g
+        inner = padded[_along(d, nd, slice(1, -1))]
+        first, last = padded[_along(d, nd, slice(0, 1))], padded[_along(d, nd, slice(-1, None))]
+        if domain.periodic(d):  # the ghost below is the last cell, the one above the first
+            first, last = last, first
+        inner[_along(d, nd, slice(0, 1))] += first
+        inner[_along(d, nd, slice(-1, None))] += last
+        out = inner if out is None else out + inner
+    return out
+
+
+_TINY = 1e-12
+
+
+def _confinement_parts(velocity, domain):
+    """``(ω, |ω|, η = ∇|ω|, |η|, N = η / |η|)`` (ω a tuple of 1 or 3 fields)."""
+    omega = vorticity(velocity, domain=domain)
+    omega = (omega,) if domain.ndim == 2 else omega
+    magnitude = fnp.sqrt(sum(w * w for w in omega) + _TINY)
+    eta = _central_gradient(magnitude, domain)
+    norm = fnp.sqrt(sum(e * e for e in eta) + _TINY)
+    return omega, magnitude, eta, norm, [e / norm for e in eta]
+
+
+def _cross(n, omega):
+    """``N × ω`` at cell centres (in 2-D ω is normal to the plane)."""
+    if len(n) == 2:
+        return n[1] * omega[0], -(n[0] * omega[0])
+    (nx, ny, nz), (wx, wy, wz) = n, omega
+    return ny * wz - nz * wy, nz * wx - nx * wz, nx * wy - ny * wx
+
+
 def _confinement(velocity, epsilon, *, domain):
     """``ε h (N × ω)`` on the faces, with ``N = ∇|ω| / |∇|ω||``."""
-    omega = vorticity(velocity, domain=domain)
-    tiny = 1e-12
-    if domain.ndim == 2:
-        magnitude = fnp.sqrt(omega * omega + tiny)
-    else:
-        magnitude = fnp.sqrt(sum(w * w for w in omega) + tiny)
-    eta = _central_gradient(magnitude, domain)
-    norm = fnp.sqrt(sum(e * e for e in eta) + tiny)
-    n = [e / norm for e in eta]
+    omega, _, _, _, n = _confinement_parts(velocity, domain)
     scale = epsilon * domain.dx
+    return tuple(center_to_face(scale * f, domain=domain, axis=d) for d, f in enumerate(_cross(n, omega)))
+
+
+vorticity_confinement = Primitive(_confinement, "vorticity_confinement", register=True)
+
+
+@vorticity_confinement.defvjp_all(needs=(0, 1))
+def _confinement_vjp(g, ans, velocity, epsilon, *, domain):
+    """By hand, backwards through the forward's steps (recomputed without a tape): the
+    face cotangents to the centres, through ``N × ω``, the normalization ``η/|η|``, the
+    central gradient and ``|ω|``, to ω and the velocity."""
+    omega, magnitude, eta, norm, n = _confinement_parts(velocity, domain)
+    g_c = [stencils._center_to_face_transpose(gd, None, domain=domain, axis=d) for d, gd in enumerate(g)]
+    xp, scale = xp_of(g_c[0]), epsilon * domain.dx
+    adj_epsilon = domain.dx * sum(xp.sum(gc * f) for gc, f in zip(g_c, _cross(n, omega)))
     if domain.ndim == 2:
-        centre_force = (scale * n[1] * omega, -scale * n[0] * omega)
-    else:
-        wx, wy, wz = omega
-        centre_force = (scale * (n[1] * wz - n[2] * wy), scale * (n[2] * wx - n[0] * wz),
-                        scale * (n[0] * wy - n[1] * wx))
-    return tuple(center_to_face(f, domain=domain, axis=d) for d, f in enumerate(centre_force))
+        g_n = [-(scale * omega[0] * g_c[1]), scale * omega[0] * g_c[0]]
+        g_omega = [scale * (n[1] * g_c[0] - n[0] * g_c[1])]
+    else:  # d(N × ω) = dN × ω + N × dω: g_N = ω × g, g_ω = g × N
+        g_n = [scale * f for f in _cross(omega, g_c)]
+        g_omega = [scale * f for f in _cross(g_c, n)]
+    radial = sum(gn * nn for gn, nn in zip(g_n, n))
+    g_eta = [(gn - nn * radial) / norm for gn, nn in zip(g_n, n)]
+    g_magnitude = _central_gradient_transpose(g_eta, domain)
+    g_omega = [gw + g_magnitude * w / magnitude for gw, w in zip(g_omega, omega)]
+    adj_u = stencils._vorticity_transpose(g_omega[0] if domain.ndim == 2 else tuple(g_omega), velocity,
+                                          domain=domain)
+    return adj_u, adj_epsilon
 
 
-vorticity_confinement = recomputing_primitive(_confinement, "vorticity_confinement", register=True)
+@vorticity_confinement.defjvp_all
+def _confinement_jvp(dots, ans, velocity, epsilon, *, domain):
+    tangents = [tree_map(zeros_like_value, a) if d is None else d for d, a in zip(dots, (velocity, epsilon))]
+    return jvp(functools.partial(_confinement, domain=domain), (velocity, epsilon), tangents)[1]
 
 
 def apply_force(velocity, force, dt):

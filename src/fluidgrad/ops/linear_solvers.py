@@ -25,7 +25,7 @@ import numpy as _np
 
 from fluidgrad.backend import xp_of
 
-from . import fused
+from . import fused, fused_poisson
 
 __all__ = ["PoissonOperator", "SolveInfo", "solve_cg", "solve_jacobi", "solve_multigrid",
            "v_cycle"]
@@ -165,7 +165,7 @@ class PoissonOperator:
     def apply(self, p):
         """``L p`` (zero on solid cells); ``p`` may carry leading batch axes."""
         if _fused(self, p):
-            return fused.apply(self, p)
+            return fused_poisson.apply(self, p)
         xp, nd = xp_of(p), self.ndim
         diag, offs = self._coef(p.dtype)
         out = diag * p
@@ -258,7 +258,7 @@ def _jacobi_sweeps(op, b, x, sweeps, omega):
     """``sweeps`` damped-Jacobi sweeps ``x += ω D⁻¹ (b − L x)``; ``x = None`` means from zero."""
     inv_d = op._inv_diag(b.dtype)
     if sweeps > 0 and _fused(op, b, (2,)):  # all sweeps in one compiled loop (same arithmetic per cell)
-        return fused.jacobi(op, b, x, sweeps - (x is None), omega)
+        return fused_poisson.jacobi(op, b, x, sweeps - (x is None), omega)
     for _ in range(sweeps):
         x = omega * inv_d * b if x is None else x + omega * inv_d * (b - op.apply(x))
     return x if x is not None else xp_of(b).zeros_like(b)
@@ -345,8 +345,9 @@ def _fused_transfer(fine, coarse, a):
 def _prolong(fine, coarse, e):
     """Bilinear (boundary- and obstacle-aware) interpolation of coarse ``e`` to ``fine``."""
     if _fused(coarse, e):
-        return (fused.prolong_3d if e.ndim == 3 else fused.prolong)(e, *_fused_transfer(fine, coarse, e))
-    xp, nd = xp_of(e), coarse.ndim
+        kernel = fused_poisson.prolong_3d if e.ndim == 3 else fused_poisson.prolong
+        return kernel(e, *_fused_transfer(fine, coarse, e))
+    xp = xp_of(e)
     for d, (a_lo, b_lo, a_hi, b_hi) in enumerate(_transfer_weights(coarse, e.dtype)):
         lo = a_lo * e + b_lo * xp.roll(e, 1, axis=d)
         hi = a_hi * e + b_hi * xp.roll(e, -1, axis=d)
@@ -359,7 +360,8 @@ def _prolong(fine, coarse, e):
 def _restrict(fine, coarse, r):
     """The exact transpose of :func:`_prolong` divided by 2^ndim (a weighted average)."""
     if _fused(fine, r):
-        return (fused.restrict_3d if r.ndim == 3 else fused.restrict)(r, *_fused_transfer(fine, coarse, r))
+        kernel = fused_poisson.restrict_3d if r.ndim == 3 else fused_poisson.restrict
+        return kernel(r, *_fused_transfer(fine, coarse, r))
     xp, nd = xp_of(r), coarse.ndim
     if not fine.all_fluid:
         r = r * fine._fluid_mask(r.dtype)
@@ -477,7 +479,7 @@ def _gauss_seidel(op, b, x, sweeps, reverse):
     """Red-black Gauss-Seidel half-sweeps (red then black, or black then red if ``reverse``)."""
     if (sweeps > 0 and _fused(op, b) and (x is None or (type(x) is _np.ndarray and x.dtype == b.dtype))
             and not any(p and n % 2 for p, n in zip(op.periodic, op.shape))):  # in place: a true 2-colouring
-        return fused.red_black(op, b, x, sweeps, reverse)
+        return fused_poisson.red_black(op, b, x, sweeps, reverse)
     masks = _colour_masks(op, b.dtype)
     order = (masks[1], masks[0]) if reverse else masks
     for _ in range(sweeps):

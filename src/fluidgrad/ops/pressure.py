@@ -24,7 +24,7 @@ import numpy as onp
 
 from ..ad.core import Primitive
 from ..backend import xp_of
-from . import fused, linear_solvers, spectral, stencils
+from . import fused, fused_poisson, linear_solvers, spectral, stencils
 
 SOLVERS = ("auto", "fft", "dct", "cg", "multigrid", "jacobi")
 
@@ -146,21 +146,21 @@ class _Fused:
 
     def project(self, velocity, domain, settings):
         fixed = tuple(domain.array("fixed_velocity", velocity[d], d) for d in range(2))
-        ub, vb, b = fused.projection_rhs(*velocity, *self.mask, *fixed, domain.dx, self.jacobi, *self.fluid,
+        ub, vb, b = fused_poisson.projection_rhs(*velocity, *self.mask, *fixed, domain.dx, self.jacobi, *self.fluid,
                                          self.plain)
         p = self.solve(domain, b, settings)
         fl, singular, _, n_fluid = self.fluid
-        u, v, p = fused.projection_finish(p, ub, vb, *self.mask, domain.dx, self.rules, self.jacobi,
+        u, v, p = fused_poisson.projection_finish(p, ub, vb, *self.mask, domain.dx, self.rules, self.jacobi,
                                           fl, singular, n_fluid, self.plain)
         return (u, v), p
 
     def vjp(self, g_u, g_p, domain, settings):
         g_u = tuple(onp.ascontiguousarray(g) for g in g_u)
-        rhs = fused.projection_vjp_rhs(*g_u, onp.ascontiguousarray(g_p), *self.mask, domain.dx,
+        rhs = fused_poisson.projection_vjp_rhs(*g_u, onp.ascontiguousarray(g_p), *self.mask, domain.dx,
                                        self.rules, self.jacobi, *self.fluid, self.plain)
         r = self.solve(domain, rhs, settings, adjoint=True)
         fl, singular, _, n_fluid = self.fluid
-        return fused.projection_vjp_finish(r, *g_u, *self.mask, domain.dx, self.jacobi, fl, singular, n_fluid,
+        return fused_poisson.projection_vjp_finish(r, *g_u, *self.mask, domain.dx, self.jacobi, fl, singular, n_fluid,
                                            self.plain)
 
     @classmethod
