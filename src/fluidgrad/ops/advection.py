@@ -218,11 +218,19 @@ class _MacCormackPass:
 def _maccormack(q, velocity, *, dt, domain, location="center", backtrace="euler"):
     """``clamp(q¹ + (q - q⁰)/2)`` with ``q¹ = SL(q, Δt)``, ``q⁰ = SL(q¹, -Δt)``."""
     if fused.usable(q, velocity, domain, backtrace):
-        qp, padded, lay = _fused_inputs(q, velocity, domain, location)
-        c = dt / domain.dx
-        q1 = fused.semi_lagrangian(qp, padded, lay, q.shape, c)
-        return fused.maccormack(q, qp, q1, interp.pad_field(q1, domain, location), padded, lay, c)
+        qp, padded, _ = _fused_inputs(q, velocity, domain, location)
+        return _fused_advect("maccormack", q, qp, padded, dt / domain.dx, domain, location)
     return _MacCormackPass(q, velocity, dt, domain, location, backtrace).result()
+
+
+def _fused_advect(scheme, q, qp, padded, c, domain, location):
+    """``q`` (padded: ``qp``) advected by the padded velocity ``padded`` with the fused
+    kernels (``c = Δt/h``)."""
+    lay = fused.Layout.of(domain, location)
+    q1 = fused.semi_lagrangian(qp, padded, lay, q.shape, c)
+    if scheme == "semi_lagrangian":
+        return q1
+    return fused.maccormack(q, qp, q1, interp.pad_field(q1, domain, location), padded, lay, c)
 
 
 maccormack = Primitive(_maccormack, "maccormack", register=True)
@@ -299,9 +307,7 @@ def advect(q, velocity, *, dt, domain, location="center", scheme="maccormack", b
 
 def _advect_velocity(velocity, *, dt, domain, scheme="maccormack", backtrace="euler"):
     """Self-advection of the MAC velocity: each component advected by the whole field."""
-    fun = SCHEMES[scheme].fun
-    return tuple(fun(u, velocity, dt=dt, domain=domain, location=d, backtrace=backtrace)
-                 for d, u in enumerate(velocity))
+    return _advect_state((), velocity, dt=dt, domain=domain, scheme=scheme, backtrace=backtrace)[1]
 
 
 #: one tape node for all components (the per-component rules, summed)
@@ -311,9 +317,15 @@ advect_velocity = Primitive(_advect_velocity, "advect_velocity", register=True)
 def _advect_state(scalars, velocity, *, dt, domain, scheme="maccormack", backtrace="euler"):
     """The cell-centred fields ``scalars`` (a tuple) and the velocity itself, all advected
     by ``velocity``: ``(scalars', velocity')``."""
+    if _fused_transport(scalars, velocity, domain, backtrace):  # the velocity padded once for all
+        padded, c = tuple(_padded_velocity(velocity, domain)), dt / domain.dx
+        return (tuple(_fused_advect(scheme, q, interp.pad_field(q, domain, "center"), padded, c, domain, "center")
+                      for q in scalars),
+                tuple(_fused_advect(scheme, u, padded[d], padded, c, domain, d) for d, u in enumerate(velocity)))
     fun = SCHEMES[scheme].fun
     return (tuple(fun(q, velocity, dt=dt, domain=domain, backtrace=backtrace) for q in scalars),
-            _advect_velocity(velocity, dt=dt, domain=domain, scheme=scheme, backtrace=backtrace))
+            tuple(fun(u, velocity, dt=dt, domain=domain, location=d, backtrace=backtrace)
+                  for d, u in enumerate(velocity)))
 
 
 #: a simulation's whole advection step as one tape node: the velocity cotangents of all

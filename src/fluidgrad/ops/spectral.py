@@ -151,9 +151,17 @@ def _pseudo_inverse(lam):
     return xp.where(xp.abs(lam) > small, 1.0 / xp.where(lam == 0, 1, lam), 0).astype(lam.dtype)
 
 
+_PSEUDO_INVERSES: dict = {}
+
+
 def solve(domain, b):
     """``p = L⁺ b`` for the pressure Laplacian of an obstacle-free ``domain``."""
-    return apply_spectral(b, axis_kinds(domain), domain.dx, _pseudo_inverse)
+    kinds = axis_kinds(domain)
+    key = (kinds, b.shape, domain.dx, xp_of(b).__name__, b.dtype)
+    multiplier = _PSEUDO_INVERSES.get(key)  # 1/λ (0 for the null space), cached as λ is
+    if multiplier is None:
+        multiplier = _PSEUDO_INVERSES[key] = _pseudo_inverse(eigenvalues(kinds, b.shape, domain.dx, b))
+    return _inverse(_forward(b, kinds) * multiplier, kinds, b.shape).astype(b.dtype, copy=False)
 
 
 def solve_shifted(b, kinds, h, alpha, beta):
