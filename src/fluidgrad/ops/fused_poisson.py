@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as onp
 
-from .fused import _jit, _pjit, numba, parallel
+from .fused import _jit, _pjit, numba, parallel, threads
 
 
 # -- damped Jacobi, L x and red-black Gauss-Seidel on the 2-D grid ----------------------
@@ -214,6 +214,36 @@ def jacobi_sweeps_uniform_parallel(b, x0, k, sweeps, omega):
             im, ip = _neighbour_rows(i, b.shape[0])
             _jacobi_row_uniform(src[i], src[im], src[ip], b[i], dst[i], k1, k2, k3, k4, k5, w)
     return y if sweeps % 2 else x
+
+
+@_pjit
+def jacobi_sweeps_uniform_blocked(b, x0, k, sweeps, omega, blocks):
+    """:func:`jacobi_sweeps_uniform` in one parallel region: each of ``blocks`` row blocks
+    is swept on its own, over a halo of ``sweeps`` rows it recomputes (the halo shrinks
+    by a row per sweep), so no thread waits for another between sweeps; every cell gets
+    the serial arithmetic, hence the same values."""
+    n0, n1 = b.shape
+    k1, k2, k3, k4, k5, w = k[1], k[2], k[3], k[4], k[5], k.dtype.type(omega) * k[0]
+    w0 = b.dtype.type(omega) * k[0]
+    out = onp.empty_like(b)
+    for block in numba.prange(blocks):
+        start, stop = (numba.int64(block) * n0) // blocks, ((numba.int64(block) + 1) * n0) // blocks
+        first, rows = start - sweeps, stop - start + 2 * sweeps  # buffer row r is grid row first + r
+        x = onp.empty((rows, n1), dtype=b.dtype)
+        y = onp.empty((rows, n1), dtype=b.dtype)
+        for r in range(rows):
+            g = (first + r) % n0
+            if x0 is None:
+                for j in range(n1):
+                    x[r, j] = w0 * b[g, j]
+            else:
+                x[r] = x0[g]
+        for s in range(sweeps):
+            for r in range(s + 1, rows - s - 1):
+                _jacobi_row_uniform(x[r], x[r - 1], x[r + 1], b[(first + r) % n0], y[r], k1, k2, k3, k4, k5, w)
+            x, y = y, x
+        out[start:stop] = x[sweeps:sweeps + stop - start]
+    return out
 
 
 @_pjit
@@ -592,9 +622,10 @@ def jacobi(op, b, x0, sweeps, omega):
     """``sweeps`` damped-Jacobi sweeps of the 2-D PoissonOperator ``op`` from ``x0``
     (None: after a first sweep from zero, ``ω D⁻¹ b``)."""
     coefficients = jacobi_coefficients(op, b.dtype)
-    if len(coefficients) == 1:  # memory-bound: threads pay off only on large grids
-        kernel = jacobi_sweeps_uniform_parallel if parallel(b.size, 65536) else jacobi_sweeps_uniform
-        return kernel(b, x0, coefficients[0], sweeps, omega)
+    if len(coefficients) == 1:
+        if parallel(b.size, 8192) and b.shape[0] >= 4 * threads() * max(sweeps, 1):  # halos < half the work
+            return jacobi_sweeps_uniform_blocked(b, x0, coefficients[0], sweeps, omega, threads())
+        return jacobi_sweeps_uniform(b, x0, coefficients[0], sweeps, omega)
     kernel = jacobi_sweeps_parallel if parallel(b.size, 8192) else jacobi_sweeps
     return kernel(b, x0, *coefficients, op.periodic[0], op.periodic[1], sweeps, omega)
 
