@@ -348,27 +348,39 @@ def projection_finish(p, ub, vb, mu, mv, h, rules, finish, fluid, singular, n_fl
     for row in numba.prange(ub.shape[0]):
         i = numba.int64(row)  # a signed index (parallel loops count unsigned)
         im, ic = (i - 1 if i > 0 else n0 - 1), min(i, n0 - 1)
-        for j in range(n1):
-            lo, hi = _pressure_pair(p[im, j], p[ic, j], i, n0, per0, rules[0], rules[1])
-            out_u[i, j] = ub[i, j] - ((hi - lo) * inv_h if plain or mu[i, j] else 0.0)
+        a_lo, a_hi, edge = 1.0, 1.0, False  # a bounded end face: a ghost pressure a·p_edge
+        if not per0 and i == 0:
+            im, a_lo, edge = 0, rules[0], True
+        elif not per0 and i == n0:
+            a_hi, edge = rules[1], True
+        _minus_gradient_row(out_u[i], ub[i], p[im], p[ic], a_lo, a_hi, edge, mu[i], inv_h, plain)
         if i < n0:
-            for j in range(vb.shape[1]):
-                lo, hi = _pressure_pair(p[i, j - 1 if j > 0 else n1 - 1], p[i, min(j, n1 - 1)], j, n1, per1,
-                                        rules[2], rules[3])
-                out_v[i, j] = vb[i, j] - ((hi - lo) * inv_h if plain or mv[i, j] else 0.0)
+            _minus_gradient_along_row(out_v[i], vb[i], p[i], mv[i], per1, rules[2], rules[3], inv_h, plain)
     return out_u, out_v, p
 
 
 @_jit
-def _pressure_pair(p_lo, p_hi, k, n, periodic, a_lo, a_hi):
-    """Pressures on either side of face ``k`` of an axis of ``n`` cells, given the cell
-    values ``p_lo = p[k-1]`` and ``p_hi = p[k]`` (indices clamped/wrapped by the caller)."""
+def _minus_gradient_row(out, base, p_lo, p_hi, a_lo, a_hi, edge, m, inv_h, plain):
+    """Faces between the cell rows ``p_lo`` and ``p_hi``: ``base − (p_hi − p_lo)/h`` where
+    open (the pressures times ``a`` at a bounded end)."""
+    for j in range(out.shape[0]):
+        d = ((a_hi * p_hi[j] - a_lo * p_lo[j]) if edge else (p_hi[j] - p_lo[j])) * inv_h
+        out[j] = base[j] - (d if plain or m[j] else 0.0)
+
+
+@_jit
+def _minus_gradient_along_row(out, base, p, m, periodic, a_lo, a_hi, inv_h, plain):
+    """The faces along a row of cells ``p`` (face j between cells j − 1 and j; the
+    inner ones without a branch)."""
+    n1 = p.shape[0]
+    for j in range(1, n1):
+        d = (p[j] - p[j - 1]) * inv_h
+        out[j] = base[j] - (d if plain or m[j] else 0.0)
+    d = ((p[0] - p[n1 - 1]) if periodic else (p[0] - a_lo * p[0])) * inv_h
+    out[0] = base[0] - (d if plain or m[0] else 0.0)
     if not periodic:
-        if k == 0:
-            return a_lo * p_hi, p_hi
-        if k == n:
-            return p_lo, a_hi * p_lo
-    return p_lo, p_hi
+        d = (a_hi * p[n1 - 1] - p[n1 - 1]) * inv_h
+        out[n1] = base[n1] - (d if plain or m[n1] else 0.0)
 
 
 @_jit
@@ -423,16 +435,31 @@ def projection_vjp_finish(r, gu, gv, mu, mv, h, finish, fluid, singular, n_fluid
     adj_v = onp.empty_like(gv)
     for row in numba.prange(gu.shape[0]):
         i = numba.int64(row)  # a signed index (parallel loops count unsigned)
-        for j in range(n1):
-            left = r[i - 1 if i > 0 else n0 - 1, j] if (i > 0 or per0) else 0.0
-            right = r[i, j] if i < n0 else 0.0
-            adj_u[i, j] = gu[i, j] + (left - right) * inv_h if plain or mu[i, j] else 0.0
+        _divergence_transpose_row(adj_u[i], gu[i], r[i - 1 if i > 0 else n0 - 1], r[min(i, n0 - 1)],
+                                  i > 0 or per0, i < n0, mu[i], inv_h, plain)
         if i < n0:
-            for j in range(gv.shape[1]):
-                left = r[i, j - 1 if j > 0 else n1 - 1] if (j > 0 or per1) else 0.0
-                right = r[i, j] if j < n1 else 0.0
-                adj_v[i, j] = gv[i, j] + (left - right) * inv_h if plain or mv[i, j] else 0.0
+            _divergence_transpose_along_row(adj_v[i], gv[i], r[i], mv[i], per1, inv_h, plain)
     return adj_u, adj_v
+
+
+@_jit
+def _divergence_transpose_row(out, g, r_left, r_right, has_left, has_right, m, inv_h, plain):
+    """Faces between the cell rows ``r_left`` and ``r_right`` (either may be missing at a
+    bounded end): ``g + (r_left − r_right)/h`` where open, else 0."""
+    for j in range(out.shape[0]):
+        left = r_left[j] if has_left else 0.0
+        right = r_right[j] if has_right else 0.0
+        out[j] = g[j] + (left - right) * inv_h if plain or m[j] else 0.0
+
+
+@_jit
+def _divergence_transpose_along_row(out, g, r, m, periodic, inv_h, plain):
+    n1 = r.shape[0]
+    for j in range(1, n1):
+        out[j] = g[j] + (r[j - 1] - r[j]) * inv_h if plain or m[j] else 0.0
+    out[0] = g[0] + ((r[n1 - 1] if periodic else 0.0) - r[0]) * inv_h if plain or m[0] else 0.0
+    if not periodic:
+        out[n1] = g[n1] + (r[n1 - 1] - 0.0) * inv_h if plain or m[n1] else 0.0
 
 
 # -- the 3-D Poisson operator and red-black Gauss-Seidel (planes of axis 0 in parallel) --
