@@ -117,18 +117,6 @@ def _fused_inputs(q, velocity, domain, location):
             fused.Layout.of(domain, location))
 
 
-def _fused_vjp(rule, g, q, velocity, dt, domain, location):
-    """A fused VJP ``rule`` run into fresh zero adjoints: ``(adj_q, adj_velocity)``."""
-    qp, padded, lay = _fused_inputs(q, velocity, domain, location)
-    adj_qp, adj = onp.zeros_like(qp), tuple(onp.zeros_like(p) for p in padded)
-    c = dt / domain.dx
-    direct = rule(onp.ascontiguousarray(g), q, qp, padded, lay, c, domain, location, adj_qp, adj,
-                  fused.row_blocks(g.shape, fused.reach(padded, c)))
-    adj_q = interp.pad_field_transpose(adj_qp, domain, location)
-    return (adj_q if direct is None else adj_q + direct,
-            tuple(interp.pad_field_transpose(a, domain, d) for d, a in enumerate(adj)))
-
-
 def _fused_semi_lagrangian_vjp(g, q, qp, padded, lay, c, domain, location, adj_qp, adj, blocks):
     fused.semi_lagrangian_vjp(g, qp, padded, lay, c, adj_qp, adj, blocks)
 
@@ -149,7 +137,8 @@ semi_lagrangian = Primitive(_semi_lagrangian, "semi_lagrangian", register=True)
 def _semi_lagrangian_vjp(g, ans, q, velocity, *, dt, domain, location="center", backtrace="euler"):
     """``adj_q = Iᵀ g``; the departure points get ``g ∂I[q]/∂x`` and pass it to u."""
     if fused.usable(q, velocity, domain, backtrace) and g.dtype == q.dtype:
-        return _fused_vjp(_fused_semi_lagrangian_vjp, g, q, velocity, dt, domain, location)
+        (adj_q,), adj_u = _fused_transport_vjp("semi_lagrangian", [(g, q, location)], (), velocity, dt, domain)
+        return adj_q, adj_u
     bt = Backtrace(velocity, domain, location, dt, backtrace)
     padded_shape = interp.padded_lattice(domain, location).shape
     adj_q = interp.pad_field_transpose(interp.scatter(g, bt.stencil, padded_shape), domain, location)
@@ -251,7 +240,8 @@ def _fused_maccormack_vjp(g, q, qp, padded, lay, c, domain, location, adj_qp, ad
 @maccormack.defvjp_all(needs=(0, 1))
 def _maccormack_vjp(g, ans, q, velocity, *, dt, domain, location="center", backtrace="euler"):
     if fused.usable(q, velocity, domain, backtrace) and g.dtype == q.dtype:
-        return _fused_vjp(_fused_maccormack_vjp, g, q, velocity, dt, domain, location)
+        (adj_q,), adj_u = _fused_transport_vjp("maccormack", [(g, q, location)], (), velocity, dt, domain)
+        return adj_q, adj_u
     mc = _MacCormackPass(q, velocity, dt, domain, location, backtrace)
     xp = xp_of(g)
     lattice = interp.padded_lattice(domain, location)
@@ -333,29 +323,29 @@ def _advect_state(scalars, velocity, *, dt, domain, scheme="maccormack", backtra
 advect_state = Primitive(_advect_state, "advect_state", register=True)
 
 
-def _fused_transport_vjp(g_scalars, scalars, g_velocity, velocity, dt, domain, scheme):
-    """The fused VJP of advecting the cell-centred ``scalars`` and the velocity itself by
-    ``velocity``: ``(adjoints of the scalars, adjoint of the velocity)``. Every kernel adds
-    its velocity cotangent into the same padded buffers (a component's own cotangent too)."""
+def _fused_transport_vjp(scheme, fields, g_velocity, velocity, dt, domain):
+    """The fused VJP of advecting ``fields`` (pairs of cotangent, field and location) and,
+    if ``g_velocity`` is not empty, the velocity itself by ``velocity``: ``(adjoints of the
+    fields, adjoint of the velocity)``. Every kernel adds its velocity cotangent into the
+    same padded buffers (a component's own cotangent too)."""
     rule = _fused_semi_lagrangian_vjp if scheme == "semi_lagrangian" else _fused_maccormack_vjp
     padded = tuple(_padded_velocity(velocity, domain))
     adj = tuple(onp.zeros_like(p) for p in padded)
     c = dt / domain.dx
     rows = fused.reach(padded, c)
-    lay = fused.Layout.of(domain, "center")
-    adj_scalars = []
-    for g, q in zip(g_scalars, scalars):
-        qp = interp.pad_field(q, domain, "center")
+    adj_fields = []
+    for g, q, location in fields:
+        qp = interp.pad_field(q, domain, location)
         adj_qp = onp.zeros_like(qp)
-        direct = rule(onp.ascontiguousarray(g), q, qp, padded, lay, c, domain, "center", adj_qp, adj,
-                      fused.row_blocks(g.shape, rows))
-        adj_q = interp.pad_field_transpose(adj_qp, domain, "center")
-        adj_scalars.append(adj_q if direct is None else adj_q + direct)
+        direct = rule(onp.ascontiguousarray(g), q, qp, padded, fused.Layout.of(domain, location), c, domain,
+                      location, adj_qp, adj, fused.row_blocks(g.shape, rows))
+        adj_q = interp.pad_field_transpose(adj_qp, domain, location)
+        adj_fields.append(adj_q if direct is None else adj_q + direct)
     direct = [rule(onp.ascontiguousarray(g_d), u, padded[d], padded, fused.Layout.of(domain, d), c, domain, d,
                    adj[d], adj, fused.row_blocks(g_d.shape, rows))  # q's lattice is u_d's
-              for d, (g_d, u) in enumerate(zip(g_velocity, velocity))]
+              for d, (g_d, u) in enumerate(zip(g_velocity, velocity))] or [None] * len(adj)
     out = [interp.pad_field_transpose(a, domain, d) for d, a in enumerate(adj)]
-    return tuple(adj_scalars), tuple(a if x is None else a + x for a, x in zip(out, direct))
+    return tuple(adj_fields), tuple(a if x is None else a + x for a, x in zip(out, direct))
 
 
 def _fused_transport(arrays, velocity, domain, backtrace) -> bool:
@@ -367,7 +357,7 @@ def _fused_transport(arrays, velocity, domain, backtrace) -> bool:
 def _advect_velocity_vjp(g, ans, velocity, *, dt, domain, scheme="maccormack", backtrace="euler"):
     """``adj_u_c = g_c-part of component c's own VJP + Σ_d (component d's VJP w.r.t. u_c)``."""
     if _fused_transport(g, velocity, domain, backtrace):
-        return (_fused_transport_vjp((), (), g, velocity, dt, domain, scheme)[1],)
+        return (_fused_transport_vjp(scheme, (), g, velocity, dt, domain)[1],)
     prim = SCHEMES[scheme]
     total = None
     for d, (g_d, u) in enumerate(zip(g, velocity)):
@@ -391,7 +381,8 @@ def _advect_velocity_jvp(dots, ans, velocity, *, dt, domain, scheme="maccormack"
 def _advect_state_vjp(g, ans, scalars, velocity, *, dt, domain, scheme="maccormack", backtrace="euler"):
     g_scalars, g_velocity = g
     if _fused_transport((*g_scalars, *scalars, *g_velocity), velocity, domain, backtrace):
-        return _fused_transport_vjp(g_scalars, scalars, g_velocity, velocity, dt, domain, scheme)
+        fields = [(g_q, q, "center") for g_q, q in zip(g_scalars, scalars)]
+        return _fused_transport_vjp(scheme, fields, g_velocity, velocity, dt, domain)
     kw = dict(dt=dt, domain=domain, scheme=scheme, backtrace=backtrace)
     adj_velocity = list(_advect_velocity_vjp(g_velocity, None, velocity, **kw)[0])
     adj_scalars = []
