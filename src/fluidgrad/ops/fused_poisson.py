@@ -203,20 +203,6 @@ def jacobi_sweeps_parallel(b, x0, inv_diag, diag, cxm, cxp, cym, cyp, per0, per1
 
 
 @_pjit
-def jacobi_sweeps_uniform_parallel(b, x0, k, sweeps, omega):
-    x = _start(b, x0, k[:1].reshape((1, 1)), omega)
-    y = onp.empty_like(x)
-    k1, k2, k3, k4, k5, w = k[1], k[2], k[3], k[4], k[5], k.dtype.type(omega) * k[0]
-    for s in range(sweeps):
-        src, dst = (x, y) if s % 2 == 0 else (y, x)
-        for row in numba.prange(b.shape[0]):
-            i = numba.int64(row)  # a signed index (parallel loops count unsigned)
-            im, ip = _neighbour_rows(i, b.shape[0])
-            _jacobi_row_uniform(src[i], src[im], src[ip], b[i], dst[i], k1, k2, k3, k4, k5, w)
-    return y if sweeps % 2 else x
-
-
-@_pjit
 def jacobi_sweeps_uniform_blocked(b, x0, k, sweeps, omega, blocks):
     """:func:`jacobi_sweeps_uniform` in one parallel region: each of ``blocks`` row blocks
     is swept on its own, over a halo of ``sweeps`` rows it recomputes (the halo shrinks
