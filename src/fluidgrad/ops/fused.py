@@ -707,12 +707,12 @@ def mc_correct_vjp_3d(g, q, qp, q1, q1p, u, v, w, vrow, vcol, vdep, avg, geo, c,
                       adj_u, adj_v, adj_w)
 
 
-# -- parallel versions: rows split over threads -------------------------------------
+# -- parallel versions: rows (3-D: planes) split over threads --------------------------
 #
 # Forward passes write only their own point. The VJPs scatter into rows within
-# ``reach`` of the point's row (``reach`` bounds |Δt U| / h plus the stencil), so the
-# rows are cut into blocks wider than 2·reach and coloured alternately: blocks of one
-# colour never write the same rows and run in parallel, then the other colour runs.
+# ``reach`` of the point's row (``reach`` bounds |Δt U| / h plus the stencil), so each
+# thread's rows are one big block and a strip of 2·reach + 1 rows (:func:`row_blocks`):
+# the big blocks never write the same rows and run in parallel, then the strips do.
 
 @_pjit
 def sl_forward_parallel(q, u, v, vrow, vcol, avg, geo, shape0, shape1, c):
