@@ -552,19 +552,6 @@ def sl_forward_3d(q, u, v, w, vrow, vcol, vdep, avg, geo, shape, c):
 
 
 @_jit
-def _corner_bounds(a, i0, i1, j0, j1, k0, k1):
-    """min and max of the 8 corners."""
-    lo = hi = a[i0, j0, k0]
-    for ii in (i0, i1):
-        for jj in (j0, j1):
-            for kk in (k0, k1):
-                x = a[ii, jj, kk]
-                lo = x if x < lo else lo
-                hi = x if x > hi else hi
-    return lo, hi
-
-
-@_jit
 def _mc_correct_plane(i, out, q, qp, q1, q1p, u, v, w, vrow, vcol, vdep, avg, geo, c):
     for j in range(q1.shape[1]):
         for k in range(q1.shape[2]):
@@ -573,7 +560,7 @@ def _mc_correct_plane(i, out, q, qp, q1, q1p, u, v, w, vrow, vcol, vdep, avg, ge
             i0, i1, t0, _, j0, j1, t1, _, k0, k1, t2, _ = _cell_3d(q1p, s0 + c * ux, s1 + c * vy, s2 + c * wz, geo)
             corrected = q1[i, j, k] + 0.5 * (q[i, j, k] - _trilinear(q1p, i0, i1, t0, j0, j1, t1, k0, k1, t2))
             i0, i1, _, _, j0, j1, _, _, k0, k1, _, _ = _cell_3d(qp, s0 - c * ux, s1 - c * vy, s2 - c * wz, geo)
-            lo, hi = _corner_bounds(qp, i0, i1, j0, j1, k0, k1)
+            lo, _, hi, _ = _extremes_3d(qp, i0, i1, j0, j1, k0, k1)
             out[i, j, k] = lo if corrected < lo else (hi if corrected > hi else corrected)
 
 
