@@ -118,7 +118,7 @@ def _open_mask(domain, like):
 
 
 class _Fused:
-    """The 2-D stencil passes around the solve as compiled kernels (:mod:`.fused`):
+    """The 2-D stencil passes around the solve as compiled kernels (:mod:`.fused_poisson`):
     one pass builds the right-hand side, one applies the gradient. With the Jacobi
     solver they also do what :func:`~.linear_solvers.solve_jacobi` does around its
     sweeps (fluid mask, mean removal)."""
@@ -128,11 +128,11 @@ class _Fused:
         self.jacobi = self.solver == "jacobi"
         self.op = op = poisson_operator(domain, like)
         self.mask = _open_mask(domain, (like, like))
+        self.fixed = tuple(domain.array("fixed_velocity", like, d) for d in range(2))
         self.fluid = (op._fluid_mask(like.dtype), op.singular, op.all_fluid, op.n_fluid)
         self.rules = onp.array([stencils.pressure_rule(domain, d, side)[0]
                                 for d in range(2) for side in range(2)])
-        fixed = [domain.array("fixed_velocity", like, d) for d in range(2)]
-        self.plain = bool(all(m.all() for m in self.mask) and not any(c.any() for c in fixed))
+        self.plain = bool(all(m.all() for m in self.mask) and not any(c.any() for c in self.fixed))
 
     @staticmethod
     def usable(domain, *arrays) -> bool:
@@ -145,23 +145,22 @@ class _Fused:
         return solve_pressure(domain, b, settings, adjoint)
 
     def project(self, velocity, domain, settings):
-        fixed = tuple(domain.array("fixed_velocity", velocity[d], d) for d in range(2))
-        ub, vb, b = fused_poisson.projection_rhs(*velocity, *self.mask, *fixed, domain.dx, self.jacobi, *self.fluid,
-                                         self.plain)
+        ub, vb, b = fused_poisson.projection_rhs(*velocity, *self.mask, *self.fixed, domain.dx, self.jacobi,
+                                                 *self.fluid, self.plain)
         p = self.solve(domain, b, settings)
         fl, singular, _, n_fluid = self.fluid
         u, v, p = fused_poisson.projection_finish(p, ub, vb, *self.mask, domain.dx, self.rules, self.jacobi,
-                                          fl, singular, n_fluid, self.plain)
+                                                  fl, singular, n_fluid, self.plain)
         return (u, v), p
 
     def vjp(self, g_u, g_p, domain, settings):
         g_u = tuple(onp.ascontiguousarray(g) for g in g_u)
         rhs = fused_poisson.projection_vjp_rhs(*g_u, onp.ascontiguousarray(g_p), *self.mask, domain.dx,
-                                       self.rules, self.jacobi, *self.fluid, self.plain)
+                                               self.rules, self.jacobi, *self.fluid, self.plain)
         r = self.solve(domain, rhs, settings, adjoint=True)
         fl, singular, _, n_fluid = self.fluid
-        return fused_poisson.projection_vjp_finish(r, *g_u, *self.mask, domain.dx, self.jacobi, fl, singular, n_fluid,
-                                           self.plain)
+        return fused_poisson.projection_vjp_finish(r, *g_u, *self.mask, domain.dx, self.jacobi, fl, singular,
+                                                   n_fluid, self.plain)
 
     @classmethod
     def of(cls, domain, settings, like):
