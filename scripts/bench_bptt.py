@@ -51,6 +51,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_peers import current_rss_kib  # noqa: E402  (the same RSS reading as the other benchmarks)
+
 DEFAULT_SIZES = [128, 256, 512]
 QUICK_SIZES = [16, 32]
 T_TARGET = 10_000  # the issue's long-rollout target
@@ -58,15 +61,6 @@ T_TARGET = 10_000  # the issue's long-rollout target
 
 # ---------------------------------------------------------------------------
 # one configuration (runs in a fresh subprocess)
-
-def current_rss_kib() -> int:
-    """Resident set size now (KiB), from /proc; falls back to the peak so far."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
-    except OSError:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
 
 def build(n, dtype):
     import numpy

@@ -246,7 +246,7 @@ class Layout:
     second only where ``avg[ndim·c + a]``): on a MAC grid the multilinear weights at lattice
     points are 1 or ½. ``geo`` = [shift per axis..., periodic per axis...] places sample
     (i, j, ...) at lattice coordinates (i + shift₀, j + shift₁, ...) of the field's own
-    padded lattice. In 2-D the tables are ``vrow``, ``vcol``; in 3-D also ``vdep``."""
+    padded lattice. The tables (``axes``) are ``vrow``, ``vcol`` and in 3-D ``vdep``."""
 
     def __init__(self, domain, location):
         from . import interpolation as interp
@@ -264,8 +264,7 @@ class Layout:
                     raise AssertionError("velocity samples are not MAC-staggered")  # pragma: no cover
                 tables[a][2 * comp], tables[a][2 * comp + 1] = lo, hi
                 self.avg[nd * comp + a] = t[0] == 0.5
-        self.axes = tables
-        self.vrow, self.vcol = tables[:2]
+        self.axes = tables  # vrow, vcol[, vdep]
         self.geo = onp.array([field.offset[a] - padded.offset[a] for a in range(nd)]
                              + [float(padded.periodic[a]) for a in range(nd)])
 
@@ -485,9 +484,9 @@ def mc_correct_vjp(g, q, qp, q1, q1p, u, v, vrow, vcol, avg, geo, c, adj_c, adj_
 
 # -- 3-D kernels ---------------------------------------------------------------------
 #
-# The same passes on 3-D lattices (forward only: the 3-D VJPs run on the array-API
-# reference). ``r`` / ``t`` / ``z`` are a component's two indices along axes 0 / 1 / 2
-# (tables ``vrow``, ``vcol``, ``vdep``), averaged where ``avg`` says.
+# The same passes on 3-D lattices, planes of axis 0 in parallel (no JVP kernel): a
+# component's two indices along axes 0 / 1 / 2 come from the tables ``vrow``, ``vcol``,
+# ``vdep``, averaged where ``avg`` says.
 
 @_jit
 def _average_3d(a, i, i1, j, j1, k, k1, avg0, avg1, avg2):

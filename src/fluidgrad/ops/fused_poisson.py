@@ -56,8 +56,10 @@ def _jacobi_row_uniform(x, xm, xp, b, y, k1, k2, k3, k4, k5, w):
 
 
 @_jit
-def _neighbour_rows(i, n0):
-    return (i - 1 if i > 0 else n0 - 1), (i + 1 if i < n0 - 1 else 0)
+def _neighbours(i, n, periodic):
+    """Indices below and above ``i`` on an axis of ``n`` cells (wrapped, or clamped: the
+    coefficient of a missing neighbour is 0)."""
+    return (i - 1 if i > 0 else (n - 1 if periodic else 0)), (i + 1 if i < n - 1 else (0 if periodic else n - 1))
 
 
 @_jit
@@ -82,7 +84,7 @@ def jacobi_sweeps_uniform(b, x0, k, sweeps, omega):
     k1, k2, k3, k4, k5, w = k[1], k[2], k[3], k[4], k[5], k.dtype.type(omega) * k[0]
     for _ in range(sweeps):
         for i in range(b.shape[0]):
-            im, ip = _neighbour_rows(i, b.shape[0])
+            im, ip = _neighbours(i, b.shape[0], True)
             _jacobi_row_uniform(x[i], x[im], x[ip], b[i], y[i], k1, k2, k3, k4, k5, w)
         x, y = y, x
     return x
@@ -449,13 +451,6 @@ def _divergence_transpose_along_row(out, g, r, m, periodic, inv_h, plain):
 
 
 # -- the 3-D Poisson operator and red-black Gauss-Seidel (planes of axis 0 in parallel) --
-
-@_jit
-def _neighbours(i, n, periodic):
-    """Indices below and above ``i`` on an axis of ``n`` cells (wrapped, or clamped: the
-    coefficient of a missing neighbour is 0)."""
-    return (i - 1 if i > 0 else (n - 1 if periodic else 0)), (i + 1 if i < n - 1 else (0 if periodic else n - 1))
-
 
 @_jit
 def _apply_3d_at(x, i, j, k, im, ip, jm, jp, km, kp, diag, cxm, cxp, cym, cyp, czm, czp):
