@@ -214,12 +214,15 @@ def test_parallel_vjp_equals_the_serial_one(spec):
     q = rng.standard_normal(domain.grid.shape)
     u = tuple(0.5 * rng.standard_normal(s) for s in domain.velocity_shapes)
     dt = 1.5 * domain.dx  # departures up to ~3 cells away
-    qp, (up, vp), lay = _fused_inputs(q, u, domain, "center")
-    tables = (*lay.tables, dt / domain.dx)
-    blocks = fused.row_blocks(q.shape, fused.reach((up, vp), dt / domain.dx))
+    qp, padded, lay = _fused_inputs(q, u, domain, "center")
+    c = dt / domain.dx
+    blocks = fused.row_blocks(q.shape, fused.reach(padded, c))
     if blocks is None:
         pytest.skip("a single thread: no parallel VJP")
     g = rng.standard_normal(q.shape)
+    vel = fused.sample(*padded, lay.shift, lay.avg, *q.shape)
+    for a, b in zip(vel, fused.sample_parallel(*padded, lay.shift, lay.avg, *q.shape)):
+        assert onp.array_equal(a, b)
 
     def adjoints(kernel, *args, like):
         """The kernel's adjoints, added into fresh zero buffers shaped ``like``."""
@@ -227,19 +230,23 @@ def test_parallel_vjp_equals_the_serial_one(spec):
         kernel(*args, *out, *([blocks] if kernel.py_func.__name__.endswith("parallel") else []))
         return out
 
-    for a, b in zip(adjoints(fused.sl_vjp_parallel, g, qp, up, vp, *tables, like=(qp, up, vp)),
-                    adjoints(fused.sl_vjp, g, qp, up, vp, *tables, like=(qp, up, vp))):
+    for a, b in zip(adjoints(fused.sl_vjp_parallel, g, qp, *vel, lay.geo, c, like=(qp, g, g)),
+                    adjoints(fused.sl_vjp, g, qp, *vel, lay.geo, c, like=(qp, g, g))):
         onp.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
-    shape = (*lay.tables, *q.shape, dt / domain.dx)
-    assert onp.array_equal(fused.sl_forward_parallel(qp, up, vp, *shape), fused.sl_forward(qp, up, vp, *shape))
-    assert onp.array_equal(fused.sl_jvp_parallel(qp, up, vp, qp, up, vp, *shape, True, True),
-                           fused.sl_jvp(qp, up, vp, qp, up, vp, *shape, True, True))
-    q1 = fused.sl_forward(qp, up, vp, *shape)
+    spread = [[onp.zeros_like(a) for a in padded] for _ in range(2)]
+    fused.spread_parallel(g, 2 * g, lay.shift, lay.avg, *spread[0])
+    fused.spread(g, 2 * g, lay.shift, lay.avg, *spread[1])
+    for a, b in zip(*spread):
+        assert onp.array_equal(a, b)
+    assert onp.array_equal(fused.sl_forward_parallel(qp, *vel, lay.geo, c), fused.sl_forward(qp, *vel, lay.geo, c))
+    assert onp.array_equal(fused.sl_jvp_parallel(qp, *vel, qp, *vel, lay.geo, c, True, True),
+                           fused.sl_jvp(qp, *vel, qp, *vel, lay.geo, c, True, True))
+    q1 = fused.sl_forward(qp, *vel, lay.geo, c)
     q1p = onp.ascontiguousarray(q1)  # a periodic-looking stand-in for the padded q1 is enough here
     if q1p.shape == qp.shape:
-        args = (q, qp, q1, q1p, up, vp, *tables)
+        args = (q, qp, q1, q1p, *vel, lay.geo, c)
         assert onp.array_equal(fused.mc_correct_parallel(*args), fused.mc_correct(*args))
-        like = (g, qp, q1p, up, vp)  # adj_c, adj_qp, adj_q1p, adj_u, adj_v
+        like = (g, qp, q1p, g, g)  # adj_c, adj_qp, adj_q1p, gx, gy
         for a, b in zip(adjoints(fused.mc_correct_vjp_parallel, g, *args, like=like),
                         adjoints(fused.mc_correct_vjp, g, *args, like=like)):
             onp.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)

@@ -103,52 +103,104 @@ def _spread(out, g, i0, i1, t0, j0, j1, t1):
 
 
 @_jit
-def _average(a, i, i1, j, j1, avg0, avg1):
-    """``a`` at a lattice point of another lattice of the MAC grid: the mean of the
-    1, 2 or 4 nearest samples (bilinear weights ½ along the axes where ``avg``)."""
-    x = a[i, j]
-    if avg0:
-        x += a[i1, j]
-        if avg1:
-            return 0.25 * (x + a[i, j1] + a[i1, j1])
-        return 0.5 * x
+def _mean_segment(out, r0, r1, e, n, lo, hi, w, avg0, avg1):
+    """``out[e + k] = w·Σ`` of rows ``r0`` [and ``r1``] at columns ``e + k + lo`` [and
+    ``e + k + hi``], ``k < n``.
+
+    Loops over slices: numba checks every signed index for wrap-around, and that check
+    stops a loop from vectorizing (4-8× slower)."""
+    o = out[e:]
+    a0 = r0[e + lo:]
     if avg1:
-        return 0.5 * (x + a[i, j1])
-    return x
+        b0 = r0[e + hi:]
+        if avg0:
+            a1, b1 = r1[e + lo:], r1[e + hi:]
+            for k in range(n):
+                o[k] = w * (a0[k] + b0[k] + a1[k] + b1[k])
+        else:
+            for k in range(n):
+                o[k] = w * (a0[k] + b0[k])
+    elif avg0:
+        a1 = r1[e + lo:]
+        for k in range(n):
+            o[k] = w * (a0[k] + a1[k])
+    else:
+        for k in range(n):
+            o[k] = a0[k]
 
 
 @_jit
-def _spread_average(out, g, i, i1, j, j1, avg0, avg1):
-    """Transpose of :func:`_average`."""
-    w = g * (0.5 if avg0 else 1.0) * (0.5 if avg1 else 1.0)
-    out[i, j] += w
-    if avg0:
-        out[i1, j] += w
-        if avg1:
-            out[i, j1] += w
-            out[i1, j1] += w
-    elif avg1:
-        out[i, j1] += w
+def _scatter_cyclic(row, g, w, s, m):
+    """``row[(j + s) mod len(row)] += w·g[j]`` for ``j < m`` (``0 ≤ s < len(row)``), over
+    slices (see :func:`_mean_segment`)."""
+    first = min(m, row.shape[0] - s)
+    shifted = row[s:]
+    for j in range(first):
+        shifted[j] += w * g[j]
+    wrapped = g[first:]
+    for j in range(m - first):
+        row[j] += w * wrapped[j]
 
 
 @_jit
-def _velocity_at(r, j, u, v, vcol, avg):
-    """Both velocity components at lattice point (i, j); ``r`` = ``vrow[:, i]``."""
-    ux = _average(u, r[0], r[1], vcol[0, j], vcol[1, j], avg[0], avg[1])
-    vy = _average(v, r[2], r[3], vcol[2, j], vcol[3, j], avg[2], avg[3])
-    return ux, vy
+def _weight(like, avg0, avg1):
+    """The averaging weight 1, ½ or ¼ in the precision of ``like`` (a float32 field's
+    samples are averaged in float32)."""
+    w = onp.empty(1, dtype=like.dtype)
+    w[0] = (0.5 if avg0 else 1.0) * (0.5 if avg1 else 1.0)
+    return w[0]
 
 
 @_jit
-def _spread_velocity(adj_u, adj_v, gx, gy, r, j, vcol, avg):
-    """Transpose of :func:`_velocity_at`."""
-    _spread_average(adj_u, gx, r[0], r[1], vcol[0, j], vcol[1, j], avg[0], avg[1])
-    _spread_average(adj_v, gy, r[2], r[3], vcol[2, j], vcol[3, j], avg[2], avg[3])
+def _sample_row(i, out, a, s0, s1, avg0, avg1, w):
+    """Row ``i`` of a velocity component at the field's points: ``w`` times the sum of
+    its samples at rows ``(i + s0) mod p₀`` [and the next] and columns ``(j + s1) mod p₁``
+    [and the next] (the bilinear weights at lattice points of a MAC grid are 1 or ½).
+    Three column segments: none, the upper and both neighbours wrapped."""
+    r0, r1 = a[(i + s0) % a.shape[0]], a[(i + s0 + 1) % a.shape[0]]
+    o = out[i]
+    m, p = o.shape[0], r0.shape[0]
+    upper, lower = p - s1 - 1, p - s1  # columns from which the upper/lower sample wraps
+    _mean_segment(o, r0, r1, 0, min(upper, m), s1, s1 + 1, w, avg0, avg1)
+    _mean_segment(o, r0, r1, upper, min(lower, m) - upper, s1, s1 + 1 - p, w, avg0, avg1)
+    _mean_segment(o, r0, r1, lower, m - lower, s1 - p, s1 + 1 - p, w, avg0, avg1)
 
 
 @_jit
-def _row(vrow, i):
-    return vrow[0, i], vrow[1, i], vrow[2, i], vrow[3, i]
+def _spread_row(r, adj, g, s0, s1, avg0, avg1):
+    """Row ``r`` of the transpose of :func:`_sample_row`: adds the cotangents ``g`` at
+    the field's points into row ``r`` of the padded component's adjoint."""
+    w = (0.5 if avg0 else 1.0) * (0.5 if avg1 else 1.0)
+    row = adj[r]
+    for k in range(2 if avg0 else 1):
+        i = (r - s0 - k) % adj.shape[0]
+        if i < g.shape[0]:
+            _scatter_cyclic(row, g[i], w, s1, g.shape[1])
+            if avg1:
+                _scatter_cyclic(row, g[i], w, (s1 + 1) % row.shape[0], g.shape[1])
+
+
+@_jit
+def sample(u, v, shift, avg, shape0, shape1):
+    """``(U_x, U_y)`` at every lattice point of a field from the padded components
+    (``shift``, ``avg``: a :class:`Layout`'s)."""
+    ud = onp.empty((shape0, shape1), dtype=u.dtype)
+    vd = onp.empty((shape0, shape1), dtype=v.dtype)
+    wu, wv = _weight(ud, avg[0], avg[1]), _weight(vd, avg[2], avg[3])
+    for i in range(shape0):
+        _sample_row(i, ud, u, shift[0], shift[1], avg[0], avg[1], wu)
+        _sample_row(i, vd, v, shift[2], shift[3], avg[2], avg[3], wv)
+    return ud, vd
+
+
+@_jit
+def spread(gx, gy, shift, avg, adj_u, adj_v):
+    """Transpose of :func:`sample`: ``adj_u += Sₓᵀ gx``, ``adj_v += S_yᵀ gy``."""
+    for r in range(max(adj_u.shape[0], adj_v.shape[0])):
+        if r < adj_u.shape[0]:
+            _spread_row(r, adj_u, gx, shift[0], shift[1], avg[0], avg[1])
+        if r < adj_v.shape[0]:
+            _spread_row(r, adj_v, gy, shift[2], shift[3], avg[2], avg[3])
 
 
 @_jit
@@ -160,68 +212,64 @@ def _cell(q, s0, s1, geo):
 
 
 @_jit
-def _sl_forward_row(i, out, q, u, v, vrow, vcol, avg, geo, c):
+def _sl_forward_row(i, out, q, ud, vd, geo, c):
     s0 = i + geo[0]
-    r = _row(vrow, i)
     for j in range(out.shape[1]):
-        ux, vy = _velocity_at(r, j, u, v, vcol, avg)
-        i0, i1, t0, _, j0, j1, t1, _ = _cell(q, s0 - c * ux, j + geo[1] - c * vy, geo)
+        i0, i1, t0, _, j0, j1, t1, _ = _cell(q, s0 - c * ud[i, j], j + geo[1] - c * vd[i, j], geo)
         out[i, j] = _bilinear(q, i0, i1, t0, j0, j1, t1)
 
 
 @_jit
-def sl_forward(q, u, v, vrow, vcol, avg, geo, shape0, shape1, c):
-    """``q'(x) = I[q](x - Δt U(x))`` at every lattice point of the field (``c = Δt/h``)."""
-    out = onp.empty((shape0, shape1), dtype=q.dtype)
-    for i in range(shape0):
-        _sl_forward_row(i, out, q, u, v, vrow, vcol, avg, geo, c)
+def sl_forward(q, ud, vd, geo, c):
+    """``q'(x) = I[q](x - Δt U(x))`` at every lattice point of the field (``c = Δt/h``;
+    ``ud``, ``vd``: U at those points, from :func:`sample`)."""
+    out = onp.empty(ud.shape, dtype=q.dtype)
+    for i in range(out.shape[0]):
+        _sl_forward_row(i, out, q, ud, vd, geo, c)
     return out
 
 
 @_jit
-def _sl_vjp_row(i, g, q, u, v, vrow, vcol, avg, geo, c, adj_q, adj_u, adj_v):
+def _sl_vjp_row(i, g, q, ud, vd, geo, c, adj_q, gx, gy):
     s0 = i + geo[0]
-    r = _row(vrow, i)
     for j in range(g.shape[1]):
-        ux, vy = _velocity_at(r, j, u, v, vcol, avg)
-        i0, i1, t0, d0, j0, j1, t1, d1 = _cell(q, s0 - c * ux, j + geo[1] - c * vy, geo)
+        i0, i1, t0, d0, j0, j1, t1, d1 = _cell(q, s0 - c * ud[i, j], j + geo[1] - c * vd[i, j], geo)
         gij = g[i, j]
-        _spread(adj_q, gij, i0, i1, t0, j0, j1, t1)
         sx, sy = _bilinear_slope(q, i0, i1, t0, d0, j0, j1, t1, d1)
-        _spread_velocity(adj_u, adj_v, -c * (gij * sx), -c * (gij * sy), r, j, vcol, avg)
+        gx[i, j] = -c * (gij * sx)
+        gy[i, j] = -c * (gij * sy)
+        _spread(adj_q, gij, i0, i1, t0, j0, j1, t1)
 
 
 @_jit
-def sl_vjp(g, q, u, v, vrow, vcol, avg, geo, c, adj_q, adj_u, adj_v):
-    """``adj_q += Iᵀ g``; ``adj_u += Sᵀ(-Δt g ∂I[q]/∂x)`` (all on the padded lattices;
-    ``adj_q`` may be ``adj_u`` or ``adj_v`` when q is a velocity component)."""
+def sl_vjp(g, q, ud, vd, geo, c, adj_q, gx, gy):
+    """``adj_q += Iᵀ g`` (on the padded lattice); ``gx, gy = -Δt g ∂I[q]/∂x``, the
+    cotangent of U at the field's points (:func:`spread` takes it to the components)."""
     for i in range(g.shape[0]):
-        _sl_vjp_row(i, g, q, u, v, vrow, vcol, avg, geo, c, adj_q, adj_u, adj_v)
+        _sl_vjp_row(i, g, q, ud, vd, geo, c, adj_q, gx, gy)
 
 
 @_jit
-def _sl_jvp_row(i, out, dq, du, dv, q, u, v, vrow, vcol, avg, geo, c, with_q, with_u):
+def _sl_jvp_row(i, out, dq, dud, dvd, q, ud, vd, geo, c, with_q, with_u):
     s0 = i + geo[0]
-    r = _row(vrow, i)
     for j in range(out.shape[1]):
-        ux, vy = _velocity_at(r, j, u, v, vcol, avg)
-        i0, i1, t0, d0, j0, j1, t1, d1 = _cell(q, s0 - c * ux, j + geo[1] - c * vy, geo)
+        i0, i1, t0, d0, j0, j1, t1, d1 = _cell(q, s0 - c * ud[i, j], j + geo[1] - c * vd[i, j], geo)
         total = 0.0
         if with_q:
             total = _bilinear(dq, i0, i1, t0, j0, j1, t1)
         if with_u:
             sx, sy = _bilinear_slope(q, i0, i1, t0, d0, j0, j1, t1, d1)
-            dux, dvy = _velocity_at(r, j, du, dv, vcol, avg)
-            total = total + sx * (-c * dux) + sy * (-c * dvy)
+            total = total + sx * (-c * dud[i, j]) + sy * (-c * dvd[i, j])
         out[i, j] = total
 
 
 @_jit
-def sl_jvp(dq, du, dv, q, u, v, vrow, vcol, avg, geo, shape0, shape1, c, with_q, with_u):
-    """``dot_q' = I dot_q + Σ_a ∂I[q]/∂x_a · (-Δt S_a dot_u_a)``."""
-    out = onp.empty((shape0, shape1), dtype=q.dtype)
-    for i in range(shape0):
-        _sl_jvp_row(i, out, dq, du, dv, q, u, v, vrow, vcol, avg, geo, c, with_q, with_u)
+def sl_jvp(dq, dud, dvd, q, ud, vd, geo, c, with_q, with_u):
+    """``dot_q' = I dot_q + Σ_a ∂I[q]/∂x_a · (-Δt dot_U_a)`` (``dud``, ``dvd``: the
+    velocity tangent at the field's points)."""
+    out = onp.empty(ud.shape, dtype=q.dtype)
+    for i in range(out.shape[0]):
+        _sl_jvp_row(i, out, dq, dud, dvd, q, ud, vd, geo, c, with_q, with_u)
     return out
 
 
@@ -246,7 +294,9 @@ class Layout:
     second only where ``avg[ndim·c + a]``): on a MAC grid the multilinear weights at lattice
     points are 1 or ½. ``geo`` = [shift per axis..., periodic per axis...] places sample
     (i, j, ...) at lattice coordinates (i + shift₀, j + shift₁, ...) of the field's own
-    padded lattice. The tables (``axes``) are ``vrow``, ``vcol`` and in 3-D ``vdep``."""
+    padded lattice. The tables (``axes``, used by the 3-D kernels) are ``vrow``, ``vcol``
+    and in 3-D ``vdep``; they are cyclic shifts, ``tables[a][2c][i] = (i + s) mod p``
+    with ``s = shift[ndim·c + a]`` (the 2-D kernels' form)."""
 
     def __init__(self, domain, location):
         from . import interpolation as interp
@@ -255,15 +305,19 @@ class Layout:
         padded = interp.padded_lattice(domain, location)
         tables = [onp.zeros((2 * nd, n), dtype=onp.int64) for n in field.shape]
         self.avg = onp.zeros(nd * nd, dtype=onp.bool_)
+        self.shift = onp.zeros(nd * nd, dtype=onp.int64)
         for comp in range(nd):
             lat = interp.padded_lattice(domain, comp)
             for a in range(nd):
                 s = onp.arange(field.shape[a]) + (field.offset[a] - lat.offset[a])
                 lo, hi, t = _axis_table(s, lat.shape[a], lat.periodic[a])
-                if not (onp.all(t == t[0]) and t[0] in (0.0, 0.5)):
+                cyclic = (onp.arange(field.shape[a]) + lo[0]) % lat.shape[a]
+                if not (onp.all(t == t[0]) and t[0] in (0.0, 0.5) and onp.array_equal(lo, cyclic)
+                        and (t[0] == 0.0 or onp.array_equal(hi, (lo + 1) % lat.shape[a]))):
                     raise AssertionError("velocity samples are not MAC-staggered")  # pragma: no cover
                 tables[a][2 * comp], tables[a][2 * comp + 1] = lo, hi
                 self.avg[nd * comp + a] = t[0] == 0.5
+                self.shift[nd * comp + a] = lo[0]
         self.axes = tables  # vrow, vcol[, vdep]
         self.geo = onp.array([field.offset[a] - padded.offset[a] for a in range(nd)]
                              + [float(padded.periodic[a]) for a in range(nd)])
@@ -423,11 +477,10 @@ def _corner(k, i0, i1, j0, j1):
 
 
 @_jit
-def _mc_correct_row(i, out, q, qp, q1, q1p, u, v, vrow, vcol, avg, geo, c):
+def _mc_correct_row(i, out, q, qp, q1, q1p, ud, vd, geo, c):
     s0 = i + geo[0]
-    r = _row(vrow, i)
     for j in range(q1.shape[1]):
-        ux, vy = _velocity_at(r, j, u, v, vcol, avg)  # one sample for both traces
+        ux, vy = ud[i, j], vd[i, j]  # one sample for both traces
         s1 = j + geo[1]
         i0, i1, t0, _, j0, j1, t1, _ = _cell(q1p, s0 + c * ux, s1 + c * vy, geo)
         corrected = q1[i, j] + 0.5 * (q[i, j] - _bilinear(q1p, i0, i1, t0, j0, j1, t1))
@@ -437,27 +490,28 @@ def _mc_correct_row(i, out, q, qp, q1, q1p, u, v, vrow, vcol, avg, geo, c):
 
 
 @_jit
-def mc_correct(q, qp, q1, q1p, u, v, vrow, vcol, avg, geo, c):
+def mc_correct(q, qp, q1, q1p, ud, vd, geo, c):
     """MacCormack's second pass: ``clamp(q¹ + (q - q⁰)/2)`` with ``q⁰ = I[q¹](x + Δt U)``,
     bounds from the corners of ``I[q]`` at ``x - Δt U``."""
     out = onp.empty_like(q1)
     for i in range(q1.shape[0]):
-        _mc_correct_row(i, out, q, qp, q1, q1p, u, v, vrow, vcol, avg, geo, c)
+        _mc_correct_row(i, out, q, qp, q1, q1p, ud, vd, geo, c)
     return out
 
 
 @_jit
-def _mc_vjp_row(i, g, q, qp, q1, q1p, u, v, vrow, vcol, avg, geo, c, adj_c, adj_qp, adj_q1p, adj_u, adj_v):
+def _mc_vjp_row(i, g, q, qp, q1, q1p, ud, vd, geo, c, adj_c, adj_qp, adj_q1p, gx, gy):
     s0 = i + geo[0]
-    r = _row(vrow, i)
     for j in range(g.shape[1]):
-        ux, vy = _velocity_at(r, j, u, v, vcol, avg)  # one sample for both traces
+        ux, vy = ud[i, j], vd[i, j]  # one sample for both traces
         s1 = j + geo[1]
         b0, b1, tb0, db0, c0, c1, tb1, db1 = _cell(q1p, s0 + c * ux, s1 + c * vy, geo)
         corrected = q1[i, j] + 0.5 * (q[i, j] - _bilinear(q1p, b0, b1, tb0, c0, c1, tb1))
         i0, i1, _, _, j0, j1, _, _ = _cell(qp, s0 - c * ux, s1 - c * vy, geo)
         lo, klo, hi, khi = _extremes(qp, i0, i1, j0, j1)
         gij = g[i, j]
+        gx[i, j] = 0.0
+        gy[i, j] = 0.0
         if corrected < lo:
             a, b = _corner(klo, i0, i1, j0, j1)
             adj_qp[a, b] += gij
@@ -467,19 +521,20 @@ def _mc_vjp_row(i, g, q, qp, q1, q1p, u, v, vrow, vcol, avg, geo, c, adj_c, adj_
         else:
             adj_c[i, j] = gij
             adj_q0 = -0.5 * gij
-            _spread(adj_q1p, adj_q0, b0, b1, tb0, c0, c1, tb1)
             sx, sy = _bilinear_slope(q1p, b0, b1, tb0, db0, c0, c1, tb1, db1)
-            _spread_velocity(adj_u, adj_v, c * (adj_q0 * sx), c * (adj_q0 * sy), r, j, vcol, avg)
+            gx[i, j] = c * (adj_q0 * sx)
+            gy[i, j] = c * (adj_q0 * sy)
+            _spread(adj_q1p, adj_q0, b0, b1, tb0, c0, c1, tb1)
 
 
 @_jit
-def mc_correct_vjp(g, q, qp, q1, q1p, u, v, vrow, vcol, avg, geo, c, adj_c, adj_qp, adj_q1p, adj_u, adj_v):
+def mc_correct_vjp(g, q, qp, q1, q1p, ud, vd, geo, c, adj_c, adj_qp, adj_q1p, gx, gy):
     """The VJP of :func:`mc_correct`, added into ``adj_*``: with respect to ``q`` (direct,
-    ``adj_c``, and through the clamp bounds, on the padded lattice), ``q¹`` (direct, and on
-    the padded lattice through ``q⁰``) and the velocity (through the backward departure
-    points)."""
+    ``adj_c``, and through the clamp bounds, on the padded lattice) and ``q¹`` (direct, and
+    on the padded lattice through ``q⁰``); ``gx, gy``: the cotangent of U at the field's
+    points (through the backward departure points)."""
     for i in range(g.shape[0]):
-        _mc_vjp_row(i, g, q, qp, q1, q1p, u, v, vrow, vcol, avg, geo, c, adj_c, adj_qp, adj_q1p, adj_u, adj_v)
+        _mc_vjp_row(i, g, q, qp, q1, q1p, ud, vd, geo, c, adj_c, adj_qp, adj_q1p, gx, gy)
 
 
 # -- 3-D kernels ---------------------------------------------------------------------
@@ -701,45 +756,63 @@ def mc_correct_vjp_3d(g, q, qp, q1, q1p, u, v, w, vrow, vcol, vdep, avg, geo, c,
 # the big blocks never write the same rows and run in parallel, then the strips do.
 
 @_pjit
-def sl_forward_parallel(q, u, v, vrow, vcol, avg, geo, shape0, shape1, c):
-    out = onp.empty((shape0, shape1), dtype=q.dtype)
+def sample_parallel(u, v, shift, avg, shape0, shape1):
+    ud = onp.empty((shape0, shape1), dtype=u.dtype)
+    vd = onp.empty((shape0, shape1), dtype=v.dtype)
+    wu, wv = _weight(ud, avg[0], avg[1]), _weight(vd, avg[2], avg[3])
     for i in numba.prange(shape0):
-        _sl_forward_row(i, out, q, u, v, vrow, vcol, avg, geo, c)
+        _sample_row(i, ud, u, shift[0], shift[1], avg[0], avg[1], wu)
+        _sample_row(i, vd, v, shift[2], shift[3], avg[2], avg[3], wv)
+    return ud, vd
+
+
+@_pjit
+def spread_parallel(gx, gy, shift, avg, adj_u, adj_v):
+    for r in numba.prange(max(adj_u.shape[0], adj_v.shape[0])):
+        if r < adj_u.shape[0]:
+            _spread_row(r, adj_u, gx, shift[0], shift[1], avg[0], avg[1])
+        if r < adj_v.shape[0]:
+            _spread_row(r, adj_v, gy, shift[2], shift[3], avg[2], avg[3])
+
+
+@_pjit
+def sl_forward_parallel(q, ud, vd, geo, c):
+    out = onp.empty(ud.shape, dtype=q.dtype)
+    for i in numba.prange(out.shape[0]):
+        _sl_forward_row(i, out, q, ud, vd, geo, c)
     return out
 
 
 @_pjit
-def sl_jvp_parallel(dq, du, dv, q, u, v, vrow, vcol, avg, geo, shape0, shape1, c, with_q, with_u):
-    out = onp.empty((shape0, shape1), dtype=q.dtype)
-    for i in numba.prange(shape0):
-        _sl_jvp_row(i, out, dq, du, dv, q, u, v, vrow, vcol, avg, geo, c, with_q, with_u)
+def sl_jvp_parallel(dq, dud, dvd, q, ud, vd, geo, c, with_q, with_u):
+    out = onp.empty(ud.shape, dtype=q.dtype)
+    for i in numba.prange(out.shape[0]):
+        _sl_jvp_row(i, out, dq, dud, dvd, q, ud, vd, geo, c, with_q, with_u)
     return out
 
 
 @_pjit
-def sl_vjp_parallel(g, q, u, v, vrow, vcol, avg, geo, c, adj_q, adj_u, adj_v, blocks):
+def sl_vjp_parallel(g, q, ud, vd, geo, c, adj_q, gx, gy, blocks):
     for colour in range(2):
         for b in numba.prange(blocks.shape[1]):
             for i in range(blocks[colour, b, 0], blocks[colour, b, 1]):
-                _sl_vjp_row(i, g, q, u, v, vrow, vcol, avg, geo, c, adj_q, adj_u, adj_v)
+                _sl_vjp_row(i, g, q, ud, vd, geo, c, adj_q, gx, gy)
 
 
 @_pjit
-def mc_correct_parallel(q, qp, q1, q1p, u, v, vrow, vcol, avg, geo, c):
+def mc_correct_parallel(q, qp, q1, q1p, ud, vd, geo, c):
     out = onp.empty_like(q1)
     for i in numba.prange(q1.shape[0]):
-        _mc_correct_row(i, out, q, qp, q1, q1p, u, v, vrow, vcol, avg, geo, c)
+        _mc_correct_row(i, out, q, qp, q1, q1p, ud, vd, geo, c)
     return out
 
 
 @_pjit
-def mc_correct_vjp_parallel(g, q, qp, q1, q1p, u, v, vrow, vcol, avg, geo, c, adj_c, adj_qp, adj_q1p,
-                            adj_u, adj_v, blocks):
+def mc_correct_vjp_parallel(g, q, qp, q1, q1p, ud, vd, geo, c, adj_c, adj_qp, adj_q1p, gx, gy, blocks):
     for colour in range(2):
         for b in numba.prange(blocks.shape[1]):
             for i in range(blocks[colour, b, 0], blocks[colour, b, 1]):
-                _mc_vjp_row(i, g, q, qp, q1, q1p, u, v, vrow, vcol, avg, geo, c,
-                            adj_c, adj_qp, adj_q1p, adj_u, adj_v)
+                _mc_vjp_row(i, g, q, qp, q1, q1p, ud, vd, geo, c, adj_c, adj_qp, adj_q1p, gx, gy)
 
 
 @_pjit
@@ -826,44 +899,68 @@ def row_blocks(shape, rows):
 
 # -- choosing the serial or parallel version -------------------------------------------
 
-def semi_lagrangian(qp, padded, lay, shape, c):
-    """The semi-Lagrangian forward pass (``padded``: the padded velocity components)."""
+def velocity_at(padded, lay, shape):
+    """The velocity at the lattice points of a field of ``shape`` from its padded
+    components: in 2-D sampled arrays (:func:`sample`), in 3-D the components themselves
+    (the 3-D kernels sample through the layout's tables)."""
+    if len(shape) == 3:
+        return padded
+    kernel = sample_parallel if parallel(shape[0] * shape[1]) else sample
+    return kernel(*padded, lay.shift, lay.avg, shape[0], shape[1])
+
+
+def semi_lagrangian(qp, vel, lay, shape, c):
+    """The semi-Lagrangian forward pass (``vel`` from :func:`velocity_at`)."""
     if qp.ndim == 3:
-        return sl_forward_3d(qp, *padded, *lay.tables, shape, c)
+        return sl_forward_3d(qp, *vel, *lay.tables, shape, c)
     kernel = sl_forward_parallel if parallel(shape[0] * shape[1]) else sl_forward
-    return kernel(qp, *padded, *lay.tables, shape[0], shape[1], c)
+    return kernel(qp, *vel, lay.geo, c)
 
 
 def semi_lagrangian_jvp(dq, du, dv, qp, up, vp, lay, shape, c, with_q, with_u):
+    """2-D only; ``du``, ``dv``, ``up``, ``vp``: the padded velocity tangent and velocity."""
+    vel, dvel = velocity_at((up, vp), lay, shape), velocity_at((du, dv), lay, shape)
     kernel = sl_jvp_parallel if parallel(shape[0] * shape[1]) else sl_jvp
-    return kernel(dq, du, dv, qp, up, vp, *lay.tables, shape[0], shape[1], c, with_q, with_u)
+    return kernel(dq, *dvel, qp, *vel, lay.geo, c, with_q, with_u)
 
 
-def maccormack(q, qp, q1, q1p, padded, lay, c):
+def maccormack(q, qp, q1, q1p, vel, lay, c):
     if q.ndim == 3:
-        return mc_correct_3d(q, qp, q1, q1p, *padded, *lay.tables, c)
+        return mc_correct_3d(q, qp, q1, q1p, *vel, *lay.tables, c)
     kernel = mc_correct_parallel if parallel(q.size) else mc_correct
-    return kernel(q, qp, q1, q1p, *padded, *lay.tables, c)
+    return kernel(q, qp, q1, q1p, *vel, lay.geo, c)
 
 
-def semi_lagrangian_vjp(g, qp, padded, lay, c, adj_qp, adj, blocks):
+def _spread_into(adj, gx, gy, lay):
+    kernel = spread_parallel if parallel(gx.size) else spread
+    kernel(gx, gy, lay.shift, lay.avg, *adj)
+
+
+def semi_lagrangian_vjp(g, qp, vel, lay, c, adj_qp, adj, blocks):
     """Add the semi-Lagrangian VJP of cotangent ``g`` into the padded adjoints (``adj``:
     one per velocity component; ``blocks`` from :func:`row_blocks`: parallel, or None)."""
+    rest = () if blocks is None else (blocks,)
     if qp.ndim == 3:
         kernel = sl_vjp_3d if blocks is None else sl_vjp_3d_parallel
-    else:
-        kernel = sl_vjp if blocks is None else sl_vjp_parallel
-    kernel(g, qp, *padded, *lay.tables, c, adj_qp, *adj, *(() if blocks is None else (blocks,)))
+        kernel(g, qp, *vel, *lay.tables, c, adj_qp, *adj, *rest)
+        return
+    gx, gy = onp.empty_like(g), onp.empty_like(g)
+    kernel = sl_vjp if blocks is None else sl_vjp_parallel
+    kernel(g, qp, *vel, lay.geo, c, adj_qp, gx, gy, *rest)
+    _spread_into(adj, gx, gy, lay)
 
 
-def maccormack_vjp(g, q, qp, q1, q1p, padded, lay, c, adj_qp, adj_q1p, adj, blocks):
+def maccormack_vjp(g, q, qp, q1, q1p, vel, lay, c, adj_qp, adj_q1p, adj, blocks):
     """Add the VJP of MacCormack's second pass into the padded adjoints; returns the
     cotangent of ``q¹ + (q - q⁰)/2`` where the clamp is inactive."""
     adj_c = onp.zeros_like(g)
+    rest = () if blocks is None else (blocks,)
     if q.ndim == 3:
         kernel = mc_correct_vjp_3d if blocks is None else mc_correct_vjp_3d_parallel
-    else:
-        kernel = mc_correct_vjp if blocks is None else mc_correct_vjp_parallel
-    kernel(g, q, qp, q1, q1p, *padded, *lay.tables, c, adj_c, adj_qp, adj_q1p, *adj,
-           *(() if blocks is None else (blocks,)))
+        kernel(g, q, qp, q1, q1p, *vel, *lay.tables, c, adj_c, adj_qp, adj_q1p, *adj, *rest)
+        return adj_c
+    gx, gy = onp.empty_like(g), onp.empty_like(g)
+    kernel = mc_correct_vjp if blocks is None else mc_correct_vjp_parallel
+    kernel(g, q, qp, q1, q1p, *vel, lay.geo, c, adj_c, adj_qp, adj_q1p, gx, gy, *rest)
+    _spread_into(adj, gx, gy, lay)
     return adj_c
