@@ -881,10 +881,20 @@ def row_blocks(shape, rows):
     the rows are too few to split (or ``rows`` is None). Colour 0 is one big block per
     thread, colour 1 the strips of 2·rows + 1 rows between them: blocks of one colour are
     more than 2·rows apart and never write the same rows; each colour runs in parallel,
-    one after the other."""
+    one after the other. Cached per (rows of points, ``rows``); read-only."""
     n0 = shape[0]
     if rows is None or not parallel(math.prod(shape)):
         return None
+    key = (n0, rows)
+    if key not in _blocks:
+        _blocks[key] = _row_blocks(n0, rows)
+    return _blocks[key]
+
+
+_blocks = {}
+
+
+def _row_blocks(n0, rows):
     workers = threads()
     strip = 2 * rows + 1
     if n0 < workers * 3 * strip:
