@@ -238,14 +238,14 @@ def test_parallel_vjp_equals_the_serial_one(spec):
     fused.spread(g, 2 * g, lay.shift, lay.avg, *spread[1])
     for a, b in zip(*spread):
         assert onp.array_equal(a, b)
-    assert onp.array_equal(fused.sl_forward_parallel(qp, *vel, lay.geo, c), fused.sl_forward(qp, *vel, lay.geo, c))
-    assert onp.array_equal(fused.sl_jvp_parallel(qp, *vel, qp, *vel, lay.geo, c, True, True),
+    assert onp.array_equal(fused.sl_forward_parallel(qp, *vel, lay.geo, c, 3), fused.sl_forward(qp, *vel, lay.geo, c))
+    assert onp.array_equal(fused.sl_jvp_parallel(qp, *vel, qp, *vel, lay.geo, c, True, True, 3),
                            fused.sl_jvp(qp, *vel, qp, *vel, lay.geo, c, True, True))
     q1 = fused.sl_forward(qp, *vel, lay.geo, c)
     q1p = onp.ascontiguousarray(q1)  # a periodic-looking stand-in for the padded q1 is enough here
     if q1p.shape == qp.shape:
         args = (q, qp, q1, q1p, *vel, lay.geo, c)
-        assert onp.array_equal(fused.mc_correct_parallel(*args), fused.mc_correct(*args))
+        assert onp.array_equal(fused.mc_correct_parallel(*args, 3), fused.mc_correct(*args))
         like = (g, qp, q1p, g, g)  # adj_c, adj_qp, adj_q1p, gx, gy
         for a, b in zip(adjoints(fused.mc_correct_vjp_parallel, g, *args, like=like),
                         adjoints(fused.mc_correct_vjp, g, *args, like=like)):

@@ -204,18 +204,64 @@ def spread(gx, gy, shift, avg, adj_u, adj_v):
 
 
 @_jit
-def _cell(q, s0, s1, geo):
-    """Bilinear stencil of the padded field ``q`` at lattice coordinates (s0, s1)."""
-    i0, i1, t0, d0 = _locate(s0, q.shape[0], geo[2] > 0)
-    j0, j1, t1, d1 = _locate(s1, q.shape[1], geo[3] > 0)
-    return i0, i1, t0, d0, j0, j1, t1, d1
+def _locate_row(base, step, c, vel, n, periodic, lo, hi, frac, slope):
+    """:func:`_locate` for a row of points at lattice coordinates ``base + step·j - c·vel[j]``
+    into row buffers. Branch-free per point, so the loop vectorizes (the periodic wrap is
+    ``f - n⌊f/n⌋``); a coordinate that is not finite gives index 0 (and a NaN fraction)."""
+    fn = float(n)
+    if periodic:
+        for j in range(vel.shape[0]):
+            s = base + step * j - c * vel[j]
+            f = math.floor(s)
+            w = f - fn * math.floor(f / fn)
+            k = int(w) if (w >= 0.0 and w < fn) else 0
+            lo[j] = k
+            hi[j] = k + 1 if k + 1 < n else 0
+            frac[j] = s - f
+            slope[j] = 1.0
+    elif n == 1:
+        for j in range(vel.shape[0]):
+            lo[j], hi[j], frac[j], slope[j] = 0, 0, 0.0, 0.0
+    else:
+        top = fn - 1.0
+        for j in range(vel.shape[0]):
+            s = base + step * j - c * vel[j]
+            sc = min(max(s, 0.0), top)
+            f = math.floor(sc)
+            k = min(int(f), n - 2) if (f >= 0.0 and f <= top) else 0
+            lo[j] = k
+            hi[j] = k + 1
+            frac[j] = sc - k
+            slope[j] = 1.0 if (s >= 0.0 and s <= top) else 0.0
 
 
 @_jit
-def _sl_forward_row(i, out, q, ud, vd, geo, c):
-    s0 = i + geo[0]
+def _departures(i, ud, vd, geo, c, shape, ib, fb, k):
+    """Bilinear stencils, on a padded lattice of ``shape``, of the departure points
+    ``x - c·U`` of row ``i``: ``ib[k:k+4]`` = i0, i1, j0, j1 and ``fb[k:k+4]`` = t0, d0,
+    t1, d1 per point (fractions and their slopes, as :func:`_locate`)."""
+    _locate_row(i + geo[0], 0.0, c, ud[i], shape[0], geo[2] > 0, ib[k], ib[k + 1], fb[k], fb[k + 1])
+    _locate_row(geo[1], 1.0, c, vd[i], shape[1], geo[3] > 0, ib[k + 2], ib[k + 3], fb[k + 2], fb[k + 3])
+
+
+@_jit
+def _buffers(parts, traces, m):
+    """Row buffers for :func:`_departures`: ``parts`` sets (one per thread) of ``traces``
+    stencils over ``m`` points."""
+    return onp.empty((parts, 4 * traces, m), dtype=onp.int64), onp.empty((parts, 4 * traces, m))
+
+
+@_jit
+def _stencil(ib, fb, k, j):
+    """Point ``j``'s stencil from the buffers: i0, i1, t0, d0, j0, j1, t1, d1."""
+    return ib[k, j], ib[k + 1, j], fb[k, j], fb[k + 1, j], ib[k + 2, j], ib[k + 3, j], fb[k + 2, j], fb[k + 3, j]
+
+
+@_jit
+def _sl_forward_row(i, out, q, ud, vd, geo, c, ib, fb):
+    _departures(i, ud, vd, geo, c, q.shape, ib, fb, 0)
     for j in range(out.shape[1]):
-        i0, i1, t0, _, j0, j1, t1, _ = _cell(q, s0 - c * ud[i, j], j + geo[1] - c * vd[i, j], geo)
+        i0, i1, t0, _, j0, j1, t1, _ = _stencil(ib, fb, 0, j)
         out[i, j] = _bilinear(q, i0, i1, t0, j0, j1, t1)
 
 
@@ -224,16 +270,17 @@ def sl_forward(q, ud, vd, geo, c):
     """``q'(x) = I[q](x - Δt U(x))`` at every lattice point of the field (``c = Δt/h``;
     ``ud``, ``vd``: U at those points, from :func:`sample`)."""
     out = onp.empty(ud.shape, dtype=q.dtype)
+    ib, fb = _buffers(1, 1, out.shape[1])
     for i in range(out.shape[0]):
-        _sl_forward_row(i, out, q, ud, vd, geo, c)
+        _sl_forward_row(i, out, q, ud, vd, geo, c, ib[0], fb[0])
     return out
 
 
 @_jit
-def _sl_vjp_row(i, g, q, ud, vd, geo, c, adj_q, gx, gy):
-    s0 = i + geo[0]
+def _sl_vjp_row(i, g, q, ud, vd, geo, c, adj_q, gx, gy, ib, fb):
+    _departures(i, ud, vd, geo, c, q.shape, ib, fb, 0)
     for j in range(g.shape[1]):
-        i0, i1, t0, d0, j0, j1, t1, d1 = _cell(q, s0 - c * ud[i, j], j + geo[1] - c * vd[i, j], geo)
+        i0, i1, t0, d0, j0, j1, t1, d1 = _stencil(ib, fb, 0, j)
         gij = g[i, j]
         sx, sy = _bilinear_slope(q, i0, i1, t0, d0, j0, j1, t1, d1)
         gx[i, j] = -c * (gij * sx)
@@ -245,15 +292,16 @@ def _sl_vjp_row(i, g, q, ud, vd, geo, c, adj_q, gx, gy):
 def sl_vjp(g, q, ud, vd, geo, c, adj_q, gx, gy):
     """``adj_q += Iᵀ g`` (on the padded lattice); ``gx, gy = -Δt g ∂I[q]/∂x``, the
     cotangent of U at the field's points (:func:`spread` takes it to the components)."""
+    ib, fb = _buffers(1, 1, g.shape[1])
     for i in range(g.shape[0]):
-        _sl_vjp_row(i, g, q, ud, vd, geo, c, adj_q, gx, gy)
+        _sl_vjp_row(i, g, q, ud, vd, geo, c, adj_q, gx, gy, ib[0], fb[0])
 
 
 @_jit
-def _sl_jvp_row(i, out, dq, dud, dvd, q, ud, vd, geo, c, with_q, with_u):
-    s0 = i + geo[0]
+def _sl_jvp_row(i, out, dq, dud, dvd, q, ud, vd, geo, c, with_q, with_u, ib, fb):
+    _departures(i, ud, vd, geo, c, q.shape, ib, fb, 0)
     for j in range(out.shape[1]):
-        i0, i1, t0, d0, j0, j1, t1, d1 = _cell(q, s0 - c * ud[i, j], j + geo[1] - c * vd[i, j], geo)
+        i0, i1, t0, d0, j0, j1, t1, d1 = _stencil(ib, fb, 0, j)
         total = 0.0
         if with_q:
             total = _bilinear(dq, i0, i1, t0, j0, j1, t1)
@@ -268,8 +316,9 @@ def sl_jvp(dq, dud, dvd, q, ud, vd, geo, c, with_q, with_u):
     """``dot_q' = I dot_q + Σ_a ∂I[q]/∂x_a · (-Δt dot_U_a)`` (``dud``, ``dvd``: the
     velocity tangent at the field's points)."""
     out = onp.empty(ud.shape, dtype=q.dtype)
+    ib, fb = _buffers(1, 1, out.shape[1])
     for i in range(out.shape[0]):
-        _sl_jvp_row(i, out, dq, dud, dvd, q, ud, vd, geo, c, with_q, with_u)
+        _sl_jvp_row(i, out, dq, dud, dvd, q, ud, vd, geo, c, with_q, with_u, ib[0], fb[0])
     return out
 
 
@@ -477,14 +526,13 @@ def _corner(k, i0, i1, j0, j1):
 
 
 @_jit
-def _mc_correct_row(i, out, q, qp, q1, q1p, ud, vd, geo, c):
-    s0 = i + geo[0]
+def _mc_correct_row(i, out, q, qp, q1, q1p, ud, vd, geo, c, ib, fb):
+    _departures(i, ud, vd, geo, -c, q1p.shape, ib, fb, 0)  # x + Δt U: q⁰ from q¹
+    _departures(i, ud, vd, geo, c, qp.shape, ib, fb, 4)  # x - Δt U: the clamp bounds
     for j in range(q1.shape[1]):
-        ux, vy = ud[i, j], vd[i, j]  # one sample for both traces
-        s1 = j + geo[1]
-        i0, i1, t0, _, j0, j1, t1, _ = _cell(q1p, s0 + c * ux, s1 + c * vy, geo)
+        i0, i1, t0, _, j0, j1, t1, _ = _stencil(ib, fb, 0, j)
         corrected = q1[i, j] + 0.5 * (q[i, j] - _bilinear(q1p, i0, i1, t0, j0, j1, t1))
-        i0, i1, _, _, j0, j1, _, _ = _cell(qp, s0 - c * ux, s1 - c * vy, geo)
+        i0, i1, _, _, j0, j1, _, _ = _stencil(ib, fb, 4, j)
         lo, _, hi, _ = _extremes(qp, i0, i1, j0, j1)
         out[i, j] = lo if corrected < lo else (hi if corrected > hi else corrected)
 
@@ -494,20 +542,20 @@ def mc_correct(q, qp, q1, q1p, ud, vd, geo, c):
     """MacCormack's second pass: ``clamp(q¹ + (q - q⁰)/2)`` with ``q⁰ = I[q¹](x + Δt U)``,
     bounds from the corners of ``I[q]`` at ``x - Δt U``."""
     out = onp.empty_like(q1)
+    ib, fb = _buffers(1, 2, q1.shape[1])
     for i in range(q1.shape[0]):
-        _mc_correct_row(i, out, q, qp, q1, q1p, ud, vd, geo, c)
+        _mc_correct_row(i, out, q, qp, q1, q1p, ud, vd, geo, c, ib[0], fb[0])
     return out
 
 
 @_jit
-def _mc_vjp_row(i, g, q, qp, q1, q1p, ud, vd, geo, c, adj_c, adj_qp, adj_q1p, gx, gy):
-    s0 = i + geo[0]
+def _mc_vjp_row(i, g, q, qp, q1, q1p, ud, vd, geo, c, adj_c, adj_qp, adj_q1p, gx, gy, ib, fb):
+    _departures(i, ud, vd, geo, -c, q1p.shape, ib, fb, 0)
+    _departures(i, ud, vd, geo, c, qp.shape, ib, fb, 4)
     for j in range(g.shape[1]):
-        ux, vy = ud[i, j], vd[i, j]  # one sample for both traces
-        s1 = j + geo[1]
-        b0, b1, tb0, db0, c0, c1, tb1, db1 = _cell(q1p, s0 + c * ux, s1 + c * vy, geo)
+        b0, b1, tb0, db0, c0, c1, tb1, db1 = _stencil(ib, fb, 0, j)
         corrected = q1[i, j] + 0.5 * (q[i, j] - _bilinear(q1p, b0, b1, tb0, c0, c1, tb1))
-        i0, i1, _, _, j0, j1, _, _ = _cell(qp, s0 - c * ux, s1 - c * vy, geo)
+        i0, i1, _, _, j0, j1, _, _ = _stencil(ib, fb, 4, j)
         lo, klo, hi, khi = _extremes(qp, i0, i1, j0, j1)
         gij = g[i, j]
         gx[i, j] = 0.0
@@ -533,8 +581,9 @@ def mc_correct_vjp(g, q, qp, q1, q1p, ud, vd, geo, c, adj_c, adj_qp, adj_q1p, gx
     ``adj_c``, and through the clamp bounds, on the padded lattice) and ``q¹`` (direct, and
     on the padded lattice through ``q⁰``); ``gx, gy``: the cotangent of U at the field's
     points (through the backward departure points)."""
+    ib, fb = _buffers(1, 2, g.shape[1])
     for i in range(g.shape[0]):
-        _mc_vjp_row(i, g, q, qp, q1, q1p, ud, vd, geo, c, adj_c, adj_qp, adj_q1p, gx, gy)
+        _mc_vjp_row(i, g, q, qp, q1, q1p, ud, vd, geo, c, adj_c, adj_qp, adj_q1p, gx, gy, ib[0], fb[0])
 
 
 # -- 3-D kernels ---------------------------------------------------------------------
@@ -754,6 +803,8 @@ def mc_correct_vjp_3d(g, q, qp, q1, q1p, u, v, w, vrow, vcol, vdep, avg, geo, c,
 # ``reach`` of the point's row (``reach`` bounds |Δt U| / h plus the stencil), so each
 # thread's rows are one big block and a strip of 2·reach + 1 rows (:func:`row_blocks`):
 # the big blocks never write the same rows and run in parallel, then the strips do.
+# 2-D passes split the rows into ``parts`` blocks (one per thread), each with its own
+# row buffers for :func:`_departures`.
 
 @_pjit
 def sample_parallel(u, v, shift, avg, shape0, shape1):
@@ -776,43 +827,51 @@ def spread_parallel(gx, gy, shift, avg, adj_u, adj_v):
 
 
 @_pjit
-def sl_forward_parallel(q, ud, vd, geo, c):
+def sl_forward_parallel(q, ud, vd, geo, c, parts):
     out = onp.empty(ud.shape, dtype=q.dtype)
-    for i in numba.prange(out.shape[0]):
-        _sl_forward_row(i, out, q, ud, vd, geo, c)
+    ib, fb = _buffers(parts, 1, out.shape[1])
+    for b in numba.prange(parts):
+        for i in range(b * out.shape[0] // parts, (b + 1) * out.shape[0] // parts):
+            _sl_forward_row(i, out, q, ud, vd, geo, c, ib[b], fb[b])
     return out
 
 
 @_pjit
-def sl_jvp_parallel(dq, dud, dvd, q, ud, vd, geo, c, with_q, with_u):
+def sl_jvp_parallel(dq, dud, dvd, q, ud, vd, geo, c, with_q, with_u, parts):
     out = onp.empty(ud.shape, dtype=q.dtype)
-    for i in numba.prange(out.shape[0]):
-        _sl_jvp_row(i, out, dq, dud, dvd, q, ud, vd, geo, c, with_q, with_u)
+    ib, fb = _buffers(parts, 1, out.shape[1])
+    for b in numba.prange(parts):
+        for i in range(b * out.shape[0] // parts, (b + 1) * out.shape[0] // parts):
+            _sl_jvp_row(i, out, dq, dud, dvd, q, ud, vd, geo, c, with_q, with_u, ib[b], fb[b])
     return out
 
 
 @_pjit
 def sl_vjp_parallel(g, q, ud, vd, geo, c, adj_q, gx, gy, blocks):
+    ib, fb = _buffers(blocks.shape[1], 1, g.shape[1])
     for colour in range(2):
         for b in numba.prange(blocks.shape[1]):
             for i in range(blocks[colour, b, 0], blocks[colour, b, 1]):
-                _sl_vjp_row(i, g, q, ud, vd, geo, c, adj_q, gx, gy)
+                _sl_vjp_row(i, g, q, ud, vd, geo, c, adj_q, gx, gy, ib[b], fb[b])
 
 
 @_pjit
-def mc_correct_parallel(q, qp, q1, q1p, ud, vd, geo, c):
+def mc_correct_parallel(q, qp, q1, q1p, ud, vd, geo, c, parts):
     out = onp.empty_like(q1)
-    for i in numba.prange(q1.shape[0]):
-        _mc_correct_row(i, out, q, qp, q1, q1p, ud, vd, geo, c)
+    ib, fb = _buffers(parts, 2, q1.shape[1])
+    for b in numba.prange(parts):
+        for i in range(b * q1.shape[0] // parts, (b + 1) * q1.shape[0] // parts):
+            _mc_correct_row(i, out, q, qp, q1, q1p, ud, vd, geo, c, ib[b], fb[b])
     return out
 
 
 @_pjit
 def mc_correct_vjp_parallel(g, q, qp, q1, q1p, ud, vd, geo, c, adj_c, adj_qp, adj_q1p, gx, gy, blocks):
+    ib, fb = _buffers(blocks.shape[1], 2, g.shape[1])
     for colour in range(2):
         for b in numba.prange(blocks.shape[1]):
             for i in range(blocks[colour, b, 0], blocks[colour, b, 1]):
-                _mc_vjp_row(i, g, q, qp, q1, q1p, ud, vd, geo, c, adj_c, adj_qp, adj_q1p, gx, gy)
+                _mc_vjp_row(i, g, q, qp, q1, q1p, ud, vd, geo, c, adj_c, adj_qp, adj_q1p, gx, gy, ib[b], fb[b])
 
 
 @_pjit
@@ -923,22 +982,25 @@ def semi_lagrangian(qp, vel, lay, shape, c):
     """The semi-Lagrangian forward pass (``vel`` from :func:`velocity_at`)."""
     if qp.ndim == 3:
         return sl_forward_3d(qp, *vel, *lay.tables, shape, c)
-    kernel = sl_forward_parallel if parallel(shape[0] * shape[1]) else sl_forward
-    return kernel(qp, *vel, lay.geo, c)
+    if parallel(shape[0] * shape[1]):
+        return sl_forward_parallel(qp, *vel, lay.geo, c, threads())
+    return sl_forward(qp, *vel, lay.geo, c)
 
 
 def semi_lagrangian_jvp(dq, du, dv, qp, up, vp, lay, shape, c, with_q, with_u):
     """2-D only; ``du``, ``dv``, ``up``, ``vp``: the padded velocity tangent and velocity."""
     vel, dvel = velocity_at((up, vp), lay, shape), velocity_at((du, dv), lay, shape)
-    kernel = sl_jvp_parallel if parallel(shape[0] * shape[1]) else sl_jvp
-    return kernel(dq, *dvel, qp, *vel, lay.geo, c, with_q, with_u)
+    if parallel(shape[0] * shape[1]):
+        return sl_jvp_parallel(dq, *dvel, qp, *vel, lay.geo, c, with_q, with_u, threads())
+    return sl_jvp(dq, *dvel, qp, *vel, lay.geo, c, with_q, with_u)
 
 
 def maccormack(q, qp, q1, q1p, vel, lay, c):
     if q.ndim == 3:
         return mc_correct_3d(q, qp, q1, q1p, *vel, *lay.tables, c)
-    kernel = mc_correct_parallel if parallel(q.size) else mc_correct
-    return kernel(q, qp, q1, q1p, *vel, lay.geo, c)
+    if parallel(q.size):
+        return mc_correct_parallel(q, qp, q1, q1p, *vel, lay.geo, c, threads())
+    return mc_correct(q, qp, q1, q1p, *vel, lay.geo, c)
 
 
 def _spread_into(adj, gx, gy, lay):
