@@ -57,24 +57,21 @@ def _pjit(fun):
 @_jit
 def _locate(s, n, periodic):
     """Lower/upper index, fraction and d(fraction)/ds at lattice coordinate ``s`` of an
-    axis of ``n`` samples (periodic: wrapped; bounded: clamped to the end samples)."""
+    axis of ``n`` samples (periodic: wrapped; bounded: clamped to the end samples). A
+    coordinate that is not finite gives index 0 and a NaN fraction (NaN in, NaN out)."""
+    fn = float(n)
     if periodic:
         f = math.floor(s)
-        t = s - f
-        i0 = int(f)  # wrap by branches: an integer division per axis would dominate
-        while i0 < 0:
-            i0 += n
-        while i0 >= n:
-            i0 -= n
-        i1 = i0 + 1
-        if i1 == n:
-            i1 = 0
-        return i0, i1, t, 1.0
+        w = f - fn * math.floor(f / fn)  # the wrap, branch-free (vectorizes in rows)
+        k = int(w) if (w >= 0.0 and w < fn) else 0
+        return k, (k + 1 if k + 1 < n else 0), s - f, 1.0
     if n == 1:
         return 0, 0, 0.0, 0.0
-    sc = min(max(s, 0.0), n - 1.0)
-    i0 = min(int(math.floor(sc)), n - 2)
-    return i0, i0 + 1, sc - i0, 1.0 if (s >= 0.0 and s <= n - 1.0) else 0.0
+    top = fn - 1.0
+    sc = min(max(s, 0.0), top)
+    f = math.floor(sc)
+    k = min(int(f), n - 2) if (f >= 0.0 and f <= top) else 0
+    return k, k + 1, sc - k, 1.0 if (s >= 0.0 and s <= top) else 0.0
 
 
 @_jit
@@ -206,33 +203,9 @@ def spread(gx, gy, shift, avg, adj_u, adj_v):
 @_jit
 def _locate_row(base, step, c, vel, n, periodic, lo, hi, frac, slope):
     """:func:`_locate` for a row of points at lattice coordinates ``base + step·j - c·vel[j]``
-    into row buffers. Branch-free per point, so the loop vectorizes (the periodic wrap is
-    ``f - n⌊f/n⌋``); a coordinate that is not finite gives index 0 (and a NaN fraction)."""
-    fn = float(n)
-    if periodic:
-        for j in range(vel.shape[0]):
-            s = base + step * j - c * vel[j]
-            f = math.floor(s)
-            w = f - fn * math.floor(f / fn)
-            k = int(w) if (w >= 0.0 and w < fn) else 0
-            lo[j] = k
-            hi[j] = k + 1 if k + 1 < n else 0
-            frac[j] = s - f
-            slope[j] = 1.0
-    elif n == 1:
-        for j in range(vel.shape[0]):
-            lo[j], hi[j], frac[j], slope[j] = 0, 0, 0.0, 0.0
-    else:
-        top = fn - 1.0
-        for j in range(vel.shape[0]):
-            s = base + step * j - c * vel[j]
-            sc = min(max(s, 0.0), top)
-            f = math.floor(sc)
-            k = min(int(f), n - 2) if (f >= 0.0 and f <= top) else 0
-            lo[j] = k
-            hi[j] = k + 1
-            frac[j] = sc - k
-            slope[j] = 1.0 if (s >= 0.0 and s <= top) else 0.0
+    into row buffers; the loop vectorizes."""
+    for j in range(vel.shape[0]):
+        lo[j], hi[j], frac[j], slope[j] = _locate(base + step * j - c * vel[j], n, periodic)
 
 
 @_jit
