@@ -3,11 +3,14 @@ VJP, JVP) and MacCormack (forward, VJP) with the Euler backtrace, on 2-D and 3-D
 (no 3-D JVP kernel), and ghost-layer padding; also the switch, compilation decorators and
 threading shared with :mod:`.fused_poisson` (the pressure-solve kernels).
 
-One pass over the lattice points does what the array-API reference does with whole-array
-temporaries: sample the velocity at the point (on a MAC grid a mean of 1, 2, 4 or 8
-samples, tabulated in a :class:`Layout`), trace back, interpolate. The arithmetic is the
-reference's, so results agree to round-off; the reference stays the oracle (tests compare
-the two to 1e-12 in float64). Advected fields arrive padded with their ghost layers.
+The kernels do what the array-API reference does with whole-array temporaries: sample
+the velocity at the field's points (on a MAC grid a mean of 1, 2, 4 or 8 samples, laid
+out in a :class:`Layout`), trace back, interpolate. In 2-D each step is a pass of its
+own: :func:`sample` for a whole field, then per row the departure points (a vectorized
+pass into row buffers) and the gathers; the 3-D kernels do all of it per point. The
+arithmetic is the reference's, so results agree to round-off; the reference stays the
+oracle (tests compare the two to 1e-12 in float64). Advected fields arrive padded with
+their ghost layers.
 VJP kernels add into adjoint buffers the caller provides (so all velocity cotangents of
 a step can share one set).
 
@@ -141,8 +144,8 @@ def _scatter_cyclic(row, g, w, s, m):
 
 @_jit
 def _weight(like, avg0, avg1):
-    """The averaging weight 1, ½ or ¼ in the precision of ``like`` (a float32 field's
-    samples are averaged in float32)."""
+    """The averaging weight 1, ½ or ¼ in the precision of ``like`` (float32 fields are
+    averaged and spread in float32)."""
     w = onp.empty(1, dtype=like.dtype)
     w[0] = (0.5 if avg0 else 1.0) * (0.5 if avg1 else 1.0)
     return w[0]
@@ -164,10 +167,9 @@ def _sample_row(i, out, a, s0, s1, avg0, avg1, w):
 
 
 @_jit
-def _spread_row(r, adj, g, s0, s1, avg0, avg1):
+def _spread_row(r, adj, g, s0, s1, avg0, avg1, w):
     """Row ``r`` of the transpose of :func:`_sample_row`: adds the cotangents ``g`` at
     the field's points into row ``r`` of the padded component's adjoint."""
-    w = (0.5 if avg0 else 1.0) * (0.5 if avg1 else 1.0)
     row = adj[r]
     for k in range(2 if avg0 else 1):
         i = (r - s0 - k) % adj.shape[0]
@@ -193,11 +195,12 @@ def sample(u, v, shift, avg, shape0, shape1):
 @_jit
 def spread(gx, gy, shift, avg, adj_u, adj_v):
     """Transpose of :func:`sample`: ``adj_u += Sₓᵀ gx``, ``adj_v += S_yᵀ gy``."""
+    wu, wv = _weight(adj_u, avg[0], avg[1]), _weight(adj_v, avg[2], avg[3])
     for r in range(max(adj_u.shape[0], adj_v.shape[0])):
         if r < adj_u.shape[0]:
-            _spread_row(r, adj_u, gx, shift[0], shift[1], avg[0], avg[1])
+            _spread_row(r, adj_u, gx, shift[0], shift[1], avg[0], avg[1], wu)
         if r < adj_v.shape[0]:
-            _spread_row(r, adj_v, gy, shift[2], shift[3], avg[2], avg[3])
+            _spread_row(r, adj_v, gy, shift[2], shift[3], avg[2], avg[3], wv)
 
 
 @_jit
@@ -792,11 +795,12 @@ def sample_parallel(u, v, shift, avg, shape0, shape1):
 
 @_pjit
 def spread_parallel(gx, gy, shift, avg, adj_u, adj_v):
+    wu, wv = _weight(adj_u, avg[0], avg[1]), _weight(adj_v, avg[2], avg[3])
     for r in numba.prange(max(adj_u.shape[0], adj_v.shape[0])):
         if r < adj_u.shape[0]:
-            _spread_row(r, adj_u, gx, shift[0], shift[1], avg[0], avg[1])
+            _spread_row(r, adj_u, gx, shift[0], shift[1], avg[0], avg[1], wu)
         if r < adj_v.shape[0]:
-            _spread_row(r, adj_v, gy, shift[2], shift[3], avg[2], avg[3])
+            _spread_row(r, adj_v, gy, shift[2], shift[3], avg[2], avg[3], wv)
 
 
 @_pjit
