@@ -220,9 +220,7 @@ def test_parallel_vjp_equals_the_serial_one(spec):
     if blocks is None:
         pytest.skip("a single thread: no parallel VJP")
     g = rng.standard_normal(q.shape)
-    vel = fused.sample(*padded, lay.shift, lay.avg, *q.shape)
-    for a, b in zip(vel, fused.sample_parallel(*padded, lay.shift, lay.avg, *q.shape)):
-        assert onp.array_equal(a, b)
+    vel = (*padded, lay.shift, lay.avg, lay.geo)
 
     def adjoints(kernel, *args, like):
         """The kernel's adjoints, added into fresh zero buffers shaped ``like``."""
@@ -230,21 +228,22 @@ def test_parallel_vjp_equals_the_serial_one(spec):
         kernel(*args, *out, *([blocks] if kernel.py_func.__name__.endswith("parallel") else []))
         return out
 
-    for a, b in zip(adjoints(fused.sl_vjp_parallel, g, qp, *vel, lay.geo, c, like=(qp, g, g)),
-                    adjoints(fused.sl_vjp, g, qp, *vel, lay.geo, c, like=(qp, g, g))):
+    for a, b in zip(adjoints(fused.sl_vjp_parallel, g, qp, *vel, c, like=(qp, g, g)),
+                    adjoints(fused.sl_vjp, g, qp, *vel, c, like=(qp, g, g))):
         onp.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
     spread = [[onp.zeros_like(a) for a in padded] for _ in range(2)]
     fused.spread_parallel(g, 2 * g, lay.shift, lay.avg, *spread[0])
     fused.spread(g, 2 * g, lay.shift, lay.avg, *spread[1])
     for a, b in zip(*spread):
         assert onp.array_equal(a, b)
-    assert onp.array_equal(fused.sl_forward_parallel(qp, *vel, lay.geo, c, 3), fused.sl_forward(qp, *vel, lay.geo, c))
-    assert onp.array_equal(fused.sl_jvp_parallel(qp, *vel, qp, *vel, lay.geo, c, True, True, 3),
-                           fused.sl_jvp(qp, *vel, qp, *vel, lay.geo, c, True, True))
-    q1 = fused.sl_forward(qp, *vel, lay.geo, c)
+    shape = (*vel, *q.shape, c)
+    assert onp.array_equal(fused.sl_forward_parallel(qp, *shape, 3), fused.sl_forward(qp, *shape))
+    assert onp.array_equal(fused.sl_jvp_parallel(qp, *padded, qp, *shape, True, True, 3),
+                           fused.sl_jvp(qp, *padded, qp, *shape, True, True))
+    q1 = fused.sl_forward(qp, *shape)
     q1p = onp.ascontiguousarray(q1)  # a periodic-looking stand-in for the padded q1 is enough here
     if q1p.shape == qp.shape:
-        args = (q, qp, q1, q1p, *vel, lay.geo, c)
+        args = (q, qp, q1, q1p, *vel, c)
         assert onp.array_equal(fused.mc_correct_parallel(*args, 3), fused.mc_correct(*args))
         like = (g, qp, q1p, g, g)  # adj_c, adj_qp, adj_q1p, gx, gy
         for a, b in zip(adjoints(fused.mc_correct_vjp_parallel, g, *args, like=like),

@@ -118,7 +118,7 @@ def _fused_inputs(q, velocity, domain, location):
 
 
 def _fused_semi_lagrangian_vjp(g, q, qp, padded, lay, c, domain, location, adj_qp, adj, blocks):
-    fused.semi_lagrangian_vjp(g, qp, fused.velocity_at(padded, lay, q.shape), lay, c, adj_qp, adj, blocks)
+    fused.semi_lagrangian_vjp(g, qp, padded, lay, c, adj_qp, adj, blocks)
 
 
 def _semi_lagrangian(q, velocity, *, dt, domain, location="center", backtrace="euler"):
@@ -216,11 +216,10 @@ def _fused_advect(scheme, q, qp, padded, c, domain, location):
     """``q`` (padded: ``qp``) advected by the padded velocity ``padded`` with the fused
     kernels (``c = Δt/h``)."""
     lay = fused.Layout.of(domain, location)
-    vel = fused.velocity_at(padded, lay, q.shape)
-    q1 = fused.semi_lagrangian(qp, vel, lay, q.shape, c)
+    q1 = fused.semi_lagrangian(qp, padded, lay, q.shape, c)
     if scheme == "semi_lagrangian":
         return q1
-    return fused.maccormack(q, qp, q1, interp.pad_field(q1, domain, location), vel, lay, c)
+    return fused.maccormack(q, qp, q1, interp.pad_field(q1, domain, location), padded, lay, c)
 
 
 maccormack = Primitive(_maccormack, "maccormack", register=True)
@@ -229,13 +228,12 @@ maccormack = Primitive(_maccormack, "maccormack", register=True)
 def _fused_maccormack_vjp(g, q, qp, padded, lay, c, domain, location, adj_qp, adj, blocks):
     """Second pass (into the adjoints), then the first pass ``q¹ = SL(q)`` with the
     cotangent of q¹; returns the direct cotangent of q (``adj_c / 2``)."""
-    vel = fused.velocity_at(padded, lay, q.shape)
-    q1 = fused.semi_lagrangian(qp, vel, lay, q.shape, c)
+    q1 = fused.semi_lagrangian(qp, padded, lay, q.shape, c)
     q1p = interp.pad_field(q1, domain, location)
     adj_q1p = onp.zeros_like(q1p)
-    adj_c = fused.maccormack_vjp(g, q, qp, q1, q1p, vel, lay, c, adj_qp, adj_q1p, adj, blocks)
+    adj_c = fused.maccormack_vjp(g, q, qp, q1, q1p, padded, lay, c, adj_qp, adj_q1p, adj, blocks)
     adj_q1 = adj_c + interp.pad_field_transpose(adj_q1p, domain, location)
-    fused.semi_lagrangian_vjp(adj_q1, qp, vel, lay, c, adj_qp, adj, blocks)
+    fused.semi_lagrangian_vjp(adj_q1, qp, padded, lay, c, adj_qp, adj, blocks)
     return 0.5 * adj_c
 
 

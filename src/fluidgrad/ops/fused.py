@@ -6,8 +6,9 @@ threading shared with :mod:`.fused_poisson` (the pressure-solve kernels).
 The kernels do what the array-API reference does with whole-array temporaries: sample
 the velocity at the field's points (on a MAC grid a mean of 1, 2, 4 or 8 samples, laid
 out in a :class:`Layout`), trace back, interpolate. In 2-D each step is a pass of its
-own: :func:`sample` for a whole field, then per row the departure points (a vectorized
-pass into row buffers) and the gathers; the 3-D kernels do all of it per point. The
+own over a row (the velocity at the row's points, then its departure points, both
+vectorized passes into row buffers, then the gathers); the 3-D kernels do all of it per
+point. The
 arithmetic is the reference's, so results agree to round-off; the reference stays the
 oracle (tests compare the two to 1e-12 in float64). Advected fields arrive padded with
 their ghost layers.
@@ -152,13 +153,13 @@ def _weight(like, avg0, avg1):
 
 
 @_jit
-def _sample_row(i, out, a, s0, s1, avg0, avg1, w):
-    """Row ``i`` of a velocity component at the field's points: ``w`` times the sum of
+def _sample_row(o, a, i, s0, s1, avg0, avg1):
+    """``o[j]``: a velocity component at the points of the field's row ``i``, the mean of
     its samples at rows ``(i + s0) mod p₀`` [and the next] and columns ``(j + s1) mod p₁``
     [and the next] (the bilinear weights at lattice points of a MAC grid are 1 or ½).
     Three column segments: none, the upper and both neighbours wrapped."""
+    w = (0.5 if avg0 else 1.0) * (0.5 if avg1 else 1.0)
     r0, r1 = a[(i + s0) % a.shape[0]], a[(i + s0 + 1) % a.shape[0]]
-    o = out[i]
     m, p = o.shape[0], r0.shape[0]
     upper, lower = p - s1 - 1, p - s1  # columns from which the upper/lower sample wraps
     _mean_segment(o, r0, r1, 0, min(upper, m), s1, s1 + 1, w, avg0, avg1)
@@ -180,21 +181,17 @@ def _spread_row(r, adj, g, s0, s1, avg0, avg1, w):
 
 
 @_jit
-def sample(u, v, shift, avg, shape0, shape1):
-    """``(U_x, U_y)`` at every lattice point of a field from the padded components
-    (``shift``, ``avg``: a :class:`Layout`'s)."""
-    ud = onp.empty((shape0, shape1), dtype=u.dtype)
-    vd = onp.empty((shape0, shape1), dtype=v.dtype)
-    wu, wv = _weight(ud, avg[0], avg[1]), _weight(vd, avg[2], avg[3])
-    for i in range(shape0):
-        _sample_row(i, ud, u, shift[0], shift[1], avg[0], avg[1], wu)
-        _sample_row(i, vd, v, shift[2], shift[3], avg[2], avg[3], wv)
-    return ud, vd
+def _velocity_row(i, u, v, shift, avg, rows, k):
+    """U at the points of the field's row ``i`` from the padded components: U_x into
+    ``rows[k]``, U_y into ``rows[k + 1]``."""
+    _sample_row(rows[k], u, i, shift[0], shift[1], avg[0], avg[1])
+    _sample_row(rows[k + 1], v, i, shift[2], shift[3], avg[2], avg[3])
 
 
 @_jit
 def spread(gx, gy, shift, avg, adj_u, adj_v):
-    """Transpose of :func:`sample`: ``adj_u += Sₓᵀ gx``, ``adj_v += S_yᵀ gy``."""
+    """Transpose of the velocity sampling (:func:`_velocity_row` over all rows):
+    ``adj_u += Sₓᵀ gx``, ``adj_v += S_yᵀ gy``."""
     wu, wv = _weight(adj_u, avg[0], avg[1]), _weight(adj_v, avg[2], avg[3])
     for r in range(max(adj_u.shape[0], adj_v.shape[0])):
         if r < adj_u.shape[0]:
@@ -212,19 +209,21 @@ def _locate_row(base, step, c, vel, n, periodic, lo, hi, frac, slope):
 
 
 @_jit
-def _departures(i, ud, vd, geo, c, shape, ib, fb, k):
+def _departures(i, ux, vy, geo, c, shape, ib, fb, k):
     """Bilinear stencils, on a padded lattice of ``shape``, of the departure points
-    ``x - c·U`` of row ``i``: ``ib[k:k+4]`` = i0, i1, j0, j1 and ``fb[k:k+4]`` = t0, d0,
-    t1, d1 per point (fractions and their slopes, as :func:`_locate`)."""
-    _locate_row(i + geo[0], 0.0, c, ud[i], shape[0], geo[2] > 0, ib[k], ib[k + 1], fb[k], fb[k + 1])
-    _locate_row(geo[1], 1.0, c, vd[i], shape[1], geo[3] > 0, ib[k + 2], ib[k + 3], fb[k + 2], fb[k + 3])
+    ``x - c·U`` of row ``i`` (``ux``, ``vy``: U at its points): ``ib[k:k+4]`` = i0, i1,
+    j0, j1 and ``fb[k:k+4]`` = t0, d0, t1, d1 per point (fractions and their slopes, as
+    :func:`_locate`)."""
+    _locate_row(i + geo[0], 0.0, c, ux, shape[0], geo[2] > 0, ib[k], ib[k + 1], fb[k], fb[k + 1])
+    _locate_row(geo[1], 1.0, c, vy, shape[1], geo[3] > 0, ib[k + 2], ib[k + 3], fb[k + 2], fb[k + 3])
 
 
 @_jit
 def _buffers(parts, traces, m):
-    """Row buffers for :func:`_departures`: ``parts`` sets (one per thread) of ``traces``
-    stencils over ``m`` points."""
-    return onp.empty((parts, 4 * traces, m), dtype=onp.int64), onp.empty((parts, 4 * traces, m))
+    """Row buffers, ``parts`` sets (one per thread) over ``m`` points: ``traces`` stencils
+    of :func:`_departures` (integer rows ``4k..4k+3``, float rows ``4k..4k+3``), then the
+    velocity and a velocity tangent (float rows ``4·traces`` to ``4·traces + 3``)."""
+    return onp.empty((parts, 4 * traces, m), dtype=onp.int64), onp.empty((parts, 4 * traces + 4, m))
 
 
 @_jit
@@ -234,27 +233,30 @@ def _stencil(ib, fb, k, j):
 
 
 @_jit
-def _sl_forward_row(i, out, q, ud, vd, geo, c, ib, fb):
-    _departures(i, ud, vd, geo, c, q.shape, ib, fb, 0)
+def _sl_forward_row(i, out, q, u, v, shift, avg, geo, c, ib, fb):
+    _velocity_row(i, u, v, shift, avg, fb, 4)
+    _departures(i, fb[4], fb[5], geo, c, q.shape, ib, fb, 0)
     for j in range(out.shape[1]):
         i0, i1, t0, _, j0, j1, t1, _ = _stencil(ib, fb, 0, j)
         out[i, j] = _bilinear(q, i0, i1, t0, j0, j1, t1)
 
 
 @_jit
-def sl_forward(q, ud, vd, geo, c):
+def sl_forward(q, u, v, shift, avg, geo, shape0, shape1, c):
     """``q'(x) = I[q](x - Δt U(x))`` at every lattice point of the field (``c = Δt/h``;
-    ``ud``, ``vd``: U at those points, from :func:`sample`)."""
-    out = onp.empty(ud.shape, dtype=q.dtype)
-    ib, fb = _buffers(1, 1, out.shape[1])
-    for i in range(out.shape[0]):
-        _sl_forward_row(i, out, q, ud, vd, geo, c, ib[0], fb[0])
+    ``u``, ``v``: the padded components; ``shift``, ``avg``, ``geo``: the field's
+    :class:`Layout`)."""
+    out = onp.empty((shape0, shape1), dtype=q.dtype)
+    ib, fb = _buffers(1, 1, shape1)
+    for i in range(shape0):
+        _sl_forward_row(i, out, q, u, v, shift, avg, geo, c, ib[0], fb[0])
     return out
 
 
 @_jit
-def _sl_vjp_row(i, g, q, ud, vd, geo, c, adj_q, gx, gy, ib, fb):
-    _departures(i, ud, vd, geo, c, q.shape, ib, fb, 0)
+def _sl_vjp_row(i, g, q, u, v, shift, avg, geo, c, adj_q, gx, gy, ib, fb):
+    _velocity_row(i, u, v, shift, avg, fb, 4)
+    _departures(i, fb[4], fb[5], geo, c, q.shape, ib, fb, 0)
     for j in range(g.shape[1]):
         i0, i1, t0, d0, j0, j1, t1, d1 = _stencil(ib, fb, 0, j)
         gij = g[i, j]
@@ -265,17 +267,20 @@ def _sl_vjp_row(i, g, q, ud, vd, geo, c, adj_q, gx, gy, ib, fb):
 
 
 @_jit
-def sl_vjp(g, q, ud, vd, geo, c, adj_q, gx, gy):
+def sl_vjp(g, q, u, v, shift, avg, geo, c, adj_q, gx, gy):
     """``adj_q += Iᵀ g`` (on the padded lattice); ``gx, gy = -Δt g ∂I[q]/∂x``, the
     cotangent of U at the field's points (:func:`spread` takes it to the components)."""
     ib, fb = _buffers(1, 1, g.shape[1])
     for i in range(g.shape[0]):
-        _sl_vjp_row(i, g, q, ud, vd, geo, c, adj_q, gx, gy, ib[0], fb[0])
+        _sl_vjp_row(i, g, q, u, v, shift, avg, geo, c, adj_q, gx, gy, ib[0], fb[0])
 
 
 @_jit
-def _sl_jvp_row(i, out, dq, dud, dvd, q, ud, vd, geo, c, with_q, with_u, ib, fb):
-    _departures(i, ud, vd, geo, c, q.shape, ib, fb, 0)
+def _sl_jvp_row(i, out, dq, du, dv, q, u, v, shift, avg, geo, c, with_q, with_u, ib, fb):
+    _velocity_row(i, u, v, shift, avg, fb, 4)
+    _departures(i, fb[4], fb[5], geo, c, q.shape, ib, fb, 0)
+    if with_u:
+        _velocity_row(i, du, dv, shift, avg, fb, 6)
     for j in range(out.shape[1]):
         i0, i1, t0, d0, j0, j1, t1, d1 = _stencil(ib, fb, 0, j)
         total = 0.0
@@ -283,18 +288,18 @@ def _sl_jvp_row(i, out, dq, dud, dvd, q, ud, vd, geo, c, with_q, with_u, ib, fb)
             total = _bilinear(dq, i0, i1, t0, j0, j1, t1)
         if with_u:
             sx, sy = _bilinear_slope(q, i0, i1, t0, d0, j0, j1, t1, d1)
-            total = total + sx * (-c * dud[i, j]) + sy * (-c * dvd[i, j])
+            total = total + sx * (-c * fb[6, j]) + sy * (-c * fb[7, j])
         out[i, j] = total
 
 
 @_jit
-def sl_jvp(dq, dud, dvd, q, ud, vd, geo, c, with_q, with_u):
-    """``dot_q' = I dot_q + Σ_a ∂I[q]/∂x_a · (-Δt dot_U_a)`` (``dud``, ``dvd``: the
-    velocity tangent at the field's points)."""
-    out = onp.empty(ud.shape, dtype=q.dtype)
-    ib, fb = _buffers(1, 1, out.shape[1])
-    for i in range(out.shape[0]):
-        _sl_jvp_row(i, out, dq, dud, dvd, q, ud, vd, geo, c, with_q, with_u, ib[0], fb[0])
+def sl_jvp(dq, du, dv, q, u, v, shift, avg, geo, shape0, shape1, c, with_q, with_u):
+    """``dot_q' = I dot_q + Σ_a ∂I[q]/∂x_a · (-Δt S_a dot_u_a)`` (``du``, ``dv``: the
+    padded velocity tangent)."""
+    out = onp.empty((shape0, shape1), dtype=q.dtype)
+    ib, fb = _buffers(1, 1, shape1)
+    for i in range(shape0):
+        _sl_jvp_row(i, out, dq, du, dv, q, u, v, shift, avg, geo, c, with_q, with_u, ib[0], fb[0])
     return out
 
 
@@ -502,9 +507,10 @@ def _corner(k, i0, i1, j0, j1):
 
 
 @_jit
-def _mc_correct_row(i, out, q, qp, q1, q1p, ud, vd, geo, c, ib, fb):
-    _departures(i, ud, vd, geo, -c, q1p.shape, ib, fb, 0)  # x + Δt U: q⁰ from q¹
-    _departures(i, ud, vd, geo, c, qp.shape, ib, fb, 4)  # x - Δt U: the clamp bounds
+def _mc_correct_row(i, out, q, qp, q1, q1p, u, v, shift, avg, geo, c, ib, fb):
+    _velocity_row(i, u, v, shift, avg, fb, 8)  # one sample for both traces
+    _departures(i, fb[8], fb[9], geo, -c, q1p.shape, ib, fb, 0)  # x + Δt U: q⁰ from q¹
+    _departures(i, fb[8], fb[9], geo, c, qp.shape, ib, fb, 4)  # x - Δt U: the clamp bounds
     for j in range(q1.shape[1]):
         i0, i1, t0, _, j0, j1, t1, _ = _stencil(ib, fb, 0, j)
         corrected = q1[i, j] + 0.5 * (q[i, j] - _bilinear(q1p, i0, i1, t0, j0, j1, t1))
@@ -514,20 +520,21 @@ def _mc_correct_row(i, out, q, qp, q1, q1p, ud, vd, geo, c, ib, fb):
 
 
 @_jit
-def mc_correct(q, qp, q1, q1p, ud, vd, geo, c):
+def mc_correct(q, qp, q1, q1p, u, v, shift, avg, geo, c):
     """MacCormack's second pass: ``clamp(q¹ + (q - q⁰)/2)`` with ``q⁰ = I[q¹](x + Δt U)``,
     bounds from the corners of ``I[q]`` at ``x - Δt U``."""
     out = onp.empty_like(q1)
     ib, fb = _buffers(1, 2, q1.shape[1])
     for i in range(q1.shape[0]):
-        _mc_correct_row(i, out, q, qp, q1, q1p, ud, vd, geo, c, ib[0], fb[0])
+        _mc_correct_row(i, out, q, qp, q1, q1p, u, v, shift, avg, geo, c, ib[0], fb[0])
     return out
 
 
 @_jit
-def _mc_vjp_row(i, g, q, qp, q1, q1p, ud, vd, geo, c, adj_c, adj_qp, adj_q1p, gx, gy, ib, fb):
-    _departures(i, ud, vd, geo, -c, q1p.shape, ib, fb, 0)
-    _departures(i, ud, vd, geo, c, qp.shape, ib, fb, 4)
+def _mc_vjp_row(i, g, q, qp, q1, q1p, u, v, shift, avg, geo, c, adj_c, adj_qp, adj_q1p, gx, gy, ib, fb):
+    _velocity_row(i, u, v, shift, avg, fb, 8)
+    _departures(i, fb[8], fb[9], geo, -c, q1p.shape, ib, fb, 0)
+    _departures(i, fb[8], fb[9], geo, c, qp.shape, ib, fb, 4)
     for j in range(g.shape[1]):
         b0, b1, tb0, db0, c0, c1, tb1, db1 = _stencil(ib, fb, 0, j)
         corrected = q1[i, j] + 0.5 * (q[i, j] - _bilinear(q1p, b0, b1, tb0, c0, c1, tb1))
@@ -552,14 +559,14 @@ def _mc_vjp_row(i, g, q, qp, q1, q1p, ud, vd, geo, c, adj_c, adj_qp, adj_q1p, gx
 
 
 @_jit
-def mc_correct_vjp(g, q, qp, q1, q1p, ud, vd, geo, c, adj_c, adj_qp, adj_q1p, gx, gy):
+def mc_correct_vjp(g, q, qp, q1, q1p, u, v, shift, avg, geo, c, adj_c, adj_qp, adj_q1p, gx, gy):
     """The VJP of :func:`mc_correct`, added into ``adj_*``: with respect to ``q`` (direct,
     ``adj_c``, and through the clamp bounds, on the padded lattice) and ``q¹`` (direct, and
     on the padded lattice through ``q⁰``); ``gx, gy``: the cotangent of U at the field's
     points (through the backward departure points)."""
     ib, fb = _buffers(1, 2, g.shape[1])
     for i in range(g.shape[0]):
-        _mc_vjp_row(i, g, q, qp, q1, q1p, ud, vd, geo, c, adj_c, adj_qp, adj_q1p, gx, gy, ib[0], fb[0])
+        _mc_vjp_row(i, g, q, qp, q1, q1p, u, v, shift, avg, geo, c, adj_c, adj_qp, adj_q1p, gx, gy, ib[0], fb[0])
 
 
 # -- 3-D kernels ---------------------------------------------------------------------
@@ -783,17 +790,6 @@ def mc_correct_vjp_3d(g, q, qp, q1, q1p, u, v, w, vrow, vcol, vdep, avg, geo, c,
 # row buffers for :func:`_departures`.
 
 @_pjit
-def sample_parallel(u, v, shift, avg, shape0, shape1):
-    ud = onp.empty((shape0, shape1), dtype=u.dtype)
-    vd = onp.empty((shape0, shape1), dtype=v.dtype)
-    wu, wv = _weight(ud, avg[0], avg[1]), _weight(vd, avg[2], avg[3])
-    for i in numba.prange(shape0):
-        _sample_row(i, ud, u, shift[0], shift[1], avg[0], avg[1], wu)
-        _sample_row(i, vd, v, shift[2], shift[3], avg[2], avg[3], wv)
-    return ud, vd
-
-
-@_pjit
 def spread_parallel(gx, gy, shift, avg, adj_u, adj_v):
     wu, wv = _weight(adj_u, avg[0], avg[1]), _weight(adj_v, avg[2], avg[3])
     for r in numba.prange(max(adj_u.shape[0], adj_v.shape[0])):
@@ -804,51 +800,52 @@ def spread_parallel(gx, gy, shift, avg, adj_u, adj_v):
 
 
 @_pjit
-def sl_forward_parallel(q, ud, vd, geo, c, parts):
-    out = onp.empty(ud.shape, dtype=q.dtype)
-    ib, fb = _buffers(parts, 1, out.shape[1])
+def sl_forward_parallel(q, u, v, shift, avg, geo, shape0, shape1, c, parts):
+    out = onp.empty((shape0, shape1), dtype=q.dtype)
+    ib, fb = _buffers(parts, 1, shape1)
     for b in numba.prange(parts):
-        for i in range(b * out.shape[0] // parts, (b + 1) * out.shape[0] // parts):
-            _sl_forward_row(i, out, q, ud, vd, geo, c, ib[b], fb[b])
+        for i in range(b * shape0 // parts, (b + 1) * shape0 // parts):
+            _sl_forward_row(i, out, q, u, v, shift, avg, geo, c, ib[b], fb[b])
     return out
 
 
 @_pjit
-def sl_jvp_parallel(dq, dud, dvd, q, ud, vd, geo, c, with_q, with_u, parts):
-    out = onp.empty(ud.shape, dtype=q.dtype)
-    ib, fb = _buffers(parts, 1, out.shape[1])
+def sl_jvp_parallel(dq, du, dv, q, u, v, shift, avg, geo, shape0, shape1, c, with_q, with_u, parts):
+    out = onp.empty((shape0, shape1), dtype=q.dtype)
+    ib, fb = _buffers(parts, 1, shape1)
     for b in numba.prange(parts):
-        for i in range(b * out.shape[0] // parts, (b + 1) * out.shape[0] // parts):
-            _sl_jvp_row(i, out, dq, dud, dvd, q, ud, vd, geo, c, with_q, with_u, ib[b], fb[b])
+        for i in range(b * shape0 // parts, (b + 1) * shape0 // parts):
+            _sl_jvp_row(i, out, dq, du, dv, q, u, v, shift, avg, geo, c, with_q, with_u, ib[b], fb[b])
     return out
 
 
 @_pjit
-def sl_vjp_parallel(g, q, ud, vd, geo, c, adj_q, gx, gy, blocks):
+def sl_vjp_parallel(g, q, u, v, shift, avg, geo, c, adj_q, gx, gy, blocks):
     ib, fb = _buffers(blocks.shape[1], 1, g.shape[1])
     for colour in range(2):
         for b in numba.prange(blocks.shape[1]):
             for i in range(blocks[colour, b, 0], blocks[colour, b, 1]):
-                _sl_vjp_row(i, g, q, ud, vd, geo, c, adj_q, gx, gy, ib[b], fb[b])
+                _sl_vjp_row(i, g, q, u, v, shift, avg, geo, c, adj_q, gx, gy, ib[b], fb[b])
 
 
 @_pjit
-def mc_correct_parallel(q, qp, q1, q1p, ud, vd, geo, c, parts):
+def mc_correct_parallel(q, qp, q1, q1p, u, v, shift, avg, geo, c, parts):
     out = onp.empty_like(q1)
     ib, fb = _buffers(parts, 2, q1.shape[1])
     for b in numba.prange(parts):
         for i in range(b * q1.shape[0] // parts, (b + 1) * q1.shape[0] // parts):
-            _mc_correct_row(i, out, q, qp, q1, q1p, ud, vd, geo, c, ib[b], fb[b])
+            _mc_correct_row(i, out, q, qp, q1, q1p, u, v, shift, avg, geo, c, ib[b], fb[b])
     return out
 
 
 @_pjit
-def mc_correct_vjp_parallel(g, q, qp, q1, q1p, ud, vd, geo, c, adj_c, adj_qp, adj_q1p, gx, gy, blocks):
+def mc_correct_vjp_parallel(g, q, qp, q1, q1p, u, v, shift, avg, geo, c, adj_c, adj_qp, adj_q1p, gx, gy, blocks):
     ib, fb = _buffers(blocks.shape[1], 2, g.shape[1])
     for colour in range(2):
         for b in numba.prange(blocks.shape[1]):
             for i in range(blocks[colour, b, 0], blocks[colour, b, 1]):
-                _mc_vjp_row(i, g, q, qp, q1, q1p, ud, vd, geo, c, adj_c, adj_qp, adj_q1p, gx, gy, ib[b], fb[b])
+                _mc_vjp_row(i, g, q, qp, q1, q1p, u, v, shift, avg, geo, c, adj_c, adj_qp, adj_q1p, gx, gy, ib[b],
+                            fb[b])
 
 
 @_pjit
@@ -945,39 +942,25 @@ def _row_blocks(n0, rows):
 
 # -- choosing the serial or parallel version -------------------------------------------
 
-def velocity_at(padded, lay, shape):
-    """The velocity at the lattice points of a field of ``shape`` from its padded
-    components: in 2-D sampled arrays (:func:`sample`), in 3-D the components themselves
-    (the 3-D kernels sample through the layout's tables)."""
-    if len(shape) == 3:
-        return padded
-    kernel = sample_parallel if parallel(shape[0] * shape[1]) else sample
-    return kernel(*padded, lay.shift, lay.avg, shape[0], shape[1])
-
-
-def semi_lagrangian(qp, vel, lay, shape, c):
-    """The semi-Lagrangian forward pass (``vel`` from :func:`velocity_at`)."""
+def semi_lagrangian(qp, padded, lay, shape, c):
+    """The semi-Lagrangian forward pass (``padded``: the padded velocity components)."""
     if qp.ndim == 3:
-        return sl_forward_3d(qp, *vel, *lay.tables, shape, c)
-    if parallel(shape[0] * shape[1]):
-        return sl_forward_parallel(qp, *vel, lay.geo, c, threads())
-    return sl_forward(qp, *vel, lay.geo, c)
+        return sl_forward_3d(qp, *padded, *lay.tables, shape, c)
+    args = (qp, *padded, lay.shift, lay.avg, lay.geo, shape[0], shape[1], c)
+    return sl_forward_parallel(*args, threads()) if parallel(shape[0] * shape[1]) else sl_forward(*args)
 
 
 def semi_lagrangian_jvp(dq, du, dv, qp, up, vp, lay, shape, c, with_q, with_u):
     """2-D only; ``du``, ``dv``, ``up``, ``vp``: the padded velocity tangent and velocity."""
-    vel, dvel = velocity_at((up, vp), lay, shape), velocity_at((du, dv), lay, shape)
-    if parallel(shape[0] * shape[1]):
-        return sl_jvp_parallel(dq, *dvel, qp, *vel, lay.geo, c, with_q, with_u, threads())
-    return sl_jvp(dq, *dvel, qp, *vel, lay.geo, c, with_q, with_u)
+    args = (dq, du, dv, qp, up, vp, lay.shift, lay.avg, lay.geo, shape[0], shape[1], c, with_q, with_u)
+    return sl_jvp_parallel(*args, threads()) if parallel(shape[0] * shape[1]) else sl_jvp(*args)
 
 
-def maccormack(q, qp, q1, q1p, vel, lay, c):
+def maccormack(q, qp, q1, q1p, padded, lay, c):
     if q.ndim == 3:
-        return mc_correct_3d(q, qp, q1, q1p, *vel, *lay.tables, c)
-    if parallel(q.size):
-        return mc_correct_parallel(q, qp, q1, q1p, *vel, lay.geo, c, threads())
-    return mc_correct(q, qp, q1, q1p, *vel, lay.geo, c)
+        return mc_correct_3d(q, qp, q1, q1p, *padded, *lay.tables, c)
+    args = (q, qp, q1, q1p, *padded, lay.shift, lay.avg, lay.geo, c)
+    return mc_correct_parallel(*args, threads()) if parallel(q.size) else mc_correct(*args)
 
 
 def _spread_into(adj, gx, gy, lay):
@@ -985,31 +968,31 @@ def _spread_into(adj, gx, gy, lay):
     kernel(gx, gy, lay.shift, lay.avg, *adj)
 
 
-def semi_lagrangian_vjp(g, qp, vel, lay, c, adj_qp, adj, blocks):
+def semi_lagrangian_vjp(g, qp, padded, lay, c, adj_qp, adj, blocks):
     """Add the semi-Lagrangian VJP of cotangent ``g`` into the padded adjoints (``adj``:
     one per velocity component; ``blocks`` from :func:`row_blocks`: parallel, or None)."""
     rest = () if blocks is None else (blocks,)
     if qp.ndim == 3:
         kernel = sl_vjp_3d if blocks is None else sl_vjp_3d_parallel
-        kernel(g, qp, *vel, *lay.tables, c, adj_qp, *adj, *rest)
+        kernel(g, qp, *padded, *lay.tables, c, adj_qp, *adj, *rest)
         return
     gx, gy = onp.empty_like(g), onp.empty_like(g)
     kernel = sl_vjp if blocks is None else sl_vjp_parallel
-    kernel(g, qp, *vel, lay.geo, c, adj_qp, gx, gy, *rest)
+    kernel(g, qp, *padded, lay.shift, lay.avg, lay.geo, c, adj_qp, gx, gy, *rest)
     _spread_into(adj, gx, gy, lay)
 
 
-def maccormack_vjp(g, q, qp, q1, q1p, vel, lay, c, adj_qp, adj_q1p, adj, blocks):
+def maccormack_vjp(g, q, qp, q1, q1p, padded, lay, c, adj_qp, adj_q1p, adj, blocks):
     """Add the VJP of MacCormack's second pass into the padded adjoints; returns the
     cotangent of ``q¹ + (q - q⁰)/2`` where the clamp is inactive."""
     adj_c = onp.zeros_like(g)
     rest = () if blocks is None else (blocks,)
     if q.ndim == 3:
         kernel = mc_correct_vjp_3d if blocks is None else mc_correct_vjp_3d_parallel
-        kernel(g, q, qp, q1, q1p, *vel, *lay.tables, c, adj_c, adj_qp, adj_q1p, *adj, *rest)
+        kernel(g, q, qp, q1, q1p, *padded, *lay.tables, c, adj_c, adj_qp, adj_q1p, *adj, *rest)
         return adj_c
     gx, gy = onp.empty_like(g), onp.empty_like(g)
     kernel = mc_correct_vjp if blocks is None else mc_correct_vjp_parallel
-    kernel(g, q, qp, q1, q1p, *vel, lay.geo, c, adj_c, adj_qp, adj_q1p, gx, gy, *rest)
+    kernel(g, q, qp, q1, q1p, *padded, lay.shift, lay.avg, lay.geo, c, adj_c, adj_qp, adj_q1p, gx, gy, *rest)
     _spread_into(adj, gx, gy, lay)
     return adj_c
