@@ -104,30 +104,19 @@ def _spread(out, g, i0, i1, t0, j0, j1, t1):
 
 
 @_jit
-def _mean_segment(out, r0, r1, e, n, lo, hi, w, avg0, avg1):
-    """``out[e + k] = w·Σ`` of rows ``r0`` [and ``r1``] at columns ``e + k + lo`` [and
-    ``e + k + hi``], ``k < n``.
+def _mean_segment(out, r0, r1, e, n, lo, hi, avg0, avg1):
+    """``out[e + k]``: the mean of rows ``r0`` [and ``r1``] at columns ``e + k + lo``
+    [and ``e + k + hi``], ``k < n``. One loop for every case: a sample not averaged over
+    counts twice, so ``((a + b) + (c + d)) / 4`` is exactly the 1-, 2- or 4-point mean.
 
     Loops over slices: numba checks every signed index for wrap-around, and that check
     stops a loop from vectorizing (4-8× slower)."""
     o = out[e:]
-    a0 = r0[e + lo:]
-    if avg1:
-        b0 = r0[e + hi:]
-        if avg0:
-            a1, b1 = r1[e + lo:], r1[e + hi:]
-            for k in range(n):
-                o[k] = w * (a0[k] + b0[k] + a1[k] + b1[k])
-        else:
-            for k in range(n):
-                o[k] = w * (a0[k] + b0[k])
-    elif avg0:
-        a1 = r1[e + lo:]
-        for k in range(n):
-            o[k] = w * (a0[k] + a1[k])
-    else:
-        for k in range(n):
-            o[k] = a0[k]
+    other = r1 if avg0 else r0
+    upper = hi if avg1 else lo
+    a0, b0, a1, b1 = r0[e + lo:], r0[e + upper:], other[e + lo:], other[e + upper:]
+    for k in range(n):
+        o[k] = 0.25 * ((a0[k] + b0[k]) + (a1[k] + b1[k]))
 
 
 @_jit
@@ -158,13 +147,12 @@ def _sample_row(o, a, i, s0, s1, avg0, avg1):
     its samples at rows ``(i + s0) mod p₀`` [and the next] and columns ``(j + s1) mod p₁``
     [and the next] (the bilinear weights at lattice points of a MAC grid are 1 or ½).
     Three column segments: none, the upper and both neighbours wrapped."""
-    w = (0.5 if avg0 else 1.0) * (0.5 if avg1 else 1.0)
     r0, r1 = a[(i + s0) % a.shape[0]], a[(i + s0 + 1) % a.shape[0]]
     m, p = o.shape[0], r0.shape[0]
     upper, lower = p - s1 - 1, p - s1  # columns from which the upper/lower sample wraps
-    _mean_segment(o, r0, r1, 0, min(upper, m), s1, s1 + 1, w, avg0, avg1)
-    _mean_segment(o, r0, r1, upper, min(lower, m) - upper, s1, s1 + 1 - p, w, avg0, avg1)
-    _mean_segment(o, r0, r1, lower, m - lower, s1 - p, s1 + 1 - p, w, avg0, avg1)
+    _mean_segment(o, r0, r1, 0, min(upper, m), s1, s1 + 1, avg0, avg1)
+    _mean_segment(o, r0, r1, upper, min(lower, m) - upper, s1, s1 + 1 - p, avg0, avg1)
+    _mean_segment(o, r0, r1, lower, m - lower, s1 - p, s1 + 1 - p, avg0, avg1)
 
 
 @_jit
