@@ -21,6 +21,13 @@ def _inputs(domain, location, dtype, seed=0):
     return q, u
 
 
+def _case(name, ndim, location, dtype):
+    """A set-up's domain, inputs and the advection keywords (CFL 0.6)."""
+    domain = domains.make(name, ndim)
+    q, u = _inputs(domain, location, dtype)
+    return domain, q, u, dict(dt=0.6 * domains.H, domain=domain, location=location)
+
+
 def _both(fun, monkeypatch):
     with monkeypatch.context() as m:
         m.setattr(fused, "available", lambda: True)
@@ -43,9 +50,7 @@ def _close(a, b, tol):
 @pytest.mark.parametrize("dtype, tol", [(onp.float64, 1e-12), (onp.float32, 2e-5)])
 @pytest.mark.parametrize("name, location", CASES)
 def test_fused_semi_lagrangian_matches_the_reference(name, location, dtype, tol, monkeypatch):
-    domain = domains.make(name, 2)
-    q, u = _inputs(domain, location, dtype)
-    kw = dict(dt=0.6 * domains.H, domain=domain, location=location)
+    domain, q, u, kw = _case(name, 2, location, dtype)
     _close(*_both(lambda: semi_lagrangian.fun(q, u, **kw), monkeypatch), tol)
     ans = semi_lagrangian.fun(q, u, **kw)
     g = onp.random.default_rng(1).standard_normal(ans.shape).astype(dtype)
@@ -58,9 +63,7 @@ def test_fused_semi_lagrangian_matches_the_reference(name, location, dtype, tol,
 @pytest.mark.parametrize("dtype, tol", [(onp.float64, 1e-12), (onp.float32, 2e-5)])
 @pytest.mark.parametrize("name, location", CASES)
 def test_fused_maccormack_matches_the_reference(name, location, dtype, tol, monkeypatch):
-    domain = domains.make(name, 2)
-    q, u = _inputs(domain, location, dtype)
-    kw = dict(dt=0.6 * domains.H, domain=domain, location=location)
+    domain, q, u, kw = _case(name, 2, location, dtype)
     _close(*_both(lambda: maccormack.fun(q, u, **kw), monkeypatch), tol)
     ans = maccormack.fun(q, u, **kw)
     g = onp.random.default_rng(1).standard_normal(ans.shape).astype(dtype)
@@ -74,9 +77,7 @@ CASES_3D = [(name, loc) for name, ndim in domains.ALL if ndim == 3 for loc in ("
 @pytest.mark.parametrize("name, location", CASES_3D)
 def test_fused_3d_advection_matches_the_reference(name, location, dtype, tol, monkeypatch):
     """The 3-D kernels: semi-Lagrangian and MacCormack, forward and VJP."""
-    domain = domains.make(name, 3)
-    q, u = _inputs(domain, location, dtype)
-    kw = dict(dt=0.6 * domains.H, domain=domain, location=location)
+    domain, q, u, kw = _case(name, 3, location, dtype)
     g = onp.random.default_rng(1).standard_normal(q.shape).astype(dtype)
     for prim in (semi_lagrangian, maccormack):
         _close(*_both(lambda: prim.fun(q, u, **kw), monkeypatch), tol)

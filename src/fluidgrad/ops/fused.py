@@ -134,8 +134,8 @@ def _scatter_cyclic(row, g, w, s, m):
 
 @_jit
 def _weight(like, avg0, avg1):
-    """The averaging weight 1, ½ or ¼ in the precision of ``like`` (float32 fields are
-    averaged and spread in float32)."""
+    """The weight 1, ½ or ¼ of the transposed averaging, in the precision of ``like``
+    (a float32 adjoint is spread in float32)."""
     w = onp.empty(1, dtype=like.dtype)
     w[0] = (0.5 if avg0 else 1.0) * (0.5 if avg1 else 1.0)
     return w[0]
