@@ -6,13 +6,11 @@ Kernels never call numpy directly on arrays that could live on the GPU; they ask
 
 from __future__ import annotations
 
+from .errors import BackendError  # noqa: F401 (re-exported)
+
 import numpy as np
 
 BACKENDS = ("numpy", "cupy")
-
-
-class BackendError(RuntimeError):
-    """A backend was requested that cannot be used on this machine."""
 
 
 def _cupy():

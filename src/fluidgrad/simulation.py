@@ -14,6 +14,8 @@ the binomial (Revolve) checkpointing schedule of :mod:`fluidgrad.checkpointing`.
 
 from __future__ import annotations
 
+from .errors import SimulationError  # noqa: F401 (re-exported)
+
 import dataclasses
 
 import numpy as onp
@@ -47,10 +49,6 @@ class State:
 
 
 _STATE_FIELDS = frozenset(f.name for f in dataclasses.fields(State))
-
-
-class SimulationError(RuntimeError):
-    """The simulation blew up: the message names the step and the field."""
 
 
 def check_finite(k, state):

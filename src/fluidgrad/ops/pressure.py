@@ -18,6 +18,8 @@ fast transforms), ``cg`` (preconditioned conjugate gradients), ``multigrid`` (V-
 
 from __future__ import annotations
 
+from ..errors import SolveError  # noqa: F401 (re-exported)
+
 import dataclasses
 
 import numpy as onp
@@ -27,10 +29,6 @@ from ..backend import xp_of
 from . import fused, fused_poisson, linear_solvers, spectral, stencils
 
 SOLVERS = ("auto", "fft", "dct", "cg", "multigrid", "jacobi")
-
-
-class SolveError(RuntimeError):
-    """An iterative pressure solve did not reach its tolerance."""
 
 
 @dataclasses.dataclass(frozen=True)
