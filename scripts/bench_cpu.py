@@ -10,7 +10,7 @@ gradient with respect to the initial velocity (see ``bench_peers.py``). Per N:
 * time per step per cell (ns) of the gradient, and its ratio to the smallest N ≥ 128 in
   the run (target: within 20 % from 128² to 1024², i.e. linear in the number of cells);
 * tape and Python overhead per step: the gradient's wall time minus the time spent inside
-  the compiled kernels (every numba dispatcher of ``fluidgrad.ops.fused`` wrapped by a
+  the compiled kernels (every numba dispatcher of the ``fluidgrad.ops.fused_*`` modules wrapped by a
   timer), per step and as a share of the step (target < 5 % at N = 128);
 * peak memory of the gradient with the default checkpointing (``checkpoint=True``, the
   default 192 MiB budget), in a fresh subprocess: its high-water RSS minus the RSS before the
@@ -67,18 +67,29 @@ def median_time(fun, repeat):
 
 
 class KernelTimer:
-    """Wraps every compiled kernel of ``fluidgrad.ops.fused`` and ``.fused_poisson`` to add
-    up its wall time."""
+    """Wraps every compiled kernel of the fused modules (both forms of a twin) to add up
+    its wall time."""
+
+    MODULES = ("fused_advection_2d", "fused_advection_3d", "fused_padding", "fused_poisson", "fused_projection")
 
     def __init__(self):
-        from fluidgrad.ops import fused, fused_poisson
+        import importlib
         self.total, self.saved, self.by_kernel = 0.0, [], {}
-        for module in (fused, fused_poisson):
+        for module_name in self.MODULES:
+            module = importlib.import_module("fluidgrad.ops." + module_name)
             for name in dir(module):
                 obj = getattr(module, name)
-                if type(obj).__name__ == "CPUDispatcher" and not name.startswith("_"):
-                    self.saved.append((module, name, obj))
-                    setattr(module, name, self._timed(obj))
+                if name.startswith("_"):
+                    continue
+                if type(obj).__name__ == "CPUDispatcher":
+                    self._wrap(module, name, obj)
+                elif type(obj).__name__ == "Twin":
+                    for form in ("serial", "parallel"):
+                        self._wrap(obj, form, getattr(obj, form))
+
+    def _wrap(self, owner, name, kernel):
+        self.saved.append((owner, name, kernel))
+        setattr(owner, name, self._timed(kernel))
 
     def _timed(self, kernel):
         name = kernel.py_func.__name__
@@ -94,8 +105,8 @@ class KernelTimer:
         return call
 
     def restore(self):
-        for module, name, obj in self.saved:
-            setattr(module, name, obj)
+        for owner, name, obj in self.saved:
+            setattr(owner, name, obj)
 
 
 def measure(n, steps, dtype, repeat):

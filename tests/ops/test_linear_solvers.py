@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-import fluidgrad.ops.linear_solvers as ls
+import fluidgrad.ops.multigrid as multigrid
 from fluidgrad.ops.linear_solvers import (PoissonOperator, SolveInfo, solve_cg, solve_jacobi,
                                           solve_multigrid, v_cycle)
 
@@ -287,9 +287,9 @@ def test_tight_solves_are_symmetric(operators, case):
 
 def test_chebyshev_coarse_fallback_is_symmetric_and_converges(monkeypatch):
     """Sizes that stop halving above the dense-solve limit use a Chebyshev coarse solve."""
-    monkeypatch.setattr(ls, "MAX_DENSE_CELLS", 100)
+    monkeypatch.setattr(multigrid, "MAX_DENSE_CELLS", 100)
     op = make_operator((52, 36), dirichlet_faces={(0, 1)}, solid=ball((52, 36), 0.2))
-    assert ls._hierarchy(op)[-1].size > 100
+    assert multigrid._hierarchy(op)[-1].size > 100
     assert sym_error(lambda b: v_cycle(op, b), op) <= 1e-12
     b = random_rhs(op)
     p, info = solve_cg(op, b, 1e-8)

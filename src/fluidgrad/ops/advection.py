@@ -16,16 +16,22 @@ corner that set the bound. Departure points and weights are recomputed in the ba
 pass from the stored velocity (cheap) instead of being kept on the tape.
 
 ``location`` is 'center' for cell-centred scalars or the axis of a velocity component.
+
+Every rule below is a :class:`~.dispatch.Kernel`: the array-API reference here, the fused
+implementation from :mod:`.fused_advection`. The schemes are listed once, in
+:data:`SCHEMES` (add one with :func:`register_scheme`).
 """
 
 from __future__ import annotations
 
-import numpy as onp
+import dataclasses
 
 from ..ad.core import Primitive
 from ..backend import xp_of
-from . import fused
+from ..errors import UnknownNameError, unknown
+from . import fused_advection as fused
 from . import interpolation as interp
+from .dispatch import Kernel
 
 
 def _velocity_stencils(domain, location, like):
@@ -39,10 +45,6 @@ def _velocity_stencils(domain, location, like):
     return cached
 
 
-def _padded_velocity(velocity, domain, homogeneous=False):
-    return [interp.pad_field(u, domain, d, homogeneous) for d, u in enumerate(velocity)]
-
-
 class Backtrace:
     """Departure points ``x_d`` of the lattice points ``x``, by Euler or the midpoint rule::
 
@@ -54,11 +56,11 @@ class Backtrace:
 
     def __init__(self, velocity, domain, location, dt, order="euler"):
         if order not in BACKTRACES:
-            raise ValueError(f"unknown backtrace {order!r} (expected one of {', '.join(BACKTRACES)})")
+            raise UnknownNameError("backtrace", order, BACKTRACES)
         self.domain, self.location, self.dt, self.order = domain, location, dt, order
         points = interp.sample_points(domain, location, velocity[0])
         self.start = _velocity_stencils(domain, location, velocity[0])
-        padded = _padded_velocity(velocity, domain)
+        padded = interp.pad_velocity(velocity, domain)
         u = [interp.gather(p, st) for p, st in zip(padded, self.start)]
         if order == "rk2":
             mid = tuple(x - 0.5 * dt * ud for x, ud in zip(points, u))
@@ -70,7 +72,7 @@ class Backtrace:
 
     def tangent(self, dot_velocity):
         """``dx_d`` (one array per axis) for a velocity tangent."""
-        padded = _padded_velocity(dot_velocity, self.domain, homogeneous=True)
+        padded = interp.pad_velocity(dot_velocity, self.domain, homogeneous=True)
         du = [interp.gather(p, st) for p, st in zip(padded, self.start)]
         if self.order == "euler":
             return [-self.dt * d for d in du]
@@ -108,37 +110,52 @@ class Backtrace:
 BACKTRACES = ("euler", "rk2")
 
 
+# -- the fused implementations, per scheme --------------------------------------------------
+#
+# Each takes the arguments of the rule it implements; ``_fused_supports`` is its half of
+# the dispatch rule.
+
+def _fused_supports(scheme, rule="forward", ndims=(2, 3)):
+    """Whether the fused kernels of ``scheme`` take a ``rule`` call's arguments."""
+    def supports(*args, dt, domain, location="center", backtrace="euler"):
+        if domain.ndim not in ndims:
+            return False
+        if rule == "forward":
+            q, velocity = args
+            arrays = (q, *velocity)
+        elif rule == "vjp":
+            g, _, q, velocity = args
+            arrays = (q, g, *velocity)
+        else:
+            (dot_q, dot_u), _, q, velocity = args
+            arrays = (q, *velocity, *(d for d in (dot_q, *(dot_u or ())) if d is not None))
+        return fused.supports(scheme, arrays, domain, backtrace)
+    return supports
+
+
+def _fused_forward(scheme):
+    def forward(q, velocity, *, dt, domain, location="center", backtrace="euler"):
+        return fused.advect(scheme, (q,), velocity, dt, domain, location, with_velocity=False)[0][0]
+    return forward
+
+
+def _fused_vjp(scheme):
+    def vjp(g, ans, q, velocity, *, dt, domain, location="center", backtrace="euler"):
+        (adj_q,), adj_u = fused.advect_vjp(scheme, [(g, q, location)], (), velocity, dt, domain)
+        return adj_q, adj_u
+    return vjp
+
+
 # -- semi-Lagrangian -------------------------------------------------------------------
 
-
-def _fused_inputs(q, velocity, domain, location):
-    """Padded field, padded velocity (a tuple) and the field's :class:`fused.Layout`."""
-    return (interp.pad_field(q, domain, location), tuple(_padded_velocity(velocity, domain)),
-            fused.Layout.of(domain, location))
-
-
-def _fused_semi_lagrangian_vjp(g, q, qp, padded, lay, c, domain, location, adj_qp, adj, blocks):
-    fused.semi_lagrangian_vjp(g, qp, padded, lay, c, adj_qp, adj, blocks)
-
-
-def _semi_lagrangian(q, velocity, *, dt, domain, location="center", backtrace="euler"):
+def _semi_lagrangian_reference(q, velocity, *, dt, domain, location="center", backtrace="euler"):
     """``q'(x) = I[q](x_d)`` at the departure point ``x_d`` of the lattice point ``x``."""
-    if fused.usable(q, velocity, domain, backtrace):
-        qp, padded, _ = _fused_inputs(q, velocity, domain, location)
-        return _fused_advect("semi_lagrangian", q, qp, padded, dt / domain.dx, domain, location)
     bt = Backtrace(velocity, domain, location, dt, backtrace)
     return interp.gather(interp.pad_field(q, domain, location), bt.stencil)
 
 
-semi_lagrangian = Primitive(_semi_lagrangian, "semi_lagrangian", register=True)
-
-
-@semi_lagrangian.defvjp_all(needs=(0, 1))
-def _semi_lagrangian_vjp(g, ans, q, velocity, *, dt, domain, location="center", backtrace="euler"):
+def _semi_lagrangian_vjp_reference(g, ans, q, velocity, *, dt, domain, location="center", backtrace="euler"):
     """``adj_q = Iᵀ g``; the departure points get ``g ∂I[q]/∂x`` and pass it to u."""
-    if fused.usable(q, velocity, domain, backtrace) and g.dtype == q.dtype:
-        (adj_q,), adj_u = _fused_transport_vjp("semi_lagrangian", [(g, q, location)], (), velocity, dt, domain)
-        return adj_q, adj_u
     bt = Backtrace(velocity, domain, location, dt, backtrace)
     padded_shape = interp.padded_lattice(domain, location).shape
     adj_q = interp.pad_field_transpose(interp.scatter(g, bt.stencil, padded_shape), domain, location)
@@ -147,17 +164,9 @@ def _semi_lagrangian_vjp(g, ans, q, velocity, *, dt, domain, location="center", 
     return adj_q, adj_u
 
 
-@semi_lagrangian.defjvp_all
-def _semi_lagrangian_jvp(dots, ans, q, velocity, *, dt, domain, location="center", backtrace="euler"):
+def _semi_lagrangian_jvp_reference(dots, ans, q, velocity, *, dt, domain, location="center", backtrace="euler"):
     """``dot_q' = I dot_q + Σ_a ∂I[q]/∂x_a · dx_d,a``."""
     dot_q, dot_u = dots
-    if domain.ndim == 2 and fused.usable(q, velocity, domain, backtrace) and all(
-            d is None or type(d) is onp.ndarray for d in (dot_q, *(dot_u or ()))):
-        qp, (up, vp), lay = _fused_inputs(q, velocity, domain, location)
-        dq = qp if dot_q is None else interp.pad_field(dot_q, domain, location, homogeneous=True)
-        du, dv = (up, vp) if dot_u is None else _padded_velocity(dot_u, domain, homogeneous=True)
-        return fused.semi_lagrangian_jvp(dq, du, dv, qp, up, vp, lay, q.shape, dt / domain.dx,
-                                         dot_q is not None, dot_u is not None)
     bt = Backtrace(velocity, domain, location, dt, backtrace)
     out = None
     if dot_q is not None:
@@ -167,6 +176,24 @@ def _semi_lagrangian_jvp(dots, ans, q, velocity, *, dt, domain, location="center
         for s, dx in zip(slopes, bt.tangent(dot_u)):
             out = s * dx if out is None else out + s * dx
     return out
+
+
+def _fused_semi_lagrangian_jvp(dots, ans, q, velocity, *, dt, domain, location="center", backtrace="euler"):
+    return fused.semi_lagrangian_jvp(*dots, q, velocity, dt, domain, location)
+
+
+semi_lagrangian_forward = Kernel("semi_lagrangian", _semi_lagrangian_reference)
+semi_lagrangian_forward.implementation("fused", _fused_supports("semi_lagrangian"))(
+    _fused_forward("semi_lagrangian"))
+semi_lagrangian_vjp = Kernel("semi_lagrangian.vjp", _semi_lagrangian_vjp_reference)
+semi_lagrangian_vjp.implementation("fused", _fused_supports("semi_lagrangian", "vjp"))(_fused_vjp("semi_lagrangian"))
+semi_lagrangian_jvp = Kernel("semi_lagrangian.jvp", _semi_lagrangian_jvp_reference)
+semi_lagrangian_jvp.implementation("fused", _fused_supports("semi_lagrangian", "jvp", (2,)))(
+    _fused_semi_lagrangian_jvp)
+
+semi_lagrangian = Primitive(semi_lagrangian_forward, "semi_lagrangian", register=True)
+semi_lagrangian.defvjp_all(needs=(0, 1))(semi_lagrangian_vjp)
+semi_lagrangian.defjvp_all(semi_lagrangian_jvp)
 
 
 # -- MacCormack ------------------------------------------------------------------------
@@ -204,44 +231,15 @@ class _MacCormackPass:
         return xp.take_along_axis(xp.stack(self.forward.index), arg[None], 0)[0]
 
 
-def _maccormack(q, velocity, *, dt, domain, location="center", backtrace="euler"):
+
+def _maccormack_reference(q, velocity, *, dt, domain, location="center", backtrace="euler"):
     """``clamp(q¹ + (q - q⁰)/2)`` with ``q¹ = SL(q, Δt)``, ``q⁰ = SL(q¹, -Δt)``."""
-    if fused.usable(q, velocity, domain, backtrace):
-        qp, padded, _ = _fused_inputs(q, velocity, domain, location)
-        return _fused_advect("maccormack", q, qp, padded, dt / domain.dx, domain, location)
     return _MacCormackPass(q, velocity, dt, domain, location, backtrace).result()
 
 
-def _fused_advect(scheme, q, qp, padded, c, domain, location):
-    """``q`` (padded: ``qp``) advected by the padded velocity ``padded`` with the fused
-    kernels (``c = Δt/h``)."""
-    lay = fused.Layout.of(domain, location)
-    q1 = fused.semi_lagrangian(qp, padded, lay, q.shape, c)
-    if scheme == "semi_lagrangian":
-        return q1
-    return fused.maccormack(q, qp, q1, interp.pad_field(q1, domain, location), padded, lay, c)
-
-
-maccormack = Primitive(_maccormack, "maccormack", register=True)
-
-
-def _fused_maccormack_vjp(g, q, qp, padded, lay, c, domain, location, adj_qp, adj, blocks):
-    """Second pass (into the adjoints), then the first pass ``q¹ = SL(q)`` with the
-    cotangent of q¹; returns the direct cotangent of q (``adj_c / 2``)."""
-    q1 = fused.semi_lagrangian(qp, padded, lay, q.shape, c)
-    q1p = interp.pad_field(q1, domain, location)
-    adj_q1p = onp.zeros_like(q1p)
-    adj_c = fused.maccormack_vjp(g, q, qp, q1, q1p, padded, lay, c, adj_qp, adj_q1p, adj, blocks)
-    adj_q1 = adj_c + interp.pad_field_transpose(adj_q1p, domain, location)
-    fused.semi_lagrangian_vjp(adj_q1, qp, padded, lay, c, adj_qp, adj, blocks)
-    return 0.5 * adj_c
-
-
-@maccormack.defvjp_all(needs=(0, 1))
-def _maccormack_vjp(g, ans, q, velocity, *, dt, domain, location="center", backtrace="euler"):
-    if fused.usable(q, velocity, domain, backtrace) and g.dtype == q.dtype:
-        (adj_q,), adj_u = _fused_transport_vjp("maccormack", [(g, q, location)], (), velocity, dt, domain)
-        return adj_q, adj_u
+def _maccormack_vjp_reference(g, ans, q, velocity, *, dt, domain, location="center", backtrace="euler"):
+    """The clamp sends ``g`` to the bound's corner where active, else to ``q¹ + (q - q⁰)/2``;
+    then through ``q⁰ = SL(q¹, -Δt)`` and ``q¹ = SL(q, Δt)``."""
     mc = _MacCormackPass(q, velocity, dt, domain, location, backtrace)
     xp = xp_of(g)
     lattice = interp.padded_lattice(domain, location)
@@ -264,8 +262,8 @@ def _maccormack_vjp(g, ans, q, velocity, *, dt, domain, location="center", backt
     return adj_q, tuple(a + b for a, b in zip(adj_u, adj_u_forward))
 
 
-@maccormack.defjvp_all
-def _maccormack_jvp(dots, ans, q, velocity, *, dt, domain, location="center", backtrace="euler"):
+def _maccormack_jvp_reference(dots, ans, q, velocity, *, dt, domain, location="center", backtrace="euler"):
+    """The tangent of the active branch: the bound's corner, or ``dot_q¹ + (dot_q - dot_q⁰)/2``."""
     mc = _MacCormackPass(q, velocity, dt, domain, location, backtrace)
     xp = xp_of(q)
     dot_q, dot_u = dots
@@ -287,122 +285,150 @@ def _maccormack_jvp(dots, ans, q, velocity, *, dt, domain, location="center", ba
     return xp.where(mc.below, dot_lo, xp.where(mc.above, dot_hi, dot_c))
 
 
-SCHEMES = {"semi_lagrangian": semi_lagrangian, "maccormack": maccormack}
+maccormack_forward = Kernel("maccormack", _maccormack_reference)
+maccormack_forward.implementation("fused", _fused_supports("maccormack"))(_fused_forward("maccormack"))
+maccormack_vjp = Kernel("maccormack.vjp", _maccormack_vjp_reference)
+maccormack_vjp.implementation("fused", _fused_supports("maccormack", "vjp"))(_fused_vjp("maccormack"))
+maccormack_jvp = Kernel("maccormack.jvp", _maccormack_jvp_reference)
+
+maccormack = Primitive(maccormack_forward, "maccormack", register=True)
+maccormack.defvjp_all(needs=(0, 1))(maccormack_vjp)
+maccormack.defjvp_all(maccormack_jvp)
+
+
+# -- the table of schemes ----------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Scheme:
+    """An advection scheme: ``primitive(q, velocity, *, dt, domain, location, backtrace)``
+    advects one field and carries the forward, VJP and JVP rules. Fused kernels, if the
+    scheme has them, are listed under the same name in :data:`.fused_advection.SCHEMES`;
+    without them it runs its own rules on every path."""
+    name: str
+    primitive: Primitive
+    description: str
+
+
+#: every advection scheme, by name: the one list the simulation, the scenario layer, the
+#: tests and the docs read
+SCHEMES = {}
+
+
+def register_scheme(name, primitive, description) -> Scheme:
+    """Add (or replace) the scheme ``name``."""
+    SCHEMES[name] = out = Scheme(name, primitive, description)
+    return out
+
+
+def scheme_named(name) -> Scheme:
+    """The scheme called ``name``; :class:`~fluidgrad.errors.UnknownNameError` if there is none."""
+    return unknown("advection scheme", name, SCHEMES, key="advection")
+
+
+register_scheme("maccormack", maccormack, "MacCormack with clamping (Selle et al. 2008), second order")
+register_scheme("semi_lagrangian", semi_lagrangian, "semi-Lagrangian (Stam 1999), first order, unconditionally stable")
 
 
 def advect(q, velocity, *, dt, domain, location="center", scheme="maccormack", backtrace="euler"):
     """Advect the field ``q`` (at ``location``) by ``velocity`` over ``dt``."""
-    return SCHEMES[scheme](q, velocity, dt=dt, domain=domain, location=location, backtrace=backtrace)
+    return scheme_named(scheme).primitive(q, velocity, dt=dt, domain=domain, location=location,
+                                          backtrace=backtrace)
+
+
+# -- a whole advection step: the scalars and the velocity, one tape node ----------------------
+
+def _advect_state_reference(scalars, velocity, *, dt, domain, scheme="maccormack", backtrace="euler"):
+    """The cell-centred fields ``scalars`` (a tuple) and the velocity itself, all advected
+    by ``velocity``: ``(scalars', velocity')``, field by field."""
+    fun = scheme_named(scheme).primitive.fun
+    return (tuple(fun(q, velocity, dt=dt, domain=domain, backtrace=backtrace) for q in scalars),
+            tuple(fun(u, velocity, dt=dt, domain=domain, location=d, backtrace=backtrace)
+                  for d, u in enumerate(velocity)))
+
+
+def _advect_state_vjp_reference(g, ans, scalars, velocity, *, dt, domain, scheme="maccormack", backtrace="euler"):
+    """Field by field: ``adj_u = Σ_fields (the field's VJP w.r.t. u)``, and each component's
+    cotangent through its own VJP w.r.t. the component."""
+    g_scalars, g_velocity = g
+    prim = scheme_named(scheme).primitive
+    kw = dict(dt=dt, domain=domain, backtrace=backtrace)
+    adj_velocity = None
+    for d, (g_d, u) in enumerate(zip(g_velocity, velocity)):
+        adj_q, adj_u = prim.vjp_all(g_d, None, u, velocity, location=d, **kw)
+        adj_u = tuple(a + adj_q if e == d else a for e, a in enumerate(adj_u))
+        adj_velocity = adj_u if adj_velocity is None else tuple(a + b for a, b in zip(adj_velocity, adj_u))
+    adj_scalars = []
+    for g_q, q in zip(g_scalars, scalars):
+        adj_q, adj_u = prim.vjp_all(g_q, None, q, velocity, **kw)
+        adj_scalars.append(adj_q)
+        adj_velocity = adj_u if adj_velocity is None else tuple(a + b for a, b in zip(adj_velocity, adj_u))
+    return tuple(adj_scalars), adj_velocity
+
+
+def _fused_state_supports(*args, dt, domain, scheme="maccormack", backtrace="euler"):
+    if len(args) == 2:  # the forward
+        scalars, velocity = args
+        arrays = (*velocity, *scalars)
+    else:
+        (g_scalars, g_velocity), _, scalars, velocity = args
+        arrays = (*velocity, *g_scalars, *scalars, *g_velocity)
+    return fused.supports(scheme, arrays, domain, backtrace)
+
+
+def _fused_state(scalars, velocity, *, dt, domain, scheme="maccormack", backtrace="euler"):
+    return fused.advect(scheme, scalars, velocity, dt, domain)
+
+
+def _fused_state_vjp(g, ans, scalars, velocity, *, dt, domain, scheme="maccormack", backtrace="euler"):
+    g_scalars, g_velocity = g
+    fields = [(g_q, q, "center") for g_q, q in zip(g_scalars, scalars)]
+    return fused.advect_vjp(scheme, fields, g_velocity, velocity, dt, domain)
+
+
+advect_state_forward = Kernel("advect_state", _advect_state_reference)
+advect_state_forward.implementation("fused", _fused_state_supports)(_fused_state)
+advect_state_vjp = Kernel("advect_state.vjp", _advect_state_vjp_reference)
+advect_state_vjp.implementation("fused", _fused_state_supports)(_fused_state_vjp)
+
+#: a simulation's whole advection step as one tape node: the velocity cotangents of all
+#: fields add into one set of buffers
+advect_state = Primitive(advect_state_forward, "advect_state", register=True)
+advect_state.defvjp_all(needs=(0, 1))(advect_state_vjp)
+
+
+@advect_state.defjvp_all
+def _advect_state_jvp(dots, ans, scalars, velocity, *, dt, domain, scheme="maccormack", backtrace="euler"):
+    """Field by field, each through its scheme's JVP rule."""
+    dot_scalars, dot_velocity = dots
+    dot_scalars = dot_scalars if dot_scalars is not None else (None,) * len(scalars)
+    prim = scheme_named(scheme).primitive
+    kw = dict(dt=dt, domain=domain, backtrace=backtrace)
+    out = tuple(None if dot_q is None and dot_velocity is None else
+                prim.jvp_all((dot_q, dot_velocity), None, q, velocity, **kw)
+                for q, dot_q in zip(scalars, dot_scalars))
+    if dot_velocity is None:
+        return out, None
+    return out, tuple(prim.jvp_all((dot_u, dot_velocity), None, u, velocity, location=d, **kw)
+                      for d, (u, dot_u) in enumerate(zip(velocity, dot_velocity)))
 
 
 def _advect_velocity(velocity, *, dt, domain, scheme="maccormack", backtrace="euler"):
     """Self-advection of the MAC velocity: each component advected by the whole field."""
-    return _advect_state((), velocity, dt=dt, domain=domain, scheme=scheme, backtrace=backtrace)[1]
+    return advect_state_forward((), velocity, dt=dt, domain=domain, scheme=scheme, backtrace=backtrace)[1]
 
 
 #: one tape node for all components (the per-component rules, summed)
 advect_velocity = Primitive(_advect_velocity, "advect_velocity", register=True)
 
 
-def _advect_state(scalars, velocity, *, dt, domain, scheme="maccormack", backtrace="euler"):
-    """The cell-centred fields ``scalars`` (a tuple) and the velocity itself, all advected
-    by ``velocity``: ``(scalars', velocity')``."""
-    if _fused_transport(scalars, velocity, domain, backtrace):  # the velocity padded once for all
-        padded, c = tuple(_padded_velocity(velocity, domain)), dt / domain.dx
-        return (tuple(_fused_advect(scheme, q, interp.pad_field(q, domain, "center"), padded, c, domain, "center")
-                      for q in scalars),
-                tuple(_fused_advect(scheme, u, padded[d], padded, c, domain, d) for d, u in enumerate(velocity)))
-    fun = SCHEMES[scheme].fun
-    return (tuple(fun(q, velocity, dt=dt, domain=domain, backtrace=backtrace) for q in scalars),
-            tuple(fun(u, velocity, dt=dt, domain=domain, location=d, backtrace=backtrace)
-                  for d, u in enumerate(velocity)))
-
-
-#: a simulation's whole advection step as one tape node: the velocity cotangents of all
-#: fields add into one set of buffers
-advect_state = Primitive(_advect_state, "advect_state", register=True)
-
-
-def _fused_transport_vjp(scheme, fields, g_velocity, velocity, dt, domain):
-    """The fused VJP of advecting ``fields`` (pairs of cotangent, field and location) and,
-    if ``g_velocity`` is not empty, the velocity itself by ``velocity``: ``(adjoints of the
-    fields, adjoint of the velocity)``. Every kernel adds its velocity cotangent into the
-    same padded buffers (a component's own cotangent too)."""
-    rule = _fused_semi_lagrangian_vjp if scheme == "semi_lagrangian" else _fused_maccormack_vjp
-    padded = tuple(_padded_velocity(velocity, domain))
-    adj = tuple(onp.zeros_like(p) for p in padded)
-    c = dt / domain.dx
-    rows = fused.reach(padded, c)
-    adj_fields = []
-    for g, q, location in fields:
-        qp = interp.pad_field(q, domain, location)
-        adj_qp = onp.zeros_like(qp)
-        direct = rule(onp.ascontiguousarray(g), q, qp, padded, fused.Layout.of(domain, location), c, domain,
-                      location, adj_qp, adj, fused.row_blocks(g.shape, rows))
-        adj_q = interp.pad_field_transpose(adj_qp, domain, location)
-        adj_fields.append(adj_q if direct is None else adj_q + direct)
-    direct = [rule(onp.ascontiguousarray(g_d), u, padded[d], padded, fused.Layout.of(domain, d), c, domain, d,
-                   adj[d], adj, fused.row_blocks(g_d.shape, rows))  # q's lattice is u_d's
-              for d, (g_d, u) in enumerate(zip(g_velocity, velocity))] or [None] * len(adj)
-    out = [interp.pad_field_transpose(a, domain, d) for d, a in enumerate(adj)]
-    return tuple(adj_fields), tuple(a if x is None else a + x for a, x in zip(out, direct))
-
-
-def _fused_transport(arrays, velocity, domain, backtrace) -> bool:
-    return fused.usable(velocity[0], velocity, domain, backtrace) and all(
-        type(x) is onp.ndarray and x.dtype == velocity[0].dtype for x in arrays)
-
-
 @advect_velocity.defvjp_all(needs=(0,))
 def _advect_velocity_vjp(g, ans, velocity, *, dt, domain, scheme="maccormack", backtrace="euler"):
     """``adj_u_c = g_c-part of component c's own VJP + Σ_d (component d's VJP w.r.t. u_c)``."""
-    if _fused_transport(g, velocity, domain, backtrace):
-        return (_fused_transport_vjp(scheme, (), g, velocity, dt, domain)[1],)
-    prim = SCHEMES[scheme]
-    total = None
-    for d, (g_d, u) in enumerate(zip(g, velocity)):
-        adj_q, adj_u = prim.vjp_all(g_d, None, u, velocity, dt=dt, domain=domain, location=d,
-                                    backtrace=backtrace)
-        adj_u = list(adj_u)
-        adj_u[d] = adj_u[d] + adj_q
-        total = adj_u if total is None else [a + b for a, b in zip(total, adj_u)]
-    return (tuple(total),)
+    return (advect_state_vjp(((), g), None, (), velocity, dt=dt, domain=domain, scheme=scheme,
+                             backtrace=backtrace)[1],)
 
 
 @advect_velocity.defjvp_all
 def _advect_velocity_jvp(dots, ans, velocity, *, dt, domain, scheme="maccormack", backtrace="euler"):
-    prim = SCHEMES[scheme]
-    return tuple(prim.jvp_all((dot_u, dots[0]), None, u, velocity, dt=dt, domain=domain, location=d,
-                              backtrace=backtrace)
-                 for d, (u, dot_u) in enumerate(zip(velocity, dots[0])))
-
-
-@advect_state.defvjp_all(needs=(0, 1))
-def _advect_state_vjp(g, ans, scalars, velocity, *, dt, domain, scheme="maccormack", backtrace="euler"):
-    g_scalars, g_velocity = g
-    if _fused_transport((*g_scalars, *scalars, *g_velocity), velocity, domain, backtrace):
-        fields = [(g_q, q, "center") for g_q, q in zip(g_scalars, scalars)]
-        return _fused_transport_vjp(scheme, fields, g_velocity, velocity, dt, domain)
-    kw = dict(dt=dt, domain=domain, scheme=scheme, backtrace=backtrace)
-    adj_velocity = list(_advect_velocity_vjp(g_velocity, None, velocity, **kw)[0])
-    adj_scalars = []
-    for g_q, q in zip(g_scalars, scalars):
-        adj_q, adj_u = SCHEMES[scheme].vjp_all(g_q, None, q, velocity, dt=dt, domain=domain,
-                                               backtrace=backtrace)
-        adj_scalars.append(adj_q)
-        adj_velocity = [a + b for a, b in zip(adj_velocity, adj_u)]
-    return tuple(adj_scalars), tuple(adj_velocity)
-
-
-@advect_state.defjvp_all
-def _advect_state_jvp(dots, ans, scalars, velocity, *, dt, domain, scheme="maccormack", backtrace="euler"):
-    dot_scalars, dot_velocity = dots
-    dot_scalars = dot_scalars if dot_scalars is not None else (None,) * len(scalars)
-    prim = SCHEMES[scheme]
-    out = tuple(None if dot_q is None and dot_velocity is None else
-                prim.jvp_all((dot_q, dot_velocity), None, q, velocity, dt=dt, domain=domain, backtrace=backtrace)
-                for q, dot_q in zip(scalars, dot_scalars))
-    if dot_velocity is None:
-        return out, None
-    return out, _advect_velocity_jvp((dot_velocity,), None, velocity, dt=dt, domain=domain, scheme=scheme,
-                                     backtrace=backtrace)
+    return _advect_state_jvp(((), dots[0]), None, (), velocity, dt=dt, domain=domain, scheme=scheme,
+                             backtrace=backtrace)[1]

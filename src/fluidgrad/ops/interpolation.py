@@ -20,8 +20,11 @@ import dataclasses
 import itertools
 import math
 
+import numpy as onp
+
 from ..backend import xp_of
-from . import stencils
+from . import fused_padding, stencils
+from .dispatch import Kernel
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,24 +60,15 @@ def _ghost_rules(domain, location):
     key = ("ghost-rules", location)
     out = domain._cache.get(key)
     if out is None:
-        import numpy as onp
         rules = [x for d in range(2) for side in range(2) for x in stencils.cell_rule(domain, location, d, side)]
         out = domain._cache[key] = (onp.array(rules, dtype=float), not domain.periodic(0), not domain.periodic(1))
     return out
 
 
-def _fused_padding(q, domain):
-    from . import fused
-    return domain.ndim == 2 and fused.usable_array(q)
-
-
-def pad_field(q, domain, location, homogeneous=False):
+def _pad_field_reference(q, domain, location, homogeneous=False):
     """``q`` with one ghost layer on every bounded side, by its boundary rules."""
     if domain.all_periodic:
         return q
-    if _fused_padding(q, domain):
-        from . import fused
-        return fused.padded(q, *_ghost_rules(domain, location), homogeneous)
     for d in range(domain.ndim):
         if not domain.periodic(d):
             q = stencils.pad(q, d, stencils.cell_rule(domain, location, d, 0),
@@ -82,18 +76,38 @@ def pad_field(q, domain, location, homogeneous=False):
     return q
 
 
-def pad_field_transpose(g, domain, location):
+def _pad_field_fused(q, domain, location, homogeneous=False):
+    if domain.all_periodic:
+        return q
+    return fused_padding.pad.pick(q.size)(q, *_ghost_rules(domain, location), homogeneous)
+
+
+def _pad_field_transpose_reference(g, domain, location):
     """Adjoint of :func:`pad_field` (its homogeneous part)."""
     if domain.all_periodic:
         return g
-    if _fused_padding(g, domain):
-        from . import fused
-        return fused.padded_transpose(g, *_ghost_rules(domain, location))
     for d in reversed(range(domain.ndim)):
         if not domain.periodic(d):
             g = stencils.pad_transpose(g, d, stencils.cell_rule(domain, location, d, 0),
                                        stencils.cell_rule(domain, location, d, 1))
     return g
+
+
+def _pad_field_transpose_fused(g, domain, location):
+    if domain.all_periodic:
+        return g
+    return fused_padding.pad_transpose.pick(g.size)(g, *_ghost_rules(domain, location))
+
+
+pad_field = Kernel("pad_field", _pad_field_reference)
+pad_field.implementation("fused", fused_padding.supports)(_pad_field_fused)
+pad_field_transpose = Kernel("pad_field.transpose", _pad_field_transpose_reference)
+pad_field_transpose.implementation("fused", fused_padding.supports)(_pad_field_transpose_fused)
+
+
+def pad_velocity(velocity, domain, homogeneous=False):
+    """Each MAC component padded by :func:`pad_field` (a list)."""
+    return [pad_field(u, domain, d, homogeneous) for d, u in enumerate(velocity)]
 
 
 def sample_points(domain, location, like):

@@ -18,15 +18,15 @@ fast transforms), ``cg`` (preconditioned conjugate gradients), ``multigrid`` (V-
 
 from __future__ import annotations
 
-from ..errors import SolveError  # noqa: F401 (re-exported)
-
 import dataclasses
 
 import numpy as onp
 
 from ..ad.core import Primitive
 from ..backend import xp_of
-from . import fused, fused_poisson, linear_solvers, spectral, stencils
+from ..errors import SolveError  # noqa: F401 (re-exported)
+from . import fused_projection, linear_solvers, spectral, stencils
+from .dispatch import Kernel
 
 SOLVERS = ("auto", "fft", "dct", "cg", "multigrid", "jacobi")
 
@@ -116,7 +116,8 @@ def _open_mask(domain, like):
 
 
 class _Fused:
-    """The 2-D stencil passes around the solve as compiled kernels (:mod:`.fused_poisson`):
+    """The fused implementation of the projection: the 2-D stencil passes around the solve
+    as compiled kernels (:mod:`.fused_projection`):
     one pass builds the right-hand side, one applies the gradient. With the Jacobi
     solver they also do what :func:`~.linear_solvers.solve_jacobi` does around its
     sweeps (fluid mask, mean removal)."""
@@ -133,9 +134,9 @@ class _Fused:
         self.plain = bool(all(m.all() for m in self.mask) and not any(c.any() for c in self.fixed))
 
     @staticmethod
-    def usable(domain, *arrays) -> bool:
-        return (domain.ndim == 2 and fused.available()
-                and all(type(a) is onp.ndarray for a in arrays) and arrays[0].dtype == arrays[1].dtype)
+    def supports(domain, *arrays) -> bool:
+        return (domain.ndim == 2 and all(type(a) is onp.ndarray for a in arrays)
+                and arrays[0].dtype == arrays[1].dtype)
 
     def solve(self, domain, b, settings, adjoint=False):
         if self.jacobi:
@@ -143,21 +144,21 @@ class _Fused:
         return solve_pressure(domain, b, settings, adjoint)
 
     def project(self, velocity, domain, settings):
-        ub, vb, b = fused_poisson.projection_rhs(*velocity, *self.mask, *self.fixed, domain.dx, self.jacobi,
+        ub, vb, b = fused_projection.projection_rhs(*velocity, *self.mask, *self.fixed, domain.dx, self.jacobi,
                                                  *self.fluid, self.plain)
         p = self.solve(domain, b, settings)
         fl, singular, _, n_fluid = self.fluid
-        u, v, p = fused_poisson.projection_finish(p, ub, vb, *self.mask, domain.dx, self.rules, self.jacobi,
+        u, v, p = fused_projection.projection_finish(p, ub, vb, *self.mask, domain.dx, self.rules, self.jacobi,
                                                   fl, singular, n_fluid, self.plain)
         return (u, v), p
 
     def vjp(self, g_u, g_p, domain, settings):
         g_u = tuple(onp.ascontiguousarray(g) for g in g_u)
-        rhs = fused_poisson.projection_vjp_rhs(*g_u, onp.ascontiguousarray(g_p), *self.mask, domain.dx,
+        rhs = fused_projection.projection_vjp_rhs(*g_u, onp.ascontiguousarray(g_p), *self.mask, domain.dx,
                                                self.rules, self.jacobi, *self.fluid, self.plain)
         r = self.solve(domain, rhs, settings, adjoint=True)
         fl, singular, _, n_fluid = self.fluid
-        return fused_poisson.projection_vjp_finish(r, *g_u, *self.mask, domain.dx, self.jacobi, fl, singular,
+        return fused_projection.projection_vjp_finish(r, *g_u, *self.mask, domain.dx, self.jacobi, fl, singular,
                                                    n_fluid, self.plain)
 
     @classmethod
@@ -171,8 +172,6 @@ class _Fused:
 
 def _projection(velocity, domain, settings, homogeneous=False):
     """``(u', p)`` from the formulas above; ``homogeneous`` drops the prescribed values."""
-    if not homogeneous and _Fused.usable(domain, *velocity):
-        return _Fused.of(domain, settings, velocity[0]).project(velocity, domain, settings)
     mask = _open_mask(domain, velocity)
     if homogeneous:
         u_b = tuple(m * u for m, u in zip(mask, velocity))
@@ -184,20 +183,14 @@ def _projection(velocity, domain, settings, homogeneous=False):
     return tuple(u - m * g for u, m, g in zip(u_b, mask, grad)), p
 
 
-def _project(velocity, *, domain, solve=PressureSolve()):
+def _project_reference(velocity, *, domain, solve=PressureSolve()):
     """The divergence-free part of ``velocity`` and the pressure ``p`` that removed the rest."""
     return _projection(velocity, domain, solve)
 
 
-project = Primitive(_project, "project", register=True)
-
-
-@project.defvjp_all(needs=())
-def _project_vjp(g, ans, velocity, *, domain, solve=PressureSolve()):
+def _project_vjp_reference(g, ans, velocity, *, domain, solve=PressureSolve()):
     """``adj_u = M (g_u + Dᵀ L⁺ (g_p - Gᵀ M g_u))``: one adjoint solve."""
     g_u, g_p = g
-    if _Fused.usable(domain, *g_u, g_p):
-        return (_Fused.of(domain, solve, g_p).vjp(g_u, g_p, domain, solve),)
     mask = _open_mask(domain, g_u)
     masked = tuple(m * gu for m, gu in zip(mask, g_u))
     rhs = g_p - stencils._gradient_transpose(masked, None, domain=domain)
@@ -206,8 +199,34 @@ def _project_vjp(g, ans, velocity, *, domain, solve=PressureSolve()):
     return (tuple(m * (gu + b) for m, gu, b in zip(mask, g_u, back)),)
 
 
+def _fused_supports(velocity, *, domain, solve=PressureSolve()):
+    return _Fused.supports(domain, *velocity)
+
+
+def _fused_project(velocity, *, domain, solve=PressureSolve()):
+    return _Fused.of(domain, solve, velocity[0]).project(velocity, domain, solve)
+
+
+def _fused_vjp_supports(g, ans, velocity, *, domain, solve=PressureSolve()):
+    return _Fused.supports(domain, *g[0], g[1])
+
+
+def _fused_project_vjp(g, ans, velocity, *, domain, solve=PressureSolve()):
+    return (_Fused.of(domain, solve, g[1]).vjp(*g, domain, solve),)
+
+
+project_forward = Kernel("project", _project_reference)
+project_forward.implementation("fused", _fused_supports)(_fused_project)
+project_vjp = Kernel("project.vjp", _project_vjp_reference)
+project_vjp.implementation("fused", _fused_vjp_supports)(_fused_project_vjp)
+
+project = Primitive(project_forward, "project", register=True)
+project.defvjp_all(needs=())(project_vjp)
+
+
 @project.defjvp_all
 def _project_jvp(dots, ans, velocity, *, domain, solve=PressureSolve()):
+    """Linear in the open faces: the homogeneous projection of the tangent."""
     return _projection(dots[0], domain, solve, homogeneous=True)
 
 

@@ -1,0 +1,333 @@
+"""Fused 2-D advection kernels (numba): semi-Lagrangian forward, VJP and JVP and
+MacCormack's second pass with its VJP, Euler backtrace, on the MAC grid.
+
+The kernels do what the array-API reference (:mod:`.advection`) does with whole-array
+temporaries, row by row in passes over per-thread row buffers: the velocity at the row's
+points (on a MAC grid the mean of 1, 2 or 4 samples, laid out by a
+:class:`~.fused_lattice.Layout`), then the row's departure points (both vectorized), then
+the gathers and scatter-adds per point. The arithmetic is the reference's, so results
+agree to round-off; the reference stays the oracle. Advected fields arrive padded with
+their ghost layers; VJP kernels add into adjoint buffers the caller provides (so all
+velocity cotangents of a step can share one set). Each kernel is written once and
+compiled serial and parallel (:func:`~.compiled.twin`): forward passes split the rows
+into ``parts`` blocks, VJPs into the ``blocks`` of :func:`~.compiled.row_blocks`.
+"""
+
+from __future__ import annotations
+
+import numpy as onp
+
+from .compiled import jit, prange, twin
+from .fused_lattice import locate
+
+
+@jit
+def _bilinear(a, i0, i1, t0, j0, j1, t1):
+    """``Σ_k w_k a[corner_k]`` with the bilinear weights of fractions (t0, t1)."""
+    return ((1 - t0) * (1 - t1) * a[i0, j0] + (1 - t0) * t1 * a[i0, j1]
+            + t0 * (1 - t1) * a[i1, j0] + t0 * t1 * a[i1, j1])
+
+
+@jit
+def _bilinear_slope(a, i0, i1, t0, d0, j0, j1, t1, d1):
+    """``(∂/∂s0, ∂/∂s1)`` of the bilinear interpolant in lattice units (``d`` zero where
+    the coordinate was clamped)."""
+    a00, a01, a10, a11 = a[i0, j0], a[i0, j1], a[i1, j0], a[i1, j1]
+    return (d0 * ((1 - t1) * (a10 - a00) + t1 * (a11 - a01)),
+            d1 * ((1 - t0) * (a01 - a00) + t0 * (a11 - a10)))
+
+
+@jit
+def _spread(out, g, i0, i1, t0, j0, j1, t1):
+    """Transpose of :func:`_bilinear`: add ``g`` times the weights into ``out``."""
+    out[i0, j0] += (1 - t0) * (1 - t1) * g
+    out[i0, j1] += (1 - t0) * t1 * g
+    out[i1, j0] += t0 * (1 - t1) * g
+    out[i1, j1] += t0 * t1 * g
+
+
+@jit
+def _mean_segment(out, r0, r1, e, n, lo, hi, avg0, avg1):
+    """``out[e + k]``: the mean of rows ``r0`` [and ``r1``] at columns ``e + k + lo``
+    [and ``e + k + hi``], ``k < n``. One loop for every case: a sample not averaged over
+    counts twice, so ``((a + b) + (c + d)) / 4`` is exactly the 1-, 2- or 4-point mean.
+
+    Loops over slices: numba checks every signed index for wrap-around, and that check
+    stops a loop from vectorizing (4-8× slower)."""
+    o = out[e:]
+    other = r1 if avg0 else r0
+    upper = hi if avg1 else lo
+    a0, b0, a1, b1 = r0[e + lo:], r0[e + upper:], other[e + lo:], other[e + upper:]
+    for k in range(n):
+        o[k] = 0.25 * ((a0[k] + b0[k]) + (a1[k] + b1[k]))
+
+
+@jit
+def _scatter_cyclic(row, g, w, s, m):
+    """``row[(j + s) mod len(row)] += w·g[j]`` for ``j < m`` (``0 ≤ s < len(row)``), over
+    slices (see :func:`_mean_segment`)."""
+    first = min(m, row.shape[0] - s)
+    shifted = row[s:]
+    for j in range(first):
+        shifted[j] += w * g[j]
+    wrapped = g[first:]
+    for j in range(m - first):
+        row[j] += w * wrapped[j]
+
+
+@jit
+def _weight(like, avg0, avg1):
+    """The weight 1, ½ or ¼ of the transposed averaging, in the precision of ``like``
+    (a float32 adjoint is spread in float32)."""
+    w = onp.empty(1, dtype=like.dtype)
+    w[0] = (0.5 if avg0 else 1.0) * (0.5 if avg1 else 1.0)
+    return w[0]
+
+
+@jit
+def _sample_row(o, a, i, s0, s1, avg0, avg1):
+    """``o[j]``: a velocity component at the points of the field's row ``i``, the mean of
+    its samples at rows ``(i + s0) mod p₀`` [and the next] and columns ``(j + s1) mod p₁``
+    [and the next] (the bilinear weights at lattice points of a MAC grid are 1 or ½).
+    Three column segments: none, the upper and both neighbours wrapped."""
+    r0, r1 = a[(i + s0) % a.shape[0]], a[(i + s0 + 1) % a.shape[0]]
+    m, p = o.shape[0], r0.shape[0]
+    upper, lower = p - s1 - 1, p - s1  # columns from which the upper/lower sample wraps
+    _mean_segment(o, r0, r1, 0, min(upper, m), s1, s1 + 1, avg0, avg1)
+    _mean_segment(o, r0, r1, upper, min(lower, m) - upper, s1, s1 + 1 - p, avg0, avg1)
+    _mean_segment(o, r0, r1, lower, m - lower, s1 - p, s1 + 1 - p, avg0, avg1)
+
+
+@jit
+def _spread_row(r, adj, g, s0, s1, avg0, avg1, w):
+    """Row ``r`` of the transpose of :func:`_sample_row`: adds the cotangents ``g`` at
+    the field's points into row ``r`` of the padded component's adjoint."""
+    row = adj[r]
+    for k in range(2 if avg0 else 1):
+        i = (r - s0 - k) % adj.shape[0]
+        if i < g.shape[0]:
+            _scatter_cyclic(row, g[i], w, s1, g.shape[1])
+            if avg1:
+                _scatter_cyclic(row, g[i], w, (s1 + 1) % row.shape[0], g.shape[1])
+
+
+@jit
+def _velocity_row(i, u, v, shift, avg, rows, k):
+    """U at the points of the field's row ``i`` from the padded components: U_x into
+    ``rows[k]``, U_y into ``rows[k + 1]``."""
+    _sample_row(rows[k], u, i, shift[0], shift[1], avg[0], avg[1])
+    _sample_row(rows[k + 1], v, i, shift[2], shift[3], avg[2], avg[3])
+
+
+@twin()
+def spread(gx, gy, shift, avg, adj_u, adj_v):
+    """Transpose of the velocity sampling (:func:`_velocity_row` over all rows):
+    ``adj_u += Sₓᵀ gx``, ``adj_v += S_yᵀ gy``."""
+    wu, wv = _weight(adj_u, avg[0], avg[1]), _weight(adj_v, avg[2], avg[3])
+    for r in prange(max(adj_u.shape[0], adj_v.shape[0])):
+        if r < adj_u.shape[0]:
+            _spread_row(r, adj_u, gx, shift[0], shift[1], avg[0], avg[1], wu)
+        if r < adj_v.shape[0]:
+            _spread_row(r, adj_v, gy, shift[2], shift[3], avg[2], avg[3], wv)
+
+
+@jit
+def _locate_row(base, step, c, vel, n, periodic, lo, hi, frac, slope):
+    """:func:`locate` for a row of points at lattice coordinates ``base + step·j - c·vel[j]``
+    into row buffers; the loop vectorizes."""
+    for j in range(vel.shape[0]):
+        lo[j], hi[j], frac[j], slope[j] = locate(base + step * j - c * vel[j], n, periodic)
+
+
+@jit
+def _departures(i, ux, vy, geo, c, shape, ib, fb, k):
+    """Bilinear stencils, on a padded lattice of ``shape``, of the departure points
+    ``x - c·U`` of row ``i`` (``ux``, ``vy``: U at its points): ``ib[k:k+4]`` = i0, i1,
+    j0, j1 and ``fb[k:k+4]`` = t0, d0, t1, d1 per point (fractions and their slopes, as
+    :func:`locate`)."""
+    _locate_row(i + geo[0], 0.0, c, ux, shape[0], geo[2] > 0, ib[k], ib[k + 1], fb[k], fb[k + 1])
+    _locate_row(geo[1], 1.0, c, vy, shape[1], geo[3] > 0, ib[k + 2], ib[k + 3], fb[k + 2], fb[k + 3])
+
+
+@jit
+def _buffers(parts, traces, m):
+    """Row buffers, ``parts`` sets (one per thread) over ``m`` points: ``traces`` stencils
+    of :func:`_departures` (integer rows ``4k..4k+3``, float rows ``4k..4k+3``), then the
+    velocity and a velocity tangent (float rows ``4·traces`` to ``4·traces + 3``)."""
+    return onp.empty((parts, 4 * traces, m), dtype=onp.int64), onp.empty((parts, 4 * traces + 4, m))
+
+
+@jit
+def _stencil(ib, fb, k, j):
+    """Point ``j``'s stencil from the buffers: i0, i1, t0, d0, j0, j1, t1, d1."""
+    return ib[k, j], ib[k + 1, j], fb[k, j], fb[k + 1, j], ib[k + 2, j], ib[k + 3, j], fb[k + 2, j], fb[k + 3, j]
+
+
+@jit
+def _sl_forward_row(i, out, q, u, v, shift, avg, geo, c, ib, fb):
+    _velocity_row(i, u, v, shift, avg, fb, 4)
+    _departures(i, fb[4], fb[5], geo, c, q.shape, ib, fb, 0)
+    for j in range(out.shape[1]):
+        i0, i1, t0, _, j0, j1, t1, _ = _stencil(ib, fb, 0, j)
+        out[i, j] = _bilinear(q, i0, i1, t0, j0, j1, t1)
+
+
+@twin()
+def sl_forward(q, u, v, shift, avg, geo, shape0, shape1, c, parts):
+    """``q'(x) = I[q](x - Δt U(x))`` at every lattice point of the field (``c = Δt/h``;
+    ``u``, ``v``: the padded components; ``shift``, ``avg``, ``geo``: the field's
+    :class:`Layout`), rows in ``parts`` blocks."""
+    out = onp.empty((shape0, shape1), dtype=q.dtype)
+    ib, fb = _buffers(parts, 1, shape1)
+    for b in prange(parts):
+        for i in range(b * shape0 // parts, (b + 1) * shape0 // parts):
+            _sl_forward_row(i, out, q, u, v, shift, avg, geo, c, ib[b], fb[b])
+    return out
+
+
+@jit
+def _sl_vjp_row(i, g, q, u, v, shift, avg, geo, c, adj_q, gx, gy, ib, fb):
+    _velocity_row(i, u, v, shift, avg, fb, 4)
+    _departures(i, fb[4], fb[5], geo, c, q.shape, ib, fb, 0)
+    for j in range(g.shape[1]):
+        i0, i1, t0, d0, j0, j1, t1, d1 = _stencil(ib, fb, 0, j)
+        gij = g[i, j]
+        sx, sy = _bilinear_slope(q, i0, i1, t0, d0, j0, j1, t1, d1)
+        gx[i, j] = -c * (gij * sx)
+        gy[i, j] = -c * (gij * sy)
+        _spread(adj_q, gij, i0, i1, t0, j0, j1, t1)
+
+
+@twin()
+def sl_vjp(g, q, u, v, shift, avg, geo, c, adj_q, gx, gy, blocks):
+    """``adj_q += Iᵀ g`` (on the padded lattice); ``gx, gy = -Δt g ∂I[q]/∂x``, the
+    cotangent of U at the field's points (:func:`spread` takes it to the components);
+    rows in the ``blocks`` of :func:`~.compiled.row_blocks`."""
+    ib, fb = _buffers(blocks.shape[1], 1, g.shape[1])
+    for colour in range(2):
+        for b in prange(blocks.shape[1]):
+            for i in range(blocks[colour, b, 0], blocks[colour, b, 1]):
+                _sl_vjp_row(i, g, q, u, v, shift, avg, geo, c, adj_q, gx, gy, ib[b], fb[b])
+
+
+@jit
+def _sl_jvp_row(i, out, dq, du, dv, q, u, v, shift, avg, geo, c, with_q, with_u, ib, fb):
+    _velocity_row(i, u, v, shift, avg, fb, 4)
+    _departures(i, fb[4], fb[5], geo, c, q.shape, ib, fb, 0)
+    if with_u:
+        _velocity_row(i, du, dv, shift, avg, fb, 6)
+    for j in range(out.shape[1]):
+        i0, i1, t0, d0, j0, j1, t1, d1 = _stencil(ib, fb, 0, j)
+        total = 0.0
+        if with_q:
+            total = _bilinear(dq, i0, i1, t0, j0, j1, t1)
+        if with_u:
+            sx, sy = _bilinear_slope(q, i0, i1, t0, d0, j0, j1, t1, d1)
+            total = total + sx * (-c * fb[6, j]) + sy * (-c * fb[7, j])
+        out[i, j] = total
+
+
+@twin()
+def sl_jvp(dq, du, dv, q, u, v, shift, avg, geo, shape0, shape1, c, with_q, with_u, parts):
+    """``dot_q' = I dot_q + Σ_a ∂I[q]/∂x_a · (-Δt S_a dot_u_a)`` (``du``, ``dv``: the
+    padded velocity tangent)."""
+    out = onp.empty((shape0, shape1), dtype=q.dtype)
+    ib, fb = _buffers(parts, 1, shape1)
+    for b in prange(parts):
+        for i in range(b * shape0 // parts, (b + 1) * shape0 // parts):
+            _sl_jvp_row(i, out, dq, du, dv, q, u, v, shift, avg, geo, c, with_q, with_u, ib[b], fb[b])
+    return out
+
+
+
+@jit
+def _extremes(a, i0, i1, j0, j1):
+    """(lo, k_lo, hi, k_hi): min and max of the 4 corners and which (first, in the
+    order 00, 01, 10, 11), as numpy's argmin/argmax choose."""
+    c0, c1, c2, c3 = a[i0, j0], a[i0, j1], a[i1, j0], a[i1, j1]
+    lo, klo, hi, khi = c0, 0, c0, 0
+    if c1 < lo:
+        lo, klo = c1, 1
+    if c2 < lo:
+        lo, klo = c2, 2
+    if c3 < lo:
+        lo, klo = c3, 3
+    if c1 > hi:
+        hi, khi = c1, 1
+    if c2 > hi:
+        hi, khi = c2, 2
+    if c3 > hi:
+        hi, khi = c3, 3
+    return lo, klo, hi, khi
+
+
+@jit
+def _corner(k, i0, i1, j0, j1):
+    return (i0 if k < 2 else i1), (j0 if k % 2 == 0 else j1)
+
+
+@jit
+def _mc_correct_row(i, out, q, qp, q1, q1p, u, v, shift, avg, geo, c, ib, fb):
+    _velocity_row(i, u, v, shift, avg, fb, 8)  # one sample for both traces
+    _departures(i, fb[8], fb[9], geo, -c, q1p.shape, ib, fb, 0)  # x + Δt U: q⁰ from q¹
+    _departures(i, fb[8], fb[9], geo, c, qp.shape, ib, fb, 4)  # x - Δt U: the clamp bounds
+    for j in range(q1.shape[1]):
+        i0, i1, t0, _, j0, j1, t1, _ = _stencil(ib, fb, 0, j)
+        corrected = q1[i, j] + 0.5 * (q[i, j] - _bilinear(q1p, i0, i1, t0, j0, j1, t1))
+        i0, i1, _, _, j0, j1, _, _ = _stencil(ib, fb, 4, j)
+        lo, _, hi, _ = _extremes(qp, i0, i1, j0, j1)
+        out[i, j] = lo if corrected < lo else (hi if corrected > hi else corrected)
+
+
+@twin()
+def mc_correct(q, qp, q1, q1p, u, v, shift, avg, geo, c, parts):
+    """MacCormack's second pass: ``clamp(q¹ + (q - q⁰)/2)`` with ``q⁰ = I[q¹](x + Δt U)``,
+    bounds from the corners of ``I[q]`` at ``x - Δt U``."""
+    out = onp.empty_like(q1)
+    ib, fb = _buffers(parts, 2, q1.shape[1])
+    for b in prange(parts):
+        for i in range(b * q1.shape[0] // parts, (b + 1) * q1.shape[0] // parts):
+            _mc_correct_row(i, out, q, qp, q1, q1p, u, v, shift, avg, geo, c, ib[b], fb[b])
+    return out
+
+
+@jit
+def _mc_vjp_row(i, g, q, qp, q1, q1p, u, v, shift, avg, geo, c, adj_c, adj_qp, adj_q1p, gx, gy, ib, fb):
+    _velocity_row(i, u, v, shift, avg, fb, 8)
+    _departures(i, fb[8], fb[9], geo, -c, q1p.shape, ib, fb, 0)
+    _departures(i, fb[8], fb[9], geo, c, qp.shape, ib, fb, 4)
+    for j in range(g.shape[1]):
+        b0, b1, tb0, db0, c0, c1, tb1, db1 = _stencil(ib, fb, 0, j)
+        corrected = q1[i, j] + 0.5 * (q[i, j] - _bilinear(q1p, b0, b1, tb0, c0, c1, tb1))
+        i0, i1, _, _, j0, j1, _, _ = _stencil(ib, fb, 4, j)
+        lo, klo, hi, khi = _extremes(qp, i0, i1, j0, j1)
+        gij = g[i, j]
+        gx[i, j] = 0.0
+        gy[i, j] = 0.0
+        if corrected < lo:
+            a, b = _corner(klo, i0, i1, j0, j1)
+            adj_qp[a, b] += gij
+        elif corrected > hi:
+            a, b = _corner(khi, i0, i1, j0, j1)
+            adj_qp[a, b] += gij
+        else:
+            adj_c[i, j] = gij
+            adj_q0 = -0.5 * gij
+            sx, sy = _bilinear_slope(q1p, b0, b1, tb0, db0, c0, c1, tb1, db1)
+            gx[i, j] = c * (adj_q0 * sx)
+            gy[i, j] = c * (adj_q0 * sy)
+            _spread(adj_q1p, adj_q0, b0, b1, tb0, c0, c1, tb1)
+
+
+@twin()
+def mc_correct_vjp(g, q, qp, q1, q1p, u, v, shift, avg, geo, c, adj_c, adj_qp, adj_q1p, gx, gy, blocks):
+    """The VJP of :func:`mc_correct`, added into ``adj_*``: with respect to ``q`` (direct,
+    ``adj_c``, and through the clamp bounds, on the padded lattice) and ``q¹`` (direct, and
+    on the padded lattice through ``q⁰``); ``gx, gy``: the cotangent of U at the field's
+    points (through the backward departure points)."""
+    ib, fb = _buffers(blocks.shape[1], 2, g.shape[1])
+    for colour in range(2):
+        for b in prange(blocks.shape[1]):
+            for i in range(blocks[colour, b, 0], blocks[colour, b, 1]):
+                _mc_vjp_row(i, g, q, qp, q1, q1p, u, v, shift, avg, geo, c, adj_c, adj_qp, adj_q1p, gx, gy, ib[b],
+                            fb[b])

@@ -1,0 +1,226 @@
+"""Fused 3-D advection kernels (numba): semi-Lagrangian forward and VJP and MacCormack's
+second pass with its VJP on 3-D MAC grids (no JVP kernel), planes of axis 0 over threads.
+
+The same passes as :mod:`.fused_advection_2d`, done per point: a velocity component's
+two indices along axes 0 / 1 / 2 come from the :class:`~.fused_lattice.Layout` tables
+``vrow``, ``vcol``, ``vdep``, averaged where ``avg`` says. Forward passes always run in
+parallel; the VJPs are compiled serial and parallel (:func:`~.compiled.twin`).
+"""
+
+from __future__ import annotations
+
+import numpy as onp
+
+from .compiled import jit, numba, pjit, prange, twin
+from .fused_lattice import locate
+
+
+@jit
+def _average_3d(a, i, i1, j, j1, k, k1, avg0, avg1, avg2):
+    """``a`` at a lattice point of another lattice: the mean of up to 8 samples."""
+    total = 0.0
+    n = 0
+    for di in range(2 if avg0 else 1):
+        ii = i1 if di else i
+        for dj in range(2 if avg1 else 1):
+            jj = j1 if dj else j
+            for dk in range(2 if avg2 else 1):
+                total += a[ii, jj, k1 if dk else k]
+                n += 1
+    return total / n
+
+
+@jit
+def _velocity_at_3d(i, j, k, u, v, w, vrow, vcol, vdep, avg):
+    return (_average_3d(u, vrow[0, i], vrow[1, i], vcol[0, j], vcol[1, j], vdep[0, k], vdep[1, k],
+                        avg[0], avg[1], avg[2]),
+            _average_3d(v, vrow[2, i], vrow[3, i], vcol[2, j], vcol[3, j], vdep[2, k], vdep[3, k],
+                        avg[3], avg[4], avg[5]),
+            _average_3d(w, vrow[4, i], vrow[5, i], vcol[4, j], vcol[5, j], vdep[4, k], vdep[5, k],
+                        avg[6], avg[7], avg[8]))
+
+
+@jit
+def _trilinear(a, i0, i1, t0, j0, j1, t1, k0, k1, t2):
+    """``Σ_k w_k a[corner_k]`` with the trilinear weights of fractions (t0, t1, t2)."""
+    return ((1 - t0) * ((1 - t1) * ((1 - t2) * a[i0, j0, k0] + t2 * a[i0, j0, k1])
+                        + t1 * ((1 - t2) * a[i0, j1, k0] + t2 * a[i0, j1, k1]))
+            + t0 * ((1 - t1) * ((1 - t2) * a[i1, j0, k0] + t2 * a[i1, j0, k1])
+                    + t1 * ((1 - t2) * a[i1, j1, k0] + t2 * a[i1, j1, k1])))
+
+
+@jit
+def _cell_3d(q, s0, s1, s2, geo):
+    """Trilinear stencil of the padded field ``q`` at lattice coordinates (s0, s1, s2)."""
+    i0, i1, t0, d0 = locate(s0, q.shape[0], geo[3] > 0)
+    j0, j1, t1, d1 = locate(s1, q.shape[1], geo[4] > 0)
+    k0, k1, t2, d2 = locate(s2, q.shape[2], geo[5] > 0)
+    return i0, i1, t0, d0, j0, j1, t1, d1, k0, k1, t2, d2
+
+
+@jit
+def _sl_forward_plane(i, out, q, u, v, w, vrow, vcol, vdep, avg, geo, c):
+    for j in range(out.shape[1]):
+        for k in range(out.shape[2]):
+            ux, vy, wz = _velocity_at_3d(i, j, k, u, v, w, vrow, vcol, vdep, avg)
+            i0, i1, t0, _, j0, j1, t1, _, k0, k1, t2, _ = _cell_3d(q, i + geo[0] - c * ux, j + geo[1] - c * vy,
+                                                                   k + geo[2] - c * wz, geo)
+            out[i, j, k] = _trilinear(q, i0, i1, t0, j0, j1, t1, k0, k1, t2)
+
+
+@pjit
+def sl_forward_3d(q, u, v, w, vrow, vcol, vdep, avg, geo, shape, c):
+    """``q'(x) = I[q](x - Δt U(x))`` on a 3-D lattice (planes of axis 0 in parallel)."""
+    out = onp.empty(shape, dtype=q.dtype)
+    for i in prange(shape[0]):
+        _sl_forward_plane(numba.int64(i), out, q, u, v, w, vrow, vcol, vdep, avg, geo, c)
+    return out
+
+
+@jit
+def _mc_correct_plane(i, out, q, qp, q1, q1p, u, v, w, vrow, vcol, vdep, avg, geo, c):
+    for j in range(q1.shape[1]):
+        for k in range(q1.shape[2]):
+            ux, vy, wz = _velocity_at_3d(i, j, k, u, v, w, vrow, vcol, vdep, avg)  # one sample for both traces
+            s0, s1, s2 = i + geo[0], j + geo[1], k + geo[2]
+            i0, i1, t0, _, j0, j1, t1, _, k0, k1, t2, _ = _cell_3d(q1p, s0 + c * ux, s1 + c * vy, s2 + c * wz, geo)
+            corrected = q1[i, j, k] + 0.5 * (q[i, j, k] - _trilinear(q1p, i0, i1, t0, j0, j1, t1, k0, k1, t2))
+            i0, i1, _, _, j0, j1, _, _, k0, k1, _, _ = _cell_3d(qp, s0 - c * ux, s1 - c * vy, s2 - c * wz, geo)
+            lo, _, hi, _ = _extremes_3d(qp, i0, i1, j0, j1, k0, k1)
+            out[i, j, k] = lo if corrected < lo else (hi if corrected > hi else corrected)
+
+
+@pjit
+def mc_correct_3d(q, qp, q1, q1p, u, v, w, vrow, vcol, vdep, avg, geo, c):
+    """MacCormack's second pass (as the 2-D ``mc_correct``) on a 3-D lattice (planes of axis 0 in parallel)."""
+    out = onp.empty_like(q1)
+    for i in prange(q1.shape[0]):
+        _mc_correct_plane(numba.int64(i), out, q, qp, q1, q1p, u, v, w, vrow, vcol, vdep, avg, geo, c)
+    return out
+
+
+@jit
+def _spread_3d(out, g, i0, i1, t0, j0, j1, t1, k0, k1, t2):
+    """Transpose of :func:`_trilinear`: add ``g`` times the weights into ``out``."""
+    for ii, wi in ((i0, 1 - t0), (i1, t0)):
+        for jj, wj in ((j0, 1 - t1), (j1, t1)):
+            wij = wi * wj * g
+            out[ii, jj, k0] += wij * (1 - t2)
+            out[ii, jj, k1] += wij * t2
+
+
+@jit
+def _trilinear_slope(a, i0, i1, t0, d0, j0, j1, t1, d1, k0, k1, t2, d2):
+    """``(∂/∂s0, ∂/∂s1, ∂/∂s2)`` of the trilinear interpolant in lattice units."""
+    a000, a001, a010, a011 = a[i0, j0, k0], a[i0, j0, k1], a[i0, j1, k0], a[i0, j1, k1]
+    a100, a101, a110, a111 = a[i1, j0, k0], a[i1, j0, k1], a[i1, j1, k0], a[i1, j1, k1]
+    s0 = d0 * ((1 - t1) * ((1 - t2) * (a100 - a000) + t2 * (a101 - a001))
+               + t1 * ((1 - t2) * (a110 - a010) + t2 * (a111 - a011)))
+    s1 = d1 * ((1 - t0) * ((1 - t2) * (a010 - a000) + t2 * (a011 - a001))
+               + t0 * ((1 - t2) * (a110 - a100) + t2 * (a111 - a101)))
+    s2 = d2 * ((1 - t0) * ((1 - t1) * (a001 - a000) + t1 * (a011 - a010))
+               + t0 * ((1 - t1) * (a101 - a100) + t1 * (a111 - a110)))
+    return s0, s1, s2
+
+
+@jit
+def _spread_average_3d(out, g, i, i1, j, j1, k, k1, avg0, avg1, avg2):
+    """Transpose of :func:`_average_3d`."""
+    n = (2 if avg0 else 1) * (2 if avg1 else 1) * (2 if avg2 else 1)
+    w = g / n
+    for di in range(2 if avg0 else 1):
+        ii = i1 if di else i
+        for dj in range(2 if avg1 else 1):
+            jj = j1 if dj else j
+            for dk in range(2 if avg2 else 1):
+                out[ii, jj, k1 if dk else k] += w
+
+
+@jit
+def _spread_velocity_3d(adj_u, adj_v, adj_w, gx, gy, gz, i, j, k, vrow, vcol, vdep, avg):
+    """Transpose of :func:`_velocity_at_3d`."""
+    _spread_average_3d(adj_u, gx, vrow[0, i], vrow[1, i], vcol[0, j], vcol[1, j], vdep[0, k], vdep[1, k],
+                       avg[0], avg[1], avg[2])
+    _spread_average_3d(adj_v, gy, vrow[2, i], vrow[3, i], vcol[2, j], vcol[3, j], vdep[2, k], vdep[3, k],
+                       avg[3], avg[4], avg[5])
+    _spread_average_3d(adj_w, gz, vrow[4, i], vrow[5, i], vcol[4, j], vcol[5, j], vdep[4, k], vdep[5, k],
+                       avg[6], avg[7], avg[8])
+
+
+@jit
+def _sl_vjp_plane(i, g, q, u, v, w, vrow, vcol, vdep, avg, geo, c, adj_q, adj_u, adj_v, adj_w):
+    for j in range(g.shape[1]):
+        for k in range(g.shape[2]):
+            ux, vy, wz = _velocity_at_3d(i, j, k, u, v, w, vrow, vcol, vdep, avg)
+            i0, i1, t0, d0, j0, j1, t1, d1, k0, k1, t2, d2 = _cell_3d(
+                q, i + geo[0] - c * ux, j + geo[1] - c * vy, k + geo[2] - c * wz, geo)
+            gijk = g[i, j, k]
+            _spread_3d(adj_q, gijk, i0, i1, t0, j0, j1, t1, k0, k1, t2)
+            sx, sy, sz = _trilinear_slope(q, i0, i1, t0, d0, j0, j1, t1, d1, k0, k1, t2, d2)
+            _spread_velocity_3d(adj_u, adj_v, adj_w, -c * (gijk * sx), -c * (gijk * sy), -c * (gijk * sz),
+                                i, j, k, vrow, vcol, vdep, avg)
+
+
+@twin()
+def sl_vjp_3d(g, q, u, v, w, vrow, vcol, vdep, avg, geo, c, adj_q, adj_u, adj_v, adj_w, blocks):
+    """``adj_q += Iᵀ g`` and the velocity cotangent ``-Δt g ∂I[q]/∂x`` sent back through
+    the sampling into ``adj_u, adj_v, adj_w``; planes in the ``blocks`` of
+    :func:`~.compiled.row_blocks`."""
+    for colour in range(2):
+        for b in prange(blocks.shape[1]):
+            for i in range(blocks[colour, b, 0], blocks[colour, b, 1]):
+                _sl_vjp_plane(i, g, q, u, v, w, vrow, vcol, vdep, avg, geo, c, adj_q, adj_u, adj_v, adj_w)
+
+
+@jit
+def _extremes_3d(a, i0, i1, j0, j1, k0, k1):
+    """min and max of the 8 corners and which (first), in the order 000, 001, 010, ..., 111."""
+    lo = hi = a[i0, j0, k0]
+    klo = khi = 0
+    n = 0
+    for ii in (i0, i1):
+        for jj in (j0, j1):
+            for kk in (k0, k1):
+                x = a[ii, jj, kk]
+                if x < lo:
+                    lo, klo = x, n
+                if x > hi:
+                    hi, khi = x, n
+                n += 1
+    return lo, klo, hi, khi
+
+
+@jit
+def _mc_vjp_plane(i, g, q, qp, q1, q1p, u, v, w, vrow, vcol, vdep, avg, geo, c, adj_c, adj_qp, adj_q1p,
+                  adj_u, adj_v, adj_w):
+    for j in range(g.shape[1]):
+        for k in range(g.shape[2]):
+            ux, vy, wz = _velocity_at_3d(i, j, k, u, v, w, vrow, vcol, vdep, avg)  # one sample for both traces
+            s0, s1, s2 = i + geo[0], j + geo[1], k + geo[2]
+            b0, b1, tb0, db0, e0, e1, tb1, db1, f0, f1, tb2, db2 = _cell_3d(q1p, s0 + c * ux, s1 + c * vy,
+                                                                          s2 + c * wz, geo)
+            corrected = q1[i, j, k] + 0.5 * (q[i, j, k] - _trilinear(q1p, b0, b1, tb0, e0, e1, tb1, f0, f1, tb2))
+            i0, i1, _, _, j0, j1, _, _, k0, k1, _, _ = _cell_3d(qp, s0 - c * ux, s1 - c * vy, s2 - c * wz, geo)
+            lo, klo, hi, khi = _extremes_3d(qp, i0, i1, j0, j1, k0, k1)
+            gijk = g[i, j, k]
+            if corrected < lo or corrected > hi:  # the bound's corner takes the cotangent
+                n = klo if corrected < lo else khi
+                adj_qp[i1 if n & 4 else i0, j1 if n & 2 else j0, k1 if n & 1 else k0] += gijk
+            else:
+                adj_c[i, j, k] = gijk
+                adj_q0 = -0.5 * gijk
+                _spread_3d(adj_q1p, adj_q0, b0, b1, tb0, e0, e1, tb1, f0, f1, tb2)
+                sx, sy, sz = _trilinear_slope(q1p, b0, b1, tb0, db0, e0, e1, tb1, db1, f0, f1, tb2, db2)
+                _spread_velocity_3d(adj_u, adj_v, adj_w, c * (adj_q0 * sx), c * (adj_q0 * sy), c * (adj_q0 * sz),
+                                    i, j, k, vrow, vcol, vdep, avg)
+
+
+@twin()
+def mc_correct_vjp_3d(g, q, qp, q1, q1p, u, v, w, vrow, vcol, vdep, avg, geo, c, adj_c, adj_qp, adj_q1p,
+                      adj_u, adj_v, adj_w, blocks):
+    """The VJP of :func:`mc_correct_3d` (as the 2-D ``mc_correct_vjp``)."""
+    for colour in range(2):
+        for b in prange(blocks.shape[1]):
+            for i in range(blocks[colour, b, 0], blocks[colour, b, 1]):
+                _mc_vjp_plane(i, g, q, qp, q1, q1p, u, v, w, vrow, vcol, vdep, avg, geo, c, adj_c, adj_qp,
+                              adj_q1p, adj_u, adj_v, adj_w)
