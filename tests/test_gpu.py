@@ -63,12 +63,11 @@ def test_checkpointed_rollout_gradient_agrees():
 
 
 def test_smoke_target_reaches_the_same_loss_on_the_gpu():
-    from fluidgrad.cli import build_problem
     from fluidgrad.optimize import make_optimizer, run
     scenario = fg.load_scenario("smoke_target")
     losses = []
     for backend in ("numpy", "cupy"):
-        problem, _, _ = build_problem(scenario, scenario.simulation(backend=backend))
+        problem = scenario.problem(scenario.simulation(backend=backend))
         losses.append(run(problem, make_optimizer("lbfgs"), 10).final_loss)
     assert abs(losses[1] - losses[0]) <= 1e-4 * abs(losses[0])
 

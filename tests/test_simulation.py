@@ -127,8 +127,9 @@ def test_schedule_arithmetic():
     assert parse_bytes("1GB") == 10 ** 9 and parse_bytes("512 MiB") == 512 * 2 ** 20
     assert snapshots_for_budget("1MB", 100_000) == 10
     assert snapshots_for_budget("1GB", 100_000, steps=10) is None
-    with pytest.raises(ValueError, match="memory_budget"):
+    with pytest.raises(ValueError, match="expected a size like '1GB'") as info:
         parse_bytes("lots")
+    assert info.value.key == "optimize.checkpointing.memory_budget"
 
 
 def test_recorded_rollout_and_monitor():

@@ -41,16 +41,19 @@ def get_backend(name: str = "numpy"):
     return cupy
 
 
-def _raw(x):
-    """The plain array inside a fluidgrad Tensor (or ``x`` itself)."""
+def raw(x):
+    """The plain array inside a fluidgrad Tensor (or ``x`` itself). The one definition:
+    the AD core re-exports it (``fluidgrad.ad.core.raw``); it lives here because the
+    backend layer, below ``ad``, unwraps Tensors too."""
     while hasattr(x, "_fg_value"):
         x = x._fg_value
     return x
 
 
+
 def is_cupy_array(x) -> bool:
     """True if ``x`` (or the array inside a Tensor) is a cupy array."""
-    return type(_raw(x)).__module__.startswith("cupy")
+    return type(raw(x)).__module__.startswith("cupy")
 
 
 def xp_of(*arrays):
@@ -68,7 +71,7 @@ def backend_name(x) -> str:
 
 def to_numpy(x):
     """A numpy copy-free view (host copy for cupy) of ``x``; Tensors are unwrapped."""
-    x = _raw(x)
+    x = raw(x)
     if is_cupy_array(x):
         return x.get()
     return np.asarray(x)
@@ -77,7 +80,7 @@ def to_numpy(x):
 def to_backend(x, name: str):
     """``x`` moved to the backend ``name`` ('numpy' or 'cupy')."""
     xp = get_backend(name)
-    x = _raw(x)
+    x = raw(x)
     if xp is np:
         return to_numpy(x)
     return xp.asarray(x)

@@ -1,7 +1,7 @@
 """Boundary conditions on the faces of the box, solid obstacles, and the ``Domain``
 that combines them with the grid into the masks and values the kernels need.
 
-Face types:
+Face kinds, each described once in :data:`RULES` (a :class:`BoundaryRule`):
 
 * ``periodic`` - the opposite face is the same face;
 * ``no_slip`` - a wall; fluid velocity equals the wall velocity (zero unless a moving
@@ -14,6 +14,8 @@ Face types:
 Pressure sees walls and inflow as Neumann faces (the normal velocity there is fixed)
 and outflow as a Dirichlet face (p = 0). Scalars (density) have zero gradient at every
 non-periodic face. Faces next to a solid cell are closed, with the obstacle's velocity.
+Kernels ask a face's rule (``face.rule.solid``, ``face.rule.pressure``, ...), never its
+name, so a new kind is one more entry in :data:`RULES`.
 """
 
 from __future__ import annotations
@@ -24,10 +26,71 @@ import functools
 
 import numpy as onp
 
+from .errors import InputError, UnknownNameError
 from .grid import AXES, Grid
 
-KINDS = ("periodic", "no_slip", "free_slip", "inflow", "outflow")
-WALLS = ("no_slip", "free_slip")
+#: the ghost rule ``ghost = a·inside + (1 - a)·face value`` of each boundary letter:
+#: "N" (Neumann: ghost = inside, zero gradient) and "D" (Dirichlet: the face value is
+#: prescribed, ghost = 2·value - inside); the letters also name the fast transforms
+#: along a bounded axis (see :mod:`fluidgrad.ops.spectral`)
+GHOST_COEFFICIENT = {"N": 1.0, "D": -1.0}
+
+
+@dataclasses.dataclass(frozen=True)
+class BoundaryRule:
+    """What a kind of box face means to every kernel.
+
+    ``periodic``: the opposite face is the same face. ``solid``: a wall (no normal flow
+    through it; a moving wall moves along itself only). ``velocity``: whether the face
+    takes a ``velocity``: ``"none"``, ``"optional"`` (a moving wall) or ``"required"``.
+    ``open``: the normal velocity on the face is left to the pressure projection (else
+    it is fixed: zero or the given velocity). ``pressure``: the pressure's letter on the
+    face, ``"N"`` (zero normal gradient) or ``"D"`` (p = 0). ``tangential``: the letter of
+    velocity components tangential to the face, ``"D"`` (the face value is the face's
+    velocity) or ``"N"`` (zero gradient). Normal components and scalars are ``"N"``.
+    """
+
+    periodic: bool = False
+    solid: bool = False
+    velocity: str = "none"
+    open: bool = False
+    pressure: str = "N"
+    tangential: str = "N"
+
+    @property
+    def pressure_dirichlet(self) -> bool:
+        """True where the pressure is held at 0 on the face (an outflow)."""
+        return self.pressure == "D"
+
+    def letter(self, location, axis) -> str:
+        """The boundary letter ("N"/"D") of a field at ``location`` ('pressure', 'center'
+        for scalars, or a velocity component's axis) across a face normal to ``axis``."""
+        if location == "pressure":
+            return self.pressure
+        if location == "center" or location == axis:
+            return "N"
+        return self.tangential
+
+
+#: every boundary kind and its rule; the one place a kind is defined
+RULES = {
+    "periodic": BoundaryRule(periodic=True),
+    "no_slip": BoundaryRule(solid=True, velocity="optional", tangential="D"),
+    "free_slip": BoundaryRule(solid=True),
+    "inflow": BoundaryRule(velocity="required", tangential="D"),
+    "outflow": BoundaryRule(open=True, pressure="D"),
+}
+KINDS = tuple(RULES)
+WALLS = tuple(k for k, r in RULES.items() if r.solid)
+
+
+def rule_of(kind, key=None) -> BoundaryRule:
+    """The :class:`BoundaryRule` of boundary kind ``kind`` (:class:`UnknownNameError`,
+    with ``key``, for a kind that is not in :data:`RULES`)."""
+    try:
+        return RULES[kind]
+    except (KeyError, TypeError):
+        raise UnknownNameError("boundary type", kind, KINDS, key) from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,17 +101,19 @@ class BoundaryFace:
     velocity: tuple | None = None
 
     def __post_init__(self):
-        if self.kind not in KINDS:
-            hint = difflib.get_close_matches(str(self.kind), KINDS, n=1)
-            extra = f"; did you mean {hint[0]!r}?" if hint else ""
-            raise ValueError(f"unknown boundary type {self.kind!r} (expected one of "
-                             f"{', '.join(KINDS)}){extra}")
+        rule = rule_of(self.kind)
         if self.velocity is not None:
             object.__setattr__(self, "velocity", tuple(float(v) for v in self.velocity))
-        if self.kind == "inflow" and self.velocity is None:
-            raise ValueError("an inflow face needs a velocity")
-        if self.kind in ("free_slip", "outflow", "periodic") and self.velocity is not None:
-            raise ValueError(f"a {self.kind} face takes no velocity")
+        if rule.velocity == "required" and self.velocity is None:
+            raise InputError(f"an {self.kind} face needs a velocity" if self.kind[0] in "aeiou"
+                             else f"a {self.kind} face needs a velocity")
+        if rule.velocity == "none" and self.velocity is not None:
+            raise InputError(f"a {self.kind} face takes no velocity")
+
+    @property
+    def rule(self) -> BoundaryRule:
+        """What this face's kind means to the kernels."""
+        return RULES[self.kind]
 
     def wall_velocity(self, ndim: int) -> tuple:
         return self.velocity if self.velocity is not None else (0.0,) * ndim
@@ -69,16 +134,15 @@ class Boundaries:
         object.__setattr__(self, "faces", faces)
         ndim = len(faces)
         for axis, pair in enumerate(faces):
-            if (pair[0].kind == "periodic") != (pair[1].kind == "periodic"):
-                raise ValueError(f"{face_name(axis, 0)}/{face_name(axis, 1)}: a periodic face "
-                                 f"needs a periodic partner")
+            if pair[0].rule.periodic != pair[1].rule.periodic:
+                raise InputError("a periodic face needs a periodic partner",
+                                 key=f"boundaries.{face_name(axis, 0)}/{face_name(axis, 1)}")
             for side, face in enumerate(pair):
+                key = f"boundaries.{face_name(axis, side)}.velocity"
                 if face.velocity is not None and len(face.velocity) != ndim:
-                    raise ValueError(f"{face_name(axis, side)}.velocity: expected {ndim} numbers, "
-                                     f"got {len(face.velocity)}")
-                if face.kind == "no_slip" and face.velocity is not None and face.velocity[axis] != 0:
-                    raise ValueError(f"{face_name(axis, side)}.velocity: a wall cannot move through "
-                                     f"itself (normal component must be 0)")
+                    raise InputError(f"expected {ndim} numbers, got {len(face.velocity)}", key=key)
+                if face.rule.solid and face.velocity is not None and face.velocity[axis] != 0:
+                    raise InputError("a wall cannot move through itself (normal component must be 0)", key=key)
 
     @classmethod
     def periodic(cls, ndim: int) -> "Boundaries":
@@ -96,51 +160,67 @@ class Boundaries:
         for key, value in spec.items():
             if key in AXES[:ndim]:
                 axis = AXES.index(key)
-                faces[axis] = [_as_face(value), _as_face(value)]
+                faces[axis] = [_as_face(value, key), _as_face(value, key)]
                 continue
             names = [face_name(a, s) for a in range(ndim) for s in (0, 1)]
             if key not in names:
                 hint = difflib.get_close_matches(key, names + list(AXES[:ndim]), n=1)
                 extra = f"; did you mean {hint[0]!r}?" if hint else ""
-                raise ValueError(f"unknown boundary face {key!r}{extra}")
+                raise InputError(f"unknown boundary face {key!r}{extra}", key=f"boundaries.{key}")
             axis, side = AXES.index(key[0]), (0 if key.endswith("lo") else 1)
-            faces[axis][side] = _as_face(value)
+            faces[axis][side] = _as_face(value, key)
         return cls(tuple(tuple(pair) for pair in faces))
 
     @property
     def ndim(self) -> int:
         return len(self.faces)
 
+    def rule(self, axis: int, side: int) -> BoundaryRule:
+        """The rule of face (axis, side)."""
+        return self.faces[axis][side].rule
+
     def is_periodic(self, axis: int) -> bool:
-        return self.faces[axis][0].kind == "periodic"
+        return self.faces[axis][0].rule.periodic
 
     @property
     def periodic_axes(self) -> tuple:
         return tuple(self.is_periodic(a) for a in range(self.ndim))
 
+    def ghost(self, location, axis: int, side: int):
+        """Ghost rule ``ghost = a·inside + b`` half a cell outside face (axis, side) for a
+        field at ``location`` ('pressure', 'center' or a velocity component): ``a`` from
+        the face's letter, ``b = (1 - a)·face value`` (the wall velocity of a tangential
+        component; 0 otherwise)."""
+        face = self.faces[axis][side]
+        a = GHOST_COEFFICIENT[face.rule.letter(location, axis)]
+        value = 0.0
+        if location not in ("pressure", "center") and location != axis:
+            value = face.wall_velocity(self.ndim)[location]
+        return a, (1.0 - a) * value
+
     def tangential_ghost(self, component: int, axis: int, side: int):
         """Ghost rule ``ghost = a·inside + b`` for velocity component ``component`` half a
         cell outside face (axis, side), ``axis != component``: no-slip/inflow make the
         face value the wall velocity (a = -1, b = 2v); free-slip/outflow copy (a = 1)."""
-        face = self.faces[axis][side]
-        if face.kind in ("no_slip", "inflow"):
-            return -1.0, 2.0 * face.wall_velocity(self.ndim)[component]
-        return 1.0, 0.0
+        return self.ghost(component, axis, side)
 
 
-def _as_face(value) -> BoundaryFace:
+def _as_face(value, key=None) -> BoundaryFace:
     if isinstance(value, BoundaryFace):
         return value
+    where = f"boundaries.{key}" if key is not None else None
     if isinstance(value, str):
+        rule_of(value, where)  # an unknown kind names the face's key
         return BoundaryFace(value)
     if isinstance(value, dict):
         unknown = set(value) - {"type", "velocity"}
         if unknown:
-            raise ValueError(f"unknown boundary key {sorted(unknown)[0]!r} (expected type, velocity)")
+            raise InputError(f"unknown boundary key {sorted(unknown)[0]!r} (expected type, velocity)", key=where)
         if "type" not in value:
-            raise ValueError("a boundary face needs a type")
+            raise InputError("a boundary face needs a type", key=where)
+        rule_of(value["type"], f"{where}.type" if where else None)
         return BoundaryFace(value["type"], value.get("velocity"))
-    raise ValueError(f"a boundary face must be a type name or {{type, velocity}}, got {value!r}")
+    raise InputError(f"a boundary face must be a type name or {{type, velocity}}, got {value!r}", key=where)
 
 
 # ---------------------------------------------------------------------------
@@ -174,7 +254,7 @@ class Obstacle:
             return inside
         if self.shape == "mask":
             return resample_mask(onp.asarray(self.mask), grid.shape)
-        raise ValueError(f"unknown obstacle shape {self.shape!r} (expected circle, sphere, box, mask)")
+        raise UnknownNameError("obstacle shape", self.shape, ("circle", "sphere", "box", "mask"))
 
 
 def resample_mask(mask, shape):
@@ -199,7 +279,7 @@ class Domain:
     def __init__(self, grid: Grid, boundaries: Boundaries | None = None, obstacles=()):
         boundaries = boundaries or Boundaries.closed(grid.ndim)
         if boundaries.ndim != grid.ndim:
-            raise ValueError(f"boundaries are {boundaries.ndim}-D but the grid is {grid.ndim}-D")
+            raise InputError(f"boundaries are {boundaries.ndim}-D but the grid is {grid.ndim}-D")
         self.grid = grid
         self.boundaries = boundaries
         self.ndim = grid.ndim
@@ -261,7 +341,7 @@ class Domain:
             mask = ~(left | right)
             if not self.periodic(axis):
                 for side, index in ((0, 0), (1, -1)):
-                    if self.boundaries.faces[axis][side].kind != "outflow":
+                    if not self.boundaries.rule(axis, side).open:
                         _face_slice(mask, axis, index)[...] = False
             masks.append(mask)
         return tuple(masks)
@@ -277,7 +357,7 @@ class Domain:
             if not self.periodic(axis):
                 for side, index in ((0, 0), (1, -1)):
                     face = self.boundaries.faces[axis][side]
-                    if face.kind in ("no_slip", "inflow") and face.velocity is not None:
+                    if not face.rule.open and face.velocity is not None:
                         _face_slice(v, axis, index)[...] = face.velocity[axis]
             values.append(onp.where(self.open_faces[axis], 0.0, v))
         return tuple(values)
@@ -297,7 +377,7 @@ class Domain:
 
     @property
     def has_outflow(self) -> bool:
-        return any(f.kind == "outflow" for pair in self.boundaries.faces for f in pair)
+        return any(f.rule.pressure_dirichlet for pair in self.boundaries.faces for f in pair)
 
     def array(self, name, like, index=None):
         """A derived numpy array (``open_faces``, ``fixed_velocity``, ...) in the array

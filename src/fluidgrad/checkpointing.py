@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as onp
 
 from .ad.transforms import recomputing_primitive
+from .errors import InputError
 
 DEFAULT_MEMORY_BUDGET = 192 * 2 ** 20  # bytes of snapshots (plus working arrays: a 512² gradient peaks < 300 MB)
 RESIDUALS_PER_STEP = 4  # a plain (un-checkpointed) step keeps about this many states
@@ -48,7 +49,7 @@ def parse_bytes(value) -> int:
         return int(value)
     m = re.fullmatch(r"\s*([0-9.]+)\s*([kKmMgGtT]?)(i?)[bB]?\s*", str(value))
     if not m:
-        raise ValueError(f"checkpointing.memory_budget: expected a size like '1GB' (got {value!r})")
+        raise InputError(f"expected a size like '1GB' (got {value!r})", key="optimize.checkpointing.memory_budget")
     number, unit, binary = float(m.group(1)), m.group(2).upper(), m.group(3)
     base = 1024 if binary else 1000
     return int(number * base ** " KMGT".index(unit or " "))
@@ -115,7 +116,7 @@ def binomial_rollout(step_fn, state, steps: int, snapshots: int, params=None, st
     (any tree, may hold differentiable values) is passed to every step. With ``store``
     (a :class:`DiskStore`) the snapshots live on disk instead of in memory."""
     if snapshots < 1:
-        raise ValueError("checkpointing needs at least one snapshot")
+        raise InputError("checkpointing needs at least one snapshot")
     sweeps = sweeps_needed(steps, snapshots)
     return _reverse(step_fn, state, start, steps, snapshots, sweeps, params, store)
 

@@ -17,10 +17,7 @@ import numpy as onp
 import yaml
 
 from . import __version__
-
-
-class UsageError(ValueError):
-    """Bad flags or files: exit code 2."""
+from .errors import BAD_INPUT, FluidgradError, UsageError  # noqa: F401 (re-exported)
 
 
 def _err(message):
@@ -226,54 +223,11 @@ def cmd_run(args) -> int:
 
 
 def build_problem(scenario, sim):
-    """The optimization problem described by the scenario's ``optimize:`` block."""
+    """``(problem, loss target, fluidgrad.numpy)``: kept for old callers; the problem is
+    assembled by the scenario layer (:meth:`Scenario.problem`)."""
     from . import numpy as fnp
-    from .initial import density_field, velocity_field
-    from .optimize import (ControlForce, InitialDensity, InitialVelocity, PhysicsParameter, Problem, density_mse,
-                           effort, kinetic_energy, smoothness, velocity_mse)
-    spec = scenario.optimize
-    params = []
-    for name in spec["parameters"]:
-        if name == "initial_velocity":
-            params.append(InitialVelocity(spec["parametrization"]))
-        elif name == "initial_density":
-            params.append(InitialDensity())
-        elif name == "control_force":
-            params.append(ControlForce(scenario.steps, spec["control"]["hold"], spec["control"]["coarsen"]))
-        else:
-            params.append(PhysicsParameter(name))
-    loss_spec = spec["loss"]
-    xp = sim.xp
-    target = None
-    if loss_spec["type"] == "density_mse":
-        target = xp.asarray(density_field(loss_spec["target"], scenario.grid, scenario.base), dtype=sim.dtype)
-    elif loss_spec["type"] == "velocity_mse":
-        target = tuple(xp.asarray(a, dtype=sim.dtype)
-                       for a in velocity_field(loss_spec["target"], sim.domain, scenario.base))
-    reg = spec["regularization"]
-
-    def loss(states, values):
-        total = 0.0
-        for s in states:
-            if loss_spec["type"] == "density_mse":
-                total = total + density_mse(s, target)
-            elif loss_spec["type"] == "velocity_mse":
-                total = total + velocity_mse(s, target)
-            else:
-                total = total + kinetic_energy(s, sim.domain.grid.cell_volume)
-        total = total / len(states)
-        if reg["smoothness"]:
-            for key in ("initial_velocity", "initial_density"):
-                if key in values:
-                    total = total + reg["smoothness"] * smoothness(values[key], sim.domain.dx) * sim.domain.grid.cell_volume
-        if reg["effort"] and "control_force" in values:
-            total = total + reg["effort"] * effort(values["control_force"]) * sim.domain.grid.cell_volume
-        return total
-
-    initial = scenario.initial_state(sim)
-    problem = Problem(sim, initial, params, loss, scenario.steps, loss_steps=loss_spec["times"],
-                      memory_budget=spec["memory_budget"])
-    return problem, target, fnp
+    target = scenario.loss_target(sim)
+    return scenario.problem(sim, target), target, fnp
 
 
 def _rollout_frames(problem, raw, field, every, args, desc, arrows=False):
@@ -298,7 +252,8 @@ def cmd_optimize(args) -> int:
     if args.resume and not (out / RESUME_FILE).exists():
         raise UsageError(f"--resume: no {RESUME_FILE} in {out}")
     sim = scenario.simulation()
-    problem, target, _ = build_problem(scenario, sim)
+    target = scenario.loss_target(sim)
+    problem = scenario.problem(sim, target)
     spec = scenario.optimize["optimizer"]
     optimizer = make_optimizer(spec["type"], **spec["options"])
     iterations = args.iterations or spec["iterations"]
@@ -365,7 +320,7 @@ def cmd_gradcheck(args) -> int:
     if scenario.optimize is None:
         raise UsageError(f"{args.scenario}: the scenario has no optimize: block to check")
     sim = scenario.simulation(dtype="float64")
-    problem, _, _ = build_problem(scenario, sim)
+    problem = scenario.problem(sim)
     rng = onp.random.default_rng(args.seed)
     x0 = problem.flatten(problem.initial_raw())
     # a generic point near the initial guess: exactly zero velocity sits on interpolation kinks
@@ -500,10 +455,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from .backend import BackendError
-    from .ops.pressure import SolveError
-    from .scenario import ScenarioError
-    from .simulation import SimulationError
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -514,14 +465,11 @@ def main(argv=None) -> int:
         return 0
     try:
         return args.handler(args)
-    except ScenarioError as exc:
-        for problem in exc.problems:
-            _err(problem)
-        return 2
-    except (UsageError, BackendError) as exc:
-        _err(str(exc))
-        return 2
-    except (SimulationError, SolveError, FloatingPointError) as exc:
+    except FluidgradError as exc:  # bad input -> 2; a failure while running -> 1
+        for line in getattr(exc, "problems", None) or [str(exc)]:
+            _err(line)
+        return 2 if isinstance(exc, BAD_INPUT) else 1
+    except FloatingPointError as exc:
         _err(str(exc))
         return 1
     except (KeyboardInterrupt, SystemError) as exc:

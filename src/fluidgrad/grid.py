@@ -14,6 +14,8 @@ import math
 
 import numpy as onp
 
+from .errors import InputError
+
 AXES = "xyz"
 
 
@@ -28,17 +30,17 @@ class Grid:
         res = tuple(int(n) for n in self.resolution)
         size = tuple(float(s) for s in self.size)
         if len(res) not in (2, 3):
-            raise ValueError(f"grid.resolution: expected 2 or 3 numbers, got {len(res)}")
+            raise InputError(f"expected 2 or 3 numbers, got {len(res)}", key="grid.resolution")
         if len(size) != len(res):
-            raise ValueError(f"grid.size: expected {len(res)} numbers (one per axis), got {len(size)}")
+            raise InputError(f"expected {len(res)} numbers (one per axis), got {len(size)}", key="grid.size")
         if any(n < 1 for n in res):
-            raise ValueError(f"grid.resolution: cell counts must be positive (got {list(res)})")
+            raise InputError(f"cell counts must be positive (got {list(res)})", key="grid.resolution")
         if any(not s > 0 or not math.isfinite(s) for s in size):
-            raise ValueError(f"grid.size: lengths must be positive (got {list(size)})")
+            raise InputError(f"lengths must be positive (got {list(size)})", key="grid.size")
         spacing = [s / n for s, n in zip(size, res)]
         if any(abs(h - spacing[0]) > 1e-9 * spacing[0] for h in spacing):
-            raise ValueError(f"grid: cells must be square, but size/resolution gives spacings "
-                             f"{[round(h, 12) for h in spacing]}")
+            raise InputError(f"cells must be square, but size/resolution gives spacings "
+                             f"{[round(h, 12) for h in spacing]}", key="grid")
         object.__setattr__(self, "resolution", res)
         object.__setattr__(self, "size", size)
 

@@ -17,6 +17,17 @@ from pathlib import Path
 
 import numpy as onp
 
+from .errors import InputError, UnknownNameError
+from .potential import potential_shapes, velocity_from_potential
+
+
+#: velocity types and the keys each takes
+VELOCITY_TYPES = {"zero": (), "uniform": ("value",), "taylor_green": ("amplitude", "k"),
+                  "random": ("seed", "amplitude", "smooth"), "file": ("path",)}
+#: density types and the keys each takes
+DENSITY_TYPES = {"zero": (), "gaussian": ("center", "radius", "value"), "box": ("lower", "upper", "value"),
+                 "image": ("path", "value"), "file": ("path",)}
+
 
 def load_image(path, shape):
     """A grayscale image as floats in [0, 1] resampled to ``shape`` (2-D), y upward."""
@@ -28,7 +39,7 @@ def load_image(path, shape):
             warnings.simplefilter("ignore")
             img = onp.asarray(iio.imread(path), dtype=float)
     except Exception as exc:
-        raise ValueError(f"cannot read image {path}: {exc}") from None
+        raise InputError(f"cannot read image {path}: {exc}") from None
     if img.ndim == 3:
         img = img[..., :3].mean(axis=-1) if img.shape[-1] >= 3 else img[..., 0]
     if img.max() > 1.0:
@@ -44,12 +55,12 @@ def load_npz(path, keys):
         with onp.load(path) as data:
             missing = [k for k in keys if k not in data.files]
             if missing:
-                raise ValueError(f"{path}: no array {missing[0]!r} (has {', '.join(data.files)})")
+                raise InputError(f"{path}: no array {missing[0]!r} (has {', '.join(data.files)})")
             return {k: onp.asarray(data[k], dtype=float) for k in keys}
     except (OSError, ValueError) as exc:
         if isinstance(exc, ValueError) and str(exc).startswith(str(path)):
             raise
-        raise ValueError(f"cannot read {path}: {exc}") from None
+        raise InputError(f"cannot read {path}: {exc}") from None
 
 
 def density_field(spec: dict, grid, base: Path | None = None):
@@ -71,7 +82,7 @@ def density_field(spec: dict, grid, base: Path | None = None):
         return float(spec.get("value", 1.0)) * load_image(_resolve(spec["path"], base), grid.shape)
     if kind == "file":
         return _resample(load_npz(_resolve(spec["path"], base), ["density"])["density"], grid.shape)
-    raise ValueError(f"unknown density type {kind!r}")
+    raise UnknownNameError("density type", kind, DENSITY_TYPES)
 
 
 def _resample(field, shape):
@@ -80,7 +91,7 @@ def _resample(field, shape):
         return field
     from scipy import ndimage
     if field.ndim != len(shape):
-        raise ValueError(f"a {field.ndim}-D field cannot be used on a {len(shape)}-D grid")
+        raise InputError(f"a {field.ndim}-D field cannot be used on a {len(shape)}-D grid")
     return ndimage.zoom(field, [n / m for n, m in zip(shape, field.shape)], order=1, mode="nearest",
                         grid_mode=True)
 
@@ -103,7 +114,7 @@ def velocity_field(spec: dict, domain, base: Path | None = None):
         names = ["u", "v", "w"][: grid.ndim]
         data = load_npz(_resolve(spec["path"], base), names)
         return tuple(data[n] for n in names)
-    raise ValueError(f"unknown velocity type {kind!r}")
+    raise UnknownNameError("velocity type", kind, VELOCITY_TYPES)
 
 
 def _resolve(path, base):
@@ -137,13 +148,8 @@ def _smooth_noise(shape, rng, length):
 
 def _random_velocity(domain, seed, amplitude, smooth):
     """Divergence-free random velocity: curl of smooth noise, scaled to RMS ``amplitude``."""
-    import types
-
-    from .optimize.parameters import InitialVelocity
     rng = onp.random.default_rng(seed)
-    sim = types.SimpleNamespace(domain=domain)  # the parametrization only needs the domain
-    param = InitialVelocity()
-    raw = tuple(_smooth_noise(s, rng, smooth) for s in param.shapes(sim))
-    u = param.apply(raw, sim)
+    potential = tuple(_smooth_noise(s, rng, smooth) for s in potential_shapes(domain))
+    u = velocity_from_potential(potential, domain)
     rms = math.sqrt(sum(float((a * a).sum()) for a in u) / max(sum(a.size for a in u), 1))
     return tuple(a * (amplitude / rms if rms > 0 else 0.0) for a in u)

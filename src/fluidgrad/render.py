@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as onp
 
 from .atomic import atomic_write
+from .errors import InputError
 
 FIELDS = ("density", "vorticity", "speed", "pressure")
 DEFAULT_COLORMAPS = {"density": "inferno", "vorticity": "RdBu_r", "speed": "viridis", "pressure": "coolwarm"}
@@ -42,7 +43,7 @@ def _as_numpy(x):
 
 def _check_field(field):
     if field not in FIELDS:
-        raise ValueError(f"unknown field {field!r}; expected one of {', '.join(FIELDS)}")
+        raise InputError(f"unknown field {field!r}; expected one of {', '.join(FIELDS)}")
 
 
 def _colormap(name):
@@ -51,7 +52,7 @@ def _colormap(name):
     try:
         return matplotlib.colormaps[name]
     except KeyError:
-        raise ValueError(f"unknown colormap {name!r}") from None
+        raise InputError(f"unknown colormap {name!r}") from None
 
 
 def _pad_even(image):
@@ -68,7 +69,7 @@ def _save_figure(fig, path):
     """Save the matplotlib Figure ``fig`` as a PNG at ``path``, atomically."""
     path = Path(path)
     if path.suffix.lower() != ".png":
-        raise ValueError(f"expected a .png path, got suffix {path.suffix!r} ({path})")
+        raise InputError(f"expected a .png path, got suffix {path.suffix!r} ({path})")
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
 
 
@@ -84,7 +85,7 @@ def _new_figure(figsize, dpi=100):
 def _check_image(image, what="image"):
     image = onp.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != onp.uint8:
-        raise ValueError(f"{what}: expected a uint8 RGB array of shape (H, W, 3), "
+        raise InputError(f"{what}: expected a uint8 RGB array of shape (H, W, 3), "
                          f"got dtype {image.dtype} and shape {image.shape}")
     return image
 
@@ -102,7 +103,7 @@ def field_limits(frames, field):
     _check_field(field)
     frames = [_as_numpy(f) for f in frames]
     if not frames:
-        raise ValueError(f"field_limits: no frames given for {field!r}")
+        raise InputError(f"field_limits: no frames given for {field!r}")
     lo, hi, samples = math.inf, -math.inf, []
     for f in frames:
         values = onp.asarray(f, dtype=onp.float64).ravel()
@@ -147,17 +148,17 @@ def to_image(field2d, vmin, vmax, colormap="inferno", obstacle=None, scale=None)
     """
     f = onp.asarray(_as_numpy(field2d), dtype=onp.float64)
     if f.ndim != 2:
-        raise ValueError(f"to_image: expected a 2-D field [x, y], got shape {f.shape}")
+        raise InputError(f"to_image: expected a 2-D field [x, y], got shape {f.shape}")
     if f.size == 0:
-        raise ValueError(f"to_image: empty field of shape {f.shape}")
+        raise InputError(f"to_image: empty field of shape {f.shape}")
     vmin, vmax = float(vmin), float(vmax)
     if not (math.isfinite(vmin) and math.isfinite(vmax) and vmax > vmin):
-        raise ValueError(f"to_image: need finite limits with vmax > vmin, got ({vmin}, {vmax})")
+        raise InputError(f"to_image: need finite limits with vmax > vmin, got ({vmin}, {vmax})")
     nx, ny = f.shape
     if scale is None:
         scale = _default_scale(nx, ny)
     elif isinstance(scale, bool) or int(scale) != scale or scale < 1:
-        raise ValueError(f"to_image: scale must be a positive integer, got {scale!r}")
+        raise InputError(f"to_image: scale must be a positive integer, got {scale!r}")
     scale = int(scale)
 
     norm = onp.clip((f - vmin) / (vmax - vmin), 0.0, 1.0)  # NaN stays NaN -> "bad" colour
@@ -165,7 +166,7 @@ def to_image(field2d, vmin, vmax, colormap="inferno", obstacle=None, scale=None)
     if obstacle is not None:
         mask = onp.asarray(_as_numpy(obstacle))
         if mask.shape != f.shape:
-            raise ValueError(f"to_image: obstacle mask shape {mask.shape} differs from field shape {f.shape}")
+            raise InputError(f"to_image: obstacle mask shape {mask.shape} differs from field shape {f.shape}")
         rgb[mask.astype(bool)] = OBSTACLE_RGB
     image = rgb.transpose(1, 0, 2)[::-1]  # [x, y] -> rows = y (top = highest), columns = x
     if scale > 1:
@@ -181,12 +182,12 @@ def project_3d(field3d, mode="slice"):
     """
     f = _as_numpy(field3d)
     if f.ndim != 3:
-        raise ValueError(f"project_3d: expected a 3-D field [x, y, z], got shape {f.shape}")
+        raise InputError(f"project_3d: expected a 3-D field [x, y, z], got shape {f.shape}")
     if mode == "slice":
         return f[:, :, f.shape[2] // 2]
     if mode == "max":
         return f.max(axis=2)
-    raise ValueError(f"project_3d: unknown mode {mode!r}; expected 'slice' or 'max'")
+    raise InputError(f"project_3d: unknown mode {mode!r}; expected 'slice' or 'max'")
 
 
 def add_arrows(image, velocity_centered, stride=None):
@@ -198,20 +199,20 @@ def add_arrows(image, velocity_centered, stride=None):
     """
     image = _check_image(image, "add_arrows")
     if len(velocity_centered) < 2:
-        raise ValueError("add_arrows: velocity_centered must hold the components (u, v)")
+        raise InputError("add_arrows: velocity_centered must hold the components (u, v)")
     u = onp.asarray(_as_numpy(velocity_centered[0]), dtype=onp.float64)
     v = onp.asarray(_as_numpy(velocity_centered[1]), dtype=onp.float64)
     if u.ndim != 2 or u.shape != v.shape:
-        raise ValueError(f"add_arrows: u and v must be 2-D arrays of one shape, got {u.shape} and {v.shape}")
+        raise InputError(f"add_arrows: u and v must be 2-D arrays of one shape, got {u.shape} and {v.shape}")
     nx, ny = u.shape
     h, w = image.shape[:2]
     s = min(w // nx, h // ny)
     if s < 1:
-        raise ValueError(f"add_arrows: image {w}x{h} px is smaller than the {nx}x{ny} velocity grid")
+        raise InputError(f"add_arrows: image {w}x{h} px is smaller than the {nx}x{ny} velocity grid")
     if stride is None:
         stride = max(1, max(nx, ny) // 16)
     elif isinstance(stride, bool) or int(stride) != stride or stride < 1:
-        raise ValueError(f"add_arrows: stride must be a positive integer, got {stride!r}")
+        raise InputError(f"add_arrows: stride must be a positive integer, got {stride!r}")
     stride = int(stride)
 
     i0, j0 = stride // 2, stride // 2
@@ -252,7 +253,7 @@ def write_png(path, image):
     import imageio.v3 as iio
     path = Path(path)
     if path.suffix.lower() != ".png":
-        raise ValueError(f"write_png: expected a .png path, got suffix {path.suffix!r} ({path})")
+        raise InputError(f"write_png: expected a .png path, got suffix {path.suffix!r} ({path})")
     image = _check_image(image, "write_png")
     return atomic_write(path, lambda tmp: iio.imwrite(tmp, image, extension=".png"))
 
@@ -268,10 +269,10 @@ def write_video(path, images, fps=30):
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in VIDEO_SUFFIXES:
-        raise ValueError(f"write_video: unsupported suffix {path.suffix!r} ({path}); use .mp4 or .gif")
+        raise InputError(f"write_video: unsupported suffix {path.suffix!r} ({path}); use .mp4 or .gif")
     fps = float(fps)
     if not (math.isfinite(fps) and fps > 0):
-        raise ValueError(f"write_video: fps must be positive, got {fps}")
+        raise InputError(f"write_video: fps must be positive, got {fps}")
 
     def frames():
         shape = None
@@ -280,10 +281,10 @@ def write_video(path, images, fps=30):
             if shape is None:
                 shape = im.shape
             elif im.shape != shape:
-                raise ValueError(f"write_video: frame {k} has shape {im.shape}, frame 0 has {shape}")
+                raise InputError(f"write_video: frame {k} has shape {im.shape}, frame 0 has {shape}")
             yield im
         if shape is None:
-            raise ValueError(f"write_video: no frames to write to {path}")
+            raise InputError(f"write_video: no frames to write to {path}")
 
     if suffix == ".mp4":
         def write(tmp):
@@ -309,9 +310,9 @@ def read_video_frame_count(path) -> int:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in VIDEO_SUFFIXES:
-        raise ValueError(f"read_video_frame_count: unsupported suffix {path.suffix!r} ({path}); use .mp4 or .gif")
+        raise InputError(f"read_video_frame_count: unsupported suffix {path.suffix!r} ({path}); use .mp4 or .gif")
     if not path.is_file():
-        raise ValueError(f"read_video_frame_count: no such file {path}")
+        raise InputError(f"read_video_frame_count: no such file {path}")
     if suffix == ".gif":
         import imageio.v3 as iio
         return sum(1 for _ in iio.imiter(path, plugin="pillow"))
@@ -331,9 +332,9 @@ def render_frames(frames, field, path, *, colormap=None, fps=30, obstacle=None, 
     _check_field(field)
     suffix = Path(path).suffix.lower()
     if suffix not in VIDEO_SUFFIXES:
-        raise ValueError(f"render_frames: unsupported suffix {Path(path).suffix!r} ({path}); use .mp4 or .gif")
+        raise InputError(f"render_frames: unsupported suffix {Path(path).suffix!r} ({path}); use .mp4 or .gif")
     if mode not in ("slice", "max"):
-        raise ValueError(f"render_frames: unknown mode {mode!r}; expected 'slice' or 'max'")
+        raise InputError(f"render_frames: unknown mode {mode!r}; expected 'slice' or 'max'")
     colormap = DEFAULT_COLORMAPS[field] if colormap is None else colormap
     _colormap(colormap)
 
@@ -342,19 +343,19 @@ def render_frames(frames, field, path, *, colormap=None, fps=30, obstacle=None, 
         if a.ndim == 3:
             return project_3d(a, mode)
         if a.ndim != 2:
-            raise ValueError(f"render_frames: frames must be 2-D or 3-D arrays, got shape {a.shape}")
+            raise InputError(f"render_frames: frames must be 2-D or 3-D arrays, got shape {a.shape}")
         return a
 
     frames2d = [flat(f) for f in frames]
     if not frames2d:
-        raise ValueError(f"render_frames: no frames to render to {path}")
+        raise InputError(f"render_frames: no frames to render to {path}")
     shape = frames2d[0].shape
     for k, f in enumerate(frames2d):
         if f.shape != shape:
-            raise ValueError(f"render_frames: frame {k} projects to shape {f.shape}, frame 0 to {shape}")
+            raise InputError(f"render_frames: frame {k} projects to shape {f.shape}, frame 0 to {shape}")
     mask = None if obstacle is None else flat(onp.asarray(_as_numpy(obstacle)).astype(bool))
     if velocities is not None and len(velocities) != len(frames2d):
-        raise ValueError(f"render_frames: {len(velocities)} velocities for {len(frames2d)} frames")
+        raise InputError(f"render_frames: {len(velocities)} velocities for {len(frames2d)} frames")
     vmin, vmax = field_limits(frames2d, field)
 
     def images():
@@ -381,16 +382,16 @@ def render_panel(target, result, path, *, colormap="inferno", obstacle=None):
         if a.ndim == 3:
             a = project_3d(a, "max")
         if a.ndim != 2:
-            raise ValueError(f"render_panel: {what} must be 2-D or 3-D, got shape {a.shape}")
+            raise InputError(f"render_panel: {what} must be 2-D or 3-D, got shape {a.shape}")
         return a
 
     t = flat(target, "target").astype(onp.float64)
     r = flat(result, "result").astype(onp.float64)
     if t.shape != r.shape:
-        raise ValueError(f"render_panel: target shape {t.shape} differs from result shape {r.shape}")
+        raise InputError(f"render_panel: target shape {t.shape} differs from result shape {r.shape}")
     mask = None if obstacle is None else flat(onp.asarray(_as_numpy(obstacle)).astype(bool), "obstacle")
     if mask is not None and mask.shape != t.shape:
-        raise ValueError(f"render_panel: obstacle shape {mask.shape} differs from field shape {t.shape}")
+        raise InputError(f"render_panel: obstacle shape {mask.shape} differs from field shape {t.shape}")
     cmap = _colormap(colormap)
     both = onp.concatenate([t.ravel(), r.ravel()])
     both = both[onp.isfinite(both)]
@@ -437,12 +438,12 @@ def plot_loss(history, path):
     """
     history = list(history)
     if not history:
-        raise ValueError("plot_loss: empty history")
+        raise InputError("plot_loss: empty history")
     try:
         its = onp.array([float(h["iteration"]) for h in history])
         losses = onp.array([float(h["loss"]) for h in history])
     except (KeyError, TypeError) as e:
-        raise ValueError(f"plot_loss: every history entry needs 'iteration' and 'loss' ({e!r})") from None
+        raise InputError(f"plot_loss: every history entry needs 'iteration' and 'loss' ({e!r})") from None
     keep = onp.isfinite(its) & onp.isfinite(losses)
     its, losses = its[keep], losses[keep]
     fig = _new_figure((6.4, 4.0))

@@ -19,9 +19,15 @@ import numpy as onp
 import yaml
 
 from .boundaries import AXES, KINDS, Boundaries, Domain, Obstacle, face_name
+from .errors import InputError, ScenarioError  # noqa: F401 (ScenarioError re-exported)
 from .grid import Grid
+from .initial import DENSITY_TYPES, VELOCITY_TYPES
+from .ops.advection import SCHEMES
 from .ops.pressure import SOLVERS, PressureSolve
 from .simulation import Physics, Simulation, Source
+
+#: the advection schemes a scenario may name (the keys of the advection table, sorted)
+ADVECTION_SCHEMES = tuple(sorted(SCHEMES))
 
 MAX_YAML_BYTES = 1_000_000
 MAX_YAML_NODES = 100_000
@@ -56,10 +62,6 @@ OPTIMIZE_DEFAULTS = {
     "checkpointing": {"memory_budget": None},
 }
 
-VELOCITY_TYPES = {"zero": (), "uniform": ("value",), "taylor_green": ("amplitude", "k"),
-                  "random": ("seed", "amplitude", "smooth"), "file": ("path",)}
-DENSITY_TYPES = {"zero": (), "gaussian": ("center", "radius", "value"), "box": ("lower", "upper", "value"),
-                 "image": ("path", "value"), "file": ("path",)}
 SHAPES = {"circle": ("center", "radius"), "sphere": ("center", "radius"), "box": ("lower", "upper"),
           "image": ("path", "threshold")}
 PARAMETERS = ("initial_velocity", "initial_density", "control_force", "viscosity", "buoyancy",
@@ -68,26 +70,24 @@ LOSSES = ("density_mse", "velocity_mse", "kinetic_energy")
 FIELDS = ("density", "vorticity", "speed", "pressure")
 
 
-class ScenarioError(ValueError):
-    """A scenario has problems; ``problems`` lists each as ``key.path: message``."""
-
-    def __init__(self, problems, source=None):
-        self.problems = list(problems)
-        self.source = source
-        super().__init__("\n".join(self.problems))
-
-
 class _Checker:
-    """Collects problems while reading a nested dict."""
+    """Collects problems while reading a nested dict: ``problems`` (``key.path:
+    message``) and ``paths`` (the key path of each)."""
 
     def __init__(self):
         self.problems = []
+        self.paths = []
 
     def add(self, path, message, got=None, has_got=False):
         text = f"{path}: {message}"
         if has_got or got is not None:
             text += f" (got {_show(got)})"
         self.problems.append(text)
+        self.paths.append(path)
+
+    def error(self, exc, default_path, got=None, has_got=False):
+        """Add a library error: at its ``key`` (else ``default_path``), with its message."""
+        self.add(getattr(exc, "key", None) or default_path, str(exc), got, has_got)
 
     def keys(self, value, allowed, path):
         """Check ``value`` is a mapping with only ``allowed`` keys; returns it (or {})."""
@@ -260,6 +260,17 @@ class Scenario:
         density = density_field(self.initial["density"], self.grid, self.base)
         return sim.initial_state(velocity=velocity, density=density)
 
+    def loss_target(self, sim):
+        """The target of the ``optimize:`` loss on ``sim`` (``None`` if it has none)."""
+        from .problems import loss_target
+        return loss_target(self, sim)
+
+    def problem(self, sim, target=None):
+        """The optimization problem of the ``optimize:`` block on ``sim`` (see
+        :mod:`fluidgrad.problems`); ``target`` reuses a :meth:`loss_target`."""
+        from .problems import build_problem
+        return build_problem(self, sim, target)
+
 
 def _shape_params(spec, base):
     shape = spec["shape"]
@@ -372,8 +383,8 @@ def parse_scenario(data, path: Path | None = None, overrides: dict | None = None
     if resolution and size:
         try:
             grid = Grid(resolution, size)
-        except ValueError as exc:
-            c.add("grid", str(exc).split(": ", 1)[-1])
+        except InputError as exc:
+            c.error(exc, "grid")
 
     # time
     time_spec = c.keys(d["time"], ["dt", "steps"], "time")
@@ -393,13 +404,13 @@ def parse_scenario(data, path: Path | None = None, overrides: dict | None = None
                            nonnegative=True, default=0.0)
     physics = Physics(viscosity, buoyancy or (0.0,) * ndim, confinement)
 
-    advection = c.choice(d["advection"], ("maccormack", "semi_lagrangian"), "advection", "maccormack")
+    advection = c.choice(d["advection"], ADVECTION_SCHEMES, "advection", DEFAULTS["advection"])
 
     # boundaries (parsed before the pressure solver, which depends on them)
     boundaries = _parse_boundaries(c, d["boundaries"], ndim)
 
     pr = c.keys(d["pressure"], list(DEFAULTS["pressure"]), "pressure")
-    solver = c.choice(pr.get("solver"), SOLVERS, "pressure.solver", "auto")
+    solver = c.choice(pr.get("solver"), SOLVERS, "pressure.solver", DEFAULTS["pressure"]["solver"])
     pressure = PressureSolve(
         solver, c.number(pr.get("tolerance"), "pressure.tolerance", positive=True, default=1e-6),
         c.number(pr.get("adjoint_tolerance"), "pressure.adjoint_tolerance", positive=True),
@@ -412,7 +423,10 @@ def parse_scenario(data, path: Path | None = None, overrides: dict | None = None
         try:
             pressure.resolved(Domain(grid, boundaries, obstacles))
         except ValueError as exc:
-            c.add("pressure.solver", str(exc).split(": ", 1)[-1])
+            if getattr(exc, "key", None):
+                c.error(exc, "pressure.solver")
+            else:  # ops/pressure.py still writes its key into the message
+                c.add("pressure.solver", str(exc).split(": ", 1)[-1])
 
     initial = _parse_initial(c, d["initial"], ndim, grid, base)
     sources = _parse_sources(c, d["sources"], ndim, grid, base)
@@ -426,7 +440,7 @@ def parse_scenario(data, path: Path | None = None, overrides: dict | None = None
         c.add("name", "expected a non-empty name without '/'", name, True)
     description = d["description"] if isinstance(d["description"], str) else ""
     if c.problems:
-        raise ScenarioError(c.problems, path)
+        raise ScenarioError(c.problems, path, c.paths)
     return Scenario(name, description, path, grid, dt, steps, physics, advection, pressure, boundaries,
                     obstacles, initial, sources, output, backend, dtype, optimize, data)
 
@@ -457,10 +471,8 @@ def _parse_boundaries(c, spec, ndim):
             clean[key] = {"type": kind, "velocity": velocity}
     try:
         return Boundaries.from_dict(clean, ndim)
-    except ValueError as exc:
-        message = str(exc)
-        key = message.split(":", 1)[0] if ":" in message.split(" ")[0] else ""
-        c.add(f"boundaries.{key}" if key else "boundaries", message.split(": ", 1)[-1])
+    except InputError as exc:
+        c.error(exc, "boundaries")
         return None
 
 
@@ -656,9 +668,11 @@ def _parse_optimize(c, spec, ndim, grid, base, steps):
             fake = _Checker()
             parsed = _parse_initial(fake, {"density" if kind == "density_mse" else "velocity": target},
                                     ndim, grid, base)
-            for problem in fake.problems:
+            for problem, where in zip(fake.problems, fake.paths):
                 c.problems.append(problem.replace("initial.density", "optimize.loss.target")
                                   .replace("initial.velocity", "optimize.loss.target"))
+                c.paths.append(where.replace("initial.density", "optimize.loss.target")
+                               .replace("initial.velocity", "optimize.loss.target"))
             target = parsed.get("density" if kind == "density_mse" else "velocity")
             del allowed
     times = loss.get("times")
@@ -701,9 +715,9 @@ def _parse_optimize(c, spec, ndim, grid, base, steps):
         try:
             budget = parse_bytes(budget)
             if budget <= 0:
-                raise ValueError("optimize.checkpointing.memory_budget: must be positive")
-        except ValueError as exc:
-            c.add("optimize.checkpointing.memory_budget", str(exc).split(": ", 1)[-1], ck.get("memory_budget"), True)
+                raise InputError("must be positive")
+        except InputError as exc:
+            c.add("optimize.checkpointing.memory_budget", str(exc), ck.get("memory_budget"), True)
             budget = None
     return {"parameters": params, "parametrization": o["parametrization"],
             "loss": {"type": kind, "target": target, "times": times},

@@ -14,8 +14,6 @@ the binomial (Revolve) checkpointing schedule of :mod:`fluidgrad.checkpointing`.
 
 from __future__ import annotations
 
-from .errors import SimulationError  # noqa: F401 (re-exported)
-
 import dataclasses
 
 import numpy as onp
@@ -23,6 +21,8 @@ import numpy as onp
 from .ad.core import Primitive
 from .backend import get_backend
 from .boundaries import Domain
+from .errors import InputError, SimulationError, UnknownNameError
+from .ops.advection import SCHEMES
 from .ops import (PressureSolve, add_source, advect_state, apply_force, buoyancy,
                   diffuse_velocity, impose, project, vorticity_confinement)
 
@@ -124,10 +124,9 @@ class Simulation:
                  sources=(), implicit_viscosity: bool = True, backend: str = "numpy",
                  dtype=onp.float64):
         if not dt > 0:
-            raise ValueError(f"time.dt: must be positive (got {dt})")
-        if advection not in ("maccormack", "semi_lagrangian"):
-            raise ValueError(f"advection: unknown scheme {advection!r} (expected maccormack or "
-                             f"semi_lagrangian)")
+            raise InputError(f"must be positive (got {dt})", key="time.dt")
+        if advection not in SCHEMES:
+            raise UnknownNameError("advection scheme", advection, SCHEMES, key="advection")
         self.domain = domain
         self.dt = float(dt)
         self.physics = physics

@@ -20,10 +20,7 @@ from .ad.core import is_differentiable
 from .ad.transforms import jvp, value_and_grad, vjp
 from .ad.tree import flatten, flatten_as, unflatten
 from .backend import to_numpy, xp_of
-
-
-class GradientCheckError(AssertionError):
-    """A derivative rule disagrees with its transpose or with finite differences."""
+from .errors import GradientCheckError  # noqa: F401 (re-exported)
 
 
 @dataclasses.dataclass

@@ -31,6 +31,15 @@ def unit(*shape):
     return lambda rng: rng.uniform(-0.8, 0.8, shape)
 
 
+def nan_holes(*shape):
+    """Normal numbers with every third one NaN (for the NaN-ignoring fmax/fmin)."""
+    def make(rng):
+        x = rng.standard_normal(shape)
+        x.reshape(-1)[::3] = onp.nan
+        return x
+    return make
+
+
 def args(*makers):
     return lambda rng: tuple(m(rng) if callable(m) else m for m in makers)
 
@@ -67,6 +76,8 @@ CASES = {
     "power": binary(positive, normal) + [Case(lambda rng: (rng.standard_normal(5), 3), argnums=(0,),
                                                id="integer-exponent")],
     "maximum": binary(), "minimum": binary(),
+    "fmax": binary() + [Case(args(normal(3, 4), nan_holes(3, 4)), id="nan")],
+    "fmin": binary() + [Case(args(nan_holes(3, 4), normal(3, 4)), id="nan")],
     "where": [Case(lambda rng: (rng.standard_normal((3, 4)) > 0, rng.standard_normal((3, 4)),
                                 rng.standard_normal((1, 4))), argnums=(1, 2))],
     "clip": [Case(lambda rng: (rng.uniform(-2, 2, (20,)) + 0.05, -1.0, 1.0), argnums=(0,))],

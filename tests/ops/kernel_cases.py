@@ -3,6 +3,8 @@
 
 import numpy as onp
 
+from fluidgrad.ops.advection import SCHEMES
+
 from ad.primitive_cases import Case
 from ops import domains
 
@@ -122,10 +124,10 @@ CASES = {
     "advect_velocity": _each_domain(lambda domain, tag: [
         Case(lambda rng, d=domain: (velocity(d, rng),),
              kwargs={"domain": domain, "dt": 0.6 * domains.H, "scheme": scheme}, id=f"{scheme}-{tag}")
-        for scheme in ("semi_lagrangian", "maccormack")]),
+        for scheme in SCHEMES]),
     "maccormack": _advection_cases(),
     "advect_state": _each_domain(lambda domain, tag: [
         Case(lambda rng, d=domain: ((cells(d, rng), cells(d, rng)), velocity(d, rng)),
              kwargs={"domain": domain, "dt": 0.6 * domains.H, "scheme": scheme}, id=f"{scheme}-{tag}")
-        for scheme in ("semi_lagrangian", "maccormack")]),
+        for scheme in SCHEMES]),
 }

@@ -22,13 +22,10 @@ import itertools
 
 import numpy as _np
 
-from ..backend import xp_of
+from ..backend import raw, xp_of  # noqa: F401 (raw: the unwrapping of a Tensor, re-exported)
+from ..errors import DifferentiationError, InputError  # noqa: F401 (DifferentiationError re-exported)
 from .tensor import Tensor
 from .tree import flatten, flatten_as, kind_of, unflatten
-
-
-class DifferentiationError(TypeError):
-    """A derivative was asked for that cannot be computed (missing rule, bad input)."""
 
 
 _node_ids = itertools.count()
@@ -145,7 +142,7 @@ class Primitive:
         if self._register:
             other = REGISTRY.get(self.name)
             if other is not None and other is not self:
-                raise ValueError(f"two primitives named {self.name!r}")
+                raise InputError(f"two primitives named {self.name!r}")
             REGISTRY[self.name] = self
 
     def defvjp(self, *rules, argnums=None, needs=None):

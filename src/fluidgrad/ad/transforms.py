@@ -13,14 +13,9 @@ import functools
 from ..backend import xp_of
 from .core import (CONSTANT, EAGER, DifferentiationError, ForwardTrace, Primitive,
                    ReverseTrace, backward_pass, is_differentiable, zeros_like_value)
+from .core import raw as _raw
 from .tensor import Tensor
 from .tree import flatten, flatten_as, tree_map, unflatten
-
-
-def _raw(x):
-    while type(x) is Tensor:
-        x = x._fg_value
-    return x
 
 
 def _dtype_name(x):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from ..errors import InputError
+
 _LEAF = None  # the treedef of a single leaf
 
 
@@ -176,7 +178,7 @@ def _flatten_as_into(treedef, tree, out):
     else:
         children, _ = treedef.kind.to_children(tree)
         if len(children) != len(treedef.children):
-            raise ValueError(f"tree structure mismatch: expected {treedef}, got {type(tree).__name__} "
+            raise InputError(f"tree structure mismatch: expected {treedef}, got {type(tree).__name__} "
                              f"with {len(children)} children")
         for c_def, c in zip(treedef.children, children):
             _flatten_as_into(c_def, c, out)

@@ -23,7 +23,6 @@ import math
 import numpy as onp
 
 from ..backend import is_cupy_array, xp_of
-from . import stencils
 
 
 def _fft_module(x):
@@ -34,22 +33,20 @@ def _fft_module(x):
     return fft
 
 
+#: the axis kind of a periodic axis (its transform is the FFT)
+PERIODIC = "periodic"
+
+
 def axis_kinds(domain, location="pressure"):
-    """Per axis: 'periodic', or the pair of face rules, 'N' (ghost = edge) or 'D'
-    (ghost = -edge), for the pressure or for a field at ``location``."""
+    """Per axis: 'periodic', or the pair of face letters (low, high), 'N' (Neumann) or
+    'D' (Dirichlet), for the pressure or for a field at ``location`` ('center' or a
+    velocity component), read from the boundary kind table."""
     kinds = []
     for axis in range(domain.ndim):
         if domain.periodic(axis):
-            kinds.append("periodic")
+            kinds.append(PERIODIC)
             continue
-        pair = ""
-        for side in (0, 1):
-            if location == "pressure":
-                a = stencils.pressure_rule(domain, axis, side)[0]
-            else:
-                a = stencils.cell_rule(domain, location, axis, side)[0]
-            pair += "D" if a < 0 else "N"
-        kinds.append(pair)
+        kinds.append("".join(domain.boundaries.rule(axis, side).letter(location, axis) for side in (0, 1)))
     return tuple(kinds)
 
 
@@ -57,7 +54,7 @@ _REAL_TRANSFORMS = {"NN": ("dct", 2), "DD": ("dst", 2), "ND": ("dct", 4), "DN": 
 
 
 def _eigenvalues_1d(kind, n, h, rfft_last=False):
-    if kind == "periodic":
+    if kind == PERIODIC:
         k = onp.arange(n // 2 + 1 if rfft_last else n)
         return -4.0 / h ** 2 * onp.sin(math.pi * k / n) ** 2
     k = onp.arange(n)
@@ -77,7 +74,7 @@ def eigenvalues(kinds, shape, h, like):
     key = (kinds, tuple(shape), h, xp.__name__, like.dtype)
     lam = _EIGENVALUES.get(key)
     if lam is None:
-        periodic = [a for a, k in enumerate(kinds) if k == "periodic"]
+        periodic = [a for a, k in enumerate(kinds) if k == PERIODIC]
         last = periodic[-1] if periodic else None
         total = 0.0
         for axis, kind in enumerate(kinds):
@@ -122,19 +119,19 @@ _HAS_TYPE4 = {"cupyx.scipy.fft": False}
 def _forward(x, kinds):
     fft = _fft_module(x)
     for axis, kind in enumerate(kinds):
-        if kind != "periodic":
+        if kind != PERIODIC:
             x = _real_transform(x, kind, axis, inverse=False)
-    periodic = tuple(a for a, k in enumerate(kinds) if k == "periodic")
+    periodic = tuple(a for a, k in enumerate(kinds) if k == PERIODIC)
     return fft.rfftn(x, axes=periodic, norm="ortho") if periodic else x
 
 
 def _inverse(x, kinds, shape):
     fft = _fft_module(x)
-    periodic = tuple(a for a, k in enumerate(kinds) if k == "periodic")
+    periodic = tuple(a for a, k in enumerate(kinds) if k == PERIODIC)
     if periodic:
         x = fft.irfftn(x, s=[shape[a] for a in periodic], axes=periodic, norm="ortho")
     for axis, kind in reversed(list(enumerate(kinds))):
-        if kind != "periodic":
+        if kind != PERIODIC:
             x = _real_transform(x, kind, axis, inverse=True)
     return x
 

@@ -76,6 +76,8 @@ def pair_sum_transpose(g, axis, periodic):
 
 
 # -- boundary rules -----------------------------------------------------------------
+# Each is ``(a, b)`` with ``ghost = a·edge + b``, read from the boundary kind table
+# (:data:`fluidgrad.boundaries.RULES`) through ``Boundaries.ghost``.
 
 NEUMANN = (1.0, 0.0)   # ghost = edge: zero gradient across the face
 DIRICHLET0 = (-1.0, 0.0)  # ghost = -edge: zero on the face
@@ -83,21 +85,17 @@ DIRICHLET0 = (-1.0, 0.0)  # ghost = -edge: zero on the face
 
 def pressure_rule(domain, axis, side):
     """Outflow faces hold p = 0; walls and inflow have zero normal pressure gradient."""
-    return DIRICHLET0 if domain.boundaries.faces[axis][side].kind == "outflow" else NEUMANN
+    return domain.boundaries.ghost("pressure", axis, side)
 
 
 def velocity_rule(domain, component, axis, side):
     """Ghost rule of velocity component ``component`` across face (axis, side)."""
-    if component == axis:
-        return NEUMANN  # beyond a normal face: extrapolate the face value
-    return domain.boundaries.tangential_ghost(component, axis, side)
+    return domain.boundaries.ghost(component, axis, side)
 
 
 def cell_rule(domain, location, axis, side):
     """Ghost rule for a field at ``location`` ('center' = scalars, or a face axis)."""
-    if location == "center":
-        return NEUMANN
-    return velocity_rule(domain, location, axis, side)
+    return domain.boundaries.ghost(location, axis, side)
 
 
 def _periodic_or_pad(x, domain, axis, location, homogeneous):

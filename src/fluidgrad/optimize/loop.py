@@ -18,13 +18,10 @@ from pathlib import Path
 import numpy as onp
 
 from ..atomic import atomic_write_bytes, atomic_write_json
+from ..errors import ResumeError  # noqa: F401 (re-exported)
 
 RESUME_FILE = "resume.npz"
 HISTORY_FILE = "history.json"
-
-
-class ResumeError(ValueError):
-    """The saved resume state does not belong to this optimization."""
 
 
 @dataclasses.dataclass

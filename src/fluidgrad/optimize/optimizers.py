@@ -22,6 +22,8 @@ import dataclasses
 
 import numpy as onp
 
+from ..errors import InputError, UnknownNameError
+
 OPTIMIZERS = ("lbfgs", "adam", "gd", "scipy_lbfgsb")
 
 
@@ -171,12 +173,11 @@ def make_optimizer(kind: str, **options):
     """An optimizer by name, with its options (``learning_rate``, ``memory``, ...)."""
     classes = {"gd": GradientDescent, "adam": Adam, "lbfgs": LBFGS, "scipy_lbfgsb": ScipyLBFGSB}
     if kind not in classes:
-        raise ValueError(f"optimize.optimizer.type: unknown optimizer {kind!r} (expected one of "
-                         f"{', '.join(OPTIMIZERS)})")
+        raise UnknownNameError("optimizer", kind, OPTIMIZERS, key="optimize.optimizer.type")
     cls = classes[kind]
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(options) - names)
     if unknown:
-        raise ValueError(f"optimize.optimizer.{unknown[0]}: not an option of {kind} "
-                         f"(expected one of {', '.join(sorted(names))})")
+        raise InputError(f"not an option of {kind} (expected one of {', '.join(sorted(names))})",
+                         key=f"optimize.optimizer.{unknown[0]}")
     return cls(**options)

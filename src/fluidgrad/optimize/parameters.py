@@ -23,35 +23,9 @@ import numpy as onp
 
 from .. import numpy as fnp
 from ..backend import xp_of
+from ..errors import UnknownNameError
+from ..potential import potential_shapes, velocity_from_potential
 from ..simulation import Physics, Source
-
-
-def _node_count(domain, axis):
-    return domain.grid.shape[axis] + (0 if domain.periodic(axis) else 1)
-
-
-def _node_difference(a, axis, periodic, h):
-    """``(a[j+1] - a[j]) / h`` along ``axis`` (wrapping when periodic)."""
-    if periodic:
-        return (fnp.roll(a, -1, axis) - a) / h
-    hi = [slice(None)] * a.ndim
-    lo = [slice(None)] * a.ndim
-    hi[axis], lo[axis] = slice(1, None), slice(None, -1)
-    return (a[tuple(hi)] - a[tuple(lo)]) / h
-
-
-def _boundary_node_mask(like, domain, axes):
-    """1 on nodes, 0 on the boundary nodes of bounded ``axes`` (no flow through walls),
-    in the array module and dtype of ``like``."""
-    shape = like.shape
-    mask = onp.ones(shape)
-    for axis in axes:
-        if not domain.periodic(axis):
-            index = [slice(None)] * len(shape)
-            for j in (0, -1):
-                index[axis] = j
-                mask[tuple(index)] = 0.0
-    return xp_of(like).asarray(mask, dtype=like.dtype)
 
 
 @dataclasses.dataclass
@@ -62,13 +36,9 @@ class InitialVelocity:
     name: str = "initial_velocity"
 
     def shapes(self, sim):
-        d = sim.domain
         if self.parametrization == "raw":
-            return d.velocity_shapes
-        if d.ndim == 2:
-            return ((_node_count(d, 0), _node_count(d, 1)),)
-        return tuple(tuple(d.grid.shape[a] if a == c else _node_count(d, a) for a in range(3))
-                     for c in range(3))
+            return sim.domain.velocity_shapes
+        return potential_shapes(sim.domain)
 
     def initial(self, sim):
         return tuple(onp.zeros(s) for s in self.shapes(sim))
@@ -78,17 +48,9 @@ class InitialVelocity:
         if self.parametrization == "raw":
             return tuple(raw)
         if self.parametrization != "stream":
-            raise ValueError(f"initial_velocity: unknown parametrization {self.parametrization!r} "
-                             f"(expected stream or raw)")
-        h = d.dx
-        per = d.boundaries.periodic_axes
-        if d.ndim == 2:
-            psi = raw[0] * _boundary_node_mask(raw[0], d, (0, 1))
-            return (_node_difference(psi, 1, per[1], h), -_node_difference(psi, 0, per[0], h))
-        a = [raw[c] * _boundary_node_mask(raw[c], d, [e for e in range(3) if e != c])
-             for c in range(3)]
-        dx = lambda c, e: _node_difference(a[c], e, per[e], h)  # noqa: E731 - ∂A_c/∂x_e
-        return (dx(2, 1) - dx(1, 2), dx(0, 2) - dx(2, 0), dx(1, 0) - dx(0, 1))
+            raise UnknownNameError("parametrization", self.parametrization, ("stream", "raw"),
+                                   key="optimize.parametrization")
+        return velocity_from_potential(raw, d)
 
 
 @dataclasses.dataclass

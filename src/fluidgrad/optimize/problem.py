@@ -9,6 +9,7 @@ import numpy as onp
 
 from ..ad.transforms import value_and_grad
 from ..backend import to_numpy
+from ..errors import InputError
 from .parameters import ControlForce, InitialDensity, InitialVelocity, PhysicsParameter, physics_with
 
 
@@ -29,7 +30,7 @@ class Problem:
         self.steps = int(steps)
         self.loss_steps = sorted(loss_steps) if loss_steps else [self.steps]
         if self.loss_steps[-1] > self.steps or self.loss_steps[0] < 1:
-            raise ValueError(f"optimize.loss.times: steps must lie in 1..{self.steps}")
+            raise InputError(f"steps must lie in 1..{self.steps}", key="optimize.loss.times")
         self.memory_budget = memory_budget
         self.checkpoint = checkpoint
         self._shapes = [s for p in self.parameters for s in p.shapes(sim)]

@@ -16,6 +16,7 @@ import types
 import numpy as onp
 
 from ..core import Primitive
+from ..core import raw as _raw
 from ..tensor import Tensor
 from ..tree import tree_map
 from . import arith, products, reductions, shaping
@@ -42,12 +43,6 @@ for _module in (arith, reductions, shaping, products):
             _DEFINED[_name] = _obj
 for _private in ("prim", "linear", "shape_of", "dtype_of", "broadcast_like", "restore"):
     _DEFINED.pop(_private, None)
-
-
-def _raw(x):
-    while type(x) is Tensor:
-        x = x._fg_value
-    return x
 
 
 def strip(tree):

@@ -12,6 +12,7 @@ import math
 import numpy as onp
 
 from ..core import Primitive
+from ..core import raw as _raw
 from . import reductions, shaping
 
 
@@ -55,12 +56,6 @@ def broadcast_like(dot, ans):
     if hasattr(ans, "dtype") and dtype_of(dot) != ans.dtype and ans.dtype.kind in "fc":
         dot = astype(dot, ans.dtype)
     return dot
-
-
-def _raw(x):
-    while hasattr(x, "_fg_value"):
-        x = x._fg_value
-    return x
 
 
 # -- dtype -----------------------------------------------------------------
@@ -297,7 +292,35 @@ minimum.defvjp(lambda g, ans, x, y: unbroadcast(g * _share(y, x, g), x),
 minimum.defjvp(lambda d, ans, x, y: broadcast_like(d * _share(y, x, d), ans),
                lambda d, ans, x, y: broadcast_like(d * _share(x, y, d), ans))
 
-fmax, fmin = maximum, minimum
+
+
+def _picked(x, y, wins, like):
+    """``fmax``/``fmin``'s share of ``x``: 1 where ``x`` is picked (it ``wins`` over ``y``,
+    or ``y`` is NaN - also when both are), 0 where ``y`` is picked, 1/2 on ties."""
+    x, y = _raw(x), _raw(y)
+    return ((wins(x, y) | (y != y)) + 0.5 * (x == y)).astype(dtype_of(like))  # y != y: y is NaN
+
+
+def _picked_other(x, y, wins, like):
+    """The share of ``y``: 1 where ``y`` wins or only ``x`` is NaN, 1/2 on ties."""
+    x, y = _raw(x), _raw(y)
+    return ((wins(y, x) | ((x != x) & (y == y))) + 0.5 * (x == y)).astype(dtype_of(like))
+
+
+def _nan_ignoring(fun, wins):
+    """The primitive of ``fmax``/``fmin`` (``wins`` = ``>``/``<``): NaN-ignoring, with the
+    derivative going to the side that was picked (split evenly on ties)."""
+    p = prim(fun)
+    p.defvjp(lambda g, ans, x, y: unbroadcast(g * _picked(x, y, wins, g), x),
+             lambda g, ans, x, y: unbroadcast(g * _picked_other(x, y, wins, g), y),
+             needs=((0, 1), (0, 1)))
+    p.defjvp(lambda d, ans, x, y: broadcast_like(d * _picked(x, y, wins, d), ans),
+             lambda d, ans, x, y: broadcast_like(d * _picked_other(x, y, wins, d), ans))
+    return p
+
+
+fmax = _nan_ignoring(onp.fmax, lambda a, b: a > b)
+fmin = _nan_ignoring(onp.fmin, lambda a, b: a < b)
 
 
 def _zero(x):

@@ -11,6 +11,7 @@ import string
 
 import numpy as onp
 
+from ...errors import InputError
 from ..core import DifferentiationError, Primitive
 from . import arith, reductions, shaping
 
@@ -26,7 +27,7 @@ def _parse(subscripts, shapes):
         inputs, output = subscripts, None
     ins = inputs.split(",")
     if len(ins) != len(shapes):
-        raise ValueError(f"einsum: {len(ins)} subscripts for {len(shapes)} operands")
+        raise InputError(f"einsum: {len(ins)} subscripts for {len(shapes)} operands")
     used = set(subscripts) - set(".,->")
     free = [c for c in _LETTERS if c not in used]
     n_ell = max((len(s) - len(sub.replace("...", "")) for sub, s in zip(ins, shapes) if "..." in sub),

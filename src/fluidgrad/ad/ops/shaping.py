@@ -13,6 +13,7 @@ import math
 import numpy as onp
 
 from ...backend import bincount_add, scatter_add, xp_of
+from ...errors import InputError
 from ..core import Primitive
 from . import arith
 
@@ -216,7 +217,7 @@ def split(a, indices_or_sections, axis=0):
     n = arith.shape_of(a)[axis]
     if isinstance(indices_or_sections, int):
         if n % indices_or_sections:
-            raise ValueError("array split does not result in an equal division")
+            raise InputError("array split does not result in an equal division")
         step = n // indices_or_sections
         bounds = list(range(0, n + 1, step))
     else:
