@@ -7,11 +7,12 @@ import fluidgrad as fg
 import fluidgrad.numpy as fnp
 from fluidgrad.boundaries import Boundaries, Domain
 from fluidgrad.grid import Grid
+from fluidgrad.ops import advection
 from fluidgrad.ops.advection import advect, maccormack, semi_lagrangian
 
 from ops import domains
 
-SCHEMES = ["semi_lagrangian", "maccormack"]
+SCHEMES = list(advection.SCHEMES)
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)

@@ -20,6 +20,7 @@ For a singular operator (no open Dirichlet boundary face) every solver returns t
 from __future__ import annotations
 
 from fluidgrad.backend import xp_of
+from fluidgrad.errors import UnknownNameError
 
 from .multigrid import _hierarchy, solve_multigrid, v_cycle
 from .poisson import PoissonOperator, SolveInfo, _initial_guess, _max_abs, _prepare_rhs, _threshold
@@ -63,7 +64,7 @@ def _preconditioner(op, kind, dtype):
     if kind == "multigrid":
         hierarchy = _hierarchy(op)
         return lambda r: v_cycle(op, r, hierarchy)
-    raise ValueError(f"unknown preconditioner {kind!r}; expected None, 'jacobi' or 'multigrid'")
+    raise UnknownNameError("preconditioner", kind, ("None", "jacobi", "multigrid"), key="pressure.preconditioner")
 
 
 def solve_cg(op, b, tolerance=1e-6, max_iterations=10_000, preconditioner="multigrid", x0=None,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as _np
 
 from fluidgrad.backend import xp_of
+from fluidgrad.errors import InputError
 
 from . import fused_poisson
 from .dispatch import Kernel
@@ -47,7 +48,7 @@ class PoissonOperator:
         conductances = tuple(xp.asarray(w) for w in conductances)
         self.ndim = ndim = len(conductances)
         if ndim < 2:
-            raise ValueError("PoissonOperator needs 2 or 3 axes")
+            raise InputError("PoissonOperator needs 2 or 3 axes")
         if fluid is not None:
             fluid = xp.asarray(fluid, dtype=bool)
             shape = tuple(fluid.shape)
@@ -63,7 +64,7 @@ class PoissonOperator:
                 continue
             expect[d] += 1
             if tuple(w.shape) != tuple(expect):
-                raise ValueError(f"conductances[{d}] has shape {tuple(w.shape)}; expected "
+                raise InputError(f"conductances[{d}] has shape {tuple(w.shape)}; expected "
                                  f"{tuple(shape)} (periodic) or {tuple(expect)}")
             periodic.append(False)
         self.periodic = tuple(periodic)

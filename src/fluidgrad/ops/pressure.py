@@ -24,7 +24,7 @@ import numpy as onp
 
 from ..ad.core import Primitive
 from ..backend import xp_of
-from ..errors import SolveError  # noqa: F401 (re-exported)
+from ..errors import InputError, SolveError, UnknownNameError
 from . import fused_projection, linear_solvers, spectral, stencils
 from .dispatch import Kernel
 
@@ -50,10 +50,9 @@ class PressureSolve:
 
     def __post_init__(self):
         if self.solver not in SOLVERS:
-            raise ValueError(f"pressure.solver: unknown solver {self.solver!r} (expected one of "
-                             f"{', '.join(SOLVERS)})")
+            raise UnknownNameError("solver", self.solver, SOLVERS, key="pressure.solver")
         if not self.tolerance > 0:
-            raise ValueError(f"pressure.tolerance: must be positive (got {self.tolerance})")
+            raise InputError(f"must be positive (got {self.tolerance})", key="pressure.tolerance")
 
     def resolved(self, domain) -> str:
         """The concrete solver for ``domain`` ('auto' chooses; impossible choices raise)."""
@@ -61,10 +60,10 @@ class PressureSolve:
         if self.solver == "auto":
             return "dct" if fast_ok else "cg"
         if self.solver in ("fft", "dct") and not fast_ok:
-            raise ValueError(f"pressure.solver: {self.solver!r} cannot handle obstacles; use cg, "
-                             f"multigrid or auto")
+            raise InputError(f"{self.solver!r} cannot handle obstacles; use cg, multigrid or auto",
+                             key="pressure.solver")
         if self.solver == "fft" and not all(domain.boundaries.periodic_axes):
-            raise ValueError("pressure.solver: 'fft' needs a periodic box; use dct or auto")
+            raise InputError("'fft' needs a periodic box; use dct or auto", key="pressure.solver")
         return self.solver
 
 
