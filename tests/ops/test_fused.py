@@ -145,7 +145,7 @@ def test_parallel_3d_vjp_equals_the_serial_one():
 @pytest.mark.parametrize("name", ["periodic", "no_slip", "inflow_outflow", "mixed", "obstacle"])
 @pytest.mark.parametrize("dtype, tol", [(onp.float64, 1e-12), (onp.float32, 1e-5)])
 def test_fused_jacobi_sweeps_match_the_reference(name, dtype, tol):
-    from fluidgrad.ops import linear_solvers, multigrid
+    from fluidgrad.ops import linear_solvers
     from fluidgrad.ops.pressure import poisson_operator
     domain = domains.make(name, 2)
     b = onp.random.default_rng(3).standard_normal(domain.grid.shape).astype(dtype) * domain.fluid

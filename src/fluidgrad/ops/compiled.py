@@ -66,6 +66,15 @@ class Twin:
         several threads), else the serial one."""
         return self.parallel if parallel(cells, self.minimum) else self.serial
 
+    def split(self, cells):
+        """``(form, parts)`` for a forward pass over ``cells`` points: the parallel form with
+        one row block per thread, or the serial form with one block."""
+        return (self.parallel, threads()) if parallel(cells, self.minimum) else (self.serial, 1)
+
+    def for_blocks(self, blocks):
+        """The form for the ``blocks`` of :func:`row_blocks` (one block: serial)."""
+        return self.serial if blocks.shape[1] == 1 else self.parallel
+
 
 def twin(minimum=2048):
     """Decorator: compile a kernel written with ``prange`` loops twice (see :class:`Twin`).
@@ -109,12 +118,6 @@ def parallel(cells: int, minimum: int = 2048) -> bool:
     """Whether a kernel over ``cells`` points runs on several threads: from ``minimum``
     on, when there are several."""
     return cells >= minimum and threads() > 1
-
-
-def parts(cells: int, minimum: int = 2048) -> int:
-    """How many row blocks a forward pass over ``cells`` points splits into: one per
-    thread when it runs in parallel, else 1."""
-    return threads() if parallel(cells, minimum) else 1
 
 
 # -- row blocks of a parallel scatter ---------------------------------------------------
@@ -163,8 +166,3 @@ def _row_blocks(n0, rows):
         blocks[0, k] = cuts[k], cuts[k + 1] - strip
         blocks[1, k] = cuts[k + 1] - strip, cuts[k + 1]
     return blocks
-
-
-def scatter_kernel(kern, blocks):
-    """The form of a scattering :class:`Twin` for ``blocks`` from :func:`row_blocks`."""
-    return kern.serial if blocks.shape[1] == 1 else kern.parallel

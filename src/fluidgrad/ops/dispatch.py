@@ -90,11 +90,6 @@ def _switched_on(kind) -> bool:
     return compiled.enabled() if kind == "fused" else True
 
 
-def kernel(name):
-    """Decorator: the reference implementation of a new :class:`Kernel` called ``name``."""
-    return lambda fun: Kernel(name, fun)
-
-
 @contextlib.contextmanager
 def use_reference():
     """Run the array-API reference of every kernel inside the block."""

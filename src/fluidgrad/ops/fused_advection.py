@@ -32,17 +32,16 @@ def _semi_lagrangian_pass(qp, padded, lay, shape, c):
     """``I[q](x - Δt U)`` on the field's lattice (``padded``: the padded velocity)."""
     if qp.ndim == 3:
         return k3.sl_forward_3d(qp, *padded, *lay.tables, shape, c)
-    cells = shape[0] * shape[1]
-    return k2.sl_forward.pick(cells)(qp, *padded, lay.shift, lay.avg, lay.geo, shape[0], shape[1], c,
-                                     compiled.parts(cells))
+    kernel, parts = k2.sl_forward.split(shape[0] * shape[1])
+    return kernel(qp, *padded, lay.shift, lay.avg, lay.geo, shape[0], shape[1], c, parts)
 
 
 def _maccormack_pass(q, qp, q1, q1p, padded, lay, c):
     """The clamped correction ``clamp(q¹ + (q - q⁰)/2)``."""
     if q.ndim == 3:
         return k3.mc_correct_3d(q, qp, q1, q1p, *padded, *lay.tables, c)
-    return k2.mc_correct.pick(q.size)(q, qp, q1, q1p, *padded, lay.shift, lay.avg, lay.geo, c,
-                                      compiled.parts(q.size))
+    kernel, parts = k2.mc_correct.split(q.size)
+    return kernel(q, qp, q1, q1p, *padded, lay.shift, lay.avg, lay.geo, c, parts)
 
 
 def _spread(adj, gx, gy, lay):
@@ -53,11 +52,10 @@ def _semi_lagrangian_pass_vjp(g, qp, padded, lay, c, adj_qp, adj, blocks):
     """Add the VJP of :func:`_semi_lagrangian_pass` into the padded adjoints (``adj``: one
     per velocity component)."""
     if qp.ndim == 3:
-        compiled.scatter_kernel(k3.sl_vjp_3d, blocks)(g, qp, *padded, *lay.tables, c, adj_qp, *adj, blocks)
+        k3.sl_vjp_3d.for_blocks(blocks)(g, qp, *padded, *lay.tables, c, adj_qp, *adj, blocks)
         return
     gx, gy = onp.empty_like(g), onp.empty_like(g)
-    compiled.scatter_kernel(k2.sl_vjp, blocks)(g, qp, *padded, lay.shift, lay.avg, lay.geo, c, adj_qp, gx, gy,
-                                               blocks)
+    k2.sl_vjp.for_blocks(blocks)(g, qp, *padded, lay.shift, lay.avg, lay.geo, c, adj_qp, gx, gy, blocks)
     _spread(adj, gx, gy, lay)
 
 
@@ -66,12 +64,12 @@ def _maccormack_pass_vjp(g, q, qp, q1, q1p, padded, lay, c, adj_qp, adj_q1p, adj
     cotangent of ``q¹ + (q - q⁰)/2`` where the clamp is inactive."""
     adj_c = onp.zeros_like(g)
     if q.ndim == 3:
-        compiled.scatter_kernel(k3.mc_correct_vjp_3d, blocks)(g, q, qp, q1, q1p, *padded, *lay.tables, c, adj_c,
-                                                              adj_qp, adj_q1p, *adj, blocks)
+        k3.mc_correct_vjp_3d.for_blocks(blocks)(g, q, qp, q1, q1p, *padded, *lay.tables, c, adj_c, adj_qp,
+                                                adj_q1p, *adj, blocks)
         return adj_c
     gx, gy = onp.empty_like(g), onp.empty_like(g)
-    compiled.scatter_kernel(k2.mc_correct_vjp, blocks)(g, q, qp, q1, q1p, *padded, lay.shift, lay.avg, lay.geo, c,
-                                                       adj_c, adj_qp, adj_q1p, gx, gy, blocks)
+    k2.mc_correct_vjp.for_blocks(blocks)(g, q, qp, q1, q1p, *padded, lay.shift, lay.avg, lay.geo, c, adj_c,
+                                         adj_qp, adj_q1p, gx, gy, blocks)
     _spread(adj, gx, gy, lay)
     return adj_c
 
@@ -159,6 +157,6 @@ def semi_lagrangian_jvp(dot_q, dot_u, q, velocity, dt, domain, location):
     lay = Layout.of(domain, location)
     dq = qp if dot_q is None else interp.pad_field(dot_q, domain, location, homogeneous=True)
     du, dv = (up, vp) if dot_u is None else interp.pad_velocity(dot_u, domain, homogeneous=True)
-    cells = q.shape[0] * q.shape[1]
-    return k2.sl_jvp.pick(cells)(dq, du, dv, qp, up, vp, lay.shift, lay.avg, lay.geo, q.shape[0], q.shape[1],
-                                 dt / domain.dx, dot_q is not None, dot_u is not None, compiled.parts(cells))
+    kernel, parts = k2.sl_jvp.split(q.shape[0] * q.shape[1])
+    return kernel(dq, du, dv, qp, up, vp, lay.shift, lay.avg, lay.geo, q.shape[0], q.shape[1], dt / domain.dx,
+                  dot_q is not None, dot_u is not None, parts)
