@@ -347,6 +347,11 @@ class Domain:
         return tuple(masks)
 
     @functools.cached_property
+    def has_closed_faces(self) -> bool:
+        """Whether any face's normal velocity is prescribed (walls, inflow, obstacles)."""
+        return not all(m.all() for m in self.open_faces)
+
+    @functools.cached_property
     def fixed_velocity(self) -> tuple:
         """Per axis, the prescribed normal velocity on closed faces (0 on open faces)."""
         values = []

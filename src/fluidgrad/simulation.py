@@ -2,7 +2,7 @@
 
 One step (``Simulation.step``)::
 
-    sources → advection → forces (buoyancy, vorticity confinement, control)
+    closed faces → sources → advection → forces (buoyancy, vorticity confinement, control)
             → viscosity → pressure projection
 
 Every stage is a kernel primitive (or a few differentiable array operations), so a step
@@ -10,6 +10,10 @@ is differentiable in the state, in the control force and in the physical paramet
 (viscosity, buoyancy, vorticity confinement, source rates), which may be passed as
 Tensors or traced values. ``rollout`` differentiates long runs in bounded memory with
 the binomial (Revolve) checkpointing schedule of :mod:`fluidgrad.checkpointing`.
+
+A step first sets the velocity on closed faces (walls, inflow faces, faces touching an
+obstacle) to its prescribed value (:func:`~fluidgrad.ops.close_faces`): whatever a
+state holds there has no effect, and its gradient there is exactly zero.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from .backend import get_backend
 from .boundaries import Domain
 from .errors import InputError, SimulationError, UnknownNameError
 from .ops.advection import SCHEMES
-from .ops import (PressureSolve, add_source, advect_state, apply_force, buoyancy,
+from .ops import (PressureSolve, add_source, advect_state, apply_force, buoyancy, close_faces,
                   diffuse_velocity, impose, project, vorticity_confinement)
 
 
@@ -213,6 +217,7 @@ class Simulation:
         allowed), ``force`` is a control force on the faces (a tuple, one per axis)."""
         physics = self.physics if physics is None else physics
         dt = self.dt
+        state = state.replace(velocity=close_faces(state.velocity, self.domain))
         state = self.apply_sources(state, dt, physics)
         state = self.advect(state, dt)
         state = self.apply_forces(state, dt, physics, force)

@@ -9,11 +9,17 @@ the departure point is ``x_d = x - Δt U(x)`` (``backtrace='euler'``, the defaul
 * ``adj_x_d = g ∂I[q]/∂x`` - the interpolant's slope at the departure point, sent back
   to the velocity through the two velocity samplings (:meth:`Backtrace.transpose`).
 
-MacCormack (Selle et al. 2008): ``q¹ = SL(q, Δt)``, ``q⁰ = SL(q¹, -Δt)``,
-``q' = clamp(q¹ + (q - q⁰)/2, min, max)`` with min/max over the corners used by ``q¹``;
-the clamp routes the cotangent to ``q¹ + (q - q⁰)/2`` where it is inactive, else to the
-corner that set the bound. Departure points and weights are recomputed in the backward
-pass from the stored velocity (cheap) instead of being kept on the tape.
+MacCormack (Selle et al. 2008) with a continuous limiter: ``q¹ = SL(q, Δt)``,
+``q⁰ = SL(q¹, -Δt)``, ``q' = clamp(q¹ + (q - q⁰)/2, I[m](x_d), I[M](x_d))``, where
+``m``/``M`` are the min/max of ``q`` over each sample's 3ᵈ neighbours
+(:class:`NodalBounds`) interpolated with the weights of ``q¹``. Clamping to the corners
+of the departure cell (Selle et al.) jumps when ``x_d`` crosses a cell face; these bounds
+move continuously with ``x_d`` and contain the corner bounds (``I[m] ≤ min corners ≤
+q¹ ≤ max corners ≤ I[M]``), so the result is continuous and piecewise smooth in ``q`` and
+``U``, never outside the range of the 4ᵈ samples around ``x_d``, and second order where
+the limiter is inactive. At ties the derivative is shared equally (:func:`clamp_shares`).
+Departure points and weights are recomputed in the backward pass from the stored
+velocity (cheap) instead of being kept on the tape.
 
 ``location`` is 'center' for cell-centred scalars or the axis of a velocity component.
 
@@ -25,6 +31,8 @@ implementation from :mod:`.fused_advection`. The schemes are listed once, in
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import math
 
 from ..ad.core import Primitive
 from ..backend import xp_of
@@ -199,6 +207,76 @@ semi_lagrangian.defjvp_all(semi_lagrangian_jvp)
 # -- MacCormack ------------------------------------------------------------------------
 
 
+def _shift(a, offset, periodic, fill):
+    """``b[i] = a[i + offset]`` (``offset``: -1, 0 or 1 per axis), wrapped on periodic
+    axes, ``fill`` beyond the ends of bounded ones."""
+    xp = xp_of(a)
+    for axis, (o, wraps) in enumerate(zip(offset, periodic)):
+        if o == 0:
+            continue
+        if wraps:
+            a = xp.roll(a, -o, axis=axis)
+            continue
+        n = a.shape[axis]
+        edge = xp.full(a.shape[:axis] + (1,) + a.shape[axis + 1:], fill, dtype=a.dtype)
+        inner = xp.take(a, xp.arange(1, n) if o > 0 else xp.arange(n - 1), axis=axis)
+        a = xp.concatenate((inner, edge) if o > 0 else (edge, inner), axis=axis)
+    return a
+
+
+class NodalBounds:
+    """``m[i] = min`` and ``M[i] = max`` of the padded field ``qp`` over the 3ᵈ samples
+    around sample ``i`` (periodic axes wrap; bounded axes stop at the ghost layer).
+    Piecewise linear in ``qp``: the derivative shares each bound equally among the
+    samples that attain it (what central differences measure at a tie of two)."""
+
+    def __init__(self, qp, periodic):
+        xp = xp_of(qp)
+        self.qp, self.periodic = qp, periodic
+        self.offsets = list(itertools.product((-1, 0, 1), repeat=qp.ndim))
+        self.lo, self.hi = qp, qp
+        for o in self.offsets:
+            self.lo = xp.minimum(self.lo, _shift(qp, o, periodic, math.inf))
+            self.hi = xp.maximum(self.hi, _shift(qp, o, periodic, -math.inf))
+        self.count_lo = sum(self._attains(o, self.lo) for o in self.offsets)
+        self.count_hi = sum(self._attains(o, self.hi) for o in self.offsets)
+
+    def _attains(self, o, bound):
+        """1 where the neighbour at offset ``o`` equals ``bound``, else 0."""
+        return (_shift(self.qp, o, self.periodic, math.nan) == bound).astype(self.qp.dtype)
+
+    def tangent(self, dot_qp):
+        """``(dot_m, dot_M)`` for a tangent of ``qp``."""
+        out = []
+        for bound, count in ((self.lo, self.count_lo), (self.hi, self.count_hi)):
+            total = sum(self._attains(o, bound) * _shift(dot_qp, o, self.periodic, 0.0) for o in self.offsets)
+            out.append(total / count)
+        return out
+
+    def transpose(self, adj_lo, adj_hi):
+        """``adj_qp`` from the cotangents of ``m`` and ``M``."""
+        total = 0.0
+        for bound, count, adj in ((self.lo, self.count_lo, adj_lo), (self.hi, self.count_hi, adj_hi)):
+            share = adj / count
+            for o in self.offsets:
+                back = tuple(-x for x in o)
+                attains = (self.qp == _shift(bound, back, self.periodic, math.nan)).astype(self.qp.dtype)
+                total = total + attains * _shift(share, back, self.periodic, 0.0)
+        return total
+
+
+def clamp_shares(corrected, lo, hi):
+    """``r = min(max(c, lo), hi)`` (``lo ≤ hi``) and the shares ``(s_c, s_lo, s_hi)`` of
+    its derivative: split equally among the arguments equal to ``r`` (½ each at a tie
+    of two, as central differences measure)."""
+    xp = xp_of(corrected)
+    r = xp.minimum(xp.maximum(corrected, lo), hi)
+    hits = [(x == r).astype(r.dtype) for x in (corrected, lo, hi)]
+    count = hits[0] + hits[1] + hits[2]
+    count = xp.where(count > 0, count, 1)  # NaN: no argument equals r
+    return r, [h / count for h in hits]
+
+
 class _MacCormackPass:
     """Everything the MacCormack forward computes, kept for its VJP and JVP."""
 
@@ -213,76 +291,69 @@ class _MacCormackPass:
         self.q1_padded = interp.pad_field(self.q1, domain, location)
         q0 = interp.gather(self.q1_padded, self.backward)
         self.corrected = self.q1 + 0.5 * (q - q0)
-        corners = interp.corner_values(self.q_padded, self.forward)
-        xp = xp_of(q)
-        self.arg_lo = xp.argmin(corners, axis=0)
-        self.arg_hi = xp.argmax(corners, axis=0)
-        self.lo = xp.take_along_axis(corners, self.arg_lo[None], 0)[0]
-        self.hi = xp.take_along_axis(corners, self.arg_hi[None], 0)[0]
-        self.below = self.corrected < self.lo
-        self.above = self.corrected > self.hi
-
-    def result(self):
-        xp = xp_of(self.corrected)
-        return xp.where(self.below, self.lo, xp.where(self.above, self.hi, self.corrected))
-
-    def corner_index(self, arg):
-        xp = xp_of(arg)
-        return xp.take_along_axis(xp.stack(self.forward.index), arg[None], 0)[0]
-
+        self.bounds = NodalBounds(self.q_padded, interp.padded_lattice(domain, location).periodic)
+        self.lo = interp.gather(self.bounds.lo, self.forward)
+        self.hi = interp.gather(self.bounds.hi, self.forward)
+        self.out, self.shares = clamp_shares(self.corrected, self.lo, self.hi)
 
 
 def _maccormack_reference(q, velocity, *, dt, domain, location="center", backtrace="euler"):
-    """``clamp(q¹ + (q - q⁰)/2)`` with ``q¹ = SL(q, Δt)``, ``q⁰ = SL(q¹, -Δt)``."""
-    return _MacCormackPass(q, velocity, dt, domain, location, backtrace).result()
+    """``clamp(q¹ + (q - q⁰)/2, I[m](x_d), I[M](x_d))`` with ``q¹ = SL(q, Δt)``,
+    ``q⁰ = SL(q¹, -Δt)`` and the nodal bounds ``m``, ``M`` of :class:`NodalBounds`."""
+    return _MacCormackPass(q, velocity, dt, domain, location, backtrace).out
 
 
 def _maccormack_vjp_reference(g, ans, q, velocity, *, dt, domain, location="center", backtrace="euler"):
-    """The clamp sends ``g`` to the bound's corner where active, else to ``q¹ + (q - q⁰)/2``;
-    then through ``q⁰ = SL(q¹, -Δt)`` and ``q¹ = SL(q, Δt)``."""
+    """The clamp shares ``g`` among ``q¹ + (q - q⁰)/2`` and the two bounds; the bounds
+    send theirs to ``m``, ``M`` (with the weights of ``q¹``) and through their slopes to
+    the forward departure points; then through ``q⁰ = SL(q¹, -Δt)`` and ``q¹ = SL(q, Δt)``."""
     mc = _MacCormackPass(q, velocity, dt, domain, location, backtrace)
-    xp = xp_of(g)
     lattice = interp.padded_lattice(domain, location)
-    inside = ~(mc.below | mc.above)
-    adj_c = xp.where(inside, g, 0)
-    # the clamp: bounds are corner values of q
-    adj_q_padded = xp.bincount(
-        xp.concatenate([mc.corner_index(mc.arg_lo).reshape(-1), mc.corner_index(mc.arg_hi).reshape(-1)]),
-        weights=xp.concatenate([xp.where(mc.below, g, 0).reshape(-1), xp.where(mc.above, g, 0).reshape(-1)]),
-        minlength=lattice.size).astype(g.dtype, copy=False).reshape(lattice.shape)
+    adj_c, adj_lo, adj_hi = (share * g for share in mc.shares)
+    adj_q_padded = mc.bounds.transpose(interp.scatter(adj_lo, mc.forward, lattice.shape),
+                                       interp.scatter(adj_hi, mc.forward, lattice.shape))
     # q0 = SL(q1, -dt): adj_q0 = -adj_c/2
     adj_q0 = -0.5 * adj_c
     adj_q1 = adj_c + interp.pad_field_transpose(interp.scatter(adj_q0, mc.backward, lattice.shape),
                                                 domain, location)
     adj_u = mc.backward_trace.transpose([adj_q0 * s for s in interp.slope(mc.q1_padded, mc.backward)], g)
-    # q1 = SL(q, dt)
+    # q1 = SL(q, dt) and the bounds at the same departure points
     adj_q_padded = adj_q_padded + interp.scatter(adj_q1, mc.forward, lattice.shape)
-    adj_u_forward = mc.forward_trace.transpose([adj_q1 * s for s in interp.slope(mc.q_padded, mc.forward)], g)
+    slopes = zip(interp.slope(mc.q_padded, mc.forward), interp.slope(mc.bounds.lo, mc.forward),
+                 interp.slope(mc.bounds.hi, mc.forward))
+    adj_u_forward = mc.forward_trace.transpose([adj_q1 * s + adj_lo * s_lo + adj_hi * s_hi
+                                                for s, s_lo, s_hi in slopes], g)
     adj_q = interp.pad_field_transpose(adj_q_padded, domain, location) + 0.5 * adj_c
     return adj_q, tuple(a + b for a, b in zip(adj_u, adj_u_forward))
 
 
 def _maccormack_jvp_reference(dots, ans, q, velocity, *, dt, domain, location="center", backtrace="euler"):
-    """The tangent of the active branch: the bound's corner, or ``dot_q¹ + (dot_q - dot_q⁰)/2``."""
+    """The shares of the clamp applied to the tangents of ``q¹ + (q - q⁰)/2`` and of the bounds."""
     mc = _MacCormackPass(q, velocity, dt, domain, location, backtrace)
     xp = xp_of(q)
     dot_q, dot_u = dots
     if dot_q is None:
         dot_q = xp.zeros_like(q)
     dot_q_padded = interp.pad_field(dot_q, domain, location, homogeneous=True)
+    dot_m, dot_mm = mc.bounds.tangent(dot_q_padded)
     dot_q1 = interp.gather(dot_q_padded, mc.forward)
+    dot_lo = interp.gather(dot_m, mc.forward)
+    dot_hi = interp.gather(dot_mm, mc.forward)
     if dot_u is not None:
-        for s, dx in zip(interp.slope(mc.q_padded, mc.forward), mc.forward_trace.tangent(dot_u)):
-            dot_q1 = dot_q1 + s * dx
+        dx = mc.forward_trace.tangent(dot_u)
+        for a, (s, s_lo, s_hi) in enumerate(zip(interp.slope(mc.q_padded, mc.forward),
+                                                interp.slope(mc.bounds.lo, mc.forward),
+                                                interp.slope(mc.bounds.hi, mc.forward))):
+            dot_q1 = dot_q1 + s * dx[a]
+            dot_lo = dot_lo + s_lo * dx[a]
+            dot_hi = dot_hi + s_hi * dx[a]
     dot_q0 = interp.gather(interp.pad_field(dot_q1, domain, location, homogeneous=True), mc.backward)
     if dot_u is not None:
         for s, dx in zip(interp.slope(mc.q1_padded, mc.backward), mc.backward_trace.tangent(dot_u)):
             dot_q0 = dot_q0 + s * dx
     dot_c = dot_q1 + 0.5 * (dot_q - dot_q0)
-    flat = dot_q_padded.reshape(-1)
-    dot_lo = xp.take(flat, mc.corner_index(mc.arg_lo))
-    dot_hi = xp.take(flat, mc.corner_index(mc.arg_hi))
-    return xp.where(mc.below, dot_lo, xp.where(mc.above, dot_hi, dot_c))
+    share_c, share_lo, share_hi = mc.shares
+    return share_c * dot_c + share_lo * dot_lo + share_hi * dot_hi
 
 
 maccormack_forward = Kernel("maccormack", _maccormack_reference)
@@ -325,7 +396,7 @@ def scheme_named(name) -> Scheme:
     return unknown("advection scheme", name, SCHEMES, key="advection")
 
 
-register_scheme("maccormack", maccormack, "MacCormack with clamping (Selle et al. 2008), second order")
+register_scheme("maccormack", maccormack, "MacCormack (Selle et al. 2008) with a continuous limiter, second order")
 register_scheme("semi_lagrangian", semi_lagrangian, "semi-Lagrangian (Stam 1999), first order, unconditionally stable")
 
 

@@ -36,12 +36,29 @@ def _semi_lagrangian_pass(qp, padded, lay, shape, c):
     return kernel(qp, *padded, lay.shift, lay.avg, lay.geo, shape[0], shape[1], c, parts)
 
 
+def _nodal_bounds(qp, lay):
+    """``(m, M)`` of :class:`~.advection.NodalBounds` on the padded lattice."""
+    periodic = tuple(bool(p) for p in lay.geo[qp.ndim:])
+    if qp.ndim == 3:
+        return k3.nodal_bounds_3d(qp, *periodic)
+    return k2.nodal_bounds.pick(qp.size)(qp, *periodic)
+
+
+def _nodal_bounds_vjp(qp, lo, hi, adj_lo, adj_hi, adj_qp, lay):
+    periodic = tuple(bool(p) for p in lay.geo[qp.ndim:])
+    if qp.ndim == 3:
+        k3.nodal_bounds_vjp_3d(qp, lo, hi, adj_lo, adj_hi, adj_qp, *periodic)
+    else:
+        k2.nodal_bounds_vjp.pick(qp.size)(qp, lo, hi, adj_lo, adj_hi, adj_qp, *periodic)
+
+
 def _maccormack_pass(q, qp, q1, q1p, padded, lay, c):
-    """The clamped correction ``clamp(q¹ + (q - q⁰)/2)``."""
+    """The limited correction ``clamp(q¹ + (q - q⁰)/2, I[m], I[M])``."""
+    lo, hi = _nodal_bounds(qp, lay)
     if q.ndim == 3:
-        return k3.mc_correct_3d(q, qp, q1, q1p, *padded, *lay.tables, c)
+        return k3.mc_correct_3d(q, q1, q1p, lo, hi, *padded, *lay.tables, c)
     kernel, parts = k2.mc_correct.split(q.size)
-    return kernel(q, qp, q1, q1p, *padded, lay.shift, lay.avg, lay.geo, c, parts)
+    return kernel(q, q1, q1p, lo, hi, *padded, lay.shift, lay.avg, lay.geo, c, parts)
 
 
 def _spread(adj, gx, gy, lay):
@@ -61,16 +78,18 @@ def _semi_lagrangian_pass_vjp(g, qp, padded, lay, c, adj_qp, adj, blocks):
 
 def _maccormack_pass_vjp(g, q, qp, q1, q1p, padded, lay, c, adj_qp, adj_q1p, adj, blocks):
     """Add the VJP of :func:`_maccormack_pass` into the padded adjoints; returns the
-    cotangent of ``q¹ + (q - q⁰)/2`` where the clamp is inactive."""
-    adj_c = onp.zeros_like(g)
+    cotangent of ``q¹ + (q - q⁰)/2``."""
+    lo, hi = _nodal_bounds(qp, lay)
+    adj_c, adj_lo, adj_hi = onp.empty_like(g), onp.zeros_like(qp), onp.zeros_like(qp)
     if q.ndim == 3:
-        k3.mc_correct_vjp_3d.for_blocks(blocks)(g, q, qp, q1, q1p, *padded, *lay.tables, c, adj_c, adj_qp,
-                                                adj_q1p, *adj, blocks)
-        return adj_c
-    gx, gy = onp.empty_like(g), onp.empty_like(g)
-    k2.mc_correct_vjp.for_blocks(blocks)(g, q, qp, q1, q1p, *padded, lay.shift, lay.avg, lay.geo, c, adj_c,
-                                         adj_qp, adj_q1p, gx, gy, blocks)
-    _spread(adj, gx, gy, lay)
+        k3.mc_correct_vjp_3d.for_blocks(blocks)(g, q, q1, q1p, lo, hi, *padded, *lay.tables, c, adj_c, adj_lo,
+                                                adj_hi, adj_q1p, *adj, blocks)
+    else:
+        gx, gy = onp.empty_like(g), onp.empty_like(g)
+        k2.mc_correct_vjp.for_blocks(blocks)(g, q, q1, q1p, lo, hi, *padded, lay.shift, lay.avg, lay.geo, c,
+                                             adj_c, adj_lo, adj_hi, adj_q1p, gx, gy, blocks)
+        _spread(adj, gx, gy, lay)
+    _nodal_bounds_vjp(qp, lo, hi, adj_lo, adj_hi, adj_qp, lay)
     return adj_c
 
 

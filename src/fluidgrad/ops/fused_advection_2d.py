@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as onp
 
 from .compiled import jit, prange, twin
-from .fused_lattice import locate
+from .fused_lattice import below, locate
 
 
 @jit
@@ -31,10 +31,17 @@ def _bilinear(a, i0, i1, t0, j0, j1, t1):
 @jit
 def _bilinear_slope(a, i0, i1, t0, d0, j0, j1, t1, d1):
     """``(∂/∂s0, ∂/∂s1)`` of the bilinear interpolant in lattice units (``d`` zero where
-    the coordinate was clamped)."""
+    the coordinate was clamped); on an inner sample the mean of the one-sided slopes."""
     a00, a01, a10, a11 = a[i0, j0], a[i0, j1], a[i1, j0], a[i1, j1]
-    return (d0 * ((1 - t1) * (a10 - a00) + t1 * (a11 - a01)),
-            d1 * ((1 - t0) * (a01 - a00) + t0 * (a11 - a10)))
+    s0 = (1 - t1) * (a10 - a00) + t1 * (a11 - a01)
+    if t0 == 0.0 and d0 == 1.0:
+        m = below(i0, a.shape[0])
+        s0 = 0.5 * (s0 + (1 - t1) * (a00 - a[m, j0]) + t1 * (a01 - a[m, j1]))
+    s1 = (1 - t0) * (a01 - a00) + t0 * (a11 - a10)
+    if t1 == 0.0 and d1 == 1.0:
+        m = below(j0, a.shape[1])
+        s1 = 0.5 * (s1 + (1 - t0) * (a00 - a[i0, m]) + t0 * (a10 - a[i1, m]))
+    return d0 * s0, d1 * s1
 
 
 @jit
@@ -241,93 +248,157 @@ def sl_jvp(dq, du, dv, q, u, v, shift, avg, geo, shape0, shape1, c, with_q, with
 
 
 @jit
-def _extremes(a, i0, i1, j0, j1):
-    """(lo, k_lo, hi, k_hi): min and max of the 4 corners and which (first, in the
-    order 00, 01, 10, 11), as numpy's argmin/argmax choose."""
-    c0, c1, c2, c3 = a[i0, j0], a[i0, j1], a[i1, j0], a[i1, j1]
-    lo, klo, hi, khi = c0, 0, c0, 0
-    if c1 < lo:
-        lo, klo = c1, 1
-    if c2 < lo:
-        lo, klo = c2, 2
-    if c3 < lo:
-        lo, klo = c3, 3
-    if c1 > hi:
-        hi, khi = c1, 1
-    if c2 > hi:
-        hi, khi = c2, 2
-    if c3 > hi:
-        hi, khi = c3, 3
-    return lo, klo, hi, khi
-
-
-@jit
-def _corner(k, i0, i1, j0, j1):
-    return (i0 if k < 2 else i1), (j0 if k % 2 == 0 else j1)
-
-
-@jit
-def _mc_correct_row(i, out, q, qp, q1, q1p, u, v, shift, avg, geo, c, ib, fb):
-    _velocity_row(i, u, v, shift, avg, fb, 8)  # one sample for both traces
-    _departures(i, fb[8], fb[9], geo, -c, q1p.shape, ib, fb, 0)  # x + Δt U: q⁰ from q¹
-    _departures(i, fb[8], fb[9], geo, c, qp.shape, ib, fb, 4)  # x - Δt U: the clamp bounds
-    for j in range(q1.shape[1]):
-        i0, i1, t0, _, j0, j1, t1, _ = _stencil(ib, fb, 0, j)
-        corrected = q1[i, j] + 0.5 * (q[i, j] - _bilinear(q1p, i0, i1, t0, j0, j1, t1))
-        i0, i1, _, _, j0, j1, _, _ = _stencil(ib, fb, 4, j)
-        lo, _, hi, _ = _extremes(qp, i0, i1, j0, j1)
-        out[i, j] = lo if corrected < lo else (hi if corrected > hi else corrected)
+def neighbour(i, n, periodic):
+    """Index ``i`` of an axis of ``n`` samples: wrapped on a periodic axis, -1 beyond the
+    ends of a bounded one."""
+    if i >= 0 and i < n:
+        return i
+    if periodic:
+        return i % n
+    return -1
 
 
 @twin()
-def mc_correct(q, qp, q1, q1p, u, v, shift, avg, geo, c, parts):
-    """MacCormack's second pass: ``clamp(q¹ + (q - q⁰)/2)`` with ``q⁰ = I[q¹](x + Δt U)``,
-    bounds from the corners of ``I[q]`` at ``x - Δt U``."""
+def nodal_bounds(qp, periodic0, periodic1):
+    """``m``, ``M``: the min and max of the padded field over each sample's 3×3
+    neighbours (the reference's :class:`~.advection.NodalBounds`)."""
+    n0, n1 = qp.shape
+    lo, hi = onp.empty_like(qp), onp.empty_like(qp)
+    for i in prange(n0):
+        for j in range(n1):
+            a = b = qp[i, j]
+            for di in range(-1, 2):
+                ii = neighbour(i + di, n0, periodic0)
+                for dj in range(-1, 2):
+                    jj = neighbour(j + dj, n1, periodic1)
+                    if ii >= 0 and jj >= 0:
+                        x = qp[ii, jj]
+                        a = x if x < a else a
+                        b = x if x > b else b
+            lo[i, j], hi[i, j] = a, b
+    return lo, hi
+
+
+@jit
+def _share_row(i, qp, bound, adj, out, periodic0, periodic1):
+    """``out[i, j] = adj[i, j] / (how many neighbours of (i, j) attain bound[i, j])``."""
+    n0, n1 = qp.shape
+    for j in range(n1):
+        count = 0
+        for di in range(-1, 2):
+            ii = neighbour(i + di, n0, periodic0)
+            for dj in range(-1, 2):
+                jj = neighbour(j + dj, n1, periodic1)
+                if ii >= 0 and jj >= 0 and qp[ii, jj] == bound[i, j]:
+                    count += 1
+        out[i, j] = adj[i, j] / count if count > 0 else 0.0
+
+
+@twin()
+def nodal_bounds_vjp(qp, lo, hi, adj_lo, adj_hi, adj_qp, periodic0, periodic1):
+    """Add the transpose of :func:`nodal_bounds` applied to ``adj_lo``, ``adj_hi`` into
+    ``adj_qp``: each bound's cotangent shared equally by the samples that attain it."""
+    n0, n1 = qp.shape
+    share_lo, share_hi = onp.empty_like(adj_lo), onp.empty_like(adj_hi)
+    for i in prange(n0):
+        _share_row(i, qp, lo, adj_lo, share_lo, periodic0, periodic1)
+        _share_row(i, qp, hi, adj_hi, share_hi, periodic0, periodic1)
+    for i in prange(n0):
+        for j in range(n1):
+            x = qp[i, j]
+            total = 0.0
+            for di in range(-1, 2):
+                ii = neighbour(i - di, n0, periodic0)
+                for dj in range(-1, 2):
+                    jj = neighbour(j - dj, n1, periodic1)
+                    if ii >= 0 and jj >= 0:
+                        if lo[ii, jj] == x:
+                            total += share_lo[ii, jj]
+                        if hi[ii, jj] == x:
+                            total += share_hi[ii, jj]
+            adj_qp[i, j] += total
+
+
+@jit
+def clamp_shares(c, lo, hi):
+    """``min(max(c, lo), hi)`` and the shares of its derivative among (c, lo, hi): equal
+    among the arguments equal to the result (the reference's ``clamp_shares``)."""
+    r = min(max(c, lo), hi)
+    ec, el, eh = (1.0 if c == r else 0.0), (1.0 if lo == r else 0.0), (1.0 if hi == r else 0.0)
+    n = ec + el + eh
+    if n == 0.0:
+        n = 1.0
+    return r, ec / n, el / n, eh / n
+
+
+@jit
+def _mc_correct_row(i, out, q, q1, q1p, lo, hi, u, v, shift, avg, geo, c, ib, fb):
+    _velocity_row(i, u, v, shift, avg, fb, 8)  # one sample for both traces
+    _departures(i, fb[8], fb[9], geo, -c, q1p.shape, ib, fb, 0)  # x + Δt U: q⁰ from q¹
+    _departures(i, fb[8], fb[9], geo, c, lo.shape, ib, fb, 4)  # x - Δt U: the bounds
+    for j in range(q1.shape[1]):
+        i0, i1, t0, _, j0, j1, t1, _ = _stencil(ib, fb, 0, j)
+        corrected = q1[i, j] + 0.5 * (q[i, j] - _bilinear(q1p, i0, i1, t0, j0, j1, t1))
+        i0, i1, t0, _, j0, j1, t1, _ = _stencil(ib, fb, 4, j)
+        out[i, j] = clamp_shares(corrected, _bilinear(lo, i0, i1, t0, j0, j1, t1),
+                                 _bilinear(hi, i0, i1, t0, j0, j1, t1))[0]
+
+
+@twin()
+def mc_correct(q, q1, q1p, lo, hi, u, v, shift, avg, geo, c, parts):
+    """MacCormack's second pass: ``clamp(q¹ + (q - q⁰)/2, I[m], I[M])`` with
+    ``q⁰ = I[q¹](x + Δt U)`` and the nodal bounds ``lo``, ``hi`` (:func:`nodal_bounds`)
+    interpolated at ``x - Δt U``."""
     out = onp.empty_like(q1)
     ib, fb = _buffers(parts, 2, q1.shape[1])
     for b in prange(parts):
         for i in range(b * q1.shape[0] // parts, (b + 1) * q1.shape[0] // parts):
-            _mc_correct_row(i, out, q, qp, q1, q1p, u, v, shift, avg, geo, c, ib[b], fb[b])
+            _mc_correct_row(i, out, q, q1, q1p, lo, hi, u, v, shift, avg, geo, c, ib[b], fb[b])
     return out
 
 
 @jit
-def _mc_vjp_row(i, g, q, qp, q1, q1p, u, v, shift, avg, geo, c, adj_c, adj_qp, adj_q1p, gx, gy, ib, fb):
+def _mc_vjp_row(i, g, q, q1, q1p, lo, hi, u, v, shift, avg, geo, c, adj_c, adj_lo, adj_hi, adj_q1p, gx, gy,
+                ib, fb):
     _velocity_row(i, u, v, shift, avg, fb, 8)
     _departures(i, fb[8], fb[9], geo, -c, q1p.shape, ib, fb, 0)
-    _departures(i, fb[8], fb[9], geo, c, qp.shape, ib, fb, 4)
+    _departures(i, fb[8], fb[9], geo, c, lo.shape, ib, fb, 4)
     for j in range(g.shape[1]):
         b0, b1, tb0, db0, c0, c1, tb1, db1 = _stencil(ib, fb, 0, j)
         corrected = q1[i, j] + 0.5 * (q[i, j] - _bilinear(q1p, b0, b1, tb0, c0, c1, tb1))
-        i0, i1, _, _, j0, j1, _, _ = _stencil(ib, fb, 4, j)
-        lo, klo, hi, khi = _extremes(qp, i0, i1, j0, j1)
+        i0, i1, t0, d0, j0, j1, t1, d1 = _stencil(ib, fb, 4, j)
+        _, s_c, s_lo, s_hi = clamp_shares(corrected, _bilinear(lo, i0, i1, t0, j0, j1, t1),
+                                          _bilinear(hi, i0, i1, t0, j0, j1, t1))
         gij = g[i, j]
-        gx[i, j] = 0.0
-        gy[i, j] = 0.0
-        if corrected < lo:
-            a, b = _corner(klo, i0, i1, j0, j1)
-            adj_qp[a, b] += gij
-        elif corrected > hi:
-            a, b = _corner(khi, i0, i1, j0, j1)
-            adj_qp[a, b] += gij
-        else:
-            adj_c[i, j] = gij
-            adj_q0 = -0.5 * gij
-            sx, sy = _bilinear_slope(q1p, b0, b1, tb0, db0, c0, c1, tb1, db1)
-            gx[i, j] = c * (adj_q0 * sx)
-            gy[i, j] = c * (adj_q0 * sy)
+        sx, sy = 0.0, 0.0
+        if s_lo != 0.0:
+            _spread(adj_lo, s_lo * gij, i0, i1, t0, j0, j1, t1)
+            lx, ly = _bilinear_slope(lo, i0, i1, t0, d0, j0, j1, t1, d1)
+            sx, sy = sx - s_lo * lx, sy - s_lo * ly
+        if s_hi != 0.0:
+            _spread(adj_hi, s_hi * gij, i0, i1, t0, j0, j1, t1)
+            hx, hy = _bilinear_slope(hi, i0, i1, t0, d0, j0, j1, t1, d1)
+            sx, sy = sx - s_hi * hx, sy - s_hi * hy
+        adj_c[i, j] = s_c * gij
+        if s_c != 0.0:
+            adj_q0 = -0.5 * (s_c * gij)
+            bx, by = _bilinear_slope(q1p, b0, b1, tb0, db0, c0, c1, tb1, db1)
             _spread(adj_q1p, adj_q0, b0, b1, tb0, c0, c1, tb1)
+            sx, sy = sx - 0.5 * s_c * bx, sy - 0.5 * s_c * by
+        gx[i, j] = c * (gij * sx)
+        gy[i, j] = c * (gij * sy)
 
 
 @twin()
-def mc_correct_vjp(g, q, qp, q1, q1p, u, v, shift, avg, geo, c, adj_c, adj_qp, adj_q1p, gx, gy, blocks):
-    """The VJP of :func:`mc_correct`, added into ``adj_*``: with respect to ``q`` (direct,
-    ``adj_c``, and through the clamp bounds, on the padded lattice) and ``q¹`` (direct, and
-    on the padded lattice through ``q⁰``); ``gx, gy``: the cotangent of U at the field's
-    points (through the backward departure points)."""
+def mc_correct_vjp(g, q, q1, q1p, lo, hi, u, v, shift, avg, geo, c, adj_c, adj_lo, adj_hi, adj_q1p, gx, gy,
+                   blocks):
+    """The VJP of :func:`mc_correct`: ``adj_c`` = the cotangent of ``q¹ + (q - q⁰)/2``;
+    added into the padded adjoints of the bounds (``adj_lo``, ``adj_hi``) and of ``q¹``
+    (through ``q⁰``); ``gx, gy``: the cotangent of U at the field's points (through the
+    backward departure points and the bounds' slopes at the forward ones)."""
     ib, fb = _buffers(blocks.shape[1], 2, g.shape[1])
     for colour in range(2):
         for b in prange(blocks.shape[1]):
             for i in range(blocks[colour, b, 0], blocks[colour, b, 1]):
-                _mc_vjp_row(i, g, q, qp, q1, q1p, u, v, shift, avg, geo, c, adj_c, adj_qp, adj_q1p, gx, gy, ib[b],
-                            fb[b])
+                _mc_vjp_row(i, g, q, q1, q1p, lo, hi, u, v, shift, avg, geo, c, adj_c, adj_lo, adj_hi, adj_q1p,
+                            gx, gy, ib[b], fb[b])

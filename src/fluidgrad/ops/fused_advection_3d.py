@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as onp
 
 from .compiled import jit, numba, pjit, prange, twin
-from .fused_lattice import locate
+from .fused_advection_2d import clamp_shares, neighbour
+from .fused_lattice import below, locate
 
 
 @jit
@@ -78,25 +79,93 @@ def sl_forward_3d(q, u, v, w, vrow, vcol, vdep, avg, geo, shape, c):
 
 
 @jit
-def _mc_correct_plane(i, out, q, qp, q1, q1p, u, v, w, vrow, vcol, vdep, avg, geo, c):
+def _mc_correct_plane(i, out, q, q1, q1p, lo, hi, u, v, w, vrow, vcol, vdep, avg, geo, c):
     for j in range(q1.shape[1]):
         for k in range(q1.shape[2]):
             ux, vy, wz = _velocity_at_3d(i, j, k, u, v, w, vrow, vcol, vdep, avg)  # one sample for both traces
             s0, s1, s2 = i + geo[0], j + geo[1], k + geo[2]
             i0, i1, t0, _, j0, j1, t1, _, k0, k1, t2, _ = _cell_3d(q1p, s0 + c * ux, s1 + c * vy, s2 + c * wz, geo)
             corrected = q1[i, j, k] + 0.5 * (q[i, j, k] - _trilinear(q1p, i0, i1, t0, j0, j1, t1, k0, k1, t2))
-            i0, i1, _, _, j0, j1, _, _, k0, k1, _, _ = _cell_3d(qp, s0 - c * ux, s1 - c * vy, s2 - c * wz, geo)
-            lo, _, hi, _ = _extremes_3d(qp, i0, i1, j0, j1, k0, k1)
-            out[i, j, k] = lo if corrected < lo else (hi if corrected > hi else corrected)
+            i0, i1, t0, _, j0, j1, t1, _, k0, k1, t2, _ = _cell_3d(lo, s0 - c * ux, s1 - c * vy, s2 - c * wz, geo)
+            out[i, j, k] = clamp_shares(corrected, _trilinear(lo, i0, i1, t0, j0, j1, t1, k0, k1, t2),
+                                        _trilinear(hi, i0, i1, t0, j0, j1, t1, k0, k1, t2))[0]
 
 
 @pjit
-def mc_correct_3d(q, qp, q1, q1p, u, v, w, vrow, vcol, vdep, avg, geo, c):
+def mc_correct_3d(q, q1, q1p, lo, hi, u, v, w, vrow, vcol, vdep, avg, geo, c):
     """MacCormack's second pass (as the 2-D ``mc_correct``) on a 3-D lattice (planes of axis 0 in parallel)."""
     out = onp.empty_like(q1)
     for i in prange(q1.shape[0]):
-        _mc_correct_plane(numba.int64(i), out, q, qp, q1, q1p, u, v, w, vrow, vcol, vdep, avg, geo, c)
+        _mc_correct_plane(numba.int64(i), out, q, q1, q1p, lo, hi, u, v, w, vrow, vcol, vdep, avg, geo, c)
     return out
+
+
+@pjit
+def nodal_bounds_3d(qp, periodic0, periodic1, periodic2):
+    """``m``, ``M``: the min and max of the padded field over each sample's 3×3×3 neighbours."""
+    n0, n1, n2 = qp.shape
+    lo, hi = onp.empty_like(qp), onp.empty_like(qp)
+    for i in prange(n0):
+        for j in range(n1):
+            for k in range(n2):
+                a = b = qp[i, j, k]
+                for di in range(-1, 2):
+                    ii = neighbour(i + di, n0, periodic0)
+                    for dj in range(-1, 2):
+                        jj = neighbour(j + dj, n1, periodic1)
+                        for dk in range(-1, 2):
+                            kk = neighbour(k + dk, n2, periodic2)
+                            if ii >= 0 and jj >= 0 and kk >= 0:
+                                x = qp[ii, jj, kk]
+                                a = x if x < a else a
+                                b = x if x > b else b
+                lo[i, j, k], hi[i, j, k] = a, b
+    return lo, hi
+
+
+@jit
+def _share_3d(i, j, k, qp, bound, adj, periodic0, periodic1, periodic2):
+    """``adj[i, j, k]`` over how many neighbours of (i, j, k) attain ``bound[i, j, k]``."""
+    n0, n1, n2 = qp.shape
+    count = 0
+    for di in range(-1, 2):
+        ii = neighbour(i + di, n0, periodic0)
+        for dj in range(-1, 2):
+            jj = neighbour(j + dj, n1, periodic1)
+            for dk in range(-1, 2):
+                kk = neighbour(k + dk, n2, periodic2)
+                if ii >= 0 and jj >= 0 and kk >= 0 and qp[ii, jj, kk] == bound[i, j, k]:
+                    count += 1
+    return adj[i, j, k] / count if count > 0 else 0.0
+
+
+@pjit
+def nodal_bounds_vjp_3d(qp, lo, hi, adj_lo, adj_hi, adj_qp, periodic0, periodic1, periodic2):
+    """Add the transpose of :func:`nodal_bounds_3d` applied to ``adj_lo``, ``adj_hi`` into ``adj_qp``."""
+    n0, n1, n2 = qp.shape
+    share_lo, share_hi = onp.empty_like(adj_lo), onp.empty_like(adj_hi)
+    for i in prange(n0):
+        for j in range(n1):
+            for k in range(n2):
+                share_lo[i, j, k] = _share_3d(i, j, k, qp, lo, adj_lo, periodic0, periodic1, periodic2)
+                share_hi[i, j, k] = _share_3d(i, j, k, qp, hi, adj_hi, periodic0, periodic1, periodic2)
+    for i in prange(n0):
+        for j in range(n1):
+            for k in range(n2):
+                x = qp[i, j, k]
+                total = 0.0
+                for di in range(-1, 2):
+                    ii = neighbour(i - di, n0, periodic0)
+                    for dj in range(-1, 2):
+                        jj = neighbour(j - dj, n1, periodic1)
+                        for dk in range(-1, 2):
+                            kk = neighbour(k - dk, n2, periodic2)
+                            if ii >= 0 and jj >= 0 and kk >= 0:
+                                if lo[ii, jj, kk] == x:
+                                    total += share_lo[ii, jj, kk]
+                                if hi[ii, jj, kk] == x:
+                                    total += share_hi[ii, jj, kk]
+                adj_qp[i, j, k] += total
 
 
 @jit
@@ -111,16 +180,37 @@ def _spread_3d(out, g, i0, i1, t0, j0, j1, t1, k0, k1, t2):
 
 @jit
 def _trilinear_slope(a, i0, i1, t0, d0, j0, j1, t1, d1, k0, k1, t2, d2):
-    """``(∂/∂s0, ∂/∂s1, ∂/∂s2)`` of the trilinear interpolant in lattice units."""
-    a000, a001, a010, a011 = a[i0, j0, k0], a[i0, j0, k1], a[i0, j1, k0], a[i0, j1, k1]
-    a100, a101, a110, a111 = a[i1, j0, k0], a[i1, j0, k1], a[i1, j1, k0], a[i1, j1, k1]
-    s0 = d0 * ((1 - t1) * ((1 - t2) * (a100 - a000) + t2 * (a101 - a001))
-               + t1 * ((1 - t2) * (a110 - a010) + t2 * (a111 - a011)))
-    s1 = d1 * ((1 - t0) * ((1 - t2) * (a010 - a000) + t2 * (a011 - a001))
-               + t0 * ((1 - t2) * (a110 - a100) + t2 * (a111 - a101)))
-    s2 = d2 * ((1 - t0) * ((1 - t1) * (a001 - a000) + t1 * (a011 - a010))
-               + t0 * ((1 - t1) * (a101 - a100) + t1 * (a111 - a110)))
+    """``(∂/∂s0, ∂/∂s1, ∂/∂s2)`` of the trilinear interpolant in lattice units (``d`` zero
+    where the coordinate was clamped); on an inner sample the mean of the one-sided slopes."""
+    s0 = _axis_slope_3d(a, 0, i0, i1, t0, d0, j0, j1, t1, k0, k1, t2) if d0 != 0.0 else 0.0
+    s1 = _axis_slope_3d(a, 1, j0, j1, t1, d1, i0, i1, t0, k0, k1, t2) if d1 != 0.0 else 0.0
+    s2 = _axis_slope_3d(a, 2, k0, k1, t2, d2, i0, i1, t0, j0, j1, t1) if d2 != 0.0 else 0.0
     return s0, s1, s2
+
+
+@jit
+def _at(a, axis, m, p, q):
+    """``a`` at index ``m`` along ``axis`` and ``p``, ``q`` along the other two, in order."""
+    if axis == 0:
+        return a[m, p, q]
+    if axis == 1:
+        return a[p, m, q]
+    return a[p, q, m]
+
+
+@jit
+def _axis_slope_3d(a, axis, m0, m1, tm, dm, p0, p1, tp, q0, q1, tq):
+    """``dm · ∂/∂s_axis`` of the trilinear interpolant: the difference of the bilinear
+    interpolants in the two planes ``m0``, ``m1`` across ``axis``, or of ``m1`` and the
+    plane below ``m0`` (halved) on an inner sample."""
+    def plane(m):
+        return ((1 - tp) * ((1 - tq) * _at(a, axis, m, p0, q0) + tq * _at(a, axis, m, p0, q1))
+                + tp * ((1 - tq) * _at(a, axis, m, p1, q0) + tq * _at(a, axis, m, p1, q1)))
+    lower = plane(m0)
+    out = plane(m1) - lower
+    if tm == 0.0 and dm == 1.0:
+        out = 0.5 * (out + lower - plane(below(m0, a.shape[axis])))
+    return dm * out
 
 
 @jit
@@ -173,26 +263,8 @@ def sl_vjp_3d(g, q, u, v, w, vrow, vcol, vdep, avg, geo, c, adj_q, adj_u, adj_v,
 
 
 @jit
-def _extremes_3d(a, i0, i1, j0, j1, k0, k1):
-    """min and max of the 8 corners and which (first), in the order 000, 001, 010, ..., 111."""
-    lo = hi = a[i0, j0, k0]
-    klo = khi = 0
-    n = 0
-    for ii in (i0, i1):
-        for jj in (j0, j1):
-            for kk in (k0, k1):
-                x = a[ii, jj, kk]
-                if x < lo:
-                    lo, klo = x, n
-                if x > hi:
-                    hi, khi = x, n
-                n += 1
-    return lo, klo, hi, khi
-
-
-@jit
-def _mc_vjp_plane(i, g, q, qp, q1, q1p, u, v, w, vrow, vcol, vdep, avg, geo, c, adj_c, adj_qp, adj_q1p,
-                  adj_u, adj_v, adj_w):
+def _mc_vjp_plane(i, g, q, q1, q1p, lo, hi, u, v, w, vrow, vcol, vdep, avg, geo, c, adj_c, adj_lo, adj_hi,
+                  adj_q1p, adj_u, adj_v, adj_w):
     for j in range(g.shape[1]):
         for k in range(g.shape[2]):
             ux, vy, wz = _velocity_at_3d(i, j, k, u, v, w, vrow, vcol, vdep, avg)  # one sample for both traces
@@ -200,27 +272,35 @@ def _mc_vjp_plane(i, g, q, qp, q1, q1p, u, v, w, vrow, vcol, vdep, avg, geo, c, 
             b0, b1, tb0, db0, e0, e1, tb1, db1, f0, f1, tb2, db2 = _cell_3d(q1p, s0 + c * ux, s1 + c * vy,
                                                                           s2 + c * wz, geo)
             corrected = q1[i, j, k] + 0.5 * (q[i, j, k] - _trilinear(q1p, b0, b1, tb0, e0, e1, tb1, f0, f1, tb2))
-            i0, i1, _, _, j0, j1, _, _, k0, k1, _, _ = _cell_3d(qp, s0 - c * ux, s1 - c * vy, s2 - c * wz, geo)
-            lo, klo, hi, khi = _extremes_3d(qp, i0, i1, j0, j1, k0, k1)
+            i0, i1, t0, d0, j0, j1, t1, d1, k0, k1, t2, d2 = _cell_3d(lo, s0 - c * ux, s1 - c * vy, s2 - c * wz,
+                                                                      geo)
+            _, s_c, s_lo, s_hi = clamp_shares(corrected, _trilinear(lo, i0, i1, t0, j0, j1, t1, k0, k1, t2),
+                                              _trilinear(hi, i0, i1, t0, j0, j1, t1, k0, k1, t2))
             gijk = g[i, j, k]
-            if corrected < lo or corrected > hi:  # the bound's corner takes the cotangent
-                n = klo if corrected < lo else khi
-                adj_qp[i1 if n & 4 else i0, j1 if n & 2 else j0, k1 if n & 1 else k0] += gijk
-            else:
-                adj_c[i, j, k] = gijk
-                adj_q0 = -0.5 * gijk
-                _spread_3d(adj_q1p, adj_q0, b0, b1, tb0, e0, e1, tb1, f0, f1, tb2)
-                sx, sy, sz = _trilinear_slope(q1p, b0, b1, tb0, db0, e0, e1, tb1, db1, f0, f1, tb2, db2)
-                _spread_velocity_3d(adj_u, adj_v, adj_w, c * (adj_q0 * sx), c * (adj_q0 * sy), c * (adj_q0 * sz),
-                                    i, j, k, vrow, vcol, vdep, avg)
+            sx, sy, sz = 0.0, 0.0, 0.0
+            if s_lo != 0.0:
+                _spread_3d(adj_lo, s_lo * gijk, i0, i1, t0, j0, j1, t1, k0, k1, t2)
+                lx, ly, lz = _trilinear_slope(lo, i0, i1, t0, d0, j0, j1, t1, d1, k0, k1, t2, d2)
+                sx, sy, sz = sx - s_lo * lx, sy - s_lo * ly, sz - s_lo * lz
+            if s_hi != 0.0:
+                _spread_3d(adj_hi, s_hi * gijk, i0, i1, t0, j0, j1, t1, k0, k1, t2)
+                hx, hy, hz = _trilinear_slope(hi, i0, i1, t0, d0, j0, j1, t1, d1, k0, k1, t2, d2)
+                sx, sy, sz = sx - s_hi * hx, sy - s_hi * hy, sz - s_hi * hz
+            adj_c[i, j, k] = s_c * gijk
+            if s_c != 0.0:
+                _spread_3d(adj_q1p, -0.5 * (s_c * gijk), b0, b1, tb0, e0, e1, tb1, f0, f1, tb2)
+                bx, by, bz = _trilinear_slope(q1p, b0, b1, tb0, db0, e0, e1, tb1, db1, f0, f1, tb2, db2)
+                sx, sy, sz = sx - 0.5 * s_c * bx, sy - 0.5 * s_c * by, sz - 0.5 * s_c * bz
+            _spread_velocity_3d(adj_u, adj_v, adj_w, c * (gijk * sx), c * (gijk * sy), c * (gijk * sz),
+                                i, j, k, vrow, vcol, vdep, avg)
 
 
 @twin()
-def mc_correct_vjp_3d(g, q, qp, q1, q1p, u, v, w, vrow, vcol, vdep, avg, geo, c, adj_c, adj_qp, adj_q1p,
-                      adj_u, adj_v, adj_w, blocks):
+def mc_correct_vjp_3d(g, q, q1, q1p, lo, hi, u, v, w, vrow, vcol, vdep, avg, geo, c, adj_c, adj_lo, adj_hi,
+                      adj_q1p, adj_u, adj_v, adj_w, blocks):
     """The VJP of :func:`mc_correct_3d` (as the 2-D ``mc_correct_vjp``)."""
     for colour in range(2):
         for b in prange(blocks.shape[1]):
             for i in range(blocks[colour, b, 0], blocks[colour, b, 1]):
-                _mc_vjp_plane(i, g, q, qp, q1, q1p, u, v, w, vrow, vcol, vdep, avg, geo, c, adj_c, adj_qp,
-                              adj_q1p, adj_u, adj_v, adj_w)
+                _mc_vjp_plane(i, g, q, q1, q1p, lo, hi, u, v, w, vrow, vcol, vdep, avg, geo, c, adj_c, adj_lo,
+                              adj_hi, adj_q1p, adj_u, adj_v, adj_w)

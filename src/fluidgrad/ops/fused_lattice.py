@@ -16,8 +16,10 @@ from .compiled import jit
 @jit
 def locate(s, n, periodic):
     """Lower/upper index, fraction and d(fraction)/ds at lattice coordinate ``s`` of an
-    axis of ``n`` samples (periodic: wrapped; bounded: clamped to the end samples). A
-    coordinate that is not finite gives index 0 and a NaN fraction (NaN in, NaN out)."""
+    axis of ``n`` samples (periodic: wrapped; bounded: clamped to the end samples, where
+    d(fraction)/ds is ½, the mean of the one-sided slopes, and 0 beyond). A coordinate
+    that is not finite gives index 0 and a NaN fraction (NaN in, NaN out). On an inner
+    sample (fraction 0, slope 1) the slopes take the mean of both sides, :func:`below`."""
     fn = float(n)
     if periodic:
         f = math.floor(s)
@@ -30,7 +32,14 @@ def locate(s, n, periodic):
     sc = min(max(s, 0.0), top)
     f = math.floor(sc)
     k = min(int(f), n - 2) if (f >= 0.0 and f <= top) else 0
-    return k, k + 1, sc - k, 1.0 if (s >= 0.0 and s <= top) else 0.0
+    return k, k + 1, sc - k, 1.0 if (s > 0.0 and s < top) else (0.5 if (s == 0.0 or s == top) else 0.0)
+
+
+@jit
+def below(k, n):
+    """The sample before ``k`` on an axis of ``n`` (wrapping: only periodic axes have an
+    inner sample at ``k = 0``)."""
+    return k - 1 if k > 0 else n - 1
 
 
 def _axis_table(s, n, periodic):

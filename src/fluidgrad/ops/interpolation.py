@@ -12,6 +12,12 @@ A :class:`Stencil` holds, for each point, the 2ᵈ corner indices and weights, s
 * ``gather``: ``q(x) = Σ_k w_k q[i_k]``;
 * ``scatter``: the transpose, ``adj_q[i_k] += w_k g`` (repeated indices add up);
 * ``slope``: ``∂q(x)/∂x_d = Σ_k (∂w_k/∂x_d) q[i_k]`` (0 where a point is clamped).
+
+The interpolant has kinks where a coordinate sits exactly on a sample (and at the ends
+of a bounded axis, where clamping starts). There the slope is **the mean of the two
+one-sided slopes**, ``(q[i+1] - q[i-1]) / 2h`` on a sample and half the inner slope at
+an end - what central differences measure, and mirror-symmetric. The fused kernels
+(:func:`.fused_lattice.locate`) follow the same rule.
 """
 
 from __future__ import annotations
@@ -126,67 +132,95 @@ def sample_points(domain, location, like):
 class Stencil:
     """Corner indices (flat, into the padded field), weights and weight slopes."""
 
-    __slots__ = ("index", "weight", "slope_weight", "size", "shape")
+    __slots__ = ("index", "weight", "slope_weight", "kink", "size", "shape")
 
-    def __init__(self, index, weight, slope_weight, size, shape):
+    def __init__(self, index, weight, slope_weight, kink, size, shape):
         self.index = index
         self.weight = weight
         self.slope_weight = slope_weight
+        self.kink = kink  # per axis: None, or (indices, weights) of the sample below i0
         self.size = size
         self.shape = shape
+
+
+def _axis(s, n, periodic, xp):
+    """One axis of a stencil at lattice coordinates ``s``: lower and upper index, the
+    fraction, d(fraction)/ds (``None`` for 1; ½ at the ends of a bounded axis, 0 beyond),
+    and where ``s`` sits exactly on an inner sample (``None`` if nowhere) with the index
+    below it."""
+    if periodic:
+        f = xp.floor(s)
+        t = s - f
+        i0 = f.astype(xp.int64) % n
+        kink = t == 0
+        return i0, (i0 + 1) % n, t, None, kink, (i0 - 1) % n
+    if n == 1:
+        zero = xp.zeros(s.shape, dtype=xp.int64)
+        return zero, zero, xp.zeros_like(s), xp.zeros_like(s), None, None
+    sc = xp.clip(s, 0, n - 1)
+    i0 = xp.minimum(xp.floor(sc).astype(xp.int64), n - 2)
+    t = sc - i0.astype(sc.dtype)  # float32 - int64 would promote to float64
+    inside = (s > 0) & (s < n - 1)
+    ends = (s == 0) | (s == n - 1)
+    dt = inside.astype(s.dtype) + 0.5 * ends.astype(s.dtype)
+    kink = inside & (t == 0)
+    return i0, i0 + 1, t, dt, kink, xp.maximum(i0 - 1, 0)
 
 
 def stencil(lattice: Lattice, points) -> Stencil:
     """Interpolation stencil of ``lattice`` at ``points`` (a tuple of coordinate arrays)."""
     xp = xp_of(points[0])
     ndim = len(lattice.shape)
-    lower, upper, frac, dfrac = [], [], [], []
-    for d in range(ndim):
-        n = lattice.shape[d]
-        s = points[d] / lattice.h - lattice.offset[d]
-        if lattice.periodic[d]:
-            f = xp.floor(s)
-            t = s - f
-            i0 = f.astype(xp.int64) % n
-            i1 = (i0 + 1) % n
-            dt = None  # derivative of t w.r.t. s is 1
-        elif n == 1:
-            i0 = i1 = xp.zeros(s.shape, dtype=xp.int64)
-            t = xp.zeros_like(s)
-            dt = xp.zeros_like(s)
-        else:
-            sc = xp.clip(s, 0, n - 1)
-            i0 = xp.minimum(xp.floor(sc).astype(xp.int64), n - 2)
-            t = sc - i0.astype(sc.dtype)  # float32 - int64 would promote to float64
-            i1 = i0 + 1
-            dt = ((s >= 0) & (s <= n - 1)).astype(s.dtype)
-        lower.append(i0)
-        upper.append(i1)
-        frac.append(t)
-        dfrac.append(dt)
+    axes = [_axis(points[d] / lattice.h - lattice.offset[d], lattice.shape[d], lattice.periodic[d], xp)
+            for d in range(ndim)]
     strides = [math.prod(lattice.shape[d + 1:]) for d in range(ndim)]
+
+    def flat(indices):
+        out = None
+        for i, stride in zip(indices, strides):
+            term = i * stride if stride != 1 else i
+            out = term if out is None else out + term
+        return out
+
+    def factors(bits):
+        return [ax[2] if b else 1 - ax[2] for ax, b in zip(axes, bits)]
+
     index, weight = [], []
     slope_weight = [[] for _ in range(ndim)]
     for bits in itertools.product((0, 1), repeat=ndim):
-        idx = None
-        factors = []
+        index.append(flat([ax[1] if b else ax[0] for ax, b in zip(axes, bits)]))
+        f = factors(bits)
+        weight.append(math.prod(f[1:], start=f[0]))
         for d, b in enumerate(bits):
-            i = (upper if b else lower)[d]
-            term = i * strides[d] if strides[d] != 1 else i
-            idx = term if idx is None else idx + term
-            factors.append(frac[d] if b else 1 - frac[d])
-        index.append(idx)
-        weight.append(math.prod(factors[1:], start=factors[0]) if ndim > 1 else factors[0])
-        for d, b in enumerate(bits):
-            others = [factors[e] for e in range(ndim) if e != d]
-            sign = 1.0 if b else -1.0
-            w = sign / lattice.h
-            if dfrac[d] is not None:
-                w = w * dfrac[d]
-            for o in others:
-                w = w * o
+            w = (1.0 if b else -1.0) / lattice.h
+            if axes[d][3] is not None:
+                w = w * axes[d][3]
+            for e in range(ndim):
+                if e != d:
+                    w = w * f[e]
             slope_weight[d].append(w)
-    return Stencil(index, weight, slope_weight, lattice.size, points[0].shape)
+    # on an inner sample, the mean of the one-sided slopes: (q[i+1] - q[i-1]) / 2h
+    kinks = []
+    for d, (_, _, _, dt, kink, below) in enumerate(axes):
+        if kink is None or not bool(xp.any(kink)):
+            kinks.append(None)
+            continue
+        half = 0.5 * kink.astype(points[0].dtype)
+        extra_index, extra_weight = [], []
+        for k, bits in enumerate(itertools.product((0, 1), repeat=ndim)):
+            scale = (1 - half) if bits[d] else (1 - 2 * half)
+            slope_weight[d][k] = slope_weight[d][k] * scale
+            if not bits[d]:
+                extra_index.append(flat([below if e == d else (ax[1] if b else ax[0])
+                                         for e, (ax, b) in enumerate(zip(axes, bits))]))
+                w = -half / lattice.h * (1.0 if dt is None else dt)
+                f = factors(bits)
+                for e in range(ndim):
+                    if e != d:
+                        w = w * f[e]
+                extra_weight.append(w)
+        kinks.append((extra_index, extra_weight))
+    return Stencil(index, weight, slope_weight, kinks, lattice.size, points[0].shape)
 
 
 def gather(field, st: Stencil):
@@ -215,10 +249,13 @@ def slope(field, st: Stencil):
     xp = xp_of(field)
     corners = [xp.take(flat, idx) for idx in st.index]
     out = []
-    for weights in st.slope_weight:
+    for weights, kink in zip(st.slope_weight, st.kink):
         total = None
         for c, w in zip(corners, weights):
             total = w * c if total is None else total + w * c
+        if kink is not None:
+            for idx, w in zip(*kink):
+                total = total + w * xp.take(flat, idx)
         out.append(total)
     return out
 

@@ -8,6 +8,7 @@ be optimized too. Regions are cell masks made from the obstacle shapes
 
 from __future__ import annotations
 
+from ..backend import raw
 from ..boundaries import Obstacle
 
 
@@ -25,3 +26,13 @@ def impose(q, mask, value):
     """``(1 - m) q + m value``: hold ``q`` at ``value`` inside the region."""
     m = mask.astype(q.dtype)
     return q * (1 - m) + value * m
+
+
+def close_faces(velocity, domain):
+    """The MAC ``velocity`` with every closed face (walls, inflow faces, faces touching a
+    solid cell) at its prescribed value: ``u·open + fixed``. What a state holds on those
+    faces has no effect, so its gradient there is exactly zero."""
+    if not domain.has_closed_faces:
+        return tuple(velocity)
+    return tuple(u * domain.array("open_faces", raw(u), d) + domain.array("fixed_velocity", raw(u), d)
+                 for d, u in enumerate(velocity))
