@@ -14,7 +14,7 @@ time: {dt: 0.01, steps: 5}
 """
 
 BOMB = "a: &a [x,x,x,x,x,x,x,x,x,x]\n" + "".join(
-    f"{c}: &{c} [{', '.join(['*' + p] * 10)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+    f"{c}: &{c} [{', '.join(['*' + p] * 10)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True))
 
 CORPUS = {
     "syntax-error": ("grid: {resolution: [16, 16]\ntime: {dt: 0.01}", "invalid YAML at line"),

@@ -36,7 +36,7 @@ def _open(sim, u):
     """The velocity restricted to open faces: the closed ones are fixed by the walls and
     obstacles (and a projected state's zeros there put departure points exactly on grid
     nodes, where interpolation has a kink; perturbing them is not differentiable)."""
-    return tuple(m * a for m, a in zip(sim.domain.open_faces, u))
+    return tuple(m * a for m, a in zip(sim.domain.open_faces, u, strict=True))
 
 
 def _loss(state):
@@ -74,7 +74,7 @@ def test_checkpointed_and_plain_gradients_agree():
     g_plain = fg.grad(lambda u: loss(u, checkpoint=False))(s0.velocity)
     for snapshots in (2, 7, 40):
         g_ckpt = fg.grad(lambda u: loss(u, snapshots=snapshots))(s0.velocity)
-        for a, b in zip(g_plain, g_ckpt):
+        for a, b in zip(g_plain, g_ckpt, strict=True):
             onp.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-14)
 
 
@@ -158,7 +158,7 @@ def test_snapshots_on_disk_give_the_same_gradient(tmp_path):
         return value
 
     g_disk = fg.grad(watching)(s0.velocity)
-    for a, b in zip(g_memory, g_disk):
+    for a, b in zip(g_memory, g_disk, strict=True):
         onp.testing.assert_array_equal(a, b)
     assert seen and not list(tmp_path.glob("*.npy"))  # and are removed when no longer needed
 

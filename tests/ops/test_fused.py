@@ -58,7 +58,7 @@ def _blocks(shape, padded, c):
 
 
 def _close(a, b, tol):
-    for x, y in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,)):
+    for x, y in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,), strict=True):
         if isinstance(x, tuple):
             _close(x, y, tol)
         else:
@@ -138,7 +138,7 @@ def test_parallel_3d_vjp_equals_the_serial_one():
                                 blocks if parallel else serial)
         return adj
 
-    for a, b in zip(adjoints(True), adjoints(False)):
+    for a, b in zip(adjoints(True), adjoints(False), strict=True):
         onp.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
@@ -245,14 +245,14 @@ def test_parallel_vjp_equals_the_serial_one(spec):
         out = [[onp.zeros_like(a) for a in like] for _ in range(2)]
         kernel.parallel(*args, *out[0], blocks)
         kernel.serial(*args, *out[1], serial)
-        return zip(*out)
+        return zip(*out, strict=True)
 
     for a, b in adjoints(k2.sl_vjp, g, qp, *vel, c, like=(qp, g, g)):
         onp.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
     spread = [[onp.zeros_like(a) for a in padded] for _ in range(2)]
     k2.spread.parallel(g, 2 * g, lay.shift, lay.avg, *spread[0])
     k2.spread.serial(g, 2 * g, lay.shift, lay.avg, *spread[1])
-    for a, b in zip(*spread):
+    for a, b in zip(*spread, strict=True):
         assert onp.array_equal(a, b)
     shape = (*vel, *q.shape, c)
     assert onp.array_equal(k2.sl_forward.parallel(qp, *shape, 3), k2.sl_forward.serial(qp, *shape, 1))

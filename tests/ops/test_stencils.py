@@ -17,7 +17,7 @@ def test_divergence_of_masked_gradient_is_the_pressure_laplacian(name, ndim):
     domain = domains.make(name, ndim)
     p = onp.random.default_rng(0).standard_normal(domain.grid.shape) * domain.fluid
     grad = stencils.gradient(p, domain=domain)
-    masked = tuple(g * m for g, m in zip(grad, domain.open_faces))
+    masked = tuple(g * m for g, m in zip(grad, domain.open_faces, strict=True))
     lhs = stencils.divergence(masked, domain=domain)
     rhs = poisson_operator(domain, p).apply(p)
     onp.testing.assert_allclose(lhs[domain.fluid], rhs[domain.fluid], rtol=1e-12, atol=1e-9)
@@ -32,7 +32,7 @@ def test_gradient_and_divergence_are_exact_on_linear_fields():
     onp.testing.assert_allclose(g[1][:, 1:-1], 2.0)
     onp.testing.assert_allclose(g[2][:, :, 1:-1], -3.0)
     onp.testing.assert_allclose(g[1][:, 0], 0.0)   # walls: no normal pressure gradient
-    u = tuple(onp.ones(s) * c for s, c in zip(domain.velocity_shapes, (1.0, 2.0, 3.0)))
+    u = tuple(onp.ones(s) * c for s, c in zip(domain.velocity_shapes, (1.0, 2.0, 3.0), strict=True))
     onp.testing.assert_allclose(stencils.divergence(u, domain=domain), 0.0, atol=1e-14)
 
 
@@ -103,7 +103,7 @@ def test_curl_of_a_shear_is_exact_in_every_cell_up_to_the_walls(ndim, axis):
     exact curl ``(∇ × u)_i = Σ ε_ijk ∂_j u_k`` (2-D: its z component)."""
     shape = (6, 5, 4)[:ndim]
     grid = Grid(shape, tuple(0.25 * n for n in shape))
-    rates = dict(zip([c for c in range(ndim) if c != axis], (0.7, -1.3)))
+    rates = dict(zip([c for c in range(ndim) if c != axis], (0.7, -1.3)[:ndim - 1], strict=True))
     wall = [rates.get(c, 0.0) * grid.size[axis] for c in range(ndim)]
     spec = {"xyz"[b]: "free_slip" for b in range(ndim) if b != axis}
     spec.update({f"{'xyz'[axis]}_lo": "no_slip", f"{'xyz'[axis]}_hi": {"type": "no_slip", "velocity": wall}})
