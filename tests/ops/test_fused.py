@@ -49,11 +49,14 @@ def _fused_inputs(q, u, domain, location):
             Layout.of(domain, location))
 
 
-def _blocks(shape, padded, c):
-    """The parallel row blocks, or skip when there is a single thread."""
-    blocks = compiled.row_blocks(shape, compiled.reach(padded, c))
-    if blocks.shape[1] == 1:
-        pytest.skip("a single thread: no parallel VJP")
+def _blocks(shape, padded, c, workers=2):
+    """Row blocks for ``workers`` threads whatever numba's thread count: the parallel form
+    runs them (one after another on a single thread), so its block and colour logic is
+    exercised on every machine. The blocks cover every row once."""
+    blocks = compiled.split_rows(shape[0], compiled.scatter_reach(padded, c), workers)
+    assert blocks.shape == (2, workers, 2)
+    rows = onp.concatenate([onp.arange(*block) for block in blocks.reshape(-1, 2)])
+    assert onp.array_equal(onp.sort(rows), onp.arange(shape[0]))
     return blocks
 
 
@@ -247,6 +250,7 @@ def test_parallel_vjp_equals_the_serial_one(spec):
         kernel.serial(*args, *out[1], serial)
         return zip(*out, strict=True)
 
+    assert k2.sl_vjp.for_blocks(blocks) is k2.sl_vjp.parallel and k2.sl_vjp.for_blocks(serial) is k2.sl_vjp.serial
     for a, b in adjoints(k2.sl_vjp, g, qp, *vel, c, like=(qp, g, g)):
         onp.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
     spread = [[onp.zeros_like(a) for a in padded] for _ in range(2)]
