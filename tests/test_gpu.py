@@ -26,7 +26,7 @@ def _to(tree, xp, dtype):
 
 
 def _agree(gpu, cpu, tol):
-    for a, b in zip(flatten(gpu)[0], flatten(cpu)[0]):
+    for a, b in zip(flatten(gpu)[0], flatten(cpu)[0], strict=True):
         if hasattr(b, "shape") and getattr(b, "dtype", None) is not None and b.dtype.kind == "f":
             a = to_numpy(a)
             scale = max(float(onp.abs(b).max()), 1e-30)

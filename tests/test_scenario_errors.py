@@ -14,7 +14,7 @@ time: {dt: 0.01, steps: 5}
 """
 
 BOMB = "a: &a [x,x,x,x,x,x,x,x,x,x]\n" + "".join(
-    f"{c}: &{c} [{', '.join(['*' + p] * 10)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+    f"{c}: &{c} [{', '.join(['*' + p] * 10)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True))
 
 CORPUS = {
     "syntax-error": ("grid: {resolution: [16, 16]\ntime: {dt: 0.01}", "invalid YAML at line"),
@@ -34,6 +34,8 @@ CORPUS = {
     "zero-steps": ("grid: {resolution: [16, 16]}\ntime: {dt: 0.1, steps: 0}", "time.steps: must be positive"),
     "steps-is-text": ("grid: {resolution: [16, 16]}\ntime: {dt: 0.1, steps: many}", "time.steps: expected an integer"),
     "negative-viscosity": (BASE + "physics: {viscosity: -1}", "physics.viscosity: must be >= 0"),
+    "negative-vorticity-confinement": (BASE + "physics: {vorticity_confinement: -0.5}",
+                                       "physics.vorticity_confinement: must be >= 0 (got -0.5)"),
     "buoyancy-wrong-length": (BASE + "physics: {buoyancy: [0, 1, 2]}", "physics.buoyancy: expected 2 numbers, got 3"),
     "unknown-advection": (BASE + "advection: upwind", "advection: expected one of maccormack, semi_lagrangian"),
     "misspelled-solver": (BASE + "pressure: {solver: multigird}", "pressure.solver: expected one of"),
@@ -94,6 +96,13 @@ def test_malformed_scenario_exits_2_naming_the_key(name, folder, capsys):
     assert lines and all(line.startswith("fluidgrad: ") for line in lines), err
     assert expected in err, err
     assert "Traceback" not in err
+
+
+def test_a_negative_vorticity_confinement_is_one_line_naming_the_key(folder, capsys):
+    path = folder / "confinement.yaml"
+    path.write_text(BASE + "physics: {viscosity: 0.01, vorticity_confinement: -2}")
+    assert cli.main(["check", str(path)]) == 2
+    assert capsys.readouterr().err == "fluidgrad: physics.vorticity_confinement: must be >= 0 (got -2)\n"
 
 
 def test_all_problems_are_reported_at_once(folder, capsys):

@@ -67,7 +67,7 @@ def test_checkpointed_and_plain_gradients_agree():
     g_plain = fg.grad(lambda u: loss(u, checkpoint=False))(s0.velocity)
     for snapshots in (2, 7, 40):
         g_ckpt = fg.grad(lambda u: loss(u, snapshots=snapshots))(s0.velocity)
-        for a, b in zip(g_plain, g_ckpt):
+        for a, b in zip(g_plain, g_ckpt, strict=True):
             onp.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-14)
 
 
@@ -151,7 +151,7 @@ def test_snapshots_on_disk_give_the_same_gradient(tmp_path):
         return value
 
     g_disk = fg.grad(watching)(s0.velocity)
-    for a, b in zip(g_memory, g_disk):
+    for a, b in zip(g_memory, g_disk, strict=True):
         onp.testing.assert_array_equal(a, b)
     assert seen and not list(tmp_path.glob("*.npy"))  # and are removed when no longer needed
 

@@ -161,7 +161,7 @@ def test_checkpoint_gives_the_same_gradient_and_records_one_node():
     x0 = rng.standard_normal((3, 6))
     g_plain = fg.grad(plain, (0, 1))(x0, w)
     g_ckpt = fg.grad(checkpointed, (0, 1))(x0, w)
-    for a, b in zip(g_plain, g_ckpt):
+    for a, b in zip(g_plain, g_ckpt, strict=True):
         onp.testing.assert_allclose(b, a, rtol=1e-13, atol=1e-15)
     with fg.Tape() as tape:
         x = tape.watch(x0)

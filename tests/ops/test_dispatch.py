@@ -73,10 +73,10 @@ def test_a_registered_scheme_runs_on_every_path_or_raises(dummy_scheme, referenc
     assert ran.ran("advect_state") == {"reference"} and ran.ran("advect_state.vjp") == {"reference"}
     assert ran.ran("semi_lagrangian") == set()  # the dummy's own rules ran, not semi-Lagrangian's kernel
     onp.testing.assert_array_equal(got_q, expected_q)
-    for a, b in zip(got[1], expected[1]):
+    for a, b in zip(got[1], expected[1], strict=True):
         onp.testing.assert_array_equal(a, b)
     onp.testing.assert_array_equal(got[0][0], expected[0][0])
-    for a, b in zip(got_grad, expected_grad):
+    for a, b in zip(got_grad, expected_grad, strict=True):
         onp.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
 
 
@@ -127,7 +127,7 @@ def test_which_implementation_runs_for_a_bundled_scenario():
         ref_value, ref_grad = _scenario_gradient("smoke_plume")
     assert all(ran.ran(name) == {"reference"} for name in ran) and "advect_state" in ran, ran.summary()
     assert abs(value - ref_value) <= 1e-12 * abs(ref_value)
-    for a, b in zip(grad, ref_grad):
+    for a, b in zip(grad, ref_grad, strict=True):
         onp.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12 * float(onp.abs(b).max()))
 
 

@@ -49,16 +49,19 @@ def _fused_inputs(q, u, domain, location):
             Layout.of(domain, location))
 
 
-def _blocks(shape, padded, c):
-    """The parallel row blocks, or skip when there is a single thread."""
-    blocks = compiled.row_blocks(shape, compiled.reach(padded, c))
-    if blocks.shape[1] == 1:
-        pytest.skip("a single thread: no parallel VJP")
+def _blocks(shape, padded, c, workers=2):
+    """Row blocks for ``workers`` threads whatever numba's thread count: the parallel form
+    runs them (one after another on a single thread), so its block and colour logic is
+    exercised on every machine. The blocks cover every row once."""
+    blocks = compiled.split_rows(shape[0], compiled.scatter_reach(padded, c), workers)
+    assert blocks.shape == (2, workers, 2)
+    rows = onp.concatenate([onp.arange(*block) for block in blocks.reshape(-1, 2)])
+    assert onp.array_equal(onp.sort(rows), onp.arange(shape[0]))
     return blocks
 
 
 def _close(a, b, tol):
-    for x, y in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,)):
+    for x, y in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,), strict=True):
         if isinstance(x, tuple):
             _close(x, y, tol)
         else:
@@ -138,7 +141,7 @@ def test_parallel_3d_vjp_equals_the_serial_one():
                                 blocks if parallel else serial)
         return adj
 
-    for a, b in zip(adjoints(True), adjoints(False)):
+    for a, b in zip(adjoints(True), adjoints(False), strict=True):
         onp.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
@@ -245,14 +248,15 @@ def test_parallel_vjp_equals_the_serial_one(spec):
         out = [[onp.zeros_like(a) for a in like] for _ in range(2)]
         kernel.parallel(*args, *out[0], blocks)
         kernel.serial(*args, *out[1], serial)
-        return zip(*out)
+        return zip(*out, strict=True)
 
+    assert k2.sl_vjp.for_blocks(blocks) is k2.sl_vjp.parallel and k2.sl_vjp.for_blocks(serial) is k2.sl_vjp.serial
     for a, b in adjoints(k2.sl_vjp, g, qp, *vel, c, like=(qp, g, g)):
         onp.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
     spread = [[onp.zeros_like(a) for a in padded] for _ in range(2)]
     k2.spread.parallel(g, 2 * g, lay.shift, lay.avg, *spread[0])
     k2.spread.serial(g, 2 * g, lay.shift, lay.avg, *spread[1])
-    for a, b in zip(*spread):
+    for a, b in zip(*spread, strict=True):
         assert onp.array_equal(a, b)
     shape = (*vel, *q.shape, c)
     assert onp.array_equal(k2.sl_forward.parallel(qp, *shape, 3), k2.sl_forward.serial(qp, *shape, 1))

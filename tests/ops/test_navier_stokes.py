@@ -27,7 +27,7 @@ def _taylor_green_decay_rate(nu, dt, t_end=2.0, n=64):
     steps = int(round(t_end / dt))
     for _ in range(steps):
         u = _step(u, domain, dt, nu)
-    amplitude = sum((a * b).sum() for a, b in zip(u, u0)) / norm
+    amplitude = sum((a * b).sum() for a, b in zip(u, u0, strict=True)) / norm
     return -onp.log(amplitude) / (steps * dt)
 
 

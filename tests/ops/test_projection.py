@@ -52,7 +52,7 @@ def test_projection_is_idempotent_and_symmetric_with_walls_and_obstacles(name, n
     u, w = _velocity(domain, 1), _velocity(domain, 2)
     pu = p(u)
     ppu = p(pu)
-    assert max(float(onp.abs(a - b).max()) for a, b in zip(ppu, pu)) <= 1e-11
+    assert max(float(onp.abs(a - b).max()) for a, b in zip(ppu, pu, strict=True)) <= 1e-11
     lhs, rhs = _inner(pu, w), _inner(u, p(w))
     assert abs(lhs - rhs) <= 1e-11 * max(abs(lhs), 1.0)
 
@@ -69,8 +69,8 @@ def test_outflow_projection_is_symmetric_in_the_face_weighted_inner_product(ndim
         return _projection(u, domain, settings, homogeneous=True)[0]
 
     u, w = _velocity(domain, 3), _velocity(domain, 4)
-    lhs = sum(float((a * b / c).sum()) for a, b, c in zip(p(u), w, weights))
-    rhs = sum(float((a * b / c).sum()) for a, b, c in zip(u, p(w), weights))
+    lhs = sum(float((a * b / c).sum()) for a, b, c in zip(p(u), w, weights, strict=True))
+    rhs = sum(float((a * b / c).sum()) for a, b, c in zip(u, p(w), weights, strict=True))
     assert abs(lhs - rhs) <= 1e-11 * max(abs(lhs), 1.0)
 
 
@@ -81,7 +81,7 @@ def test_all_solvers_agree(name):
     ref, p_ref = project(u, domain=domain, solve=PressureSolve("dct"))
     for solver in ("cg", "multigrid"):
         out, p = project(u, domain=domain, solve=PressureSolve(solver, tolerance=1e-12))
-        assert max(float(onp.abs(a - b).max()) for a, b in zip(out, ref)) <= 1e-9
+        assert max(float(onp.abs(a - b).max()) for a, b in zip(out, ref, strict=True)) <= 1e-9
         assert float(onp.abs(p - p_ref).max()) <= 1e-9
 
 

@@ -31,7 +31,7 @@ def test_solves_through_the_fft_based_type4_are_unchanged(monkeypatch):
     diffused = implicit_diffusion(q, 0.05, dt=0.1, domain=domain, location=1)
     monkeypatch.setitem(spectral._HAS_TYPE4, "scipy.fft", False)
     via_fft = project(u, domain=domain, solve=PressureSolve("dct"))
-    for a, b in zip(via_fft[0], reference[0]):
+    for a, b in zip(via_fft[0], reference[0], strict=True):
         onp.testing.assert_allclose(a, b, atol=1e-12)
     onp.testing.assert_allclose(implicit_diffusion(q, 0.05, dt=0.1, domain=domain, location=1), diffused,
                                 atol=1e-12)

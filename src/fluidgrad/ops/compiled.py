@@ -133,6 +133,11 @@ def reach(padded, c):
     not finite or the grid too small for parallel kernels."""
     if not parallel(padded[0].size):
         return None
+    return scatter_reach(padded, c)
+
+
+def scatter_reach(padded, c):
+    """:func:`reach` whatever the thread count and grid size (for :func:`split_rows`)."""
     top = max(max(float(u.max()), -float(u.min())) for u in padded)  # no temporaries
     return int(math.ceil(abs(c) * top)) + 3 if math.isfinite(top) else None
 
@@ -151,12 +156,13 @@ def row_blocks(shape, rows):
     key = (n0, rows if rows is not None and parallel(math.prod(shape)) else None)
     blocks = _blocks.get(key)
     if blocks is None:
-        blocks = _blocks[key] = _row_blocks(n0, key[1])
+        blocks = _blocks[key] = split_rows(n0, key[1], threads())
     return blocks
 
 
-def _row_blocks(n0, rows):
-    workers = threads()
+def split_rows(n0, rows, workers):
+    """The blocks of :func:`row_blocks` for ``n0`` rows split over ``workers`` threads
+    (uncached; tests split rows over several blocks on a machine with one thread)."""
     strip = None if rows is None else 2 * rows + 1
     if strip is None or n0 < workers * 3 * strip:
         return onp.array([[[0, n0]], [[n0, n0]]], dtype=onp.int64)

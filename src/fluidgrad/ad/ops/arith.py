@@ -336,15 +336,18 @@ where.defjvp(lambda d, ans, c, x, y: broadcast_like(where(c, d, _zero(d)), ans),
              argnums=(1, 2))
 
 
-def _inside(x, lo, hi):
-    x = _raw(x)
-    keep = onp.ones(shape_of(x), dtype=bool) if lo is None else (x >= _raw(lo))
+def _inside(x, lo, hi, like):
+    """``clip``'s share of ``x``: 1 strictly between the bounds, 0 outside, 1/2 where ``x``
+    equals a bound (a tie, split as in ``minimum(maximum(x, lo), hi)``)."""
+    share = onp.ones(shape_of(_raw(x)), dtype_of(like))
+    if lo is not None:
+        share = share * _share(x, lo, like)
     if hi is not None:
-        keep = keep & (x <= _raw(hi))
-    return keep
+        share = share * _share(hi, x, like)
+    return share
 
 
 clip = prim(onp.clip)
-clip.defvjp(lambda g, ans, x, lo=None, hi=None: g * _inside(x, lo, hi),
+clip.defvjp(lambda g, ans, x, lo=None, hi=None: g * _inside(x, lo, hi, g),
             needs=((0, 1, 2),))
-clip.defjvp(lambda d, ans, x, lo=None, hi=None: d * _inside(x, lo, hi))
+clip.defjvp(lambda d, ans, x, lo=None, hi=None: d * _inside(x, lo, hi, d))
