@@ -338,7 +338,9 @@ class GradientReport:
         lines = [f"  {'check':<66} {'value':>10} {'tolerance':>10}  result"]
         for name, value, tol, ok in self.rows():
             result = "info" if ok is None else ("ok" if ok else "FAILED")
-            lines.append(f"  {name:<66} {value:10.3e} {tol:>10}  {result}")
+            text = (f"{value:10.8f}" if name.startswith("cosine") else
+                    f"{value:10.1f}" if name.startswith("Taylor") else f"{value:10.3e}")
+            lines.append(f"  {name:<66} {text} {tol:>10}  {result}")
         lines.append("  " + self.taylor_text())
         if self.diagnosis:
             lines.append("  " + self.diagnosis)
