@@ -70,12 +70,52 @@ def test_bundled_optimizations_run_and_write_every_file(name, tmp_path):
 
 
 @pytest.mark.parametrize("name", OPTIMIZATION)
-def test_gradcheck_passes_on_every_bundled_optimization(name, capsys):
-    assert fluidgrad("gradcheck", name, "--steps", 8, "--set", f"grid.resolution={SMALL[name]}") == 0
-    assert "ok" in capsys.readouterr().out
+def test_gradcheck_passes_on_every_bundled_optimization(name, tmp_path, capsys):
+    out = tmp_path / "gc"
+    assert fluidgrad("gradcheck", name, "--steps", 8, "--set", f"grid.resolution={SMALL[name]}", "--out", out) == 0
+    text = capsys.readouterr().out
+    assert "PASSED" in text and "FAILED" not in text and "best-step FD error" in text and "cosine" in text
+    assert sorted(p.name for p in out.iterdir()) == ["gradcheck.json", "gradcheck.png"]
+    data = json.loads((out / "gradcheck.json").read_text())
+    assert data["scenario"] == name and data["passed"] is True and data["steps"] == 8
+    (check,) = data["checks"]
+    assert check["horizon"] == 8 and check["best_error"] <= 1e-5 and check["cosine"] >= 0.9999
+    assert check["jvp_error"] <= 1e-8 and len(check["directions"]) == 4
+    for d in check["directions"]:
+        assert len(d["steps"]) == len(d["errors"]) == len(d["taylor_remainders"]) == 15
+        assert d["best_error"] == min(e for e in d["errors"] if e is not None)
+    assert imageio.v3.imread(out / "gradcheck.png").shape[2] in (3, 4)
 
 
-def test_gradcheck_fails_with_a_wrong_vjp(monkeypatch, capsys):
+def test_gradcheck_horizons_and_no_overwrite(tmp_path, capsys):
+    out = tmp_path / "gc"
+    args = ["gradcheck", "fit_buoyancy", "--set", "grid.resolution=[16,16]", "--horizons", "2,4", "--directions", 2,
+            "--out", out]
+    assert fluidgrad(*args) == 0
+    text = capsys.readouterr().out
+    assert "steps" in text and "|g|" in text and "PASSED" in text
+    rows = [line.split() for line in text.splitlines() if line.split()[:1] in (["2"], ["4"])]
+    assert [r[0] for r in rows] == ["2", "4"] and all(r[-1] == "ok" for r in rows)
+    data = json.loads((out / "gradcheck.json").read_text())
+    assert data["steps"] == [2, 4] and [c["horizon"] for c in data["checks"]] == [2, 4]
+    assert all(c["grad_norm"] > 0 and len(c["directions"]) == 2 for c in data["checks"])
+    before = (out / "gradcheck.json").stat().st_mtime_ns
+    assert fluidgrad(*args) == 2  # an existing folder is not touched without --force
+    assert "--force" in capsys.readouterr().err
+    assert (out / "gradcheck.json").stat().st_mtime_ns == before
+    assert fluidgrad(*args, "--force", "--quiet", "--horizons", "3") == 0
+    assert capsys.readouterr().out == ""
+    assert json.loads((out / "gradcheck.json").read_text())["steps"] == [3]
+
+
+def test_gradcheck_at_the_zero_initial_guess_reports_the_kink(tmp_path, capsys):
+    assert fluidgrad("gradcheck", "smoke_target", "--steps", 4, "--set", "grid.resolution=[16,16]", "--perturb", 0,
+                     "--directions", 2, "--out", tmp_path) == 1
+    text = capsys.readouterr().out
+    assert "FAILED" in text and "the loss looks non-smooth here" in text
+
+
+def test_gradcheck_fails_with_a_wrong_vjp(monkeypatch, tmp_path, capsys):
     from fluidgrad.ops.advection import advect_state
     original = advect_state.vjp_all
 
@@ -84,8 +124,10 @@ def test_gradcheck_fails_with_a_wrong_vjp(monkeypatch, capsys):
         return adj_scalars, tuple(1.01 * a for a in adj_u)
 
     monkeypatch.setattr(advect_state, "vjp_all", wrong)
-    assert fluidgrad("gradcheck", "smoke_target", "--steps", 8, "--set", "grid.resolution=[16,16]") == 1
+    assert fluidgrad("gradcheck", "smoke_target", "--steps", 8, "--set", "grid.resolution=[16,16]",
+                     "--out", tmp_path) == 1
     assert "FAILED" in capsys.readouterr().out
+    assert json.loads((tmp_path / "gradcheck.json").read_text())["passed"] is False
 
 
 def test_existing_run_folder_is_never_touched_without_force(tmp_path, capsys):

@@ -52,8 +52,8 @@ def _load(args):
     return load_scenario(args.scenario, _overrides(args))
 
 
-def _prepare_out(args, scenario, allow_existing=False) -> Path:
-    out = Path(args.out) if args.out else Path("runs") / scenario.name
+def _prepare_out(args, scenario, allow_existing=False, default=None) -> Path:
+    out = Path(args.out) if args.out else (default or Path("runs") / scenario.name)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a folder")
     if out.exists() and any(out.iterdir()) and not (args.force or allow_existing):
@@ -314,34 +314,110 @@ def cmd_optimize(args) -> int:
     return 0
 
 
-def cmd_gradcheck(args) -> int:
+def _horizons(text):
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"--horizons {text!r}: expected comma-separated step counts, e.g. 5,10,20,40,80") from None
+    if not values or min(values) < 1:
+        raise UsageError(f"--horizons {text!r}: expected positive step counts, e.g. 5,10,20,40,80")
+    return values
+
+
+def _gradcheck_one(args, steps, bar):
+    """Load the scenario (with ``steps`` steps if given) and run the full gradient check."""
     from .ad.transforms import jvp
+    from .testing import DEFAULT_STEPS, gradient_check
+    if steps is not None:
+        args.steps = steps
     scenario = _load(args)
     if scenario.optimize is None:
         raise UsageError(f"{args.scenario}: the scenario has no optimize: block to check")
     sim = scenario.simulation(dtype="float64")
     problem = scenario.problem(sim)
-    rng = onp.random.default_rng(args.seed)
     x0 = problem.flatten(problem.initial_raw())
-    # a generic point near the initial guess: exactly zero velocity sits on interpolation kinks
-    x = x0 + 1e-3 * rng.standard_normal(x0.size) * max(float(onp.abs(x0).max()), 1.0)
-    v = rng.standard_normal(x.size)
+    rng = onp.random.default_rng(args.seed)
+    x = x0 + args.perturb * max(float(onp.abs(x0).max(initial=0.0)), 1.0) * rng.standard_normal(x0.size)
+
+    def value(y):
+        return problem.objective(problem.unflatten(y))
+
+    def forward(v):
+        return float(jvp(problem.objective, (problem.unflatten(x),), (problem.unflatten(v),))[1])
+
     f, g = problem.value_and_grad(x)
-    adjoint = float(g @ v)
-    eps = args.eps * max(float(onp.linalg.norm(x)), 1.0) / float(onp.linalg.norm(v))
-    fd = (problem.value_and_grad(x + eps * v)[0] - problem.value_and_grad(x - eps * v)[0]) / (2 * eps)
-    _, tangent = jvp(lambda raw: problem.objective(raw), (problem.unflatten(x),), (problem.unflatten(v),))
-    forward = float(tangent)
-    scale = max(abs(adjoint), abs(fd), abs(forward), 1e-300)
-    rows = [("adjoint (VJP) vs finite differences", abs(adjoint - fd) / scale, args.fd_tolerance),
-            ("forward (JVP) vs adjoint (VJP)", abs(forward - adjoint) / scale, args.tolerance)]
-    ok = all(err <= tol for _, err, tol in rows)
-    print(f"gradcheck {scenario.name}: loss {f:.6g}, {x.size} parameters, {scenario.steps} steps, float64")
-    print(f"  directional derivative: VJP {adjoint:.12e}  JVP {forward:.12e}  FD {fd:.12e}")
-    print(f"  {'check':<40} {'rel. error':>12} {'tolerance':>10}  result")
-    for name, err, tol in rows:
-        print(f"  {name:<40} {err:12.3e} {tol:10.1e}  {'ok' if err <= tol else 'FAILED'}")
-    return 0 if ok else 1
+    bar.update(1)
+    report = gradient_check(value, x, g, value=f, jvp=forward, directions=args.directions, steps=DEFAULT_STEPS,
+                            rtol=args.fd_tolerance, min_cosine=args.min_cosine, jvp_rtol=args.tolerance,
+                            require_taylor=args.require_taylor, seed=args.seed + 1, progress=bar.update)
+    return scenario, sim, report
+
+
+def cmd_gradcheck(args) -> int:
+    from .render import plot_gradcheck
+    from .testing import DEFAULT_STEPS
+    horizons = _horizons(args.horizons) if args.horizons else None
+    if args.directions < 1:
+        raise UsageError(f"--directions {args.directions}: expected at least 1")
+    scenario = _load(args)  # validate everything and refuse a used folder before any simulation
+    if scenario.optimize is None:
+        raise UsageError(f"{args.scenario}: the scenario has no optimize: block to check")
+    out = _prepare_out(args, scenario, default=Path("runs") / scenario.name / "gradcheck")
+    runs = horizons or [None]
+    per_check = 1 + args.directions * (2 * len(DEFAULT_STEPS) + 1)
+    bar = _progress(per_check * len(runs), args, f"gradcheck {scenario.name}", unit="eval")
+    t0 = time.perf_counter()
+    checks = []
+    try:
+        for steps in runs:
+            bar.set_postfix(horizon=steps if steps is not None else scenario.steps)
+            scen, sim, report = _gradcheck_one(args, steps, bar)
+            checks.append((scen.steps, report))
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - t0
+    passed = all(r.passed for _, r in checks)
+    opt = scenario.optimize
+    data = {"scenario": scenario.name, "parameters": opt["parameters"], "size": checks[0][1].size,
+            "steps": [s for s, _ in checks] if horizons else checks[0][0], "dtype": "float64",
+            "advection": getattr(scenario, "advection", None), "perturb": args.perturb, "seed": args.seed,
+            "tolerances": {"fd": args.fd_tolerance, "min_cosine": args.min_cosine, "jvp": args.tolerance},
+            "passed": passed, "smooth": all(r.smooth for _, r in checks), "seconds": seconds,
+            "checks": [{"horizon": s, **r.to_dict()} for s, r in checks]}
+    if not isinstance(data["advection"], (str, type(None))):
+        data["advection"] = str(data["advection"])
+    _write_json(out / "gradcheck.json", data)
+    title = f"gradcheck {scenario.name}" + (f" (perturb {args.perturb:g}, seed {args.seed})")
+    plot_gradcheck([r for _, r in checks] if horizons else checks[0][1], out / "gradcheck.png",
+                   horizons=[s for s, _ in checks] if horizons else None, title=title)
+    if not args.quiet or not passed:
+        _print_gradcheck(scenario, checks, horizons, args, out, seconds, passed)
+    return 0 if passed else 1
+
+
+def _print_gradcheck(scenario, checks, horizons, args, out, seconds, passed):
+    first = checks[0][1]
+    print(f"gradcheck {scenario.name}: {first.size} parameters ({', '.join(scenario.optimize['parameters'])}), "
+          f"float64, {args.directions} random directions, point = initial parameters"
+          + (f" + {args.perturb:g}·N(0,1)" if args.perturb else ""))
+    if not horizons:
+        steps, r = checks[0]
+        print(f"  {steps} steps: loss {r.value:.6g}, |g| {r.grad_norm:.4g}")
+        print(r.summary())
+    else:
+        print(f"  {'steps':>6} {'loss':>11} {'|g|':>10} {'best FD err':>11} {'cosine':>12} {'JVP/VJP':>9} "
+              f"{'Taylor dec':>10} {'plateaus':>8}  result")
+        for steps, r in checks:
+            plateaus = sum(d.plateau is not None for d in r.directions)
+            print(f"  {steps:>6} {r.value:11.4e} {r.grad_norm:10.3e} {r.best_error:11.2e} {r.cosine:12.8f} "
+                  f"{r.jvp_error:9.1e} {r.taylor_decades:10.1f} {plateaus:>5}/{len(r.directions):<2}  "
+                  f"{'ok' if r.passed else 'FAILED'}")
+        for steps, r in checks:
+            if r.diagnosis:
+                print(f"  {steps} steps: {r.diagnosis}")
+        print(f"  tolerances: best-step FD error <= {args.fd_tolerance:g}, cosine >= {args.min_cosine:g}, "
+              f"JVP vs VJP <= {args.tolerance:g}")
+    print(f"{'PASSED' if passed else 'FAILED'} in {seconds:.1f} s; wrote gradcheck.json, gradcheck.png to {out}/")
 
 
 def cmd_render(args) -> int:
@@ -424,14 +500,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, metavar="N", help="override optimize.optimizer.iterations")
     p.add_argument("--resume", action="store_true", help="continue from the resume state in the output folder")
     p.set_defaults(handler=cmd_optimize)
-    p = sub.add_parser("gradcheck", help="check the scenario's gradient (adjoint vs FD, JVP vs VJP)",
-                       description="Compare the adjoint gradient of the scenario's loss with central finite "
-                                   "differences and with forward mode; exit 1 if a check fails.")
+    p = sub.add_parser("gradcheck", help="check the scenario's gradient (U-curves of finite differences, "
+                                         "subspace cosine, JVP vs VJP, Taylor rate)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="""\
+Check the adjoint gradient g of the scenario's loss (float64) at the initial parameters
+moved by --perturb, along --directions random unit directions v:
+  * U-curve: central differences at 15 relative steps h = 1e-2 ... 1e-9 against <g, v>;
+    each direction passes on its best step (error <= --fd-tolerance). A plateau is three
+    or more steps whose successive estimates agree to --fd-tolerance; none means the loss looks
+    non-smooth there (the steps cross kinks, e.g. of interpolation or limiters);
+  * the cosine between V^T g and the best-step estimates (>= --min-cosine);
+  * forward mode (JVP) against <g, v> (<= --tolerance);
+  * the Taylor remainder |f(x+hv) - f(x) - h<g, v>|: rate 2 over the range reported.
+--horizons repeats all of it for each rollout length. Writes gradcheck.json and
+gradcheck.png (default folder runs/<scenario>/gradcheck/); exit 1 if a check fails.""")
     common(p, out=False)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--eps", type=float, default=1e-6, help="relative finite-difference step")
-    p.add_argument("--tolerance", type=float, default=1e-8, help="JVP vs VJP relative tolerance")
-    p.add_argument("--fd-tolerance", type=float, default=1e-5, help="VJP vs FD relative tolerance")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: runs/<scenario name>/gradcheck/)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing non-empty output folder")
+    p.add_argument("--seed", type=int, default=0, help="seed of the perturbation and the directions")
+    p.add_argument("--perturb", type=float, default=1e-2, metavar="R",
+                   help="check at x0 + R·max(|x0|,1)·N(0,1) (default 1e-2: zero velocity or force, the usual "
+                        "initial guess, sits on the kinks of multilinear interpolation; 0 checks at x0)")
+    p.add_argument("--directions", type=int, default=4, metavar="N", help="random directions (default 4)")
+    p.add_argument("--horizons", metavar="N,N,...",
+                   help="repeat the check for these rollout lengths, e.g. 5,10,20,40,80")
+    p.add_argument("--tolerance", type=float, default=1e-8, help="JVP vs VJP relative tolerance (default 1e-8)")
+    p.add_argument("--fd-tolerance", type=float, default=1e-5,
+                   help="best-step FD vs adjoint relative tolerance (default 1e-5)")
+    p.add_argument("--min-cosine", type=float, default=0.9999, help="subspace cosine threshold (default 0.9999)")
+    p.add_argument("--require-taylor", action="store_true",
+                   help="also fail unless some direction shows a Taylor rate of 2 ± 0.1 over a decade of h inside its plateau")
     p.set_defaults(handler=cmd_gradcheck)
     p = sub.add_parser("render", help="render a saved result as PNG or video",
                        description="Render a field of a result.npz to a PNG (or a one-frame mp4/gif).")

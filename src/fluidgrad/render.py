@@ -457,3 +457,86 @@ def plot_loss(history, path):
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     return _save_figure(fig, path)
+
+
+def plot_gradcheck(reports, path, horizons=None, title=None):
+    """``gradcheck.png``: the U-curves (relative FD error vs step, log-log, one line per
+    direction, the tolerance dashed, each best step marked, the plateau shaded) and the
+    Taylor remainders vs step with slope-1 and slope-2 guides. ``reports`` is one
+    :class:`~fluidgrad.testing.GradientReport` or, with ``horizons``, one per horizon: then
+    the first direction of each horizon is drawn and a third panel shows the gradient norm
+    and the best-step error per horizon. Returns the Path."""
+    import matplotlib
+    single = not isinstance(reports, (list, tuple))
+    reports = [reports] if single else list(reports)
+    if not reports or not reports[0].directions:
+        raise InputError("plot_gradcheck: no directions to plot")
+    panels = 3 if horizons else 2
+    fig = _new_figure((5.0 * panels, 4.2))
+    axes = [fig.add_subplot(1, panels, i + 1) for i in range(panels)]
+    cmap = matplotlib.colormaps["viridis" if horizons else "tab10"]
+    lines = []
+    for r_index, report in enumerate(reports):
+        dirs = report.directions[:1] if horizons else report.directions
+        for d_index, d in enumerate(dirs):
+            if horizons:
+                color = cmap(r_index / max(len(reports) - 1, 1))
+                label = f"{horizons[r_index]} steps"
+            else:
+                color = cmap(d_index % 10)
+                label = f"direction {d_index + 1}"
+            h = onp.asarray(d.steps, dtype=float)
+            err = onp.asarray([e if e is not None else onp.nan for e in d.errors], dtype=float)
+            err = onp.where(err > 0, err, onp.nan)
+            lines.append((h, err, color, label, d))
+    ax = axes[0]
+    for h, err, color, label, d in lines:
+        ax.loglog(h, err, marker=".", color=color, label=label, linewidth=1.2)
+        if d.best_error and d.best_error > 0:
+            ax.plot([d.best_step], [d.best_error], marker="o", mfc="none", color=color, markersize=8)
+        if d.plateau and not horizons:
+            ax.axvspan(d.plateau[1], d.plateau[0], color=color, alpha=0.06)
+    ax.axhline(reports[0].rtol, color="k", linestyle="--", linewidth=1, label=f"tolerance {reports[0].rtol:g}")
+    ax.invert_xaxis()
+    ax.set_xlabel("relative step h")
+    ax.set_ylabel("|FD - <g, v>| / |<g, v>|")
+    ax.set_title("U-curves: central differences vs adjoint")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    ax = axes[1]
+    for h, _, color, label, d in lines:
+        rem = onp.asarray([r if r is not None else onp.nan for r in d.taylor_remainders], dtype=float)
+        rem = onp.where(rem > 0, rem, onp.nan)
+        ax.loglog(h, rem, marker=".", color=color, label=label, linewidth=1.2)
+        if d.taylor_range:
+            keep = (h <= d.taylor_range[0]) & (h >= d.taylor_range[1])
+            ax.loglog(h[keep], rem[keep], color=color, linewidth=3.5, alpha=0.35)
+    h, _, _, _, d = lines[0]
+    rem = onp.asarray([r if r is not None else onp.nan for r in d.taylor_remainders], dtype=float)
+    finite = onp.isfinite(rem) & (rem > 0)
+    if finite.any():
+        k = int(onp.flatnonzero(finite)[0])
+        for slope, style in ((1, ":"), (2, "--")):
+            ax.loglog(h, rem[k] * (h / h[k]) ** slope, color="gray", linestyle=style, linewidth=1,
+                      label=f"slope {slope}")
+    ax.invert_xaxis()
+    ax.set_xlabel("relative step h")
+    ax.set_ylabel("|f(x+hv) - f(x) - h<g, v>|")
+    ax.set_title("Taylor remainder (thick: rate 2 ± tol)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    if horizons:
+        ax = axes[2]
+        ax.semilogy(horizons, [r.grad_norm for r in reports], marker="o", label="|g|")
+        ax.semilogy(horizons, [max(r.best_error, 1e-17) for r in reports], marker="s", label="best-step error")
+        ax.semilogy(horizons, [max(1 - r.cosine, 1e-17) for r in reports], marker="^", label="1 - cosine")
+        ax.axhline(reports[0].rtol, color="k", linestyle="--", linewidth=1)
+        ax.set_xscale("log")
+        ax.set_xlabel("horizon (steps)")
+        ax.set_title("per horizon")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save_figure(fig, path)
