@@ -109,10 +109,13 @@ def test_gradcheck_horizons_and_no_overwrite(tmp_path, capsys):
 
 
 def test_gradcheck_at_the_zero_initial_guess_reports_the_kink(tmp_path, capsys):
-    assert fluidgrad("gradcheck", "smoke_target", "--steps", 4, "--set", "grid.resolution=[16,16]", "--perturb", 0,
-                     "--directions", 2, "--out", tmp_path) == 1
+    """At zero velocity every departure point sits on a grid node, where the one-sided
+    slopes differ: the output says so, and the gradient (the mean of the one-sided
+    slopes) still agrees with the best central differences."""
+    assert fluidgrad("gradcheck", "smoke_target", "--steps", 4, "--set", "grid.resolution=[16,16]",
+                     "--set", "advection=semi_lagrangian", "--perturb", 0, "--directions", 2, "--out", tmp_path) == 0
     text = capsys.readouterr().out
-    assert "FAILED" in text and "the loss looks non-smooth here" in text
+    assert "PASSED" in text and "the loss looks non-smooth here" in text
 
 
 def test_gradcheck_fails_with_a_wrong_vjp(monkeypatch, tmp_path, capsys):

@@ -50,11 +50,12 @@ def test_taylor_rate_through_100_steps_wrt_initial_velocity_and_control():
     def of_force(f):
         return _loss(sim.rollout(s0, 100, controls=f, force=lambda k, c: c))
 
-    # steps small enough that no departure point crosses a grid line (the map is
-    # piecewise smooth there), large against round-off
+    # small steps, large against round-off; a step may still cross a kink of the
+    # piecewise smooth map (a grid line, the limiter switching), so the typical rate is
+    # judged (a wrong gradient gives 1 at every step)
     for fun, x in ((of_velocity, s0.velocity), (of_force, force0)):
-        result = taylor_test(fun, x, h0=1e-5, full=True)
-        assert abs(result.rate - 2) <= 0.1, result
+        result = taylor_test(fun, x, h0=1e-5, num=8, full=True)
+        assert abs(onp.median(result.rates) - 2) <= 0.1 and min(result.rates) > 1.5, result
 
 
 def test_checkpointed_and_plain_gradients_agree():

@@ -41,7 +41,7 @@ def _inner(a, b) -> float:
     """Σ a·b over all leaves of two trees (None counts as zero)."""
     total = 0.0
     leaves, treedef = flatten(a)
-    for x, y in zip(leaves, flatten_as(treedef, b) if treedef is not None else [b]):
+    for x, y in zip(leaves, flatten_as(treedef, b) if treedef is not None else [b], strict=True):
         if x is None or y is None:
             continue
         total += float(np.real(np.vdot(to_numpy(x).ravel(), to_numpy(y).ravel())))
@@ -75,7 +75,7 @@ def _axpy(tree, h, direction):
     leaves, treedef = flatten(tree)
     dirs = flatten_as(treedef, direction) if treedef is not None else [direction]
     out = []
-    for x, d in zip(leaves, dirs):
+    for x, d in zip(leaves, dirs, strict=True):
         if d is None:
             out.append(x)
         else:
@@ -88,7 +88,7 @@ def _sub_scale(a, b, scale):
     la, treedef = flatten(a)
     lb = flatten_as(treedef, b) if treedef is not None else [b]
     return unflatten(treedef, [None if x is None or not is_differentiable(x) else (x - y) * scale
-                               for x, y in zip(la, lb)])
+                               for x, y in zip(la, lb, strict=True)])
 
 
 def _diff_argnums(args):
@@ -118,12 +118,12 @@ def check_vjp(fun, *args, argnums=None, kwargs=None, eps=1e-6, rtol_dot=1e-10, r
     adjoints = vjp_fn(cotangent)
 
     lhs = _inner(dot_out, cotangent)
-    rhs = sum(_inner(t, a) for t, a in zip(tangents, adjoints))
+    rhs = sum(_inner(t, a) for t, a in zip(tangents, adjoints, strict=True))
     scale = max(abs(lhs), abs(rhs), 1e-300)
     dot_error = abs(lhs - rhs) / scale
 
-    plus = partial(*[_axpy(p, eps, t) for p, t in zip(primals, tangents)])
-    minus = partial(*[_axpy(p, -eps, t) for p, t in zip(primals, tangents)])
+    plus = partial(*[_axpy(p, eps, t) for p, t in zip(primals, tangents, strict=True)])
+    minus = partial(*[_axpy(p, -eps, t) for p, t in zip(primals, tangents, strict=True)])
     fd = _sub_scale(plus, minus, 1.0 / (2 * eps))
     fd_error = _norm(_sub_scale(fd, dot_out, 1.0)) / max(_norm(dot_out), _norm(fd), 1e-300)
 
@@ -171,7 +171,7 @@ def _check_grad_fixed(fun, args, argnums, eps, directions, seed):
             shifted[0][i] = _axpy(args[i], eps, d)
             shifted[1][i] = _axpy(args[i], -eps, d)
         fd = (float(to_numpy(fun(*shifted[0]))) - float(to_numpy(fun(*shifted[1])))) / (2 * eps)
-        an = sum(_inner(g, d) for g, d in zip(grads, dirs))
+        an = sum(_inner(g, d) for g, d in zip(grads, dirs, strict=True))
         worst = max(worst, abs(fd - an) / max(abs(fd), abs(an), 1e-300))
     return worst
 

@@ -3,6 +3,8 @@
 import numpy as onp
 import pytest
 
+from fluidgrad.ops.limiter import tie_tolerance
+
 from fluidgrad.ops import compiled, fused_poisson, interpolation as interp, record, use_reference
 from fluidgrad.ops import fused_advection as fa
 from fluidgrad.ops import fused_advection_2d as k2
@@ -265,11 +267,20 @@ def test_parallel_vjp_equals_the_serial_one(spec):
     q1 = k2.sl_forward.serial(qp, *shape, 1)
     q1p = onp.ascontiguousarray(q1)  # a periodic-looking stand-in for the padded q1 is enough here
     if q1p.shape == qp.shape:
-        args = (q, qp, q1, q1p, *vel, c)
+        periodic = tuple(bool(p) for p in lay.geo[2:])
+        lo, hi = k2.nodal_bounds.serial(qp, *periodic)
+        assert all(onp.array_equal(a, b) for a, b in zip(k2.nodal_bounds.parallel(qp, *periodic), (lo, hi),
+                                                           strict=True))
+        tol = tie_tolerance(q.dtype)
+        args = (q, q1, q1p, lo, hi, *vel, c, tol)
         assert onp.array_equal(k2.mc_correct.parallel(*args, 3), k2.mc_correct.serial(*args, 1))
-        like = (g, qp, q1p, g, g)  # adj_c, adj_qp, adj_q1p, gx, gy
+        like = (g, qp, qp, q1p, g, g)  # adj_c, adj_lo, adj_hi, adj_q1p, gx, gy
         for a, b in adjoints(k2.mc_correct_vjp, g, *args, like=like):
             onp.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+        out = [onp.zeros_like(qp) for _ in range(2)]
+        k2.nodal_bounds_vjp.parallel(qp, lo, hi, qp, 2 * qp, out[0], *periodic, tol)
+        k2.nodal_bounds_vjp.serial(qp, lo, hi, qp, 2 * qp, out[1], *periodic, tol)
+        assert onp.array_equal(*out)
 
 
 @pytest.mark.parametrize("spec", [{"x": "periodic", "y": "periodic"}, {}])

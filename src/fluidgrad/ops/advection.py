@@ -12,12 +12,12 @@ the departure point is ``x_d = x - Δt U(x)`` (``backtrace='euler'``, the defaul
 MacCormack (Selle et al. 2008) with a continuous limiter: ``q¹ = SL(q, Δt)``,
 ``q⁰ = SL(q¹, -Δt)``, ``q' = clamp(q¹ + (q - q⁰)/2, I[m](x_d), I[M](x_d))``, where
 ``m``/``M`` are the min/max of ``q`` over each sample's 3ᵈ neighbours
-(:class:`NodalBounds`) interpolated with the weights of ``q¹``. Clamping to the corners
+(:class:`~.limiter.NodalBounds`) interpolated with the weights of ``q¹``. Clamping to the corners
 of the departure cell (Selle et al.) jumps when ``x_d`` crosses a cell face; these bounds
 move continuously with ``x_d`` and contain the corner bounds (``I[m] ≤ min corners ≤
 q¹ ≤ max corners ≤ I[M]``), so the result is continuous and piecewise smooth in ``q`` and
 ``U``, never outside the range of the 4ᵈ samples around ``x_d``, and second order where
-the limiter is inactive. At ties the derivative is shared equally (:func:`clamp_shares`).
+the limiter is inactive. At ties the derivative follows :func:`~.limiter.clamp_shares`.
 Departure points and weights are recomputed in the backward pass from the stored
 velocity (cheap) instead of being kept on the tape.
 
@@ -31,8 +31,6 @@ implementation from :mod:`.fused_advection`. The schemes are listed once, in
 from __future__ import annotations
 
 import dataclasses
-import itertools
-import math
 
 from ..ad.core import Primitive
 from ..backend import xp_of
@@ -40,6 +38,7 @@ from ..errors import UnknownNameError, unknown
 from . import fused_advection as fused
 from . import interpolation as interp
 from .dispatch import Kernel
+from .limiter import NodalBounds, clamp_shares
 
 
 def _velocity_stencils(domain, location, like):
@@ -47,8 +46,8 @@ def _velocity_stencils(domain, location, like):
     key = ("velocity-stencils", location, xp_of(like).__name__, like.dtype)
     cached = domain._cache.get(key)
     if cached is None:
-        points = interp.sample_points(domain, location, like)
-        cached = tuple(interp.stencil(interp.padded_lattice(domain, d), points) for d in range(domain.ndim))
+        lattices = [interp.padded_lattice(domain, d) for d in range(domain.ndim)]
+        cached = tuple(interp.stencil(lat, interp.lattice_points(domain, location, lat, like)) for lat in lattices)
         domain._cache[key] = cached
     return cached
 
@@ -60,23 +59,30 @@ class Backtrace:
         rk2:    m = x - (Δt/2) U(x),   x_d = x - Δt U(m)
 
     ``U(x)`` is sampled by fixed (cached) stencils, ``U(m)`` by stencils at ``m``. Keeps
-    what the tangent and the adjoint of ``x_d`` with respect to the velocity need."""
+    what the tangent and the adjoint of ``x_d`` with respect to the velocity need. Points
+    are in index units of the field's padded lattice, ``s_d = s - (Δt/h) U`` (as the
+    fused kernels compute them)."""
 
     def __init__(self, velocity, domain, location, dt, order="euler"):
         if order not in BACKTRACES:
             raise UnknownNameError("backtrace", order, BACKTRACES)
         self.domain, self.location, self.dt, self.order = domain, location, dt, order
-        points = interp.sample_points(domain, location, velocity[0])
+        lattice = interp.padded_lattice(domain, location)
+        points = interp.lattice_points(domain, location, lattice, velocity[0])
+        c = dt / domain.dx
         self.start = _velocity_stencils(domain, location, velocity[0])
         padded = interp.pad_velocity(velocity, domain)
         u = [interp.gather(p, st) for p, st in zip(padded, self.start)]
         if order == "rk2":
-            mid = tuple(x - 0.5 * dt * ud for x, ud in zip(points, u))
-            self.mid = tuple(interp.stencil(interp.padded_lattice(domain, d), mid) for d in range(domain.ndim))
+            mid = tuple(x - 0.5 * c * ud for x, ud in zip(points, u))
+            self.mid = []
+            for d in range(domain.ndim):
+                lat = interp.padded_lattice(domain, d)
+                self.mid.append(interp.stencil(lat, tuple(m + (o - lo) for m, o, lo in
+                                                          zip(mid, lattice.offset, lat.offset))))
             u = [interp.gather(p, st) for p, st in zip(padded, self.mid)]
             self.mid_slopes = [interp.slope(p, st) for p, st in zip(padded, self.mid)]  # ∂U_d/∂x_e
-        departure = tuple(x - dt * ud for x, ud in zip(points, u))
-        self.stencil = interp.stencil(interp.padded_lattice(domain, location), departure)
+        self.stencil = interp.stencil(lattice, tuple(x - c * ud for x, ud in zip(points, u)))
 
     def tangent(self, dot_velocity):
         """``dx_d`` (one array per axis) for a velocity tangent."""
@@ -205,76 +211,6 @@ semi_lagrangian.defjvp_all(semi_lagrangian_jvp)
 
 
 # -- MacCormack ------------------------------------------------------------------------
-
-
-def _shift(a, offset, periodic, fill):
-    """``b[i] = a[i + offset]`` (``offset``: -1, 0 or 1 per axis), wrapped on periodic
-    axes, ``fill`` beyond the ends of bounded ones."""
-    xp = xp_of(a)
-    for axis, (o, wraps) in enumerate(zip(offset, periodic)):
-        if o == 0:
-            continue
-        if wraps:
-            a = xp.roll(a, -o, axis=axis)
-            continue
-        n = a.shape[axis]
-        edge = xp.full(a.shape[:axis] + (1,) + a.shape[axis + 1:], fill, dtype=a.dtype)
-        inner = xp.take(a, xp.arange(1, n) if o > 0 else xp.arange(n - 1), axis=axis)
-        a = xp.concatenate((inner, edge) if o > 0 else (edge, inner), axis=axis)
-    return a
-
-
-class NodalBounds:
-    """``m[i] = min`` and ``M[i] = max`` of the padded field ``qp`` over the 3ᵈ samples
-    around sample ``i`` (periodic axes wrap; bounded axes stop at the ghost layer).
-    Piecewise linear in ``qp``: the derivative shares each bound equally among the
-    samples that attain it (what central differences measure at a tie of two)."""
-
-    def __init__(self, qp, periodic):
-        xp = xp_of(qp)
-        self.qp, self.periodic = qp, periodic
-        self.offsets = list(itertools.product((-1, 0, 1), repeat=qp.ndim))
-        self.lo, self.hi = qp, qp
-        for o in self.offsets:
-            self.lo = xp.minimum(self.lo, _shift(qp, o, periodic, math.inf))
-            self.hi = xp.maximum(self.hi, _shift(qp, o, periodic, -math.inf))
-        self.count_lo = sum(self._attains(o, self.lo) for o in self.offsets)
-        self.count_hi = sum(self._attains(o, self.hi) for o in self.offsets)
-
-    def _attains(self, o, bound):
-        """1 where the neighbour at offset ``o`` equals ``bound``, else 0."""
-        return (_shift(self.qp, o, self.periodic, math.nan) == bound).astype(self.qp.dtype)
-
-    def tangent(self, dot_qp):
-        """``(dot_m, dot_M)`` for a tangent of ``qp``."""
-        out = []
-        for bound, count in ((self.lo, self.count_lo), (self.hi, self.count_hi)):
-            total = sum(self._attains(o, bound) * _shift(dot_qp, o, self.periodic, 0.0) for o in self.offsets)
-            out.append(total / count)
-        return out
-
-    def transpose(self, adj_lo, adj_hi):
-        """``adj_qp`` from the cotangents of ``m`` and ``M``."""
-        total = 0.0
-        for bound, count, adj in ((self.lo, self.count_lo, adj_lo), (self.hi, self.count_hi, adj_hi)):
-            share = adj / count
-            for o in self.offsets:
-                back = tuple(-x for x in o)
-                attains = (self.qp == _shift(bound, back, self.periodic, math.nan)).astype(self.qp.dtype)
-                total = total + attains * _shift(share, back, self.periodic, 0.0)
-        return total
-
-
-def clamp_shares(corrected, lo, hi):
-    """``r = min(max(c, lo), hi)`` (``lo ≤ hi``) and the shares ``(s_c, s_lo, s_hi)`` of
-    its derivative: split equally among the arguments equal to ``r`` (½ each at a tie
-    of two, as central differences measure)."""
-    xp = xp_of(corrected)
-    r = xp.minimum(xp.maximum(corrected, lo), hi)
-    hits = [(x == r).astype(r.dtype) for x in (corrected, lo, hi)]
-    count = hits[0] + hits[1] + hits[2]
-    count = xp.where(count > 0, count, 1)  # NaN: no argument equals r
-    return r, [h / count for h in hits]
 
 
 class _MacCormackPass:

@@ -16,6 +16,7 @@ from . import fused_advection_2d as k2
 from . import fused_advection_3d as k3
 from . import interpolation as interp
 from .fused_lattice import Layout
+from .limiter import tie_tolerance
 
 
 def supports(scheme, arrays, domain, backtrace) -> bool:
@@ -46,19 +47,20 @@ def _nodal_bounds(qp, lay):
 
 def _nodal_bounds_vjp(qp, lo, hi, adj_lo, adj_hi, adj_qp, lay):
     periodic = tuple(bool(p) for p in lay.geo[qp.ndim:])
+    tol = tie_tolerance(qp.dtype)
     if qp.ndim == 3:
-        k3.nodal_bounds_vjp_3d(qp, lo, hi, adj_lo, adj_hi, adj_qp, *periodic)
+        k3.nodal_bounds_vjp_3d(qp, lo, hi, adj_lo, adj_hi, adj_qp, *periodic, tol)
     else:
-        k2.nodal_bounds_vjp.pick(qp.size)(qp, lo, hi, adj_lo, adj_hi, adj_qp, *periodic)
+        k2.nodal_bounds_vjp.pick(qp.size)(qp, lo, hi, adj_lo, adj_hi, adj_qp, *periodic, tol)
 
 
 def _maccormack_pass(q, qp, q1, q1p, padded, lay, c):
     """The limited correction ``clamp(q¹ + (q - q⁰)/2, I[m], I[M])``."""
     lo, hi = _nodal_bounds(qp, lay)
     if q.ndim == 3:
-        return k3.mc_correct_3d(q, q1, q1p, lo, hi, *padded, *lay.tables, c)
+        return k3.mc_correct_3d(q, q1, q1p, lo, hi, *padded, *lay.tables, c, tie_tolerance(q.dtype))
     kernel, parts = k2.mc_correct.split(q.size)
-    return kernel(q, q1, q1p, lo, hi, *padded, lay.shift, lay.avg, lay.geo, c, parts)
+    return kernel(q, q1, q1p, lo, hi, *padded, lay.shift, lay.avg, lay.geo, c, tie_tolerance(q.dtype), parts)
 
 
 def _spread(adj, gx, gy, lay):
@@ -80,13 +82,14 @@ def _maccormack_pass_vjp(g, q, qp, q1, q1p, padded, lay, c, adj_qp, adj_q1p, adj
     """Add the VJP of :func:`_maccormack_pass` into the padded adjoints; returns the
     cotangent of ``q¹ + (q - q⁰)/2``."""
     lo, hi = _nodal_bounds(qp, lay)
+    tol = tie_tolerance(q.dtype)
     adj_c, adj_lo, adj_hi = onp.empty_like(g), onp.zeros_like(qp), onp.zeros_like(qp)
     if q.ndim == 3:
-        k3.mc_correct_vjp_3d.for_blocks(blocks)(g, q, q1, q1p, lo, hi, *padded, *lay.tables, c, adj_c, adj_lo,
+        k3.mc_correct_vjp_3d.for_blocks(blocks)(g, q, q1, q1p, lo, hi, *padded, *lay.tables, c, tol, adj_c, adj_lo,
                                                 adj_hi, adj_q1p, *adj, blocks)
     else:
         gx, gy = onp.empty_like(g), onp.empty_like(g)
-        k2.mc_correct_vjp.for_blocks(blocks)(g, q, q1, q1p, lo, hi, *padded, lay.shift, lay.avg, lay.geo, c,
+        k2.mc_correct_vjp.for_blocks(blocks)(g, q, q1, q1p, lo, hi, *padded, lay.shift, lay.avg, lay.geo, c, tol,
                                              adj_c, adj_lo, adj_hi, adj_q1p, gx, gy, blocks)
         _spread(adj, gx, gy, lay)
     _nodal_bounds_vjp(qp, lo, hi, adj_lo, adj_hi, adj_qp, lay)

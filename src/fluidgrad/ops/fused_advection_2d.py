@@ -280,7 +280,7 @@ def nodal_bounds(qp, periodic0, periodic1):
 
 
 @jit
-def _share_row(i, qp, bound, adj, out, periodic0, periodic1):
+def _share_row(i, qp, bound, adj, out, periodic0, periodic1, tol):
     """``out[i, j] = adj[i, j] / (how many neighbours of (i, j) attain bound[i, j])``."""
     n0, n1 = qp.shape
     for j in range(n1):
@@ -289,20 +289,21 @@ def _share_row(i, qp, bound, adj, out, periodic0, periodic1):
             ii = neighbour(i + di, n0, periodic0)
             for dj in range(-1, 2):
                 jj = neighbour(j + dj, n1, periodic1)
-                if ii >= 0 and jj >= 0 and qp[ii, jj] == bound[i, j]:
+                if ii >= 0 and jj >= 0 and near(qp[ii, jj], bound[i, j], tol):
                     count += 1
         out[i, j] = adj[i, j] / count if count > 0 else 0.0
 
 
 @twin()
-def nodal_bounds_vjp(qp, lo, hi, adj_lo, adj_hi, adj_qp, periodic0, periodic1):
+def nodal_bounds_vjp(qp, lo, hi, adj_lo, adj_hi, adj_qp, periodic0, periodic1, tol):
     """Add the transpose of :func:`nodal_bounds` applied to ``adj_lo``, ``adj_hi`` into
-    ``adj_qp``: each bound's cotangent shared equally by the samples that attain it."""
+    ``adj_qp``: each bound's cotangent shared equally by the samples that attain it
+    (to ``tol``, relative)."""
     n0, n1 = qp.shape
     share_lo, share_hi = onp.empty_like(adj_lo), onp.empty_like(adj_hi)
     for i in prange(n0):
-        _share_row(i, qp, lo, adj_lo, share_lo, periodic0, periodic1)
-        _share_row(i, qp, hi, adj_hi, share_hi, periodic0, periodic1)
+        _share_row(i, qp, lo, adj_lo, share_lo, periodic0, periodic1, tol)
+        _share_row(i, qp, hi, adj_hi, share_hi, periodic0, periodic1, tol)
     for i in prange(n0):
         for j in range(n1):
             x = qp[i, j]
@@ -312,27 +313,43 @@ def nodal_bounds_vjp(qp, lo, hi, adj_lo, adj_hi, adj_qp, periodic0, periodic1):
                 for dj in range(-1, 2):
                     jj = neighbour(j - dj, n1, periodic1)
                     if ii >= 0 and jj >= 0:
-                        if lo[ii, jj] == x:
+                        if near(x, lo[ii, jj], tol):
                             total += share_lo[ii, jj]
-                        if hi[ii, jj] == x:
+                        if near(x, hi[ii, jj], tol):
                             total += share_hi[ii, jj]
             adj_qp[i, j] += total
 
 
 @jit
-def clamp_shares(c, lo, hi):
-    """``min(max(c, lo), hi)`` and the shares of its derivative among (c, lo, hi): equal
-    among the arguments equal to the result (the reference's ``clamp_shares``)."""
-    r = min(max(c, lo), hi)
-    ec, el, eh = (1.0 if c == r else 0.0), (1.0 if lo == r else 0.0), (1.0 if hi == r else 0.0)
-    n = ec + el + eh
-    if n == 0.0:
-        n = 1.0
-    return r, ec / n, el / n, eh / n
+def near(a, b, tol):
+    """``|a - b| ≤ tol · max(|a|, |b|)``, the reference's ``near``."""
+    return abs(a - b) <= tol * max(abs(a), abs(b))
 
 
 @jit
-def _mc_correct_row(i, out, q, q1, q1p, lo, hi, u, v, shift, avg, geo, c, ib, fb):
+def clamp_shares(c, lo, hi, tol):
+    """``min(max(c, lo), hi)`` and the shares of its derivative among (c, lo, hi), as the
+    reference's ``clamp_shares``: all to the active argument, ½ each where ``c`` ties one
+    bound, all to ``c`` where it ties both (ties to ``tol``, relative)."""
+    r = min(max(c, lo), hi)
+    at_lo, at_hi = near(c, lo, tol), near(c, hi, tol)
+    if at_lo and at_hi:
+        return r, 1.0, 0.0, 0.0
+    if at_lo:
+        return r, 0.5, 0.5, 0.0
+    if at_hi:
+        return r, 0.5, 0.0, 0.5
+    if c < lo:
+        return r, 0.0, 1.0, 0.0
+    if c > hi:
+        return r, 0.0, 0.0, 1.0
+    if c > lo and c < hi:
+        return r, 1.0, 0.0, 0.0
+    return r, 0.0, 0.0, 0.0  # NaN
+
+
+@jit
+def _mc_correct_row(i, out, q, q1, q1p, lo, hi, u, v, shift, avg, geo, c, tol, ib, fb):
     _velocity_row(i, u, v, shift, avg, fb, 8)  # one sample for both traces
     _departures(i, fb[8], fb[9], geo, -c, q1p.shape, ib, fb, 0)  # x + Δt U: q⁰ from q¹
     _departures(i, fb[8], fb[9], geo, c, lo.shape, ib, fb, 4)  # x - Δt U: the bounds
@@ -341,11 +358,11 @@ def _mc_correct_row(i, out, q, q1, q1p, lo, hi, u, v, shift, avg, geo, c, ib, fb
         corrected = q1[i, j] + 0.5 * (q[i, j] - _bilinear(q1p, i0, i1, t0, j0, j1, t1))
         i0, i1, t0, _, j0, j1, t1, _ = _stencil(ib, fb, 4, j)
         out[i, j] = clamp_shares(corrected, _bilinear(lo, i0, i1, t0, j0, j1, t1),
-                                 _bilinear(hi, i0, i1, t0, j0, j1, t1))[0]
+                                 _bilinear(hi, i0, i1, t0, j0, j1, t1), tol)[0]
 
 
 @twin()
-def mc_correct(q, q1, q1p, lo, hi, u, v, shift, avg, geo, c, parts):
+def mc_correct(q, q1, q1p, lo, hi, u, v, shift, avg, geo, c, tol, parts):
     """MacCormack's second pass: ``clamp(q¹ + (q - q⁰)/2, I[m], I[M])`` with
     ``q⁰ = I[q¹](x + Δt U)`` and the nodal bounds ``lo``, ``hi`` (:func:`nodal_bounds`)
     interpolated at ``x - Δt U``."""
@@ -353,13 +370,13 @@ def mc_correct(q, q1, q1p, lo, hi, u, v, shift, avg, geo, c, parts):
     ib, fb = _buffers(parts, 2, q1.shape[1])
     for b in prange(parts):
         for i in range(b * q1.shape[0] // parts, (b + 1) * q1.shape[0] // parts):
-            _mc_correct_row(i, out, q, q1, q1p, lo, hi, u, v, shift, avg, geo, c, ib[b], fb[b])
+            _mc_correct_row(i, out, q, q1, q1p, lo, hi, u, v, shift, avg, geo, c, tol, ib[b], fb[b])
     return out
 
 
 @jit
-def _mc_vjp_row(i, g, q, q1, q1p, lo, hi, u, v, shift, avg, geo, c, adj_c, adj_lo, adj_hi, adj_q1p, gx, gy,
-                ib, fb):
+def _mc_vjp_row(i, g, q, q1, q1p, lo, hi, u, v, shift, avg, geo, c, tol, adj_c, adj_lo, adj_hi, adj_q1p, gx,
+                gy, ib, fb):
     _velocity_row(i, u, v, shift, avg, fb, 8)
     _departures(i, fb[8], fb[9], geo, -c, q1p.shape, ib, fb, 0)
     _departures(i, fb[8], fb[9], geo, c, lo.shape, ib, fb, 4)
@@ -368,7 +385,7 @@ def _mc_vjp_row(i, g, q, q1, q1p, lo, hi, u, v, shift, avg, geo, c, adj_c, adj_l
         corrected = q1[i, j] + 0.5 * (q[i, j] - _bilinear(q1p, b0, b1, tb0, c0, c1, tb1))
         i0, i1, t0, d0, j0, j1, t1, d1 = _stencil(ib, fb, 4, j)
         _, s_c, s_lo, s_hi = clamp_shares(corrected, _bilinear(lo, i0, i1, t0, j0, j1, t1),
-                                          _bilinear(hi, i0, i1, t0, j0, j1, t1))
+                                          _bilinear(hi, i0, i1, t0, j0, j1, t1), tol)
         gij = g[i, j]
         sx, sy = 0.0, 0.0
         if s_lo != 0.0:
@@ -390,8 +407,8 @@ def _mc_vjp_row(i, g, q, q1, q1p, lo, hi, u, v, shift, avg, geo, c, adj_c, adj_l
 
 
 @twin()
-def mc_correct_vjp(g, q, q1, q1p, lo, hi, u, v, shift, avg, geo, c, adj_c, adj_lo, adj_hi, adj_q1p, gx, gy,
-                   blocks):
+def mc_correct_vjp(g, q, q1, q1p, lo, hi, u, v, shift, avg, geo, c, tol, adj_c, adj_lo, adj_hi, adj_q1p, gx,
+                   gy, blocks):
     """The VJP of :func:`mc_correct`: ``adj_c`` = the cotangent of ``q¹ + (q - q⁰)/2``;
     added into the padded adjoints of the bounds (``adj_lo``, ``adj_hi``) and of ``q¹``
     (through ``q⁰``); ``gx, gy``: the cotangent of U at the field's points (through the
@@ -400,5 +417,5 @@ def mc_correct_vjp(g, q, q1, q1p, lo, hi, u, v, shift, avg, geo, c, adj_c, adj_l
     for colour in range(2):
         for b in prange(blocks.shape[1]):
             for i in range(blocks[colour, b, 0], blocks[colour, b, 1]):
-                _mc_vjp_row(i, g, q, q1, q1p, lo, hi, u, v, shift, avg, geo, c, adj_c, adj_lo, adj_hi, adj_q1p,
-                            gx, gy, ib[b], fb[b])
+                _mc_vjp_row(i, g, q, q1, q1p, lo, hi, u, v, shift, avg, geo, c, tol, adj_c, adj_lo, adj_hi,
+                            adj_q1p, gx, gy, ib[b], fb[b])

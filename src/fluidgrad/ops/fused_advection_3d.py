@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as onp
 
 from .compiled import jit, numba, pjit, prange, twin
-from .fused_advection_2d import clamp_shares, neighbour
+from .fused_advection_2d import clamp_shares, near, neighbour
 from .fused_lattice import below, locate
 
 
@@ -79,7 +79,7 @@ def sl_forward_3d(q, u, v, w, vrow, vcol, vdep, avg, geo, shape, c):
 
 
 @jit
-def _mc_correct_plane(i, out, q, q1, q1p, lo, hi, u, v, w, vrow, vcol, vdep, avg, geo, c):
+def _mc_correct_plane(i, out, q, q1, q1p, lo, hi, u, v, w, vrow, vcol, vdep, avg, geo, c, tol):
     for j in range(q1.shape[1]):
         for k in range(q1.shape[2]):
             ux, vy, wz = _velocity_at_3d(i, j, k, u, v, w, vrow, vcol, vdep, avg)  # one sample for both traces
@@ -88,15 +88,15 @@ def _mc_correct_plane(i, out, q, q1, q1p, lo, hi, u, v, w, vrow, vcol, vdep, avg
             corrected = q1[i, j, k] + 0.5 * (q[i, j, k] - _trilinear(q1p, i0, i1, t0, j0, j1, t1, k0, k1, t2))
             i0, i1, t0, _, j0, j1, t1, _, k0, k1, t2, _ = _cell_3d(lo, s0 - c * ux, s1 - c * vy, s2 - c * wz, geo)
             out[i, j, k] = clamp_shares(corrected, _trilinear(lo, i0, i1, t0, j0, j1, t1, k0, k1, t2),
-                                        _trilinear(hi, i0, i1, t0, j0, j1, t1, k0, k1, t2))[0]
+                                        _trilinear(hi, i0, i1, t0, j0, j1, t1, k0, k1, t2), tol)[0]
 
 
 @pjit
-def mc_correct_3d(q, q1, q1p, lo, hi, u, v, w, vrow, vcol, vdep, avg, geo, c):
+def mc_correct_3d(q, q1, q1p, lo, hi, u, v, w, vrow, vcol, vdep, avg, geo, c, tol):
     """MacCormack's second pass (as the 2-D ``mc_correct``) on a 3-D lattice (planes of axis 0 in parallel)."""
     out = onp.empty_like(q1)
     for i in prange(q1.shape[0]):
-        _mc_correct_plane(numba.int64(i), out, q, q1, q1p, lo, hi, u, v, w, vrow, vcol, vdep, avg, geo, c)
+        _mc_correct_plane(numba.int64(i), out, q, q1, q1p, lo, hi, u, v, w, vrow, vcol, vdep, avg, geo, c, tol)
     return out
 
 
@@ -124,7 +124,7 @@ def nodal_bounds_3d(qp, periodic0, periodic1, periodic2):
 
 
 @jit
-def _share_3d(i, j, k, qp, bound, adj, periodic0, periodic1, periodic2):
+def _share_3d(i, j, k, qp, bound, adj, periodic0, periodic1, periodic2, tol):
     """``adj[i, j, k]`` over how many neighbours of (i, j, k) attain ``bound[i, j, k]``."""
     n0, n1, n2 = qp.shape
     count = 0
@@ -134,21 +134,21 @@ def _share_3d(i, j, k, qp, bound, adj, periodic0, periodic1, periodic2):
             jj = neighbour(j + dj, n1, periodic1)
             for dk in range(-1, 2):
                 kk = neighbour(k + dk, n2, periodic2)
-                if ii >= 0 and jj >= 0 and kk >= 0 and qp[ii, jj, kk] == bound[i, j, k]:
+                if ii >= 0 and jj >= 0 and kk >= 0 and near(qp[ii, jj, kk], bound[i, j, k], tol):
                     count += 1
     return adj[i, j, k] / count if count > 0 else 0.0
 
 
 @pjit
-def nodal_bounds_vjp_3d(qp, lo, hi, adj_lo, adj_hi, adj_qp, periodic0, periodic1, periodic2):
+def nodal_bounds_vjp_3d(qp, lo, hi, adj_lo, adj_hi, adj_qp, periodic0, periodic1, periodic2, tol):
     """Add the transpose of :func:`nodal_bounds_3d` applied to ``adj_lo``, ``adj_hi`` into ``adj_qp``."""
     n0, n1, n2 = qp.shape
     share_lo, share_hi = onp.empty_like(adj_lo), onp.empty_like(adj_hi)
     for i in prange(n0):
         for j in range(n1):
             for k in range(n2):
-                share_lo[i, j, k] = _share_3d(i, j, k, qp, lo, adj_lo, periodic0, periodic1, periodic2)
-                share_hi[i, j, k] = _share_3d(i, j, k, qp, hi, adj_hi, periodic0, periodic1, periodic2)
+                share_lo[i, j, k] = _share_3d(i, j, k, qp, lo, adj_lo, periodic0, periodic1, periodic2, tol)
+                share_hi[i, j, k] = _share_3d(i, j, k, qp, hi, adj_hi, periodic0, periodic1, periodic2, tol)
     for i in prange(n0):
         for j in range(n1):
             for k in range(n2):
@@ -161,9 +161,9 @@ def nodal_bounds_vjp_3d(qp, lo, hi, adj_lo, adj_hi, adj_qp, periodic0, periodic1
                         for dk in range(-1, 2):
                             kk = neighbour(k - dk, n2, periodic2)
                             if ii >= 0 and jj >= 0 and kk >= 0:
-                                if lo[ii, jj, kk] == x:
+                                if near(x, lo[ii, jj, kk], tol):
                                     total += share_lo[ii, jj, kk]
-                                if hi[ii, jj, kk] == x:
+                                if near(x, hi[ii, jj, kk], tol):
                                     total += share_hi[ii, jj, kk]
                 adj_qp[i, j, k] += total
 
@@ -263,7 +263,7 @@ def sl_vjp_3d(g, q, u, v, w, vrow, vcol, vdep, avg, geo, c, adj_q, adj_u, adj_v,
 
 
 @jit
-def _mc_vjp_plane(i, g, q, q1, q1p, lo, hi, u, v, w, vrow, vcol, vdep, avg, geo, c, adj_c, adj_lo, adj_hi,
+def _mc_vjp_plane(i, g, q, q1, q1p, lo, hi, u, v, w, vrow, vcol, vdep, avg, geo, c, tol, adj_c, adj_lo, adj_hi,
                   adj_q1p, adj_u, adj_v, adj_w):
     for j in range(g.shape[1]):
         for k in range(g.shape[2]):
@@ -275,7 +275,7 @@ def _mc_vjp_plane(i, g, q, q1, q1p, lo, hi, u, v, w, vrow, vcol, vdep, avg, geo,
             i0, i1, t0, d0, j0, j1, t1, d1, k0, k1, t2, d2 = _cell_3d(lo, s0 - c * ux, s1 - c * vy, s2 - c * wz,
                                                                       geo)
             _, s_c, s_lo, s_hi = clamp_shares(corrected, _trilinear(lo, i0, i1, t0, j0, j1, t1, k0, k1, t2),
-                                              _trilinear(hi, i0, i1, t0, j0, j1, t1, k0, k1, t2))
+                                              _trilinear(hi, i0, i1, t0, j0, j1, t1, k0, k1, t2), tol)
             gijk = g[i, j, k]
             sx, sy, sz = 0.0, 0.0, 0.0
             if s_lo != 0.0:
@@ -296,11 +296,11 @@ def _mc_vjp_plane(i, g, q, q1, q1p, lo, hi, u, v, w, vrow, vcol, vdep, avg, geo,
 
 
 @twin()
-def mc_correct_vjp_3d(g, q, q1, q1p, lo, hi, u, v, w, vrow, vcol, vdep, avg, geo, c, adj_c, adj_lo, adj_hi,
+def mc_correct_vjp_3d(g, q, q1, q1p, lo, hi, u, v, w, vrow, vcol, vdep, avg, geo, c, tol, adj_c, adj_lo, adj_hi,
                       adj_q1p, adj_u, adj_v, adj_w, blocks):
     """The VJP of :func:`mc_correct_3d` (as the 2-D ``mc_correct_vjp``)."""
     for colour in range(2):
         for b in prange(blocks.shape[1]):
             for i in range(blocks[colour, b, 0], blocks[colour, b, 1]):
-                _mc_vjp_plane(i, g, q, q1, q1p, lo, hi, u, v, w, vrow, vcol, vdep, avg, geo, c, adj_c, adj_lo,
+                _mc_vjp_plane(i, g, q, q1, q1p, lo, hi, u, v, w, vrow, vcol, vdep, avg, geo, c, tol, adj_c, adj_lo,
                               adj_hi, adj_q1p, adj_u, adj_v, adj_w)

@@ -2,7 +2,8 @@
 its derivative with respect to the points.
 
 A field lives on a *lattice*: sample ``i`` along axis ``d`` sits at
-``x = (i + offset_d) h``. Cell-centred fields have offset ½ on every axis; velocity
+``x = (i + offset_d) h``; stencils take points in index units ``s = x/h - offset_d``, so
+that a point at rest sits exactly on a sample on every path. Cell-centred fields have offset ½ on every axis; velocity
 component ``c`` has offset 0 along axis ``c``. Before sampling, a field gets one ghost
 layer on each bounded side (its boundary rule), so interpolation near a wall sees the
 wall. Periodic axes wrap; beyond the ghost layer points are clamped to it.
@@ -116,16 +117,17 @@ def pad_velocity(velocity, domain, homogeneous=False):
     return [pad_field(u, domain, d, homogeneous) for d, u in enumerate(velocity)]
 
 
-def sample_points(domain, location, like):
-    """Coordinates of the lattice points of ``location`` (a tuple of arrays), cached."""
-    key = ("points", location)
+def lattice_points(domain, location, lattice, like):
+    """The samples of ``location`` in index units of ``lattice`` (a tuple of arrays,
+    cached): ``i + offset_location - offset_lattice``, exact, as the fused kernels place them."""
     xp = xp_of(like)
-    cache_key = (key, xp.__name__, like.dtype)
-    points = domain._cache.get(cache_key)
+    field = field_lattice(domain, location)
+    key = ("lattice-points", location, lattice.offset, xp.__name__, like.dtype)
+    points = domain._cache.get(key)
     if points is None:
-        mesh = domain.grid.mesh(location, None if location == "center" else domain.periodic(location))
-        points = tuple(xp.asarray(m, dtype=like.dtype) for m in mesh)
-        domain._cache[cache_key] = points
+        axes = [onp.arange(n) + (o - lo) for n, o, lo in zip(field.shape, field.offset, lattice.offset)]
+        points = domain._cache[key] = tuple(xp.asarray(m, dtype=like.dtype)
+                                            for m in onp.meshgrid(*axes, indexing="ij"))
     return points
 
 
@@ -168,11 +170,12 @@ def _axis(s, n, periodic, xp):
 
 
 def stencil(lattice: Lattice, points) -> Stencil:
-    """Interpolation stencil of ``lattice`` at ``points`` (a tuple of coordinate arrays)."""
+    """Interpolation stencil of ``lattice`` at ``points``, a tuple of coordinate arrays in
+    the lattice's index units (sample ``i`` at ``i``; see :func:`lattice_points`). Slopes
+    are per unit length (``∂/∂x = ∂/∂s / h``)."""
     xp = xp_of(points[0])
     ndim = len(lattice.shape)
-    axes = [_axis(points[d] / lattice.h - lattice.offset[d], lattice.shape[d], lattice.periodic[d], xp)
-            for d in range(ndim)]
+    axes = [_axis(points[d], lattice.shape[d], lattice.periodic[d], xp) for d in range(ndim)]
     strides = [math.prod(lattice.shape[d + 1:]) for d in range(ndim)]
 
     def flat(indices):
