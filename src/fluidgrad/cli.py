@@ -519,8 +519,8 @@ gradcheck.png (default folder runs/<scenario>/gradcheck/); exit 1 if a check fai
     p.add_argument("--out", metavar="DIR", help="output folder (default: runs/<scenario name>/gradcheck/)")
     p.add_argument("--force", action="store_true", help="overwrite an existing non-empty output folder")
     p.add_argument("--seed", type=int, default=0, help="seed of the perturbation and the directions")
-    p.add_argument("--perturb", type=float, default=1e-3, metavar="R",
-                   help="check at x0 + R·max(|x0|,1)·N(0,1) (default 1e-3: at zero velocity or force, the usual "
+    p.add_argument("--perturb", type=float, default=1e-2, metavar="R",
+                   help="check at x0 + R·max(|x0|,1)·N(0,1) (default 1e-2: at zero velocity or force, the usual "
                         "initial guess, departure points sit on interpolation kinks and the MacCormack limiter "
                         "is not differentiable at local extrema; 0 checks at x0)")
     p.add_argument("--directions", type=int, default=4, metavar="N", help="random directions (default 4)")

@@ -51,7 +51,7 @@ def _nodal_bounds_vjp(qp, lo, hi, adj_lo, adj_hi, adj_qp, lay):
     if qp.ndim == 3:
         k3.nodal_bounds_vjp_3d(qp, lo, hi, adj_lo, adj_hi, adj_qp, *periodic, tol)
     else:
-        k2.nodal_bounds_vjp.pick(qp.size)(qp, lo, hi, adj_lo, adj_hi, adj_qp, *periodic, tol)
+        k2.nodal_bounds_vjp(qp, lo, hi, adj_lo, adj_hi, adj_qp, *periodic, tol)
 
 
 def _maccormack_pass(q, qp, q1, q1p, padded, lay, c):

@@ -280,44 +280,36 @@ def nodal_bounds(qp, periodic0, periodic1):
 
 
 @jit
-def _share_row(i, qp, bound, adj, out, periodic0, periodic1, tol):
-    """``out[i, j] = adj[i, j] / (how many neighbours of (i, j) attain bound[i, j])``."""
+def _spread_bound(qp, bound, adj, out, periodic0, periodic1, tol):
+    """Add ``adj[i, j]``, shared equally by the neighbours of (i, j) that attain
+    ``bound[i, j]``, into ``out``; only where ``adj`` is not zero (the limiter is active
+    at few points, so this serial pass costs about a read per sample)."""
     n0, n1 = qp.shape
-    for j in range(n1):
-        count = 0
-        for di in range(-1, 2):
-            ii = neighbour(i + di, n0, periodic0)
-            for dj in range(-1, 2):
-                jj = neighbour(j + dj, n1, periodic1)
-                if ii >= 0 and jj >= 0 and near(qp[ii, jj], bound[i, j], tol):
-                    count += 1
-        out[i, j] = adj[i, j] / count if count > 0 else 0.0
+    for i in range(n0):
+        for j in range(n1):
+            a = adj[i, j]
+            if a == 0.0:
+                continue
+            count = 0
+            for second in range(2):
+                for di in range(-1, 2):
+                    ii = neighbour(i + di, n0, periodic0)
+                    for dj in range(-1, 2):
+                        jj = neighbour(j + dj, n1, periodic1)
+                        if ii >= 0 and jj >= 0 and near(qp[ii, jj], bound[i, j], tol):
+                            if second:
+                                out[ii, jj] += a / count
+                            else:
+                                count += 1
 
 
-@twin()
+@jit
 def nodal_bounds_vjp(qp, lo, hi, adj_lo, adj_hi, adj_qp, periodic0, periodic1, tol):
     """Add the transpose of :func:`nodal_bounds` applied to ``adj_lo``, ``adj_hi`` into
     ``adj_qp``: each bound's cotangent shared equally by the samples that attain it
     (to ``tol``, relative)."""
-    n0, n1 = qp.shape
-    share_lo, share_hi = onp.empty_like(adj_lo), onp.empty_like(adj_hi)
-    for i in prange(n0):
-        _share_row(i, qp, lo, adj_lo, share_lo, periodic0, periodic1, tol)
-        _share_row(i, qp, hi, adj_hi, share_hi, periodic0, periodic1, tol)
-    for i in prange(n0):
-        for j in range(n1):
-            x = qp[i, j]
-            total = 0.0
-            for di in range(-1, 2):
-                ii = neighbour(i - di, n0, periodic0)
-                for dj in range(-1, 2):
-                    jj = neighbour(j - dj, n1, periodic1)
-                    if ii >= 0 and jj >= 0:
-                        if near(x, lo[ii, jj], tol):
-                            total += share_lo[ii, jj]
-                        if near(x, hi[ii, jj], tol):
-                            total += share_hi[ii, jj]
-            adj_qp[i, j] += total
+    _spread_bound(qp, lo, adj_lo, adj_qp, periodic0, periodic1, tol)
+    _spread_bound(qp, hi, adj_hi, adj_qp, periodic0, periodic1, tol)
 
 
 @jit

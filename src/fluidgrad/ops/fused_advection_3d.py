@@ -124,48 +124,35 @@ def nodal_bounds_3d(qp, periodic0, periodic1, periodic2):
 
 
 @jit
-def _share_3d(i, j, k, qp, bound, adj, periodic0, periodic1, periodic2, tol):
-    """``adj[i, j, k]`` over how many neighbours of (i, j, k) attain ``bound[i, j, k]``."""
+def _spread_bound_3d(qp, bound, adj, out, periodic0, periodic1, periodic2, tol):
+    """The 3-D ``_spread_bound``: ``adj`` shared by the neighbours that attain ``bound``."""
     n0, n1, n2 = qp.shape
-    count = 0
-    for di in range(-1, 2):
-        ii = neighbour(i + di, n0, periodic0)
-        for dj in range(-1, 2):
-            jj = neighbour(j + dj, n1, periodic1)
-            for dk in range(-1, 2):
-                kk = neighbour(k + dk, n2, periodic2)
-                if ii >= 0 and jj >= 0 and kk >= 0 and near(qp[ii, jj, kk], bound[i, j, k], tol):
-                    count += 1
-    return adj[i, j, k] / count if count > 0 else 0.0
+    for i in range(n0):
+        for j in range(n1):
+            for k in range(n2):
+                a = adj[i, j, k]
+                if a == 0.0:
+                    continue
+                count = 0
+                for second in range(2):
+                    for di in range(-1, 2):
+                        ii = neighbour(i + di, n0, periodic0)
+                        for dj in range(-1, 2):
+                            jj = neighbour(j + dj, n1, periodic1)
+                            for dk in range(-1, 2):
+                                kk = neighbour(k + dk, n2, periodic2)
+                                if ii >= 0 and jj >= 0 and kk >= 0 and near(qp[ii, jj, kk], bound[i, j, k], tol):
+                                    if second:
+                                        out[ii, jj, kk] += a / count
+                                    else:
+                                        count += 1
 
 
-@pjit
+@jit
 def nodal_bounds_vjp_3d(qp, lo, hi, adj_lo, adj_hi, adj_qp, periodic0, periodic1, periodic2, tol):
     """Add the transpose of :func:`nodal_bounds_3d` applied to ``adj_lo``, ``adj_hi`` into ``adj_qp``."""
-    n0, n1, n2 = qp.shape
-    share_lo, share_hi = onp.empty_like(adj_lo), onp.empty_like(adj_hi)
-    for i in prange(n0):
-        for j in range(n1):
-            for k in range(n2):
-                share_lo[i, j, k] = _share_3d(i, j, k, qp, lo, adj_lo, periodic0, periodic1, periodic2, tol)
-                share_hi[i, j, k] = _share_3d(i, j, k, qp, hi, adj_hi, periodic0, periodic1, periodic2, tol)
-    for i in prange(n0):
-        for j in range(n1):
-            for k in range(n2):
-                x = qp[i, j, k]
-                total = 0.0
-                for di in range(-1, 2):
-                    ii = neighbour(i - di, n0, periodic0)
-                    for dj in range(-1, 2):
-                        jj = neighbour(j - dj, n1, periodic1)
-                        for dk in range(-1, 2):
-                            kk = neighbour(k - dk, n2, periodic2)
-                            if ii >= 0 and jj >= 0 and kk >= 0:
-                                if near(x, lo[ii, jj, kk], tol):
-                                    total += share_lo[ii, jj, kk]
-                                if near(x, hi[ii, jj, kk], tol):
-                                    total += share_hi[ii, jj, kk]
-                adj_qp[i, j, k] += total
+    _spread_bound_3d(qp, lo, adj_lo, adj_qp, periodic0, periodic1, periodic2, tol)
+    _spread_bound_3d(qp, hi, adj_hi, adj_qp, periodic0, periodic1, periodic2, tol)
 
 
 @jit
