@@ -248,3 +248,30 @@ def test_per_step_adjoint_norms_and_blow_up_reports():
     with fg.detect_anomaly():
         with pytest.raises(FloatingPointError, match="forward pass: advect_state produced NaN"):
             fg.grad(lambda d: fg.numpy.sum(sim.step(s0.replace(density=d)).density))(s0.density * onp.nan)
+
+
+@pytest.mark.parametrize("periodic", [(True, True), (False, True), (False, False)])
+def test_gaussian_blur_keeps_constants_spreads_a_point_and_is_differentiable(periodic):
+    from fluidgrad.optimize.parameters import gaussian_blur
+    onp.testing.assert_allclose(gaussian_blur(onp.full((9, 12), 0.7), 1.5, periodic), 0.7, rtol=1e-14)
+    point = onp.zeros((31, 33))
+    point[15, 16] = 1.0
+    blurred = gaussian_blur(point, 2.0, periodic)
+    k = onp.arange(-6, 7)
+    w = onp.exp(-k ** 2 / 8.0)
+    onp.testing.assert_allclose(blurred[9:22, 16], w / w.sum() * (w[6] / w.sum()), rtol=1e-12)  # separable
+    assert abs(blurred.sum() - 1.0) <= 1e-14
+    result = check_vjp(lambda z: gaussian_blur(z, 1.3, periodic), onp.random.default_rng(0).standard_normal((7, 8)))
+    assert result.dot_product_error <= 1e-12
+
+
+def test_smoothing_blurs_the_stream_function_before_it_becomes_a_velocity():
+    sim = Simulation(Domain(Grid((16, 16), (1.0, 1.0)), Boundaries.periodic(2)), 0.01)
+    raw = (onp.random.default_rng(1).standard_normal((16, 16)),)
+    from fluidgrad.optimize.parameters import gaussian_blur
+    smooth = InitialVelocity(smoothing=2.0).apply(raw, sim)
+    expected = InitialVelocity().apply((gaussian_blur(raw[0], 2.0, (True, True)),), sim)
+    for a, b in zip(smooth, expected, strict=True):
+        onp.testing.assert_allclose(a, b, rtol=1e-14)
+    rough = InitialVelocity().apply(raw, sim)
+    assert sum(float((a ** 2).sum()) for a in smooth) < 0.1 * sum(float((a ** 2).sum()) for a in rough)

@@ -118,3 +118,10 @@ def test_no_traceback_from_a_real_process(folder):
     path.write_text(BOMB)
     out = subprocess.run([sys.executable, "-m", "fluidgrad", "run", str(path)], capture_output=True, text=True)
     assert out.returncode == 2 and "Traceback" not in out.stderr and out.stderr.count("\n") == 1
+
+
+def test_a_negative_smoothing_is_one_line_naming_the_key(folder, capsys):
+    path = folder / "smoothing.yaml"
+    path.write_text(BASE + "optimize: {smoothing: -1, loss: {type: kinetic_energy}}")
+    assert cli.main(["check", str(path)]) == 2
+    assert capsys.readouterr().err == "fluidgrad: optimize.smoothing: must be >= 0 (got -1)\n"

@@ -19,7 +19,7 @@ def parameters(scenario) -> list:
     out = []
     for name in spec["parameters"]:
         if name == "initial_velocity":
-            out.append(InitialVelocity(spec["parametrization"]))
+            out.append(InitialVelocity(spec["parametrization"], spec["smoothing"]))
         elif name == "initial_density":
             out.append(InitialDensity())
         elif name == "control_force":

@@ -54,6 +54,7 @@ DEFAULTS = {
 OPTIMIZE_DEFAULTS = {
     "parameters": ["initial_velocity"],
     "parametrization": "stream",
+    "smoothing": 0.0,
     "loss": {"type": "density_mse", "target": None, "times": None},
     "regularization": {"smoothness": 0.0, "effort": 0.0},
     "control": {"hold": 1, "coarsen": 1},
@@ -653,6 +654,7 @@ def _parse_optimize(c, spec, ndim, grid, base, steps):
     for i, p in enumerate(params):
         c.choice(p, PARAMETERS, f"optimize.parameters[{i}]")
     c.choice(o["parametrization"], ("stream", "raw"), "optimize.parametrization")
+    smoothing = c.number(o["smoothing"], "optimize.smoothing", nonnegative=True, default=0.0)
     loss = c.keys(o["loss"], ["type", "target", "times"], "optimize.loss")
     kind = c.choice(loss.get("type", "density_mse"), LOSSES, "optimize.loss.type")
     target = loss.get("target")
@@ -715,7 +717,7 @@ def _parse_optimize(c, spec, ndim, grid, base, steps):
         except InputError as exc:
             c.add("optimize.checkpointing.memory_budget", str(exc), ck.get("memory_budget"), True)
             budget = None
-    return {"parameters": params, "parametrization": o["parametrization"],
+    return {"parameters": params, "parametrization": o["parametrization"], "smoothing": smoothing,
             "loss": {"type": kind, "target": target, "times": times},
             "regularization": {"smoothness": smooth, "effort": eff},
             "control": {"hold": hold, "coarsen": coarsen},

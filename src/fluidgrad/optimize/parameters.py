@@ -28,11 +28,36 @@ from ..potential import potential_shapes, velocity_from_potential
 from ..simulation import Physics, Source
 
 
+def gaussian_blur(field, sigma, periodic):
+    """``field`` convolved with a Gaussian of ``sigma`` samples along every axis (truncated
+    at 3σ, weights summing to 1): wrapped on periodic axes, mirrored at the ends of the
+    others. Linear and differentiable (a sum of shifted copies)."""
+    radius = max(1, math.ceil(3 * sigma))
+    offsets = onp.arange(-radius, radius + 1)
+    weights = onp.exp(-0.5 * (offsets / sigma) ** 2)
+    weights = weights / weights.sum()
+    xp = xp_of(field)
+    out = field
+    for axis, wraps in enumerate(periodic):
+        n = out.shape[axis]
+        index = onp.pad(onp.arange(n), radius, mode="wrap" if wraps else "symmetric")
+        total = None
+        for k, w in zip(offsets, weights, strict=True):
+            term = float(w) * fnp.take(out, xp.asarray(index[radius + k:radius + k + n]), axis)
+            total = term if total is None else total + term
+        out = total
+    return out
+
+
 @dataclasses.dataclass
 class InitialVelocity:
-    """The initial velocity, through a stream function / vector potential or raw."""
+    """The initial velocity, through a stream function / vector potential or raw; with
+    ``smoothing = σ > 0`` the raw variables are first blurred by a Gaussian of σ cells
+    (:func:`gaussian_blur`), which preconditions the optimization: the gradient reaching
+    the variables is blurred too, so fine-scale noise no longer dominates it."""
 
     parametrization: str = "stream"
+    smoothing: float = 0.0
     name: str = "initial_velocity"
 
     def shapes(self, sim):
@@ -45,6 +70,8 @@ class InitialVelocity:
 
     def apply(self, raw, sim):
         d = sim.domain
+        if self.smoothing:
+            raw = tuple(gaussian_blur(r, self.smoothing, [d.periodic(a) for a in range(d.ndim)]) for r in raw)
         if self.parametrization == "raw":
             return tuple(raw)
         if self.parametrization != "stream":
