@@ -3,13 +3,12 @@
 import numpy as onp
 import pytest
 
-from fluidgrad.ops.limiter import tie_tolerance
-
 from fluidgrad.ops import compiled, fused_poisson, interpolation as interp, record, use_reference
 from fluidgrad.ops import fused_advection as fa
 from fluidgrad.ops import fused_advection_2d as k2
 from fluidgrad.ops.advection import maccormack, semi_lagrangian
 from fluidgrad.ops.fused_lattice import Layout
+from fluidgrad.ops.limiter import tie_tolerance
 
 from ops import domains
 
