@@ -38,7 +38,7 @@ def _semi_lagrangian_pass(qp, padded, lay, shape, c):
 
 
 def _nodal_bounds(qp, lay):
-    """``(m, M)`` of :class:`~.advection.NodalBounds` on the padded lattice."""
+    """``(m, M)`` of :class:`~.limiter.NodalBounds` on the padded lattice."""
     periodic = tuple(bool(p) for p in lay.geo[qp.ndim:])
     if qp.ndim == 3:
         return k3.nodal_bounds_3d(qp, *periodic)

@@ -261,7 +261,7 @@ def neighbour(i, n, periodic):
 @twin()
 def nodal_bounds(qp, periodic0, periodic1):
     """``m``, ``M``: the min and max of the padded field over each sample's 3×3
-    neighbours (the reference's :class:`~.advection.NodalBounds`)."""
+    neighbours (the reference's :class:`~.limiter.NodalBounds`)."""
     n0, n1 = qp.shape
     lo, hi = onp.empty_like(qp), onp.empty_like(qp)
     for i in prange(n0):

@@ -16,6 +16,7 @@ import numpy as onp
 
 from ..backend import xp_of
 
+
 def _shift(a, offset, periodic, fill):
     """``b[i] = a[i + offset]`` (``offset``: -1, 0 or 1 per axis), wrapped on periodic
     axes, ``fill`` beyond the ends of bounded ones."""
@@ -40,6 +41,7 @@ TIE_ULPS = 32
 
 
 def tie_tolerance(dtype) -> float:
+    """The relative tolerance of a tie in ``dtype``: :data:`TIE_ULPS` machine epsilons."""
     return TIE_ULPS * float(onp.finfo(dtype).eps)
 
 
