@@ -125,3 +125,22 @@ def test_a_negative_smoothing_is_one_line_naming_the_key(folder, capsys):
     path.write_text(BASE + "optimize: {smoothing: -1, loss: {type: kinetic_energy}}")
     assert cli.main(["check", str(path)]) == 2
     assert capsys.readouterr().err == "fluidgrad: optimize.smoothing: must be >= 0 (got -1)\n"
+
+
+@pytest.mark.parametrize("text, value", [("1e-6", 1e-6), ("1E-4", 1e-4), (".5", 0.5), ("5.", 5.0),
+                                         ("-2.5e+3", -2500.0), ("3", 3)])
+def test_numbers_as_scientists_write_them(text, value):
+    """PyYAML's YAML 1.1 rules read 1e-6 and 1E-4 as strings; the scenario layer reads
+    YAML 1.2 numbers, in files and in --set."""
+    from fluidgrad.scenario import load_yaml
+    assert load_yaml(text) == value and type(load_yaml(text)) is type(value)
+
+
+def test_exponents_without_a_dot_are_accepted_in_files_and_in_set(folder):
+    path = folder / "numbers.yaml"
+    path.write_text("grid: {resolution: [16, 16], size: [1.0, 1.0]}\ntime: {dt: 1e-2, steps: 5}\n"
+                    "physics: {viscosity: 1E-3}\npressure: {solver: cg, tolerance: 1e-6}\n")
+    assert cli.main(["check", str(path), "--set", "time.dt=5e-3", "--quiet"]) == 0
+    from fluidgrad.scenario import load_scenario
+    scenario = load_scenario(str(path), {"time.dt": 5e-3})
+    assert scenario.dt == 5e-3

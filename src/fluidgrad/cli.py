@@ -29,13 +29,14 @@ def _err(message):
 
 
 def _overrides(args) -> dict:
+    from .scenario import load_yaml
     out = {}
     for item in getattr(args, "set", None) or []:
         if "=" not in item:
             raise UsageError(f"--set {item!r}: expected KEY=VALUE (e.g. grid.resolution=[32,32])")
         key, value = item.split("=", 1)
         try:
-            out[key.strip()] = yaml.safe_load(value)
+            out[key.strip()] = load_yaml(value)
         except yaml.YAMLError:
             raise UsageError(f"--set {key}: cannot parse value {value!r}") from None
     if getattr(args, "steps", None) is not None:
