@@ -504,16 +504,15 @@ def plot_gradcheck(reports, path, horizons=None, title=None):
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     ax = axes[1]
-    for h, _, color, label, d in lines:
-        rem = onp.asarray([r if r is not None else onp.nan for r in d.taylor_remainders], dtype=float)
-        rem = onp.where(rem > 0, rem, onp.nan)
+    remainders = [onp.asarray([r if r is not None and r > 0 else onp.nan for r in d.taylor_remainders], dtype=float)
+                  for _, _, _, _, d in lines]
+    for (h, _, color, label, d), rem in zip(lines, remainders, strict=True):
         ax.loglog(h, rem, marker=".", color=color, label=label, linewidth=1.2)
         if d.taylor_range:
             keep = (h <= d.taylor_range[0]) & (h >= d.taylor_range[1])
             ax.loglog(h[keep], rem[keep], color=color, linewidth=3.5, alpha=0.35)
-    h, _, _, _, d = lines[0]
-    rem = onp.asarray([r if r is not None else onp.nan for r in d.taylor_remainders], dtype=float)
-    finite = onp.isfinite(rem) & (rem > 0)
+    h, rem = lines[0][0], remainders[0]
+    finite = onp.isfinite(rem)
     if finite.any():
         k = int(onp.flatnonzero(finite)[0])
         for slope, style in ((1, ":"), (2, "--")):

@@ -6,6 +6,7 @@ import pytest
 from fluidgrad.ops import compiled, fused_poisson, interpolation as interp, record, use_reference
 from fluidgrad.ops import fused_advection as fa
 from fluidgrad.ops import fused_advection_2d as k2
+from fluidgrad.ops import fused_limiter
 from fluidgrad.ops.advection import maccormack, semi_lagrangian
 from fluidgrad.ops.fused_lattice import Layout
 from fluidgrad.ops.limiter import tie_tolerance
@@ -267,8 +268,8 @@ def test_parallel_vjp_equals_the_serial_one(spec):
     q1p = onp.ascontiguousarray(q1)  # a periodic-looking stand-in for the padded q1 is enough here
     if q1p.shape == qp.shape:
         periodic = tuple(bool(p) for p in lay.geo[2:])
-        lo, hi = k2.nodal_bounds.serial(qp, *periodic)
-        assert all(onp.array_equal(a, b) for a, b in zip(k2.nodal_bounds.parallel(qp, *periodic), (lo, hi),
+        lo, hi = fused_limiter.nodal_bounds.serial(qp, *periodic)
+        assert all(onp.array_equal(a, b) for a, b in zip(fused_limiter.nodal_bounds.parallel(qp, *periodic), (lo, hi),
                                                            strict=True))
         tol = tie_tolerance(q.dtype)
         args = (q, q1, q1p, lo, hi, *vel, c, tol)

@@ -14,6 +14,7 @@ import numpy as onp
 from . import compiled
 from . import fused_advection_2d as k2
 from . import fused_advection_3d as k3
+from . import fused_limiter as lim
 from . import interpolation as interp
 from .fused_lattice import Layout
 from .limiter import tie_tolerance
@@ -41,17 +42,17 @@ def _nodal_bounds(qp, lay):
     """``(m, M)`` of :class:`~.limiter.NodalBounds` on the padded lattice."""
     periodic = tuple(bool(p) for p in lay.geo[qp.ndim:])
     if qp.ndim == 3:
-        return k3.nodal_bounds_3d(qp, *periodic)
-    return k2.nodal_bounds.pick(qp.size)(qp, *periodic)
+        return lim.nodal_bounds_3d(qp, *periodic)
+    return lim.nodal_bounds.pick(qp.size)(qp, *periodic)
 
 
 def _nodal_bounds_vjp(qp, lo, hi, adj_lo, adj_hi, adj_qp, lay):
     periodic = tuple(bool(p) for p in lay.geo[qp.ndim:])
     tol = tie_tolerance(qp.dtype)
     if qp.ndim == 3:
-        k3.nodal_bounds_vjp_3d(qp, lo, hi, adj_lo, adj_hi, adj_qp, *periodic, tol)
+        lim.nodal_bounds_vjp_3d(qp, lo, hi, adj_lo, adj_hi, adj_qp, *periodic, tol)
     else:
-        k2.nodal_bounds_vjp(qp, lo, hi, adj_lo, adj_hi, adj_qp, *periodic, tol)
+        lim.nodal_bounds_vjp(qp, lo, hi, adj_lo, adj_hi, adj_qp, *periodic, tol)
 
 
 def _maccormack_pass(q, qp, q1, q1p, padded, lay, c):

@@ -19,6 +19,7 @@ import numpy as onp
 
 from .compiled import jit, prange, twin
 from .fused_lattice import below, locate
+from .fused_limiter import clamp_shares
 
 
 @jit
@@ -248,99 +249,6 @@ def sl_jvp(dq, du, dv, q, u, v, shift, avg, geo, shape0, shape1, c, with_q, with
 
 
 @jit
-def neighbour(i, n, periodic):
-    """Index ``i`` of an axis of ``n`` samples: wrapped on a periodic axis, -1 beyond the
-    ends of a bounded one."""
-    if i >= 0 and i < n:
-        return i
-    if periodic:
-        return i % n
-    return -1
-
-
-@twin()
-def nodal_bounds(qp, periodic0, periodic1):
-    """``m``, ``M``: the min and max of the padded field over each sample's 3×3
-    neighbours (the reference's :class:`~.limiter.NodalBounds`)."""
-    n0, n1 = qp.shape
-    lo, hi = onp.empty_like(qp), onp.empty_like(qp)
-    for i in prange(n0):
-        for j in range(n1):
-            a = b = qp[i, j]
-            for di in range(-1, 2):
-                ii = neighbour(i + di, n0, periodic0)
-                for dj in range(-1, 2):
-                    jj = neighbour(j + dj, n1, periodic1)
-                    if ii >= 0 and jj >= 0:
-                        x = qp[ii, jj]
-                        a = x if x < a else a
-                        b = x if x > b else b
-            lo[i, j], hi[i, j] = a, b
-    return lo, hi
-
-
-@jit
-def _spread_bound(qp, bound, adj, out, periodic0, periodic1, tol):
-    """Add ``adj[i, j]``, shared equally by the neighbours of (i, j) that attain
-    ``bound[i, j]``, into ``out``; only where ``adj`` is not zero (the limiter is active
-    at few points, so this serial pass costs about a read per sample)."""
-    n0, n1 = qp.shape
-    for i in range(n0):
-        for j in range(n1):
-            a = adj[i, j]
-            if a == 0.0:
-                continue
-            count = 0
-            for second in range(2):
-                for di in range(-1, 2):
-                    ii = neighbour(i + di, n0, periodic0)
-                    for dj in range(-1, 2):
-                        jj = neighbour(j + dj, n1, periodic1)
-                        if ii >= 0 and jj >= 0 and near(qp[ii, jj], bound[i, j], tol):
-                            if second:
-                                out[ii, jj] += a / count
-                            else:
-                                count += 1
-
-
-@jit
-def nodal_bounds_vjp(qp, lo, hi, adj_lo, adj_hi, adj_qp, periodic0, periodic1, tol):
-    """Add the transpose of :func:`nodal_bounds` applied to ``adj_lo``, ``adj_hi`` into
-    ``adj_qp``: each bound's cotangent shared equally by the samples that attain it
-    (to ``tol``, relative)."""
-    _spread_bound(qp, lo, adj_lo, adj_qp, periodic0, periodic1, tol)
-    _spread_bound(qp, hi, adj_hi, adj_qp, periodic0, periodic1, tol)
-
-
-@jit
-def near(a, b, tol):
-    """``|a - b| ≤ tol · max(|a|, |b|)``, the reference's ``near``."""
-    return abs(a - b) <= tol * max(abs(a), abs(b))
-
-
-@jit
-def clamp_shares(c, lo, hi, tol):
-    """``min(max(c, lo), hi)`` and the shares of its derivative among (c, lo, hi), as the
-    reference's ``clamp_shares``: all to the active argument, ½ each where ``c`` ties one
-    bound, all to ``c`` where it ties both (ties to ``tol``, relative)."""
-    r = min(max(c, lo), hi)
-    at_lo, at_hi = near(c, lo, tol), near(c, hi, tol)
-    if at_lo and at_hi:
-        return r, 1.0, 0.0, 0.0
-    if at_lo:
-        return r, 0.5, 0.5, 0.0
-    if at_hi:
-        return r, 0.5, 0.0, 0.5
-    if c < lo:
-        return r, 0.0, 1.0, 0.0
-    if c > hi:
-        return r, 0.0, 0.0, 1.0
-    if c > lo and c < hi:
-        return r, 1.0, 0.0, 0.0
-    return r, 0.0, 0.0, 0.0  # NaN
-
-
-@jit
 def _mc_correct_row(i, out, q, q1, q1p, lo, hi, u, v, shift, avg, geo, c, tol, ib, fb):
     _velocity_row(i, u, v, shift, avg, fb, 8)  # one sample for both traces
     _departures(i, fb[8], fb[9], geo, -c, q1p.shape, ib, fb, 0)  # x + Δt U: q⁰ from q¹
@@ -356,7 +264,7 @@ def _mc_correct_row(i, out, q, q1, q1p, lo, hi, u, v, shift, avg, geo, c, tol, i
 @twin()
 def mc_correct(q, q1, q1p, lo, hi, u, v, shift, avg, geo, c, tol, parts):
     """MacCormack's second pass: ``clamp(q¹ + (q - q⁰)/2, I[m], I[M])`` with
-    ``q⁰ = I[q¹](x + Δt U)`` and the nodal bounds ``lo``, ``hi`` (:func:`nodal_bounds`)
+    ``q⁰ = I[q¹](x + Δt U)`` and the nodal bounds ``lo``, ``hi`` (:func:`~.fused_limiter.nodal_bounds`)
     interpolated at ``x - Δt U``."""
     out = onp.empty_like(q1)
     ib, fb = _buffers(parts, 2, q1.shape[1])

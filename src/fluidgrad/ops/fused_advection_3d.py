@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as onp
 
 from .compiled import jit, numba, pjit, prange, twin
-from .fused_advection_2d import clamp_shares, near, neighbour
 from .fused_lattice import below, locate
+from .fused_limiter import clamp_shares
 
 
 @jit
@@ -98,61 +98,6 @@ def mc_correct_3d(q, q1, q1p, lo, hi, u, v, w, vrow, vcol, vdep, avg, geo, c, to
     for i in prange(q1.shape[0]):
         _mc_correct_plane(numba.int64(i), out, q, q1, q1p, lo, hi, u, v, w, vrow, vcol, vdep, avg, geo, c, tol)
     return out
-
-
-@pjit
-def nodal_bounds_3d(qp, periodic0, periodic1, periodic2):
-    """``m``, ``M``: the min and max of the padded field over each sample's 3×3×3 neighbours."""
-    n0, n1, n2 = qp.shape
-    lo, hi = onp.empty_like(qp), onp.empty_like(qp)
-    for i in prange(n0):
-        for j in range(n1):
-            for k in range(n2):
-                a = b = qp[i, j, k]
-                for di in range(-1, 2):
-                    ii = neighbour(i + di, n0, periodic0)
-                    for dj in range(-1, 2):
-                        jj = neighbour(j + dj, n1, periodic1)
-                        for dk in range(-1, 2):
-                            kk = neighbour(k + dk, n2, periodic2)
-                            if ii >= 0 and jj >= 0 and kk >= 0:
-                                x = qp[ii, jj, kk]
-                                a = x if x < a else a
-                                b = x if x > b else b
-                lo[i, j, k], hi[i, j, k] = a, b
-    return lo, hi
-
-
-@jit
-def _spread_bound_3d(qp, bound, adj, out, periodic0, periodic1, periodic2, tol):
-    """The 3-D ``_spread_bound``: ``adj`` shared by the neighbours that attain ``bound``."""
-    n0, n1, n2 = qp.shape
-    for i in range(n0):
-        for j in range(n1):
-            for k in range(n2):
-                a = adj[i, j, k]
-                if a == 0.0:
-                    continue
-                count = 0
-                for second in range(2):
-                    for di in range(-1, 2):
-                        ii = neighbour(i + di, n0, periodic0)
-                        for dj in range(-1, 2):
-                            jj = neighbour(j + dj, n1, periodic1)
-                            for dk in range(-1, 2):
-                                kk = neighbour(k + dk, n2, periodic2)
-                                if ii >= 0 and jj >= 0 and kk >= 0 and near(qp[ii, jj, kk], bound[i, j, k], tol):
-                                    if second:
-                                        out[ii, jj, kk] += a / count
-                                    else:
-                                        count += 1
-
-
-@jit
-def nodal_bounds_vjp_3d(qp, lo, hi, adj_lo, adj_hi, adj_qp, periodic0, periodic1, periodic2, tol):
-    """Add the transpose of :func:`nodal_bounds_3d` applied to ``adj_lo``, ``adj_hi`` into ``adj_qp``."""
-    _spread_bound_3d(qp, lo, adj_lo, adj_qp, periodic0, periodic1, periodic2, tol)
-    _spread_bound_3d(qp, hi, adj_hi, adj_qp, periodic0, periodic1, periodic2, tol)
 
 
 @jit
