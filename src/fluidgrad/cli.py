@@ -8,7 +8,9 @@ interrupted (an optimization has saved its resume state first).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -200,16 +202,16 @@ def cmd_run(args) -> int:
     video = scenario.output["video"]
     field = video["field"] if video else None
     sim.step(state)  # untimed warm-up: compiles the fused kernels on first use
-    t0 = time.perf_counter()
+    t0, compiled0 = time.perf_counter(), compile_seconds()
     final, frames = _simulate(sim, state, scenario.steps, scenario.output["every"], field, args,
                               f"{scenario.name}", arrows=bool(video and video.get("arrows")))
-    seconds = time.perf_counter() - t0
+    seconds = time.perf_counter() - t0 - (compile_seconds() - compiled0)  # the simulation's own time
     write_result(out / "result.npz", final, sim)
     metrics = {"name": scenario.name, "steps": scenario.steps, "wall_seconds": seconds,
                "steps_per_second": scenario.steps / seconds if seconds > 0 else None,
                "max_divergence": _max_divergence(final, sim.domain), "backend": sim.backend,
                "dtype": str(sim.dtype), "grid": list(scenario.grid.resolution), "dt": scenario.dt,
-               "t": final.step * scenario.dt}
+               "t": final.step * scenario.dt, "compile_seconds": compile_seconds()}
     _write_json(out / "metrics.json", metrics)
     written = ["result.npz", "metrics.json"]
     if video:
@@ -218,7 +220,8 @@ def cmd_run(args) -> int:
     if not args.quiet:
         g = scenario.grid
         print(f"Ran {scenario.name}: {scenario.steps} steps on a {'x'.join(map(str, g.resolution))} grid "
-              f"({sim.backend}, {sim.dtype}) in {seconds:.1f} s, {metrics['steps_per_second']:.1f} steps/s; "
+              f"({sim.backend}, {sim.dtype}) in {seconds:.1f} s{_compile_note()}, "
+              f"{metrics['steps_per_second']:.1f} steps/s; "
               f"max |div u| = {metrics['max_divergence']:.2e}. Wrote {', '.join(written)} to {out}/.")
     return 0
 
@@ -489,6 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="override any scenario key, e.g. --set grid.resolution=[32,32] (repeatable)")
         p.add_argument("--quiet", action="store_true", help="no progress bars and no summary")
+        p.add_argument("--threads", metavar="N", help="threads of the CPU kernels: a number or 'auto' (the cores "
+                                                       "this process may use; default: FLUIDGRAD_THREADS or auto)")
 
     p = sub.add_parser("run", help="simulate a scenario",
                        description="Simulate a scenario; writes result.npz, metrics.json and a video.")
@@ -565,7 +570,9 @@ def main(argv=None) -> int:
         parser.print_help()
         return 0
     try:
-        return args.handler(args)
+        _settle_threads(args)
+        with _compilation(args):
+            return args.handler(args)
     except FluidgradError as exc:  # bad input -> 2; a failure while running -> 1
         for line in getattr(exc, "problems", None) or [str(exc)]:
             _err(line)
@@ -579,6 +586,51 @@ def main(argv=None) -> int:
         _err("interrupted" + (" (resume state saved; continue with --resume)"
                               if args.command == "optimize" else ""))
         return 130
+
+
+_COMPILING = {}  # "record": this command's kernel compilation so far (see _compilation)
+
+
+@contextlib.contextmanager
+def _compilation(args):
+    """Say when the CPU kernels compile (a first run on a machine, or a new dtype), and
+    how long it took; :data:`_COMPILED` holds the running totals for the summaries."""
+    from .ops.compiled import watch_compilation
+    quiet = getattr(args, "quiet", False)
+
+    def started(name, done):
+        if done == 0 and not quiet:
+            _err("compiling the CPU kernels this command needs (once per machine and dtype; later runs load "
+                 "them from the cache) ...")
+
+    with watch_compilation(started) as record:
+        _COMPILING["record"] = record
+        try:
+            yield
+        finally:
+            if record["kernels"] and not quiet:
+                _err(f"compiled {len(record['kernels'])} kernels in {record['seconds']:.1f} s")
+
+
+def compile_seconds() -> float:
+    """Seconds this command has spent compiling kernels so far."""
+    record = _COMPILING.get("record")
+    return record["seconds"] if record else 0.0
+
+
+def _compile_note() -> str:
+    """`` (+N s compiling kernels)`` for a summary line, if this command compiled any."""
+    seconds = compile_seconds()
+    return f" (+{seconds:.1f} s compiling kernels, once)" if seconds >= 0.05 else ""
+
+
+def _settle_threads(args):
+    """``--threads`` (else ``FLUIDGRAD_THREADS``) for the CPU kernels; a bad value is bad input."""
+    from .ops import compiled
+    flag = getattr(args, "threads", None)
+    n = compiled.requested_threads(flag, "--threads") if flag is not None else compiled.requested_threads()
+    if flag is not None or "FLUIDGRAD_THREADS" in os.environ:
+        compiled.set_threads(n)
 
 
 def _interrupted(exc) -> bool:

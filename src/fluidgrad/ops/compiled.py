@@ -1,5 +1,5 @@
 """The numba side of the fused CPU kernels: the switch, the compilation decorators, the
-thread count and how a kernel's rows are split over threads.
+thread policy and how a kernel's rows are split over threads.
 
 A kernel that has a serial and a parallel form is written once, with ``prange`` loops
 over row blocks, and compiled twice by :func:`twin` (``prange`` is ``range`` outside
@@ -8,6 +8,12 @@ form runs is :func:`parallel`'s rule, the only one: a kernel over ``cells`` poin
 on several threads from its own ``minimum`` on (below it starting the threads costs more
 than it saves).
 
+Threads (:func:`thread_policy`, settled before numba starts its threads): as many as the
+cores this process may use (its CPU affinity, capped by a container's CPU quota), or
+``FLUIDGRAD_THREADS``; idle threads sleep instead of spinning (``OMP_WAIT_POLICY=PASSIVE``
+unless set), so a machine shared with other busy processes slows a run down about as
+much as it takes cores away, not 10-40×.
+
 ``FLUIDGRAD_NUMBA=0`` (read at import) or numba missing turns the fused kernels off; the
 array-API reference runs instead (see :mod:`.dispatch`). Compiled kernels are cached on
 disk, so only the first process pays the compilation.
@@ -15,11 +21,88 @@ disk, so only the first process pays the compilation.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import sys
+import time
 import types
 
 import numpy as onp
+
+from ..errors import InputError
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity, capped by the CPU quota of its
+    cgroup (a container's ``--cpus``), at least 1."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cores = os.cpu_count() or 1
+    quota = _cgroup_quota()
+    if quota is not None:
+        cores = min(cores, math.ceil(quota))
+    return max(cores, 1)
+
+
+def _cgroup_quota():
+    """CPU quota / period of this process's cgroup (v2 ``cpu.max``, v1 ``cfs_quota_us``),
+    in cores; None where there is no limit or no cgroup."""
+    def read(path):
+        try:
+            with open(path) as f:
+                return f.read().split()
+        except (OSError, ValueError):
+            return None
+    own = read("/proc/self/cgroup") or []
+    v2 = [line[3:] for line in own if line.startswith("0::")]
+    for folder in ["/sys/fs/cgroup" + (v2[0] if v2 and v2[0] != "/" else ""), "/sys/fs/cgroup"]:
+        fields = read(folder + "/cpu.max")
+        if fields and len(fields) >= 2 and fields[0] != "max":
+            try:
+                return int(fields[0]) / int(fields[1])
+            except (ValueError, ZeroDivisionError):
+                return None
+    quota, period = read("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"), read("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+    try:
+        if quota and period and int(quota[0]) > 0:
+            return int(quota[0]) / int(period[0])
+    except (ValueError, ZeroDivisionError):
+        pass
+    return None
+
+
+def requested_threads(text=None, what="FLUIDGRAD_THREADS"):
+    """The thread count ``text`` asks for (``FLUIDGRAD_THREADS`` if None): a positive
+    integer, or empty / ``auto`` for :func:`usable_cores`; an InputError otherwise."""
+    text = os.environ.get("FLUIDGRAD_THREADS", "") if text is None else str(text)
+    if text.strip().lower() in ("", "auto"):
+        return usable_cores()
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise InputError(f"{what}={text!r}: expected a positive number of threads or 'auto'")
+    return n
+
+
+def thread_policy():
+    """Settle the environment numba's threads start with (only what the user left unset):
+    ``NUMBA_NUM_THREADS`` from :func:`requested_threads` (an invalid FLUIDGRAD_THREADS
+    falls back to the usable cores here and is reported by the command line) and
+    ``OMP_WAIT_POLICY=PASSIVE``. Without effect once numba's threads have started."""
+    if "numba" not in sys.modules and "NUMBA_NUM_THREADS" not in os.environ:
+        try:
+            n = requested_threads()
+        except InputError:
+            n = usable_cores()
+        os.environ["NUMBA_NUM_THREADS"] = str(n)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+thread_policy()
 
 try:  # numba is optional
     import numba
@@ -51,6 +134,37 @@ def pjit(fun):
     if numba is None:
         return fun
     return numba.njit(cache=True, nogil=True, error_model="numpy", parallel=True)(fun)
+
+
+@contextlib.contextmanager
+def watch_compilation(on_start=None):
+    """Record what numba compiles while the block runs: yields ``{"seconds": wall seconds,
+    "kernels": names}`` (kept up to date); ``on_start(name, done)`` is called as each
+    kernel begins to compile. Cache loads are not compilations and are not counted."""
+    record = {"seconds": 0.0, "kernels": []}
+    if numba is None:
+        yield record
+        return
+    from numba.core import event
+
+    class Listener(event.Listener):
+        depth, t0 = 0, 0.0
+
+        def on_start(self, ev):
+            if self.depth == 0:
+                self.t0 = time.perf_counter()
+                if on_start is not None:
+                    on_start(ev.data["dispatcher"].py_func.__name__, len(record["kernels"]))
+            self.depth += 1
+
+        def on_end(self, ev):
+            self.depth -= 1
+            if self.depth == 0:
+                record["seconds"] += time.perf_counter() - self.t0
+                record["kernels"].append(ev.data["dispatcher"].py_func.__name__)
+
+    with event.install_listener("numba:compile", Listener()):
+        yield record
 
 
 class Twin:
@@ -92,17 +206,33 @@ _threads = {}
 
 
 def threads() -> int:
-    """numba's thread count, read once (asking costs a microsecond per kernel call).
+    """The threads a parallel kernel runs on, settled once (asking numba costs a
+    microsecond per kernel call): :func:`set_threads`'s count, else numba's (see
+    :func:`thread_policy`).
 
-    The first time there are several, BLAS is limited to one thread: between parallel
-    kernels numba's OpenMP threads spin, and a threaded BLAS call then fights them for
-    the cores (a 65536-element ``vdot`` after a parallel kernel took 8 ms instead of
-    7 µs on 2 cores)."""
+    With several, BLAS is limited to one thread: BLAS threads spin between calls and
+    fight the kernels' threads for the cores (a 65536-element ``vdot`` after a parallel
+    kernel took 8 ms instead of 7 µs on 2 cores)."""
     n = _threads.get("n")
     if n is None:
-        n = _threads["n"] = numba.get_num_threads() if numba is not None else 1
-        if n > 1:
-            _single_threaded_blas()
+        n = numba.get_num_threads() if numba is not None else 1
+        set_threads(n)
+    return n
+
+
+def set_threads(n: int) -> int:
+    """Run the parallel kernels on ``n`` threads from now on (at most numba's pool,
+    ``NUMBA_NUM_THREADS``); returns the count in effect. Numba's count is per calling
+    thread: call it from the thread that runs the simulation."""
+    if numba is None:
+        _threads["n"] = 1
+        return 1
+    n = max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(n)
+    _threads["n"] = n
+    _blocks.clear()
+    if n > 1 and "blas" not in _threads:
+        _single_threaded_blas()
     return n
 
 
