@@ -170,6 +170,7 @@ def _write_json(path, obj):
 
 def cmd_check(args) -> int:
     scenario = _load(args)
+    scenario.check()
     if not args.quiet:
         g = scenario.grid
         print(f"ok: {scenario.name} ({g.ndim}-D {'x'.join(map(str, g.resolution))}, {scenario.steps} steps"

@@ -112,7 +112,12 @@ def velocity_field(spec: dict, domain, base: Path | None = None):
                                 float(spec.get("smooth", 4.0)))
     if kind == "file":
         names = ["u", "v", "w"][: grid.ndim]
-        data = load_npz(_resolve(spec["path"], base), names)
+        path = _resolve(spec["path"], base)
+        data = load_npz(path, names)
+        for n, shape in zip(names, shapes):
+            if data[n].shape != tuple(shape):
+                raise InputError(f"{path}: array {n!r} has shape {data[n].shape}; this grid's {n} faces "
+                                 f"need {tuple(shape)}")
         return tuple(data[n] for n in names)
     raise UnknownNameError("velocity type", kind, VELOCITY_TYPES)
 
