@@ -246,7 +246,7 @@ def cmd_optimize(args) -> int:
     from .backend import to_numpy
     from .optimize import make_optimizer, run
     from .atomic import atomic_write_bytes
-    from .optimize.loop import RESUME_FILE
+    from .optimize.loop import RESUME_FILE, check_resume
     scenario = _load(args)
     if scenario.optimize is None:
         raise UsageError(f"{args.scenario}: the scenario has no optimize: block")
@@ -259,6 +259,8 @@ def cmd_optimize(args) -> int:
     spec = scenario.optimize["optimizer"]
     optimizer = make_optimizer(spec["type"], **spec["options"])
     iterations = args.iterations or spec["iterations"]
+    if args.resume:  # before anything is written to the folder
+        check_resume(out, problem, optimizer, scenario.settings())
     video = scenario.output["video"]
     field = video["field"] if video else None
     if video and not (args.resume and (out / f"before.{video['format']}").exists()):
@@ -275,7 +277,8 @@ def cmd_optimize(args) -> int:
         if args.resume:
             done = json.loads((out / "history.json").read_text()) if (out / "history.json").exists() else []
             bar.update(len(done))
-        result = run(problem, optimizer, iterations, out, resume=args.resume, callback=on_iteration)
+        result = run(problem, optimizer, iterations, out, resume=args.resume, callback=on_iteration,
+                     settings=scenario.settings())
     finally:
         bar.close()
     raw = result.raw

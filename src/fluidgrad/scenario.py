@@ -275,6 +275,22 @@ class Scenario:
         return Simulation(domain, self.dt, self.physics, advection=self.advection, pressure=self.pressure,
                           sources=sources, backend=backend or self.backend, dtype=dtype or self.dtype)
 
+    def settings(self) -> dict:
+        """What an optimization of this scenario depends on, as JSON data: every key with
+        its default filled in, except ``description``, ``output``, ``backend`` (where it
+        runs, not what it computes) and ``optimize.optimizer.iterations`` (a resume may
+        run longer). A ``--resume`` with other settings is refused."""
+        import json
+        d = _merge(DEFAULTS, self.raw)
+        d["name"] = self.name
+        for key in ("description", "output", "backend"):
+            d.pop(key, None)
+        if isinstance(d.get("optimize"), dict):
+            d["optimize"] = _merge(OPTIMIZE_DEFAULTS, d["optimize"])
+            if isinstance(d["optimize"].get("optimizer"), dict):
+                d["optimize"]["optimizer"].pop("iterations", None)
+        return json.loads(json.dumps(d, default=str))
+
     def initial_fields(self, sim):
         """``(velocity, density)`` of the ``initial:`` section as checked arrays of ``sim``;
         a :class:`ScenarioError` names the key of a field that does not fit the grid."""
