@@ -426,7 +426,13 @@ def _print_gradcheck(scenario, checks, horizons, args, out, seconds, passed):
 
 
 def cmd_render(args) -> int:
-    from .render import render_frames, to_image, field_limits, project_3d, write_png
+    from .errors import InputError
+    from .render import _colormap, render_frames, to_image, field_limits, project_3d, write_png
+    if args.colormap is not None:
+        try:
+            _colormap(args.colormap)
+        except InputError as exc:
+            raise UsageError(f"--colormap {args.colormap}: {exc}") from None
     path = Path(args.result)
     if not path.is_file():
         raise UsageError(f"{path}: file not found")
