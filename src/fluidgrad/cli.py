@@ -60,8 +60,23 @@ def _prepare_out(args, scenario, allow_existing=False, default=None) -> Path:
     if out.exists() and any(out.iterdir()) and not (args.force or allow_existing):
         raise UsageError(f"{out}: run folder exists and is not empty (use --force to overwrite, "
                          f"or --out for another folder)")
+    missing = [p for p in (out, *out.parents) if not p.exists()]
     out.mkdir(parents=True, exist_ok=True)
+    _created.extend(missing)
     return out
+
+
+#: the folders this command created (innermost first): removed again if still empty at
+#: its end, so an interrupted or failed command leaves no empty folder behind
+_created = []
+
+
+def _remove_empty_created():
+    while _created:
+        try:
+            _created.pop(0).rmdir()  # only an empty folder: never anything written
+        except OSError:
+            pass
 
 
 def _progress(total, args, desc, unit="step"):
@@ -574,6 +589,14 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    _created.clear()
+    try:
+        return _handle(args)
+    finally:
+        _remove_empty_created()
+
+
+def _handle(args) -> int:
     try:
         return args.handler(args)
     except FluidgradError as exc:  # bad input -> 2; a failure while running -> 1
