@@ -265,3 +265,19 @@ def test_check_refuses_a_backend_that_run_refuses(monkeypatch, tmp_path, capsys)
                                        "(pip install 'fluidgrad[gpu]')\n")
     assert cli.main(["run", "smoke_target", "--backend", "cupy", "--quiet", "--out", str(tmp_path / "r")]) == 2
     assert "cupy is not installed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, setting, expected", [  # found by tests/test_scenario_properties.py
+    ("control_to_target", "grid.resolution=[null,32]", "fluidgrad: grid.resolution[0]: expected an integer (got None)\n"),
+    ("smoke_target", "optimize.parameters=[null]", "fluidgrad: optimize.parameters[0]: expected one of"),
+    ("control_to_target", "time.steps=1e16", "fluidgrad: optimize.parameters[0]: control_force has"),
+    ("karman_vortex", "initial.density.type=null", None),  # null is "not given": the default type
+    ("taylor_green", "initial.velocity.amplitude=null", None),
+    ("smoke_plume", "sources[0].rate=null", None),
+    ("smoke_plume", "sources[0].radius=1e300", None),
+    ("smoke_target", "initial.density.radius=1e300", None),
+])
+def test_mutants_that_once_raised_tracebacks(name, setting, expected, capsys):
+    assert _check(name, "--set", setting, "--quiet") == (0 if expected is None else 2)
+    err = capsys.readouterr().err
+    assert err.startswith(expected or "") and err.count("\n") == (expected is not None), err

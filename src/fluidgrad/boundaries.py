@@ -256,7 +256,8 @@ class Obstacle:
         xs = grid.mesh()
         if self.shape in ("circle", "sphere"):
             r2 = sum((x - c) ** 2 for x, c in zip(xs, self.center))
-            return r2 <= self.radius ** 2
+            with onp.errstate(over="ignore"):  # a huge radius squares to inf: all inside
+                return r2 <= onp.float64(self.radius) ** 2
         if self.shape == "box":
             inside = onp.ones(grid.shape, dtype=bool)
             for x, lo, hi in zip(xs, self.lower, self.upper):

@@ -49,8 +49,12 @@ def _overrides(args) -> dict:
 
 
 def _load(args):
+    """The scenario, validated and checked (:meth:`Scenario.check`: backend, data files,
+    fields on the grid) before any folder is made or anything simulated."""
     from .scenario import load_scenario
-    return load_scenario(args.scenario, _overrides(args))
+    scenario = load_scenario(args.scenario, _overrides(args))
+    scenario.check()
+    return scenario
 
 
 def _prepare_out(args, scenario, allow_existing=False, default=None) -> Path:
@@ -185,7 +189,6 @@ def _write_json(path, obj):
 
 def cmd_check(args) -> int:
     scenario = _load(args)
-    scenario.check()
     if not args.quiet:
         g = scenario.grid
         print(f"ok: {scenario.name} ({g.ndim}-D {'x'.join(map(str, g.resolution))}, {scenario.steps} steps"

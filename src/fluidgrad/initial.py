@@ -71,7 +71,8 @@ def density_field(spec: dict, grid, base: Path | None = None):
     if kind == "gaussian":
         xs = grid.mesh()
         r2 = sum((x - c) ** 2 for x, c in zip(xs, spec["center"]))
-        return float(spec.get("value", 1.0)) * onp.exp(-r2 / (2 * float(spec["radius"]) ** 2))
+        with onp.errstate(over="ignore"):  # a huge radius squares to inf: a uniform field
+            return float(spec.get("value", 1.0)) * onp.exp(-r2 / (2 * onp.float64(spec["radius"]) ** 2))
     if kind == "box":
         xs = grid.mesh()
         inside = onp.ones(grid.shape, dtype=bool)

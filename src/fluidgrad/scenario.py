@@ -131,7 +131,11 @@ class _Checker:
         if len(value) != n:
             self.add(path, f"expected {n} numbers, got {len(value)}")
             return None
-        out = [self.number(v, f"{path}[{i}]", positive=positive, integer=integer) for i, v in enumerate(value)]
+        out = []
+        for i, v in enumerate(value):
+            if v is None:  # number() takes None for "not given"; inside a vector it is a hole
+                self.add(f"{path}[{i}]", "expected " + ("an integer" if integer else "a number"), v, True)
+            out.append(self.number(v, f"{path}[{i}]", positive=positive, integer=integer))
         return None if any(v is None for v in out) else tuple(out)
 
     def choice(self, value, options, path, default=None):
@@ -323,7 +327,12 @@ class Scenario:
                 _at(key, sim.check_fields, None, target)
             from .problems import parameters
             for i, p in enumerate(_at("optimize.parameters", parameters, self)):
-                _at(f"optimize.parameters[{i}]", lambda: (p.shapes(sim), p.initial(sim)))
+                size = sum(math.prod(s) for s in _at(f"optimize.parameters[{i}]", p.shapes, sim))
+                if size * 8 * 8 > _memory_bytes():  # the optimizer keeps several copies
+                    raise ScenarioError([f"optimize.parameters[{i}]: {p.name} has {size:,} values, more than this "
+                                         f"machine's memory holds (fewer time.steps, or a larger "
+                                         f"optimize.control.hold / coarsen)"], keys=[f"optimize.parameters[{i}]"])
+                _at(f"optimize.parameters[{i}]", p.initial, sim)
 
     def loss_target(self, sim):
         """The target of the ``optimize:`` loss on ``sim`` (``None`` if it has none)."""
@@ -679,7 +688,8 @@ def _parse_initial(c, spec, ndim, grid, base):
         if isinstance(value, str):
             value = {"type": value}
         value = c.keys(value, ["type"] + sorted({k for v in types.values() for k in v}), path)
-        kind = c.choice(value.get("type", "zero"), tuple(types), f"{path}.type")
+        value = {k: v for k, v in value.items() if v is not None}  # null: not given (the default)
+        kind = c.choice(value.get("type"), tuple(types), f"{path}.type", "zero")
         if kind is None:
             continue
         for key in value:
@@ -742,7 +752,8 @@ def _parse_sources(c, spec, ndim, grid, base):
                            "rate", "value"], path)
         if not isinstance(spec[i], dict):
             continue
-        field = c.choice(src.get("field", "density"), ("density", "velocity"), f"{path}.field")
+        src = {k: v for k, v in src.items() if v is not None}  # null: not given (the default)
+        field = c.choice(src.get("field"), ("density", "velocity"), f"{path}.field", "density")
         _check_shape(c, src, ndim, grid, base, path)
         if field == "density":
             c.number(src.get("rate", 1.0), f"{path}.rate")
@@ -789,11 +800,13 @@ def _parse_optimize(c, spec, ndim, grid, base, steps):
         c.add("optimize.parameters", "expected a non-empty list", params, True)
         params = []
     for i, p in enumerate(params):
+        if p is None:
+            c.add(f"optimize.parameters[{i}]", f"expected one of {', '.join(PARAMETERS)}", p, True)
         c.choice(p, PARAMETERS, f"optimize.parameters[{i}]")
-    c.choice(o["parametrization"], ("stream", "raw"), "optimize.parametrization")
+    parametrization = c.choice(o["parametrization"], ("stream", "raw"), "optimize.parametrization", "stream")
     smoothing = c.number(o["smoothing"], "optimize.smoothing", nonnegative=True, default=0.0)
     loss = c.keys(o["loss"], ["type", "target", "times"], "optimize.loss")
-    kind = c.choice(loss.get("type", "density_mse"), LOSSES, "optimize.loss.type")
+    kind = c.choice(loss.get("type"), LOSSES, "optimize.loss.type", "density_mse")
     target = loss.get("target")
     if kind in ("density_mse", "velocity_mse"):
         if target is None:
@@ -854,7 +867,7 @@ def _parse_optimize(c, spec, ndim, grid, base, steps):
         except InputError as exc:
             c.add("optimize.checkpointing.memory_budget", str(exc), ck.get("memory_budget"), True)
             budget = None
-    return {"parameters": params, "parametrization": o["parametrization"], "smoothing": smoothing,
+    return {"parameters": params, "parametrization": parametrization, "smoothing": smoothing,
             "loss": {"type": kind, "target": target, "times": times},
             "regularization": {"smoothness": smooth, "effort": eff},
             "control": {"hold": hold, "coarsen": coarsen},
