@@ -300,3 +300,15 @@ def test_an_interrupted_or_failed_run_leaves_no_empty_folder(fault, code, monkey
     monkeypatch.chdir(tmp_path / "mine")  # the default runs/<name>/ and its parent runs/ go too
     assert fluidgrad("run", "lid_cavity", "--set", "grid.resolution=[8,8]", "--quiet") == code
     assert list((tmp_path / "mine").iterdir()) == []
+
+
+@pytest.mark.parametrize("content", [b"", b"not an npz at all", None])
+def test_an_unreadable_resume_state_is_one_line(content, finished, capsys):
+    if content is None:  # an npz, but not a resume state
+        onp.savez(finished / "resume.npz", x=onp.zeros(3))
+    else:
+        (finished / "resume.npz").write_bytes(content)
+    assert fluidgrad("optimize", "smoke_target", "--iterations", 3, "--out", finished, "--resume", *TINY) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fluidgrad: {finished / 'resume.npz'}: not a resume state fluidgrad can read")
+    assert err.count("\n") == 1

@@ -76,23 +76,29 @@ def check_resume(folder, problem, optimizer, settings=None):
 
 
 def _load_resume(folder: Path, signature: str, settings=None):
-    with onp.load(folder / RESUME_FILE) as data:
-        if settings is not None and "settings" in data.files:
-            saved = json.loads(str(data["settings"]))
-            now = json.loads(json.dumps(settings, sort_keys=True, default=str))
-            if isinstance(saved, dict) and isinstance(now, dict) and saved.get("name") != now.get("name"):
-                raise ResumeError(f"--resume: {folder} holds a run of {saved.get('name')!r}, "
-                                  f"not of {now.get('name')!r}")
-            lines = settings_differences(saved, now)
-            if lines:
-                raise ResumeError(problems=lines + ["--resume: continue with the saved run's settings, or start "
-                                                    "a new run in another --out folder"])
-        if str(data["signature"]) != signature:
-            raise ResumeError(f"{folder / RESUME_FILE}: saved by a different optimization "
-                              f"({data['signature']}), not {signature}")
-        state = {k[len("state_"):]: data[k] for k in data.files if k.startswith("state_")}
-        state = {k: (v.item() if v.ndim == 0 else v) for k, v in state.items()}
-        return state, int(data["iteration"]), float(data["initial_loss"])
+    import zipfile
+    path = folder / RESUME_FILE
+    try:
+        with onp.load(path) as npz:
+            data = {k: npz[k] for k in npz.files}
+        saved = json.loads(str(data["settings"])) if "settings" in data else None
+        saved_signature, iteration, initial_loss = str(data["signature"]), int(data["iteration"]), \
+            float(data["initial_loss"])
+    except (OSError, ValueError, KeyError, EOFError, AttributeError, zipfile.BadZipFile) as exc:
+        raise ResumeError(f"{path}: not a resume state fluidgrad can read ({type(exc).__name__}: {exc})") from None
+    if settings is not None and saved is not None:
+        now = json.loads(json.dumps(settings, sort_keys=True, default=str))
+        if isinstance(saved, dict) and isinstance(now, dict) and saved.get("name") != now.get("name"):
+            raise ResumeError(f"--resume: {folder} holds a run of {saved.get('name')!r}, not of {now.get('name')!r}")
+        lines = settings_differences(saved, now)
+        if lines:
+            raise ResumeError(problems=lines + ["--resume: continue with the saved run's settings, or start "
+                                                "a new run in another --out folder"])
+    if saved_signature != signature:
+        raise ResumeError(f"{path}: saved by a different optimization ({saved_signature}), not {signature}")
+    state = {k[len("state_"):]: v for k, v in data.items() if k.startswith("state_")}
+    state = {k: (v.item() if v.ndim == 0 else v) for k, v in state.items()}
+    return state, iteration, initial_loss
 
 
 def signature(problem, optimizer) -> str:
