@@ -200,3 +200,115 @@ def test_unknown_scenario_is_a_one_line_error(capsys):
     assert fluidgrad("run", "smoke_plum") == 2
     err = capsys.readouterr().err
     assert "did you mean 'smoke_plume'" in err and err.count("\n") == 1
+
+
+TINY = ["--steps", 3, "--set", "grid.resolution=[16,16]", "--set", "output.video=false", "--quiet"]
+
+
+@pytest.fixture
+def copied(tmp_path):
+    """smoke_target and fit_buoyancy copied with their data files to tmp/s/ (relative paths inside)."""
+    import shutil
+    from fluidgrad.scenario import bundled_dir
+    folder = tmp_path / "s"
+    folder.mkdir()
+    for name in ("smoke_target.yaml", "smoke_target.png", "fit_buoyancy.yaml", "fit_buoyancy_observed.npz"):
+        shutil.copy(str(bundled_dir() / name), folder / name)
+    return folder
+
+
+@pytest.mark.parametrize("where", ["parent", "folder"])
+def test_optimize_and_gradcheck_find_data_next_to_a_relative_scenario(where, copied, monkeypatch, capsys):
+    monkeypatch.chdir(copied.parent if where == "parent" else copied)
+    prefix = "s/" if where == "parent" else ""
+    for name in ("smoke_target", "fit_buoyancy"):
+        assert fluidgrad("optimize", f"{prefix}{name}.yaml", "--iterations", 1, "--out", f"opt_{name}", *TINY) == 0
+        assert fluidgrad("gradcheck", f"{prefix}{name}.yaml", "--directions", 1, "--out", f"gc_{name}", *TINY) == 0
+    assert "cannot read" not in capsys.readouterr().err
+
+
+def test_render_with_a_misspelled_colormap_is_one_line_with_a_hint(tmp_path, capsys):
+    assert fluidgrad("run", "lid_cavity", "--steps", 1, "--set", "grid.resolution=[8,8]", "--set", "output.video=false",
+                     "--out", tmp_path, "--quiet") == 0
+    for out in ("x.png", "x.mp4"):
+        assert fluidgrad("render", tmp_path / "result.npz", "--colormap", "viridiss", "--out", tmp_path / out) == 2
+        assert capsys.readouterr().err == ("fluidgrad: --colormap viridiss: unknown colormap 'viridiss'; "
+                                           "did you mean 'viridis'?\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json", "result.npz"]
+
+
+@pytest.fixture
+def finished(tmp_path):
+    """A finished 2-iteration smoke_target optimization (tiny)."""
+    out = tmp_path / "run"
+    assert fluidgrad("optimize", "smoke_target", "--iterations", 2, "--out", out, *TINY) == 0
+    return out
+
+
+def _snapshot(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def test_resume_in_a_folder_of_another_scenario_is_one_line(finished, capsys):
+    before = _snapshot(finished)
+    assert fluidgrad("optimize", "control_to_target", "--out", finished, "--resume", *TINY) == 2
+    assert capsys.readouterr().err == (f"fluidgrad: --resume: {finished} holds a run of 'smoke_target', "
+                                       f"not of 'control_to_target'\n")
+    assert _snapshot(finished) == before
+
+
+def test_resume_with_changed_settings_is_refused_naming_each(finished, capsys):
+    before = _snapshot(finished)
+    assert fluidgrad("optimize", "smoke_target", "--iterations", 4, "--out", finished, "--resume", *TINY,
+                     "--set", "physics.viscosity=0.05", "--set", "advection=maccormack") == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "fluidgrad: --resume: advection differs from the saved run ('maccormack' vs 'semi_lagrangian')",
+        "fluidgrad: --resume: physics.viscosity differs from the saved run (0.05 vs 0.0)",
+        "fluidgrad: --resume: continue with the saved run's settings, or start a new run in another --out folder"]
+    assert fluidgrad("optimize", "smoke_target", "--out", finished, "--resume", *TINY[:-1], "--steps", 4) == 2
+    assert "time.steps differs from the saved run (4 vs 3)" in capsys.readouterr().err
+    assert _snapshot(finished) == before
+    # more iterations (and --quiet, and other video settings) are the same optimization
+    assert fluidgrad("optimize", "smoke_target", "--iterations", 3, "--out", finished, "--resume", *TINY,
+                     "--set", "output.every=3") == 0
+    assert [h["iteration"] for h in json.loads((finished / "history.json").read_text())] == [1, 2, 3]
+
+
+def test_an_old_resume_state_without_settings_still_resumes(finished):
+    with onp.load(finished / "resume.npz") as data:
+        arrays = {k: data[k] for k in data.files if k != "settings"}
+    onp.savez(finished / "resume.npz", **arrays)
+    assert fluidgrad("optimize", "smoke_target", "--iterations", 3, "--out", finished, "--resume", *TINY) == 0
+    assert [h["iteration"] for h in json.loads((finished / "history.json").read_text())] == [1, 2, 3]
+    with onp.load(finished / "resume.npz") as data:
+        assert "settings" in data.files  # saved again, with the settings
+
+
+@pytest.mark.parametrize("fault, code", [(KeyboardInterrupt, 130), (cli.FluidgradError, 1)])
+def test_an_interrupted_or_failed_run_leaves_no_empty_folder(fault, code, monkeypatch, tmp_path, capsys):
+    def broken(*args, **kwargs):
+        raise fault("stop") if fault is cli.FluidgradError else fault()
+
+    monkeypatch.setattr(cli, "_simulate", broken)
+    out = tmp_path / "new" / "deeper"
+    assert fluidgrad("run", "lid_cavity", "--set", "grid.resolution=[8,8]", "--out", out, "--quiet") == code
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "mine").mkdir()  # a folder that was there already stays, even empty
+    assert fluidgrad("run", "lid_cavity", "--set", "grid.resolution=[8,8]", "--out", tmp_path / "mine",
+                     "--quiet") == code
+    assert (tmp_path / "mine").is_dir()
+    monkeypatch.chdir(tmp_path / "mine")  # the default runs/<name>/ and its parent runs/ go too
+    assert fluidgrad("run", "lid_cavity", "--set", "grid.resolution=[8,8]", "--quiet") == code
+    assert list((tmp_path / "mine").iterdir()) == []
+
+
+@pytest.mark.parametrize("content", [b"", b"not an npz at all", None])
+def test_an_unreadable_resume_state_is_one_line(content, finished, capsys):
+    if content is None:  # an npz, but not a resume state
+        onp.savez(finished / "resume.npz", x=onp.zeros(3))
+    else:
+        (finished / "resume.npz").write_bytes(content)
+    assert fluidgrad("optimize", "smoke_target", "--iterations", 3, "--out", finished, "--resume", *TINY) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fluidgrad: {finished / 'resume.npz'}: not a resume state fluidgrad can read")
+    assert err.count("\n") == 1

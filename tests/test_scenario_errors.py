@@ -1,6 +1,7 @@
 """A corpus of malformed scenarios: each must exit 2 with one line per problem naming
 the key path, and no traceback."""
 
+import os
 import subprocess
 import sys
 
@@ -47,7 +48,8 @@ CORPUS = {
     "wall-velocity-wrong-length": (BASE + "boundaries: {y_hi: {type: no_slip, velocity: [1.0, 0.0, 0.0]}}",
                                    "boundaries.y_hi.velocity: expected 2 numbers, got 3"),
     "unknown-boundary-face": (BASE + "boundaries: {top: no_slip}", "boundaries.top: unknown key"),
-    "inflow-without-velocity": (BASE + "boundaries: {x_lo: inflow}", "boundaries: an inflow face needs a velocity"),
+    "inflow-without-velocity": (BASE + "boundaries: {x_lo: inflow}",
+                                "boundaries.x_lo.velocity: an inflow face needs a velocity"),
     "obstacle-outside": (BASE + "obstacles: [{shape: circle, center: [3.0, 0.5], radius: 0.1}]", "obstacles[0].center: lies outside the box"),
     "sphere-in-2d": (BASE + "obstacles: [{shape: sphere, center: [0.5, 0.5], radius: 0.1}]", "obstacles[0].shape: a sphere needs a 3-D grid"),
     "obstacle-missing-radius": (BASE + "obstacles: [{shape: circle, center: [0.5, 0.5]}]", "obstacles[0].radius: required"),
@@ -144,3 +146,138 @@ def test_exponents_without_a_dot_are_accepted_in_files_and_in_set(folder):
     from fluidgrad.scenario import load_scenario
     scenario = load_scenario(str(path), {"time.dt": 5e-3})
     assert scenario.dt == 5e-3
+
+
+def _check(*argv):
+    return cli.main(["check", *map(str, argv)])
+
+
+@pytest.mark.parametrize("key", ["obstacles[0].radius", "obstacles.0.radius"])
+def test_set_reaches_list_items(key, capsys):
+    from fluidgrad.scenario import load_scenario
+    assert load_scenario("karman_vortex", {key: 0.15}).obstacles[0].radius == 0.15
+    assert _check("karman_vortex", "--set", f"{key}=0.15", "--quiet") == 0
+    assert _check("karman_vortex", "--set", f"{key}=-1") == 2
+    assert capsys.readouterr().err == "fluidgrad: obstacles[0].radius: must be positive (got -1)\n"
+
+
+@pytest.mark.parametrize("name, key, expected", [
+    ("karman_vortex", "obstacles[1].radius", "obstacles[1]: no such item in --set obstacles[1].radius "
+                                             "(obstacles has 1 item)"),
+    ("lid_cavity", "obstacles[0].radius", "obstacles[0]: no such item in --set obstacles[0].radius "
+                                          "(obstacles has 0 items)"),
+    ("lid_cavity", "time[0]", "time: not a list, so --set time[0] cannot pick item 0"),
+    ("karman_vortex", "obstacles.radius", "obstacles: not a mapping, so --set obstacles.radius cannot set"),
+    ("lid_cavity", "grid..size", "--set grid..size: not a key path"),
+])
+def test_set_with_a_bad_index_names_the_key(name, key, expected, capsys):
+    assert _check(name, "--set", f"{key}=0.1") == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fluidgrad: {expected}") and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "null\n", "~\n"])
+def test_an_empty_file_says_so(text, folder, capsys):
+    path = folder / "empty.yaml"
+    path.write_text(text)
+    assert _check(path) == 2
+    assert capsys.readouterr().err == f"fluidgrad: {path}: the file is empty\n"
+
+
+@pytest.mark.parametrize("text, kind", [("- 1\n- 2\n", "a list"), ("just text\n", "a string"), ("3\n", "a single value")])
+def test_a_file_that_is_not_a_mapping_says_so(text, kind, folder, capsys):
+    path = folder / "notmapping.yaml"
+    path.write_text(text)
+    assert _check(path) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fluidgrad: {path}: expected a mapping of keys at the top level, got {kind}")
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("name, setting, expected", [
+    ("lid_cavity", "boundaries.x_lo=inflow", "boundaries.x_lo.velocity: an inflow face needs a velocity"),
+    ("lid_cavity", "boundaries.x=inflow", "boundaries.x.velocity: an inflow face needs a velocity"),
+    ("karman_vortex", "boundaries.x_lo.velocity=[1,0,0]", "boundaries.x_lo.velocity: expected 2 numbers, got 3"),
+    ("karman_vortex", "boundaries.x_lo.velocity=fast", "boundaries.x_lo.velocity: expected 2 numbers (got 'fast')"),
+    ("karman_vortex", "boundaries.x_hi.velocity=[1,0]", "boundaries.x_hi.velocity: an outflow face takes no velocity"),
+    # a face given by its short form takes a velocity through --set too
+    ("lid_cavity", "boundaries.x_lo.velocity=[1,0,0]", "boundaries.x_lo.velocity: expected 2 numbers, got 3"),
+])
+def test_a_face_velocity_problem_is_reported_once_at_the_face(name, setting, expected, capsys):
+    assert _check(name, "--set", setting) == 2
+    assert capsys.readouterr().err == f"fluidgrad: {expected}\n"
+
+
+def test_a_short_form_face_takes_a_velocity_by_set():
+    from fluidgrad.scenario import load_scenario
+    scenario = load_scenario("lid_cavity", {"boundaries.x_lo.velocity": [0.0, 1.0]})
+    assert scenario.boundaries.faces[0][0].velocity == (0.0, 1.0)
+
+
+@pytest.fixture
+def copied(tmp_path):
+    """smoke_target and fit_buoyancy copied (with their data files) to tmp/s/."""
+    import shutil
+    from fluidgrad.scenario import bundled_dir
+    folder = tmp_path / "s"
+    folder.mkdir()
+    for name in ("smoke_target.yaml", "smoke_target.png", "fit_buoyancy.yaml", "fit_buoyancy_observed.npz"):
+        shutil.copy(str(bundled_dir() / name), folder / name)
+    return folder
+
+
+@pytest.mark.parametrize("cwd", ["parent", "folder", "elsewhere"])
+def test_relative_data_paths_resolve_once_against_the_scenario_folder(cwd, copied, monkeypatch):
+    from fluidgrad.scenario import load_scenario
+    where = {"parent": copied.parent, "folder": copied, "elsewhere": copied.parent.parent}[cwd]
+    monkeypatch.chdir(where)
+    for name in ("smoke_target", "fit_buoyancy"):
+        scenario = load_scenario(os.path.relpath(copied / f"{name}.yaml"), {"grid.resolution": [8, 8]})
+        sim = scenario.simulation()
+        target = scenario.loss_target(sim)  # was: cannot read s/s/smoke_target.png
+        assert target.shape == (8, 8) and float(abs(target).max()) > 0
+        scenario.check()
+
+
+def test_check_reads_the_data_files_like_optimize(copied, capsys):
+    import numpy as onp
+    onp.savez(copied / "three_d.npz", density=onp.ones((4, 4, 4)), u=onp.ones((3, 3)), v=onp.ones((3, 3)))
+    path = copied / "fit_buoyancy.yaml"
+    assert _check(path, "--set", "optimize.loss.target.path=three_d.npz") == 2
+    assert capsys.readouterr().err == ("fluidgrad: optimize.loss.target.path: a 3-D field cannot be used "
+                                       "on a 2-D grid\n")
+    assert _check(path, "--set", "initial.velocity={type: file, path: three_d.npz}") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fluidgrad: initial.velocity.path: ") and "array 'u' has shape (3, 3)" in err
+    assert _check(path, "--set", "optimize.loss.target.path=missing.npz") == 2
+    assert capsys.readouterr().err.startswith("fluidgrad: optimize.loss.target.path: file not found")
+    (copied / "smoke_target.png").write_text("not an image")
+    assert _check(copied / "smoke_target.yaml") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fluidgrad: optimize.loss.target.path: cannot read image") and "smoke_target.png" in err
+
+
+def test_check_refuses_a_backend_that_run_refuses(monkeypatch, tmp_path, capsys):
+    from fluidgrad import backend
+    monkeypatch.setattr(backend, "_cupy", lambda: None)
+    assert _check("smoke_target", "--set", "backend=cupy") == 2
+    assert capsys.readouterr().err == ("fluidgrad: backend: backend 'cupy' requested but cupy is not installed "
+                                       "(pip install 'fluidgrad[gpu]')\n")
+    assert cli.main(["run", "smoke_target", "--backend", "cupy", "--quiet", "--out", str(tmp_path / "r")]) == 2
+    assert "cupy is not installed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, setting, expected", [  # found by tests/test_scenario_properties.py
+    ("control_to_target", "grid.resolution=[null,32]", "fluidgrad: grid.resolution[0]: expected an integer (got None)\n"),
+    ("smoke_target", "optimize.parameters=[null]", "fluidgrad: optimize.parameters[0]: expected one of"),
+    ("control_to_target", "time.steps=1e16", "fluidgrad: optimize.parameters[0]: control_force has"),
+    ("karman_vortex", "initial.density.type=null", None),  # null is "not given": the default type
+    ("taylor_green", "initial.velocity.amplitude=null", None),
+    ("smoke_plume", "sources[0].rate=null", None),
+    ("smoke_plume", "sources[0].radius=1e300", None),
+    ("smoke_target", "initial.density.radius=1e300", None),
+])
+def test_mutants_that_once_raised_tracebacks(name, setting, expected, capsys):
+    assert _check(name, "--set", setting, "--quiet") == (0 if expected is None else 2)
+    err = capsys.readouterr().err
+    assert err.startswith(expected or "") and err.count("\n") == (expected is not None), err

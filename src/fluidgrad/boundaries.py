@@ -104,11 +104,11 @@ class BoundaryFace:
         rule = rule_of(self.kind)
         if self.velocity is not None:
             object.__setattr__(self, "velocity", tuple(float(v) for v in self.velocity))
+        article = "an" if self.kind[0] in "aeiou" else "a"
         if rule.velocity == "required" and self.velocity is None:
-            raise InputError(f"an {self.kind} face needs a velocity" if self.kind[0] in "aeiou"
-                             else f"a {self.kind} face needs a velocity")
+            raise InputError(f"{article} {self.kind} face needs a velocity")
         if rule.velocity == "none" and self.velocity is not None:
-            raise InputError(f"a {self.kind} face takes no velocity")
+            raise InputError(f"{article} {self.kind} face takes no velocity")
 
     @property
     def rule(self) -> BoundaryRule:
@@ -205,13 +205,23 @@ class Boundaries:
         return self.ghost(component, axis, side)
 
 
+def _face(kind, velocity, where) -> BoundaryFace:
+    """``BoundaryFace(kind, velocity)``; a velocity it refuses names ``where.velocity``."""
+    try:
+        return BoundaryFace(kind, velocity)
+    except InputError as exc:
+        if exc.key is None and where is not None:
+            exc.key = f"{where}.velocity"
+        raise
+
+
 def _as_face(value, key=None) -> BoundaryFace:
     if isinstance(value, BoundaryFace):
         return value
     where = f"boundaries.{key}" if key is not None else None
     if isinstance(value, str):
         rule_of(value, where)  # an unknown kind names the face's key
-        return BoundaryFace(value)
+        return _face(value, None, where)
     if isinstance(value, dict):
         unknown = set(value) - {"type", "velocity"}
         if unknown:
@@ -219,7 +229,7 @@ def _as_face(value, key=None) -> BoundaryFace:
         if "type" not in value:
             raise InputError("a boundary face needs a type", key=where)
         rule_of(value["type"], f"{where}.type" if where else None)
-        return BoundaryFace(value["type"], value.get("velocity"))
+        return _face(value["type"], value.get("velocity"), where)
     raise InputError(f"a boundary face must be a type name or {{type, velocity}}, got {value!r}", key=where)
 
 
@@ -246,7 +256,8 @@ class Obstacle:
         xs = grid.mesh()
         if self.shape in ("circle", "sphere"):
             r2 = sum((x - c) ** 2 for x, c in zip(xs, self.center))
-            return r2 <= self.radius ** 2
+            with onp.errstate(over="ignore"):  # a huge radius squares to inf: all inside
+                return r2 <= onp.float64(self.radius) ** 2
         if self.shape == "box":
             inside = onp.ones(grid.shape, dtype=bool)
             for x, lo, hi in zip(xs, self.lower, self.upper):

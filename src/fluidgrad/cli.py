@@ -51,8 +51,12 @@ def _overrides(args) -> dict:
 
 
 def _load(args):
+    """The scenario, validated and checked (:meth:`Scenario.check`: backend, data files,
+    fields on the grid) before any folder is made or anything simulated."""
     from .scenario import load_scenario
-    return load_scenario(args.scenario, _overrides(args))
+    scenario = load_scenario(args.scenario, _overrides(args))
+    scenario.check()
+    return scenario
 
 
 def _prepare_out(args, scenario, allow_existing=False, default=None) -> Path:
@@ -62,8 +66,23 @@ def _prepare_out(args, scenario, allow_existing=False, default=None) -> Path:
     if out.exists() and any(out.iterdir()) and not (args.force or allow_existing):
         raise UsageError(f"{out}: run folder exists and is not empty (use --force to overwrite, "
                          f"or --out for another folder)")
+    missing = [p for p in (out, *out.parents) if not p.exists()]
     out.mkdir(parents=True, exist_ok=True)
+    _created.extend(missing)
     return out
+
+
+#: the folders this command created (innermost first): removed again if still empty at
+#: its end, so an interrupted or failed command leaves no empty folder behind
+_created = []
+
+
+def _remove_empty_created():
+    while _created:
+        try:
+            _created.pop(0).rmdir()  # only an empty folder: never anything written
+        except OSError:
+            pass
 
 
 def _progress(total, args, desc, unit="step"):
@@ -248,7 +267,7 @@ def cmd_optimize(args) -> int:
     from .backend import to_numpy
     from .optimize import make_optimizer, run
     from .atomic import atomic_write_bytes
-    from .optimize.loop import RESUME_FILE
+    from .optimize.loop import RESUME_FILE, check_resume
     scenario = _load(args)
     if scenario.optimize is None:
         raise UsageError(f"{args.scenario}: the scenario has no optimize: block")
@@ -261,6 +280,8 @@ def cmd_optimize(args) -> int:
     spec = scenario.optimize["optimizer"]
     optimizer = make_optimizer(spec["type"], **spec["options"])
     iterations = args.iterations or spec["iterations"]
+    if args.resume:  # before anything is written to the folder
+        check_resume(out, problem, optimizer, scenario.settings())
     video = scenario.output["video"]
     field = video["field"] if video else None
     if video and not (args.resume and (out / f"before.{video['format']}").exists()):
@@ -277,7 +298,8 @@ def cmd_optimize(args) -> int:
         if args.resume:
             done = json.loads((out / "history.json").read_text()) if (out / "history.json").exists() else []
             bar.update(len(done))
-        result = run(problem, optimizer, iterations, out, resume=args.resume, callback=on_iteration)
+        result = run(problem, optimizer, iterations, out, resume=args.resume, callback=on_iteration,
+                     settings=scenario.settings())
     finally:
         bar.close()
     raw = result.raw
@@ -425,7 +447,13 @@ def _print_gradcheck(scenario, checks, horizons, args, out, seconds, passed):
 
 
 def cmd_render(args) -> int:
-    from .render import render_frames, to_image, field_limits, project_3d, write_png
+    from .errors import InputError
+    from .render import _colormap, render_frames, to_image, field_limits, project_3d, write_png
+    if args.colormap is not None:
+        try:
+            _colormap(args.colormap)
+        except InputError as exc:
+            raise UsageError(f"--colormap {args.colormap}: {exc}") from None
     path = Path(args.result)
     if not path.is_file():
         raise UsageError(f"{path}: file not found")
@@ -569,6 +597,14 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    _created.clear()
+    try:
+        return _handle(args)
+    finally:
+        _remove_empty_created()
+
+
+def _handle(args) -> int:
     try:
         _settle_threads(args)
         with _compilation(args):

@@ -79,7 +79,13 @@ class UsageError(InputError):
 
 
 class ResumeError(InputError):
-    """The saved resume state does not belong to this optimization."""
+    """The saved resume state does not belong to this optimization; ``problems`` (when
+    given) lists each difference on a line of its own."""
+
+    def __init__(self, message="", key=None, problems=None):
+        super().__init__(message or "\n".join(problems or ()), key)
+        if problems:
+            self.problems = list(problems)
 
 
 class BackendError(FluidgradError, RuntimeError):

@@ -71,7 +71,8 @@ def density_field(spec: dict, grid, base: Path | None = None):
     if kind == "gaussian":
         xs = grid.mesh()
         r2 = sum((x - c) ** 2 for x, c in zip(xs, spec["center"]))
-        return float(spec.get("value", 1.0)) * onp.exp(-r2 / (2 * float(spec["radius"]) ** 2))
+        with onp.errstate(over="ignore"):  # a huge radius squares to inf: a uniform field
+            return float(spec.get("value", 1.0)) * onp.exp(-r2 / (2 * onp.float64(spec["radius"]) ** 2))
     if kind == "box":
         xs = grid.mesh()
         inside = onp.ones(grid.shape, dtype=bool)
@@ -112,7 +113,12 @@ def velocity_field(spec: dict, domain, base: Path | None = None):
                                 float(spec.get("smooth", 4.0)))
     if kind == "file":
         names = ["u", "v", "w"][: grid.ndim]
-        data = load_npz(_resolve(spec["path"], base), names)
+        path = _resolve(spec["path"], base)
+        data = load_npz(path, names)
+        for n, shape in zip(names, shapes):
+            if data[n].shape != tuple(shape):
+                raise InputError(f"{path}: array {n!r} has shape {data[n].shape}; this grid's {n} faces "
+                                 f"need {tuple(shape)}")
         return tuple(data[n] for n in names)
     raise UnknownNameError("velocity type", kind, VELOCITY_TYPES)
 

@@ -52,7 +52,9 @@ def _colormap(name):
     try:
         return matplotlib.colormaps[name]
     except KeyError:
-        raise InputError(f"unknown colormap {name!r}") from None
+        import difflib
+        hint = difflib.get_close_matches(str(name), list(matplotlib.colormaps), n=1)
+        raise InputError(f"unknown colormap {name!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")) from None
 
 
 def _pad_even(image):

@@ -20,7 +20,7 @@ import numpy as onp
 import yaml
 
 from .boundaries import AXES, KINDS, Boundaries, Domain, Obstacle, face_name
-from .errors import InputError, ScenarioError  # noqa: F401 (ScenarioError re-exported)
+from .errors import BAD_INPUT, InputError, ScenarioError  # noqa: F401 (ScenarioError re-exported)
 from .grid import Grid
 from .initial import DENSITY_TYPES, VELOCITY_TYPES
 from .ops.advection import SCHEMES
@@ -131,7 +131,11 @@ class _Checker:
         if len(value) != n:
             self.add(path, f"expected {n} numbers, got {len(value)}")
             return None
-        out = [self.number(v, f"{path}[{i}]", positive=positive, integer=integer) for i, v in enumerate(value)]
+        out = []
+        for i, v in enumerate(value):
+            if v is None:  # number() takes None for "not given"; inside a vector it is a hole
+                self.add(f"{path}[{i}]", "expected " + ("an integer" if integer else "a number"), v, True)
+            out.append(self.number(v, f"{path}[{i}]", positive=positive, integer=integer))
         return None if any(v is None for v in out) else tuple(out)
 
     def choice(self, value, options, path, default=None):
@@ -154,7 +158,7 @@ class _Checker:
         if not p.is_file():
             self.add(path, "file not found", str(p), True)
             return None
-        return str(p)
+        return str(p.absolute())  # absolute: later uses must not join the base again
 
 
 def _memory_bytes() -> int:
@@ -275,11 +279,60 @@ class Scenario:
         return Simulation(domain, self.dt, self.physics, advection=self.advection, pressure=self.pressure,
                           sources=sources, backend=backend or self.backend, dtype=dtype or self.dtype)
 
-    def initial_state(self, sim):
+    def settings(self) -> dict:
+        """What an optimization of this scenario depends on, as JSON data: every key with
+        its default filled in, except ``description``, ``output``, ``backend`` (where it
+        runs, not what it computes) and ``optimize.optimizer.iterations`` (a resume may
+        run longer). A ``--resume`` with other settings is refused."""
+        import json
+        d = _merge(DEFAULTS, self.raw)
+        d["name"] = self.name
+        for key in ("description", "output", "backend"):
+            d.pop(key, None)
+        if isinstance(d.get("optimize"), dict):
+            d["optimize"] = _merge(OPTIMIZE_DEFAULTS, d["optimize"])
+            if isinstance(d["optimize"].get("optimizer"), dict):
+                d["optimize"]["optimizer"].pop("iterations", None)
+        return json.loads(json.dumps(d, default=str))
+
+    def initial_fields(self, sim):
+        """``(velocity, density)`` of the ``initial:`` section as checked arrays of ``sim``;
+        a :class:`ScenarioError` names the key of a field that does not fit the grid."""
         from .initial import density_field, velocity_field
-        velocity = velocity_field(self.initial["velocity"], sim.domain, self.base)
-        density = density_field(self.initial["density"], self.grid, self.base)
+        velocity = _at(_data_key("initial.velocity", self.initial["velocity"]), lambda: sim.check_fields(
+            velocity=velocity_field(self.initial["velocity"], sim.domain, self.base))[0])
+        density = _at(_data_key("initial.density", self.initial["density"]), lambda: sim.check_fields(
+            density=density_field(self.initial["density"], self.grid, self.base))[1])
+        return velocity, density
+
+    def initial_state(self, sim):
+        velocity, density = self.initial_fields(sim)
         return sim.initial_state(velocity=velocity, density=density)
+
+    def check(self):
+        """Everything ``run``, ``optimize`` and ``gradcheck`` prepare before they simulate,
+        without simulating: the backend, the sources, the initial fields and the loss
+        target on the grid (the data files read), the optimization's parameters. Raises
+        :class:`ScenarioError` naming the key at fault."""
+        from .backend import get_backend
+        _at("backend", get_backend, self.backend)
+        sim = _at("sources", self.simulation)
+        self.initial_fields(sim)
+        if self.optimize is not None:
+            key = _data_key("optimize.loss.target", self.optimize["loss"]["target"])
+            target = _at(key, self.loss_target, sim)
+            if isinstance(target, tuple):
+                _at(key, sim.check_fields, target)
+            elif target is not None:
+                _at(key, sim.check_fields, None, target)
+            from .problems import parameters
+            for i, p in enumerate(_at("optimize.parameters", parameters, self)):
+                size = sum(math.prod(s) for s in _at(f"optimize.parameters[{i}]", p.shapes, sim))
+                if size * 8 * 8 > _memory_bytes():  # the optimizer keeps several copies
+                    raise ScenarioError([f"optimize.parameters[{i}]: {p.name} has {size:,} values, more than this "
+                                         f"machine's memory holds (fewer time.steps, or a larger "
+                                         f"optimize.control.hold / coarsen)"], keys=[f"optimize.parameters[{i}]"])
+                _at(f"optimize.parameters[{i}]", p.initial, sim)
 
     def loss_target(self, sim):
         """The target of the ``optimize:`` loss on ``sim`` (``None`` if it has none)."""
@@ -291,6 +344,23 @@ class Scenario:
         :mod:`fluidgrad.problems`); ``target`` reuses a :meth:`loss_target`."""
         from .problems import build_problem
         return build_problem(self, sim, target)
+
+
+def _at(key, fn, *args):
+    """``fn(*args)``; bad input it raises becomes a :class:`ScenarioError` at the error's
+    own key, else at ``key``."""
+    try:
+        return fn(*args)
+    except ScenarioError:
+        raise
+    except BAD_INPUT as exc:
+        where = getattr(exc, "key", None) or key
+        raise ScenarioError([f"{where}: {exc}"], keys=[where]) from None
+
+
+def _data_key(key, spec):
+    """The key to blame for a field ``spec`` read from a file: its ``path``."""
+    return f"{key}.path" if isinstance(spec, dict) and spec.get("type") in ("image", "file") else key
 
 
 def _shape_params(spec, base):
@@ -357,25 +427,77 @@ def load_scenario(path_or_name, overrides: dict | None = None) -> Scenario:
     return parse_scenario(data, path, overrides)
 
 
+_KEY = re.compile(r"[^.\[\]\s]+(\[\d+\])*(\.[^.\[\]\s]+(\[\d+\])*)*")
+
+
+def key_parts(key: str) -> list:
+    """``'obstacles[0].radius'`` (or ``'obstacles.0.radius'``) -> ``['obstacles', 0, 'radius']``;
+    ``None`` if ``key`` is not a key path."""
+    if not _KEY.fullmatch(key):
+        return None
+    parts = re.findall(r"[^.\[\]]+|\[\d+\]", key)
+    return [int(p.strip("[]")) if p.startswith("[") or p.isdigit() else p for p in parts]
+
+
+def key_path(parts) -> str:
+    """The dotted key path of ``parts``: ``['obstacles', 0, 'radius']`` -> ``obstacles[0].radius``."""
+    return "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else p) for i, p in enumerate(parts))
+
+
 def set_dotted(data: dict, key: str, value):
+    """Set ``data`` at the key path ``key`` (``--set``): mappings on the way are created,
+    a short form ``name`` becomes ``{type: name}``, and ``[i]`` (or ``.i``) picks item
+    ``i`` of a list. Raises :class:`ScenarioError` for a list index that is out of range
+    or applied to something that is not a list."""
+    parts = key_parts(key)
+    if not parts:
+        raise ScenarioError([f"--set {key}: not a key path (expected e.g. grid.resolution or obstacles[0].radius)"])
     node = data
-    parts = key.split(".")
-    for part in parts[:-1]:
-        if not isinstance(node.get(part), dict):
-            node[part] = {}
-        node = node[part]
-    node[parts[-1]] = value
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(part, int):
+            where = key_path(parts[:i]) or "scenario"
+            if not isinstance(node, list):
+                raise ScenarioError([f"{where}: not a list, so --set {key} cannot pick item {part} "
+                                     f"(got {_show(node)})"], keys=[where])
+            if part >= len(node):
+                raise ScenarioError([f"{key_path(parts[:i + 1])}: no such item in --set {key} ({where} has "
+                                     f"{len(node)} item{'' if len(node) == 1 else 's'})"],
+                                    keys=[key_path(parts[:i + 1])])
+        elif not isinstance(node, dict):
+            where = key_path(parts[:i])
+            raise ScenarioError([f"{where}: not a mapping, so --set {key} cannot set {part!r} in it "
+                                 f"(got {_show(node)})"], keys=[where])
+        if last:
+            node[part] = value
+            return
+        child = node[part] if isinstance(part, int) else node.get(part)
+        if isinstance(parts[i + 1], int):
+            if child is None:
+                child = node[part] = []
+        elif child is None or not isinstance(child, (dict, list)):
+            child = node[part] = {"type": child} if isinstance(child, str) else {}
+        node = child
 
 
 def parse_scenario(data, path: Path | None = None, overrides: dict | None = None) -> Scenario:
     """Validate the YAML data of a scenario into a :class:`Scenario`."""
-    if data is None:
-        data = {}
+    source = str(path) if path is not None else "scenario"
+    if data is None:  # an empty file, or only comments, or `null`
+        raise ScenarioError([f"{source}: the file is empty" if path is not None else "scenario: empty"])
     if not isinstance(data, dict):
-        raise ScenarioError([f"scenario: expected a mapping of keys at the top level (got {_show(data)})"])
+        kind = {list: "a list", str: "a string"}.get(type(data), "a single value")
+        raise ScenarioError([f"{source}: expected a mapping of keys at the top level, got {kind} "
+                             f"({_show(data)})"])
     data = copy.deepcopy(data)
+    problems = []
     for key, value in (overrides or {}).items():
-        set_dotted(data, key, value)
+        try:
+            set_dotted(data, key, value)
+        except ScenarioError as exc:
+            problems.append(exc)
+    if problems:
+        raise ScenarioError([p for e in problems for p in e.problems], path, [k for e in problems for k in e.keys])
     c = _Checker()
     base = path.parent if path is not None else None
     c.keys(data, list(DEFAULTS), "")
@@ -467,6 +589,7 @@ def _parse_boundaries(c, spec, ndim):
     spec = c.keys(spec, list(AXES[:ndim]) + [face_name(a, s) for a in range(ndim) for s in (0, 1)],
                   "boundaries")
     clean = {}
+    before = len(c.problems)
     for key, value in spec.items():
         path = f"boundaries.{key}"
         if key not in list(AXES[:ndim]) + [face_name(a, s) for a in range(ndim) for s in (0, 1)]:
@@ -487,6 +610,8 @@ def _parse_boundaries(c, spec, ndim):
             velocity = c.vector(velocity, ndim, f"{path}.velocity")
         if kind is not None:
             clean[key] = {"type": kind, "velocity": velocity}
+    if len(c.problems) > before:  # a face with problems: the whole is checked once they are fixed
+        return None
     try:
         return Boundaries.from_dict(clean, ndim)
     except InputError as exc:
@@ -563,7 +688,8 @@ def _parse_initial(c, spec, ndim, grid, base):
         if isinstance(value, str):
             value = {"type": value}
         value = c.keys(value, ["type"] + sorted({k for v in types.values() for k in v}), path)
-        kind = c.choice(value.get("type", "zero"), tuple(types), f"{path}.type")
+        value = {k: v for k, v in value.items() if v is not None}  # null: not given (the default)
+        kind = c.choice(value.get("type"), tuple(types), f"{path}.type", "zero")
         if kind is None:
             continue
         for key in value:
@@ -626,7 +752,8 @@ def _parse_sources(c, spec, ndim, grid, base):
                            "rate", "value"], path)
         if not isinstance(spec[i], dict):
             continue
-        field = c.choice(src.get("field", "density"), ("density", "velocity"), f"{path}.field")
+        src = {k: v for k, v in src.items() if v is not None}  # null: not given (the default)
+        field = c.choice(src.get("field"), ("density", "velocity"), f"{path}.field", "density")
         _check_shape(c, src, ndim, grid, base, path)
         if field == "density":
             c.number(src.get("rate", 1.0), f"{path}.rate")
@@ -673,11 +800,13 @@ def _parse_optimize(c, spec, ndim, grid, base, steps):
         c.add("optimize.parameters", "expected a non-empty list", params, True)
         params = []
     for i, p in enumerate(params):
+        if p is None:
+            c.add(f"optimize.parameters[{i}]", f"expected one of {', '.join(PARAMETERS)}", p, True)
         c.choice(p, PARAMETERS, f"optimize.parameters[{i}]")
-    c.choice(o["parametrization"], ("stream", "raw"), "optimize.parametrization")
+    parametrization = c.choice(o["parametrization"], ("stream", "raw"), "optimize.parametrization", "stream")
     smoothing = c.number(o["smoothing"], "optimize.smoothing", nonnegative=True, default=0.0)
     loss = c.keys(o["loss"], ["type", "target", "times"], "optimize.loss")
-    kind = c.choice(loss.get("type", "density_mse"), LOSSES, "optimize.loss.type")
+    kind = c.choice(loss.get("type"), LOSSES, "optimize.loss.type", "density_mse")
     target = loss.get("target")
     if kind in ("density_mse", "velocity_mse"):
         if target is None:
@@ -738,7 +867,7 @@ def _parse_optimize(c, spec, ndim, grid, base, steps):
         except InputError as exc:
             c.add("optimize.checkpointing.memory_budget", str(exc), ck.get("memory_budget"), True)
             budget = None
-    return {"parameters": params, "parametrization": o["parametrization"], "smoothing": smoothing,
+    return {"parameters": params, "parametrization": parametrization, "smoothing": smoothing,
             "loss": {"type": kind, "target": target, "times": times},
             "regularization": {"smoothness": smooth, "effort": eff},
             "control": {"hold": hold, "coarsen": coarsen},

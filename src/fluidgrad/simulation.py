@@ -157,15 +157,48 @@ class Simulation:
 
     def initial_state(self, velocity=None, density=None) -> State:
         """A state from arrays (numpy or of this backend; cast to the dtype); missing
-        fields are zero. The velocity is projected to be divergence-free."""
+        fields are zero. The velocity is projected to be divergence-free. An
+        :class:`InputError` names an argument of the wrong shape, a dtype that is not real
+        numbers, or non-finite values."""
+        velocity, density = self.check_fields(velocity, density)
         state = self.zeros_state()
         if density is not None:
-            state = state.replace(density=self.xp.asarray(density, dtype=self.dtype))
+            state = state.replace(density=density)
         if velocity is not None:
-            v = tuple(self.xp.asarray(u, dtype=self.dtype) for u in velocity)
-            v, p = project(v, domain=self.domain, solve=self.pressure)
+            v, p = project(velocity, domain=self.domain, solve=self.pressure)
             state = state.replace(velocity=v, pressure=p)
         return state
+
+    def check_fields(self, velocity=None, density=None):
+        """``(velocity, density)`` as arrays of this backend and dtype, checked as
+        :meth:`initial_state` says (``None`` stays ``None``)."""
+        if density is not None:
+            density = self._field(density, "density", self.domain.grid.shape)
+        if velocity is not None:
+            shapes = self.domain.velocity_shapes
+            if isinstance(velocity, (str, bytes)) or not hasattr(velocity, "__len__") or len(velocity) != len(shapes):
+                got = f"{len(velocity)}" if hasattr(velocity, "__len__") else type(velocity).__name__
+                raise InputError(f"velocity: expected {len(shapes)} face arrays (one per axis, shapes "
+                                 f"{', '.join(map(str, shapes))}), got {got}")
+            velocity = tuple(self._field(u, f"velocity[{d}]", s) for d, (u, s) in enumerate(zip(velocity, shapes)))
+        return velocity, density
+
+    def _field(self, value, name, shape):
+        if not (hasattr(value, "shape") and hasattr(value, "dtype")):
+            try:
+                value = onp.asarray(value)
+            except (ValueError, TypeError):
+                raise InputError(f"{name}: expected an array of shape {tuple(shape)}, "
+                                 f"got {type(value).__name__}") from None
+        if tuple(value.shape) != tuple(shape):
+            raise InputError(f"{name}: expected shape {tuple(shape)}, got {tuple(value.shape)}")
+        if onp.dtype(value.dtype).kind not in "biuf":
+            raise InputError(f"{name}: expected real numbers, got dtype {value.dtype}")
+        with onp.errstate(over="ignore", invalid="ignore"):  # an overflow to Inf is reported below
+            out = self.xp.asarray(value, dtype=self.dtype)
+        if not bool(self.xp.isfinite(out).all()):
+            raise InputError(f"{name}: holds values that are not finite (NaN or Inf) in {self.dtype}")
+        return out
 
     # -- one step -----------------------------------------------------------------
 
@@ -248,6 +281,12 @@ class Simulation:
           temporary folder) instead of in memory, for very long runs.
         """
         from .checkpointing import DiskStore, binomial_rollout, snapshots_for_budget
+        if not isinstance(state, State):
+            raise InputError(f"state: expected a State, got {type(state).__name__}")
+        if isinstance(steps, bool) or not isinstance(steps, (int, onp.integer)) or steps < 0:
+            raise InputError(f"steps: expected a non-negative integer, got {steps!r}")
+        if force is not None and not callable(force):
+            raise InputError(f"force: expected a function force(k, controls), got {type(force).__name__}")
         if record_every:
             states = [state]
             for offset in range(0, steps, record_every):

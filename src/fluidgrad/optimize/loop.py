@@ -33,22 +33,72 @@ class OptimizationResult:
     final_loss: float
 
 
-def _save_resume(folder: Path, state: dict, iteration: int, initial_loss: float, signature: str):
+def _save_resume(folder: Path, state: dict, iteration: int, initial_loss: float, signature: str, settings=None):
     import io
     arrays = {f"state_{k}": onp.asarray(v) for k, v in state.items()}
+    if settings is not None:
+        arrays["settings"] = onp.asarray(json.dumps(settings, sort_keys=True, default=str))
     buffer = io.BytesIO()
     onp.savez(buffer, iteration=iteration, initial_loss=initial_loss, signature=signature, **arrays)
     atomic_write_bytes(folder / RESUME_FILE, buffer.getvalue())
 
 
-def _load_resume(folder: Path, signature: str):
-    with onp.load(folder / RESUME_FILE) as data:
-        if str(data["signature"]) != signature:
-            raise ResumeError(f"{folder / RESUME_FILE}: saved by a different optimization "
-                              f"({data['signature']}), not {signature}")
-        state = {k[len("state_"):]: data[k] for k in data.files if k.startswith("state_")}
-        state = {k: (v.item() if v.ndim == 0 else v) for k, v in state.items()}
-        return state, int(data["iteration"]), float(data["initial_loss"])
+def _leaves(value, path=""):
+    """``(key path, value)`` of each leaf of nested JSON data; a list of plain values is a leaf."""
+    if isinstance(value, dict) and value:
+        for k, v in value.items():
+            yield from _leaves(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value):
+        for i, v in enumerate(value):
+            yield from _leaves(v, f"{path}[{i}]")
+    else:
+        yield path, value
+
+
+def settings_differences(saved, now) -> list:
+    """One line per key path whose value differs between ``saved`` and ``now``."""
+    old, new = dict(_leaves(saved)), dict(_leaves(now))
+    missing = object()
+    lines = []
+    for key in list(new) + [k for k in old if k not in new]:
+        a, b = new.get(key, missing), old.get(key, missing)
+        if a != b:
+            show = ["not set" if v is missing else repr(v) for v in (a, b)]
+            lines.append(f"--resume: {key or 'the settings'} differs from the saved run ({show[0]} vs {show[1]})")
+    return lines
+
+
+def check_resume(folder, problem, optimizer, settings=None):
+    """Raise :class:`ResumeError` unless ``folder``'s resume state was saved by this
+    optimization (the same parameters and optimizer, and the same ``settings`` where
+    both the state and the caller have them)."""
+    _load_resume(Path(folder), signature(problem, optimizer), settings)
+
+
+def _load_resume(folder: Path, signature: str, settings=None):
+    import zipfile
+    path = folder / RESUME_FILE
+    try:
+        with onp.load(path) as npz:
+            data = {k: npz[k] for k in npz.files}
+        saved = json.loads(str(data["settings"])) if "settings" in data else None
+        saved_signature, iteration, initial_loss = str(data["signature"]), int(data["iteration"]), \
+            float(data["initial_loss"])
+    except (OSError, ValueError, KeyError, EOFError, AttributeError, zipfile.BadZipFile) as exc:
+        raise ResumeError(f"{path}: not a resume state fluidgrad can read ({type(exc).__name__}: {exc})") from None
+    if settings is not None and saved is not None:
+        now = json.loads(json.dumps(settings, sort_keys=True, default=str))
+        if isinstance(saved, dict) and isinstance(now, dict) and saved.get("name") != now.get("name"):
+            raise ResumeError(f"--resume: {folder} holds a run of {saved.get('name')!r}, not of {now.get('name')!r}")
+        lines = settings_differences(saved, now)
+        if lines:
+            raise ResumeError(problems=lines + ["--resume: continue with the saved run's settings, or start "
+                                                "a new run in another --out folder"])
+    if saved_signature != signature:
+        raise ResumeError(f"{path}: saved by a different optimization ({saved_signature}), not {signature}")
+    state = {k[len("state_"):]: v for k, v in data.items() if k.startswith("state_")}
+    state = {k: (v.item() if v.ndim == 0 else v) for k, v in state.items()}
+    return state, iteration, initial_loss
 
 
 def signature(problem, optimizer) -> str:
@@ -57,17 +107,20 @@ def signature(problem, optimizer) -> str:
     return f"{type(optimizer).__name__}[{names}] size={problem.size} steps={problem.steps}"
 
 
-def run(problem, optimizer, iterations: int, folder=None, *, resume=False, callback=None):
+def run(problem, optimizer, iterations: int, folder=None, *, resume=False, callback=None, settings=None):
     """Run ``iterations`` iterations of ``optimizer`` on ``problem``.
 
     With ``folder``, the history and the resume state are saved after every iteration;
     ``resume=True`` continues from them. ``callback(record)`` sees each iteration's record.
+    ``settings`` (JSON data: what the problem was built from, e.g. a scenario's settings
+    without its iteration count) is saved with the state, and a resume whose settings
+    differ from the saved ones is refused (:class:`ResumeError`, one line per key).
     """
     folder = Path(folder) if folder is not None else None
     sig = signature(problem, optimizer)
     history = []
     if resume and folder is not None and (folder / RESUME_FILE).exists():
-        state, start, initial_loss = _load_resume(folder, sig)
+        state, start, initial_loss = _load_resume(folder, sig, settings)
         if (folder / HISTORY_FILE).exists():
             history = json.loads((folder / HISTORY_FILE).read_text())[:start]
     else:
@@ -85,7 +138,7 @@ def run(problem, optimizer, iterations: int, folder=None, *, resume=False, callb
                   "seconds": time.perf_counter() - clock["t"]}
         history.append(record)
         if folder is not None:
-            _save_resume(folder, state, k + 1, initial_loss, sig)
+            _save_resume(folder, state, k + 1, initial_loss, sig, settings)
             atomic_write_json(folder / HISTORY_FILE, history)
         if callback is not None:
             callback(record)
