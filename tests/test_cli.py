@@ -200,3 +200,32 @@ def test_unknown_scenario_is_a_one_line_error(capsys):
     assert fluidgrad("run", "smoke_plum") == 2
     err = capsys.readouterr().err
     assert "did you mean 'smoke_plume'" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("initial, final, eps, words", [
+    (1.0, 1.6, 2.2e-16, "rose 1.6x"), (6749.0, 1.0, 2.2e-16, "6.75e+03x lower"), (2.0, 1.0, 2.2e-16, "2x lower"),
+    (4.2e-4, 6.1e-34, 2.2e-16, "down to round-off: 1.5e-30 of the initial"), (1.0, 1e-7, 1.2e-7,
+                                                                             "down to round-off: 1.0e-07 of the initial"),
+    (1.0, 1e-7, 2.2e-16, "1e+07x lower"), (3.0, 3.0, 2.2e-16, "unchanged"), (3.0, 0.0, 2.2e-16, "down to 0"),
+    (-1.0, -2.0, 2.2e-16, "lowered by 1")])
+def test_the_summary_says_how_the_loss_changed(initial, final, eps, words):
+    assert cli.loss_change(initial, final, eps) == words
+
+
+def test_optimize_reports_why_it_stopped(tmp_path, capsys):
+    """fit_buoyancy (as bundled) converges in 5 iterations; it used to go on for all 15, the
+    last ten at round-off and each ~30 line-search evaluations long."""
+    assert fluidgrad("optimize", "fit_buoyancy", "--set", "output.video=null", "--iterations", 40,
+                     "--out", tmp_path) == 0
+    out = capsys.readouterr().out
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert 3 <= metrics["iterations"] <= 7 and metrics["stop_reason"].startswith("gradient norm")
+    assert metrics["final_loss"] < 1e-10 and "x lower)" in out
+    assert f"stopped: {metrics['stop_reason']}" in out
+    assert fluidgrad("optimize", "fit_buoyancy", "--set", "grid.resolution=[16,16]", "--steps", 10, "--quiet",
+                     "--set", "output.video=null", "--set", "optimize.optimizer.gtol=0",
+                     "--set", "optimize.optimizer.ftol=0", "--iterations", 3, "--out", tmp_path / "fixed") == 0
+    assert json.loads((tmp_path / "fixed" / "metrics.json").read_text())["stop_reason"] == \
+        "reached the iteration limit (3 of 3)"
+    assert fluidgrad("check", "fit_buoyancy", "--set", "optimize.optimizer.ftol=-1") == 2
+    assert "optimize.optimizer.ftol" in capsys.readouterr().err
