@@ -229,3 +229,26 @@ def test_optimize_reports_why_it_stopped(tmp_path, capsys):
         "reached the iteration limit (3 of 3)"
     assert fluidgrad("check", "fit_buoyancy", "--set", "optimize.optimizer.ftol=-1") == 2
     assert "optimize.optimizer.ftol" in capsys.readouterr().err
+
+
+def test_a_blow_up_inside_the_pressure_solve_names_the_step_early_and_without_warnings(tmp_path):
+    """karman_vortex (cg pressure solve around the cylinder) with a huge vorticity
+    confinement and dt: the velocity grows ~100x per step until its divergence is ~1e28 and
+    the solve stalls at round-off. It used to run 10000 iterations (~20 s) and say only
+    'did not converge', after numpy overflow warnings."""
+    env = dict(os.environ, PYTHONWARNINGS="default")
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "fluidgrad", "run", "karman_vortex", "--steps", "50", "--set",
+                           "physics.vorticity_confinement=10000", "--set", "time.dt=0.5", "--set", "output.video=null",
+                           "--out", str(tmp_path), "--quiet"], capture_output=True, text=True, env=env)
+    seconds = time.perf_counter() - t0
+    assert proc.returncode == 1, proc.stderr
+    err = proc.stderr
+    assert err.count("\n") == 1 and "Warning" not in err and "Traceback" not in err, err
+    import re
+    m = re.fullmatch(r"fluidgrad: step (\d+): pressure solve \(cg\) stalled .* residual (\S+) after (\d+) iterations"
+                     r" — the velocity blew up \(max \|u\| (\S+), CFL number (\S+)\); reduce time.dt\n", err)
+    assert m, err
+    step, residual, iterations, speed = int(m[1]), float(m[2]), int(m[3]), float(m[4])
+    assert 5 <= step <= 30 and 1000 <= iterations <= 1300 and speed > 1e20 and residual > 1e5, err
+    assert seconds < 60  # (was > 20 s of solve at the failing step alone; ~2 s now with numpy kernels)

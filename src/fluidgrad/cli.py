@@ -584,7 +584,10 @@ def main(argv=None) -> int:
         parser.print_help()
         return 0
     try:
-        return args.handler(args)
+        # a blow-up overflows before it is caught (check_finite, the solvers' watch, the
+        # loss check), which report it with its step: no numpy RuntimeWarnings on the way
+        with onp.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return args.handler(args)
     except FluidgradError as exc:  # bad input -> 2; a failure while running -> 1
         for line in getattr(exc, "problems", None) or [str(exc)]:
             _err(line)
