@@ -283,6 +283,7 @@ def cmd_optimize(args) -> int:
         _, frames = _rollout_frames(problem, problem.initial_raw(), field, scenario.output["every"], args, "before",
                                     video.get("arrows"))
         _video(frames, out / f"before.{video['format']}", video, sim.domain.solid)
+        del frames  # not held during the optimization
     bar = _progress(iterations, args, f"optimize {scenario.name}", unit="it")
 
     def on_iteration(record):
