@@ -312,3 +312,55 @@ def test_an_unreadable_resume_state_is_one_line(content, finished, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"fluidgrad: {finished / 'resume.npz'}: not a resume state fluidgrad can read")
     assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("initial, final, eps, words", [
+    (1.0, 1.6, 2.2e-16, "rose 1.6x"), (6749.0, 1.0, 2.2e-16, "6.75e+03x lower"), (2.0, 1.0, 2.2e-16, "2x lower"),
+    (4.2e-4, 6.1e-34, 2.2e-16, "down to round-off: 1.5e-30 of the initial"), (1.0, 1e-7, 1.2e-7,
+                                                                             "down to round-off: 1.0e-07 of the initial"),
+    (1.0, 1e-7, 2.2e-16, "1e+07x lower"), (3.0, 3.0, 2.2e-16, "unchanged"), (3.0, 0.0, 2.2e-16, "down to 0"),
+    (-1.0, -2.0, 2.2e-16, "lowered by 1")])
+def test_the_summary_says_how_the_loss_changed(initial, final, eps, words):
+    assert cli.loss_change(initial, final, eps) == words
+
+
+def test_optimize_reports_why_it_stopped(tmp_path, capsys):
+    """fit_buoyancy (as bundled) converges in 5 iterations; it used to go on for all 15, the
+    last ten at round-off and each ~30 line-search evaluations long."""
+    assert fluidgrad("optimize", "fit_buoyancy", "--set", "output.video=null", "--iterations", 40,
+                     "--out", tmp_path) == 0
+    out = capsys.readouterr().out
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert 3 <= metrics["iterations"] <= 7 and metrics["stop_reason"].startswith("gradient norm")
+    assert metrics["final_loss"] < 1e-10 and "x lower)" in out
+    assert f"stopped: {metrics['stop_reason']}" in out
+    assert fluidgrad("optimize", "fit_buoyancy", "--set", "grid.resolution=[16,16]", "--steps", 10, "--quiet",
+                     "--set", "output.video=null", "--set", "optimize.optimizer.gtol=0",
+                     "--set", "optimize.optimizer.ftol=0", "--iterations", 3, "--out", tmp_path / "fixed") == 0
+    assert json.loads((tmp_path / "fixed" / "metrics.json").read_text())["stop_reason"] == \
+        "reached the iteration limit (3 of 3)"
+    assert fluidgrad("check", "fit_buoyancy", "--set", "optimize.optimizer.ftol=-1") == 2
+    assert "optimize.optimizer.ftol" in capsys.readouterr().err
+
+
+def test_a_blow_up_inside_the_pressure_solve_names_the_step_early_and_without_warnings(tmp_path):
+    """karman_vortex (cg pressure solve around the cylinder) with a huge vorticity
+    confinement and dt: the velocity grows ~100x per step until its divergence is ~1e28 and
+    the solve stalls at round-off. It used to run 10000 iterations (~20 s) and say only
+    'did not converge', after numpy overflow warnings."""
+    env = dict(os.environ, PYTHONWARNINGS="default")
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "fluidgrad", "run", "karman_vortex", "--steps", "50", "--set",
+                           "physics.vorticity_confinement=10000", "--set", "time.dt=0.5", "--set", "output.video=null",
+                           "--out", str(tmp_path), "--quiet"], capture_output=True, text=True, env=env)
+    seconds = time.perf_counter() - t0
+    assert proc.returncode == 1, proc.stderr
+    err = proc.stderr
+    assert err.count("\n") == 1 and "Warning" not in err and "Traceback" not in err, err
+    import re
+    m = re.fullmatch(r"fluidgrad: step (\d+): pressure solve \(cg\) stalled .* residual (\S+) after (\d+) iterations"
+                     r" — the velocity blew up \(max \|u\| (\S+), CFL number (\S+)\); reduce time.dt\n", err)
+    assert m, err
+    step, residual, iterations, speed = int(m[1]), float(m[2]), int(m[3]), float(m[4])
+    assert 5 <= step <= 30 and 1000 <= iterations <= 1300 and speed > 1e20 and residual > 1e5, err
+    assert seconds < 60  # (was > 20 s of solve at the failing step alone; ~2 s now with numpy kernels)

@@ -275,3 +275,100 @@ def test_smoothing_blurs_the_stream_function_before_it_becomes_a_velocity():
         onp.testing.assert_allclose(a, b, rtol=1e-14)
     rough = InitialVelocity().apply(raw, sim)
     assert sum(float((a ** 2).sum()) for a in smooth) < 0.1 * sum(float((a ** 2).sum()) for a in rough)
+
+
+# -- stopping: tolerances, a failed line search, resume ------------------------------------------------
+
+
+def test_lbfgs_stops_on_the_gradient_tolerance_instead_of_iterating_at_round_off():
+    """The buoyancy fit converges in a handful of iterations; before the tolerances it spent
+    the remaining ones on line searches at round-off (30 evaluations each)."""
+    grid = Grid((16, 16), (1.0, 1.0))
+    sim = Simulation(Domain(grid, Boundaries.closed(2)), 0.02, Physics(buoyancy=(0.0, 0.7)))
+    x, y = grid.mesh()
+    s0 = sim.initial_state(density=onp.exp(-((x - 0.5) ** 2 + (y - 0.3) ** 2) / 0.01))
+    observed = sim.rollout(s0, 15, physics=Physics(buoyancy=(0.0, 1.3))).density
+    calls = []
+
+    class Counted(Problem):
+        def value_and_grad(self, x):
+            calls.append(1)
+            return super().value_and_grad(x)
+
+    problem = Counted(sim, s0, [PhysicsParameter("buoyancy")], lambda states, v: density_mse(states[-1], observed), 15)
+    g0 = float(onp.linalg.norm(problem.value_and_grad(problem.flatten(problem.initial_raw()))[1]))
+    calls.clear()
+    result = run(problem, make_optimizer("lbfgs"), 50)
+    onp.testing.assert_allclose(result.x, [0.0, 1.3], atol=2e-5)  # gtol 1e-5: the last step is quadratic
+    assert 3 <= len(result.history) <= 8, result.history
+    assert len(calls) <= 1 + len(result.history) + 4  # about one evaluation per iteration, no halving sprees
+    assert result.stop_reason.startswith("gradient norm"), result.stop_reason
+    assert result.history[-1]["grad_norm"] <= 1e-5 * g0 < result.history[-2]["grad_norm"]
+
+
+@pytest.mark.parametrize("kind, options", [("lbfgs", {}), ("scipy_lbfgsb", {}), ("gd", {"learning_rate": 0.019}),
+                                           ("adam", {"learning_rate": 0.05})])
+def test_every_optimizer_stops_on_the_relative_decrease(kind, options):
+    """On the 12-D quadratic: the last iteration lowers the loss by ≤ ftol relative, none
+    before it does (a rise, as Adam's, does not stop); with both tolerances 0 the run goes
+    to the iteration limit."""
+    problem, solution = _QuadraticProblem(), _quadratic_problem()[1]
+    result = run(problem, make_optimizer(kind, **options), 5000)
+    losses = [0.0] + [h["loss"] for h in result.history]  # f(0) = 0
+    assert len(result.history) < {"lbfgs": 40, "scipy_lbfgsb": 40, "gd": 1000, "adam": 1000}[kind]
+    assert result.stop_reason.startswith("relative decrease"), result.stop_reason
+    assert 0 <= losses[-2] - losses[-1] <= 2.3e-9 * abs(losses[-2])
+    ftol = 2.220446049250313e-09
+    assert not any(0 <= a - b <= ftol * abs(a) for a, b in zip(losses[:-2], losses[1:-1]))  # none before
+    assert onp.abs(result.x - solution).max() < {"lbfgs": 1e-4, "scipy_lbfgsb": 1e-4, "gd": 1e-2, "adam": 1e-2}[kind]
+    fixed = run(problem, make_optimizer(kind, ftol=0, gtol=0, **options), 7)
+    assert len(fixed.history) == 7 and fixed.stop_reason == "reached the iteration limit (7 of 7)"
+
+
+def test_gtol_is_relative_to_the_initial_gradient_norm():
+    problem = _QuadraticProblem()
+    result = run(problem, make_optimizer("lbfgs", ftol=0, gtol=1e-3), 100)
+    g0 = float(onp.linalg.norm(problem.value_and_grad(onp.zeros(12))[1]))
+    norms = [h["grad_norm"] for h in result.history]
+    assert norms[-1] <= 1e-3 * g0 < norms[-2]
+    assert result.stop_reason.startswith("gradient norm") and f"{g0:.3g}" in result.stop_reason
+
+
+def test_a_line_search_without_decrease_stops_the_run_without_an_iteration():
+    """A gradient that does not point downhill (f is constant): the first line search
+    gives up after max_backtracks evaluations and the run stops, recording nothing."""
+    calls = []
+
+    class Flat(_QuadraticProblem):
+        def value_and_grad(self, x):
+            calls.append(1)
+            return 1.0, onp.ones(12)
+
+    result = run(Flat(), make_optimizer("lbfgs", max_backtracks=7), 50)
+    assert result.history == [] and len(calls) == 1 + 7
+    assert "line search" in result.stop_reason and result.final_loss == 1.0
+
+
+def test_a_resumed_converged_run_stops_the_same_way(tmp_path):
+    """Interrupted at iteration 5, resumed: the same iterations and reason as a run in one
+    go; resuming the finished run again evaluates nothing and says the same."""
+    problem = _QuadraticProblem()
+    whole = run(problem, make_optimizer("lbfgs"), 500)
+
+    def stop_at_five(record):
+        if record["iteration"] == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(problem, make_optimizer("lbfgs"), 500, tmp_path, callback=stop_at_five)
+    resumed = run(problem, make_optimizer("lbfgs"), 500, tmp_path, resume=True)
+    assert resumed.history[:5] == json.loads((tmp_path / "history.json").read_text())[:5]
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in whole.history]
+    assert resumed.stop_reason == whole.stop_reason and resumed.final_loss == whole.final_loss
+
+    class Forbidden(_QuadraticProblem):
+        def value_and_grad(self, x):
+            raise AssertionError("a finished run must not evaluate again")
+
+    again = run(Forbidden(), make_optimizer("lbfgs"), 500, tmp_path, resume=True)
+    assert again.stop_reason == whole.stop_reason and again.history == resumed.history

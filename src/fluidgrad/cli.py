@@ -261,6 +261,25 @@ def _rollout_frames(problem, raw, field, every, args, desc, arrows=False):
                      controls=controls, force=force, arrows=arrows)
 
 
+def loss_change(initial, final, eps=onp.finfo(float).eps) -> str:
+    """How the loss changed, in words: ``r× lower`` (r = initial / final), ``rose r×``,
+    ``unchanged``, or ``down to round-off`` once final ≤ eps · initial (where r would be
+    a meaningless huge number)."""
+    if not (onp.isfinite(initial) and onp.isfinite(final)):
+        return "not finite"
+    if final == initial:
+        return "unchanged"
+    if final > initial:
+        return f"rose {final / initial:.3g}x" if initial > 0 else f"rose by {final - initial:.3g}"
+    if final == 0 and initial > 0:
+        return "down to 0"
+    if final < 0 or initial < 0:
+        return f"lowered by {initial - final:.3g}"
+    if final <= eps * initial:
+        return f"down to round-off: {final / initial:.1e} of the initial"
+    return f"{initial / final:.3g}x lower"
+
+
 def cmd_optimize(args) -> int:
     import io
 
@@ -288,6 +307,7 @@ def cmd_optimize(args) -> int:
         _, frames = _rollout_frames(problem, problem.initial_raw(), field, scenario.output["every"], args, "before",
                                     video.get("arrows"))
         _video(frames, out / f"before.{video['format']}", video, sim.domain.solid)
+        del frames  # not held during the optimization
     bar = _progress(iterations, args, f"optimize {scenario.name}", unit="it")
 
     def on_iteration(record):
@@ -326,16 +346,16 @@ def cmd_optimize(args) -> int:
         render_panel(to_numpy(target), to_numpy(final.density), out / "panel.png", obstacle=sim.domain.solid)
     seconds = [h["seconds"] for h in result.history]
     metrics = {"name": scenario.name, "initial_loss": result.initial_loss, "final_loss": result.final_loss,
-               "iterations": len(result.history),
+               "iterations": len(result.history), "stop_reason": result.stop_reason,
                "seconds_per_iteration": float(onp.mean(seconds)) if seconds else None,
                "optimizer": spec["type"], "parameters": scenario.optimize["parameters"],
                "backend": sim.backend, "dtype": str(sim.dtype)}
     _write_json(out / "metrics.json", metrics)
     if not args.quiet:
-        ratio = result.initial_loss / result.final_loss if result.final_loss else float("inf")
         print(f"Optimized {scenario.name}: {', '.join(scenario.optimize['parameters'])} with {spec['type']}, "
-              f"{len(result.history)} iterations ({metrics['seconds_per_iteration'] or 0:.2f} s each); loss "
-              f"{result.initial_loss:.4g} -> {result.final_loss:.4g} ({ratio:.3g}x lower). Wrote params.npz, "
+              f"{len(result.history)} iterations ({metrics['seconds_per_iteration'] or 0:.2f} s each), stopped: "
+              f"{result.stop_reason}; loss {result.initial_loss:.4g} -> {result.final_loss:.4g} "
+              f"({loss_change(result.initial_loss, result.final_loss, onp.finfo(sim.dtype).eps)}). Wrote params.npz, "
               f"history.json, loss.png, metrics.json{', before/after videos' if video else ''} to {out}/.")
     return 0
 
@@ -607,7 +627,9 @@ def main(argv=None) -> int:
 def _handle(args) -> int:
     try:
         _settle_threads(args)
-        with _compilation(args):
+        # a blow-up overflows before it is caught (check_finite, the solvers' watch, the
+        # loss check), which report it with its step: no numpy RuntimeWarnings on the way
+        with _compilation(args), onp.errstate(over="ignore", invalid="ignore", divide="ignore"):
             return args.handler(args)
     except FluidgradError as exc:  # bad input -> 2; a failure while running -> 1
         for line in getattr(exc, "problems", None) or [str(exc)]:
@@ -630,7 +652,7 @@ _COMPILING = {}  # "record": this command's kernel compilation so far (see _comp
 @contextlib.contextmanager
 def _compilation(args):
     """Say when the CPU kernels compile (a first run on a machine, or a new dtype), and
-    how long it took; :data:`_COMPILED` holds the running totals for the summaries."""
+    how long it took; :data:`_COMPILING` holds the running record for the summaries."""
     from .ops.compiled import watch_compilation
     quiet = getattr(args, "quiet", False)
 

@@ -838,7 +838,8 @@ def _parse_optimize(c, spec, ndim, grid, base, steps):
     ctrl = c.keys(o["control"], ["hold", "coarsen"], "optimize.control")
     hold = c.number(ctrl.get("hold"), "optimize.control.hold", positive=True, integer=True, default=1)
     coarsen = c.number(ctrl.get("coarsen"), "optimize.control.coarsen", positive=True, integer=True, default=1)
-    opt = c.keys(o["optimizer"], ["type", "iterations", "learning_rate", "memory", "clip_grad_norm", "bounds"],
+    opt = c.keys(o["optimizer"], ["type", "iterations", "learning_rate", "memory", "clip_grad_norm", "bounds",
+                                  "ftol", "gtol"],
                  "optimize.optimizer")
     from .optimize.optimizers import OPTIMIZERS
     opt_type = c.choice(opt.get("type", "lbfgs"), OPTIMIZERS, "optimize.optimizer.type", "lbfgs")
@@ -853,6 +854,9 @@ def _parse_optimize(c, spec, ndim, grid, base, steps):
         options["memory"] = c.number(opt["memory"], "optimize.optimizer.memory", positive=True, integer=True)
     if "clip_grad_norm" in opt:
         options["clip_grad_norm"] = c.number(opt["clip_grad_norm"], "optimize.optimizer.clip_grad_norm", positive=True)
+    for tol in ("ftol", "gtol"):  # stopping tolerances (optimize.optimizers.stop_reason); 0 disables
+        if tol in opt:
+            options[tol] = c.number(opt[tol], f"optimize.optimizer.{tol}", nonnegative=True)
     if "bounds" in opt:
         b = c.vector(opt["bounds"], 2, "optimize.optimizer.bounds")
         options["bounds"] = b

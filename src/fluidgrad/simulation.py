@@ -25,7 +25,7 @@ import numpy as onp
 from .ad.core import Primitive
 from .backend import get_backend
 from .boundaries import Domain
-from .errors import InputError, SimulationError, UnknownNameError
+from .errors import InputError, SimulationError, SolveError, UnknownNameError
 from .ops.advection import SCHEMES
 from .ops import (PressureSolve, add_source, advect_state, apply_force, buoyancy, close_faces,
                   diffuse_velocity, impose, project, vorticity_confinement)
@@ -255,8 +255,22 @@ class Simulation:
         state = self.advect(state, dt)
         state = self.apply_forces(state, dt, physics, force)
         state = self.apply_viscosity(state, dt, physics)
-        state = self.make_incompressible(state)
+        try:
+            state = self.make_incompressible(state)
+        except SolveError as exc:
+            raise SimulationError(f"step {state.step + 1}: {exc}{self._blow_up_hint(state)}") from None
         return state.replace(step=state.step + 1)
+
+    def _blow_up_hint(self, state) -> str:
+        """What a failed pressure solve says about the flow: the CFL number ``max|u| dt / dx``
+        of the velocity it was given (a blow-up if it is huge or not finite)."""
+        from .backend import to_numpy
+        with onp.errstate(over="ignore", invalid="ignore"):
+            speed = max(float(onp.abs(to_numpy(getattr(u, "_fg_value", u))).max()) for u in state.velocity)
+        cfl = speed * self.dt / self.domain.dx
+        if onp.isfinite(cfl) and cfl < 1e3:
+            return f" (CFL number {cfl:.3g}; try pressure.max_iterations or another pressure.solver)"
+        return f" — the velocity blew up (max |u| {speed:.3g}, CFL number {cfl:.3g}); reduce time.dt"
 
     # -- many steps -----------------------------------------------------------------
 

@@ -343,3 +343,39 @@ def test_float32_stays_float32(op_dtype):
     b = random_rhs(singular, dtype=np.float32)
     assert singular.remove_mean(b).dtype == np.float32
     assert solve_multigrid(singular, b, 1e-4, relative=True)[0].dtype == np.float32
+
+
+# --------------------------------------------------------------------------- failing solves end early
+@pytest.mark.parametrize("solver", ["cg", "cg_jacobi", "multigrid"])
+def test_a_solve_below_round_off_stalls_early_instead_of_running_to_max_iterations(solver):
+    """b ~ 1e28 (a blown-up velocity's divergence) with an absolute tolerance of 1e-5: the
+    residual stagnates at round-off (~1e13); the watch stops once STALL_ITERATIONS
+    iterations have not halved it (it used to run all 10000)."""
+    from fluidgrad.ops.poisson import STALL_ITERATIONS
+    op = make_operator((32, 32), solid=ball((32, 32)))
+    b = 1e28 * random_rhs(op, seed=5)
+    kind = {"cg": dict(preconditioner="multigrid"), "cg_jacobi": dict(preconditioner="jacobi"), "multigrid": {}}
+    solve = solve_multigrid if solver == "multigrid" else solve_cg
+    p, info = solve(op, b, 1e-5, max_iterations=10_000, **kind[solver])
+    assert not info.converged and info.reason == "stalled"
+    assert STALL_ITERATIONS <= info.iterations <= STALL_ITERATIONS + 300, info
+    assert 1e10 < info.residual < 1e-6 * np.abs(b).max()  # round-off of 1e28, far above the tolerance
+
+
+@pytest.mark.parametrize("solver", ["cg", "multigrid"])
+def test_a_non_finite_or_growing_residual_is_divergence(solver):
+    import warnings
+    op = make_operator((16, 16), solid=ball((16, 16)))
+    b = random_rhs(op, seed=6)
+    b[3, 3] = np.inf
+    solve = solve_multigrid if solver == "multigrid" else solve_cg
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning on the way
+        p, info = solve(op, b, 1e-8)
+    assert not info.converged and info.reason == "diverged" and info.iterations <= 1
+    # the watch itself: 1e8 × the initial residual, or NaN, is divergence; slow progress is not
+    from fluidgrad.ops.poisson import STALL_ITERATIONS, Watch
+    assert Watch(1.0).check(1, 1.1e8) == "diverged" and Watch(1.0).check(1, float("nan")) == "diverged"
+    w = Watch(1.0)
+    assert all(w.check(k, 0.999 ** k) == "" for k in range(1, 5000))  # slow: halves every 693 iterations
+    assert Watch(1.0).check(STALL_ITERATIONS, 0.6) == "stalled"

@@ -19,15 +19,17 @@ For a singular operator (no open Dirichlet boundary face) every solver returns t
 
 from __future__ import annotations
 
+import numpy as _np
+
 from fluidgrad.backend import xp_of
 from fluidgrad.errors import UnknownNameError
 
 from .multigrid import _hierarchy, solve_multigrid, v_cycle
-from .poisson import PoissonOperator, SolveInfo, _initial_guess, _max_abs, _prepare_rhs, _threshold
+from .poisson import STALL_ITERATIONS, PoissonOperator, SolveInfo, Watch, _initial_guess, _max_abs, _prepare_rhs, _threshold
 from .poisson import jacobi_sweeps as poisson_jacobi
 
-__all__ = ["PoissonOperator", "SolveInfo", "solve_cg", "solve_jacobi", "solve_multigrid",
-           "v_cycle"]
+__all__ = ["STALL_ITERATIONS", "PoissonOperator", "SolveInfo", "Watch", "solve_cg", "solve_jacobi",
+           "solve_multigrid", "v_cycle"]
 
 
 def jacobi_sweeps(op, b, iterations, omega=2 / 3):
@@ -73,7 +75,13 @@ def solve_cg(op, b, tolerance=1e-6, max_iterations=10_000, preconditioner="multi
 
     ``check_every`` iterations the residual is compared with the threshold (a host
     synchronisation on GPUs); when the recursive residual passes, the true one is checked.
+    A diverging or stalled solve (:class:`~.poisson.Watch`) stops there, not converged.
     """
+    with _np.errstate(over="ignore", invalid="ignore"):  # a blow-up is caught by the watch
+        return _cg(op, b, tolerance, max_iterations, preconditioner, x0, relative, check_every)
+
+
+def _cg(op, b, tolerance, max_iterations, preconditioner, x0, relative, check_every):
     xp = xp_of(b)
     b = _prepare_rhs(op, b)
     threshold = _threshold(b, tolerance, relative)
@@ -82,9 +90,9 @@ def solve_cg(op, b, tolerance=1e-6, max_iterations=10_000, preconditioner="multi
     x = _initial_guess(op, b, x0)
     r = b - op.apply(x) if x0 is not None else b
     res = _max_abs(r)
-    it = 0
-    direction, rz = None, None
-    while res > threshold and it < max_iterations:
+    it, watch = 0, Watch(res)
+    reason, direction, rz = watch.check(0, res), None, None
+    while res > threshold and it < max_iterations and not reason:
         z = precondition(r)
         rz_new = dot(r, z)
         direction = z if direction is None else z + _safe_div(rz_new, rz) * direction
@@ -96,11 +104,14 @@ def solve_cg(op, b, tolerance=1e-6, max_iterations=10_000, preconditioner="multi
         it += 1
         if it % check_every == 0 or it >= max_iterations:
             res = _max_abs(r)
+            reason = watch.check(it, res)
             if res <= threshold:                        # confirm with the true residual
                 r = b - op.apply(x)
                 res = _max_abs(r)
                 if res > threshold:
                     direction = None                    # restart from the true residual
+    if reason:  # x is useless; the residual says how far it went
+        return x, SolveInfo(it, res, False, reason)
     x = op.remove_mean(x)
     res = _max_abs(b - op.apply(x))
     return x, SolveInfo(it, res, res <= threshold)

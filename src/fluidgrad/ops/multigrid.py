@@ -16,7 +16,7 @@ from fluidgrad.backend import xp_of
 
 from . import fused_poisson
 from .dispatch import Kernel
-from .poisson import (SolveInfo, _along, _initial_guess, _max_abs, _prepare_rhs, _threshold,
+from .poisson import (SolveInfo, Watch, _along, _initial_guess, _max_abs, _prepare_rhs, _threshold,
                       jacobi_sweeps)
 
 # Multigrid settings: coarsen while a level has more than MAX_COARSE_CELLS cells; the coarsest
@@ -272,17 +272,21 @@ def v_cycle(op, b, hierarchy=None):
 
 
 def solve_multigrid(op, b, tolerance=1e-6, max_iterations=200, relative=False, x0=None):
-    """Solve ``L p = b`` by V-cycles ``p += V(b − L p)`` until max|b − L p| ≤ tolerance."""
-    b = _prepare_rhs(op, b)
-    threshold = _threshold(b, tolerance, relative)
-    p = _initial_guess(op, b, x0)
-    hierarchy = _hierarchy(op)
-    it = 0
-    while True:
-        r = b - op.apply(p)
-        res = _max_abs(r)
-        if res <= threshold or it >= max_iterations:
-            break
-        p = p + v_cycle(op, r, hierarchy)
-        it += 1
-    return p, SolveInfo(it, res, res <= threshold)
+    """Solve ``L p = b`` by V-cycles ``p += V(b − L p)`` until max|b − L p| ≤ tolerance;
+    a diverging or stalled solve (:class:`~.poisson.Watch`) stops there, not converged."""
+    with _np.errstate(over="ignore", invalid="ignore"):  # a blow-up is caught by the watch
+        b = _prepare_rhs(op, b)
+        threshold = _threshold(b, tolerance, relative)
+        p = _initial_guess(op, b, x0)
+        hierarchy = _hierarchy(op)
+        it, watch, reason = 0, None, ""
+        while True:
+            r = b - op.apply(p)
+            res = _max_abs(r)
+            watch = watch or Watch(res)
+            reason = watch.check(it, res)
+            if res <= threshold or it >= max_iterations or reason:
+                break
+            p = p + v_cycle(op, r, hierarchy)
+            it += 1
+    return p, SolveInfo(it, res, res <= threshold and not reason, reason)

@@ -24,10 +24,35 @@ from .dispatch import Kernel
 
 @dataclass(frozen=True)
 class SolveInfo:
-    """How a solve ended: iterations done, max-norm residual on fluid cells, and success."""
+    """How a solve ended: iterations done, max-norm residual on fluid cells, success, and
+    ``reason`` for a failure: ``"diverged"``, ``"stalled"`` (see :class:`Watch`) or ``""``."""
     iterations: int
     residual: float
     converged: bool
+    reason: str = ""
+
+
+DIVERGENCE_FACTOR = 1e8   # a residual this many times the initial one: diverged
+STALL_ITERATIONS = 1000   # iterations without halving the residual: stalled
+
+
+class Watch:
+    """Ends a failing iterative solve early instead of at ``max_iterations``:
+    ``check(it, res)`` says ``"diverged"`` once ``res`` is not finite or exceeds
+    ``DIVERGENCE_FACTOR`` × the initial residual, ``"stalled"`` once ``STALL_ITERATIONS``
+    iterations have not halved it (round-off stagnation, e.g. on a blown-up field)."""
+
+    def __init__(self, initial):
+        self.initial, self.anchor, self.anchor_it = initial, initial, 0
+
+    def check(self, it, res):
+        if not math.isfinite(res) or res > DIVERGENCE_FACTOR * self.initial:
+            return "diverged"
+        if res <= 0.5 * self.anchor:
+            self.anchor, self.anchor_it = res, it
+        elif it - self.anchor_it >= STALL_ITERATIONS:
+            return "stalled"
+        return ""
 
 
 def _along(axis: int, ndim: int, sl) -> tuple:

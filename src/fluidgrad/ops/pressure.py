@@ -91,12 +91,16 @@ def solve_pressure(domain, b, settings: PressureSolve, adjoint=False):
     wide = b.astype(onp.float64, copy=False)
     op = poisson_operator(domain, wide)
     eps = float(onp.finfo(b.dtype).eps)
+    which = "adjoint pressure" if adjoint else "pressure"
+    b_max = float(xp_of(b).abs(b).max())
+    if not onp.isfinite(b_max):
+        raise SolveError(f"{which} solve ({solver}) diverged: its right-hand side is not finite")
     if adjoint:
         tol = settings.adjoint_tolerance if settings.adjoint_tolerance is not None else settings.tolerance
         kwargs = dict(tolerance=max(tol, 64 * eps), relative=True)
     else:
         # no float type resolves a divergence below its own precision times |b|
-        floor = 64 * eps * float(xp_of(b).abs(b).max())
+        floor = 64 * eps * b_max
         kwargs = dict(tolerance=max(settings.tolerance, floor), relative=False)
     if solver == "cg":
         p, info = linear_solvers.solve_cg(op, wide, max_iterations=settings.max_iterations,
@@ -104,9 +108,10 @@ def solve_pressure(domain, b, settings: PressureSolve, adjoint=False):
     else:
         p, info = linear_solvers.solve_multigrid(op, wide, max_iterations=settings.max_iterations, **kwargs)
     if not info.converged:
-        which = "adjoint pressure" if adjoint else "pressure"
-        raise SolveError(f"{which} solve ({solver}) did not converge: residual {info.residual:.3g} "
-                         f"after {info.iterations} iterations")
+        how = {"diverged": "diverged", "stalled": f"stalled ({linear_solvers.STALL_ITERATIONS} iterations "
+               f"without halving the residual; right-hand side max {b_max:.3g})"}
+        raise SolveError(f"{which} solve ({solver}) {how.get(info.reason, 'did not converge')}: residual "
+                         f"{info.residual:.3g} after {info.iterations} iterations")
     return p.astype(b.dtype, copy=False)
 
 

@@ -6,6 +6,11 @@ iteration: ``iteration``, ``loss``, ``grad_norm``, ``seconds``) and ``resume.npz
 optimizer's whole state). Both are written to a temporary file and renamed, so a crash
 or SIGKILL never leaves them half-written; Ctrl-C (KeyboardInterrupt) propagates after
 the last completed iteration has been saved.
+
+The run stops before ``iterations`` when the optimizer's tolerances say it has converged
+(:func:`~.optimizers.stop_reason`: relative decrease ≤ ``ftol``, gradient norm ≤
+``gtol`` × the initial one) or its line search finds no lower loss; ``stop_reason`` says
+which, and is saved with the resume state, so a resumed run stops the same way.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import numpy as onp
 
 from ..atomic import atomic_write_bytes, atomic_write_json
 from ..errors import ResumeError  # noqa: F401 (re-exported)
+from .optimizers import stop_reason
 
 RESUME_FILE = "resume.npz"
 HISTORY_FILE = "history.json"
@@ -31,15 +37,18 @@ class OptimizationResult:
     history: list
     initial_loss: float
     final_loss: float
+    stop_reason: str = ""  # why the run ended (converged, or the iteration limit)
 
 
-def _save_resume(folder: Path, state: dict, iteration: int, initial_loss: float, signature: str, settings=None):
+def _save_resume(folder: Path, state: dict, iteration: int, start: dict, signature: str, stopped=None,
+                 settings=None):
     import io
     arrays = {f"state_{k}": onp.asarray(v) for k, v in state.items()}
     if settings is not None:
         arrays["settings"] = onp.asarray(json.dumps(settings, sort_keys=True, default=str))
     buffer = io.BytesIO()
-    onp.savez(buffer, iteration=iteration, initial_loss=initial_loss, signature=signature, **arrays)
+    onp.savez(buffer, iteration=iteration, initial_loss=start["loss"], initial_grad_norm=start["grad_norm"],
+              signature=signature, stop_reason=stopped or "", **arrays)
     atomic_write_bytes(folder / RESUME_FILE, buffer.getvalue())
 
 
@@ -82,8 +91,10 @@ def _load_resume(folder: Path, signature: str, settings=None):
         with onp.load(path) as npz:
             data = {k: npz[k] for k in npz.files}
         saved = json.loads(str(data["settings"])) if "settings" in data else None
-        saved_signature, iteration, initial_loss = str(data["signature"]), int(data["iteration"]), \
-            float(data["initial_loss"])
+        saved_signature, iteration = str(data["signature"]), int(data["iteration"])
+        start = {"loss": float(data["initial_loss"]),
+                 "grad_norm": float(data["initial_grad_norm"]) if "initial_grad_norm" in data else None}
+        stopped = str(data["stop_reason"]) if "stop_reason" in data else ""
     except (OSError, ValueError, KeyError, EOFError, AttributeError, zipfile.BadZipFile) as exc:
         raise ResumeError(f"{path}: not a resume state fluidgrad can read ({type(exc).__name__}: {exc})") from None
     if settings is not None and saved is not None:
@@ -98,7 +109,7 @@ def _load_resume(folder: Path, signature: str, settings=None):
         raise ResumeError(f"{path}: saved by a different optimization ({saved_signature}), not {signature}")
     state = {k[len("state_"):]: v for k, v in data.items() if k.startswith("state_")}
     state = {k: (v.item() if v.ndim == 0 else v) for k, v in state.items()}
-    return state, iteration, initial_loss
+    return state, iteration, start, stopped or None
 
 
 def signature(problem, optimizer) -> str:
@@ -108,7 +119,8 @@ def signature(problem, optimizer) -> str:
 
 
 def run(problem, optimizer, iterations: int, folder=None, *, resume=False, callback=None, settings=None):
-    """Run ``iterations`` iterations of ``optimizer`` on ``problem``.
+    """Run up to ``iterations`` iterations of ``optimizer`` on ``problem``, fewer when it
+    converges (the result's ``stop_reason`` says why it stopped).
 
     With ``folder``, the history and the resume state are saved after every iteration;
     ``resume=True`` continues from them. ``callback(record)`` sees each iteration's record.
@@ -118,38 +130,61 @@ def run(problem, optimizer, iterations: int, folder=None, *, resume=False, callb
     """
     folder = Path(folder) if folder is not None else None
     sig = signature(problem, optimizer)
-    history = []
+    history, stopped = [], None
     if resume and folder is not None and (folder / RESUME_FILE).exists():
-        state, start, initial_loss = _load_resume(folder, sig, settings)
+        state, start, initial, stopped = _load_resume(folder, sig, settings)
         if (folder / HISTORY_FILE).exists():
             history = json.loads((folder / HISTORY_FILE).read_text())[:start]
+        if initial["grad_norm"] is None:  # a resume state saved before the tolerances existed
+            initial["grad_norm"] = history[0]["grad_norm"] if history else float(onp.linalg.norm(state["g"]))
     else:
         x0 = problem.flatten(problem.initial_raw())
         f0, g0 = problem.value_and_grad(x0)
-        state, start, initial_loss = optimizer.init(x0, f0, g0), 0, f0
+        state, start = optimizer.init(x0, f0, g0), 0
+        initial = {"loss": f0, "grad_norm": float(onp.linalg.norm(g0))}
     clock = {"t": time.perf_counter()}
 
+    def save(k):
+        if folder is not None:
+            _save_resume(folder, state, k, initial, sig, stopped, settings)
+            atomic_write_json(folder / HISTORY_FILE, history)
+
     def finish_iteration(new_state):
-        nonlocal state
-        state = new_state
+        """Record (and save) one iteration; returns the reason to stop, or None."""
+        nonlocal state, stopped
         k = history[-1]["iteration"] if history else start
+        new_state = dict(new_state)
+        stalled = new_state.pop("stop", None)
+        if stalled:  # no step was taken: nothing to record
+            state, stopped = new_state, stalled
+            save(k)
+            return stopped
+        f_old, state = float(state["f"]), new_state
         record = {"iteration": k + 1, "loss": float(state["f"]),
                   "grad_norm": float(onp.linalg.norm(state["g"])),
                   "seconds": time.perf_counter() - clock["t"]}
         history.append(record)
-        if folder is not None:
-            _save_resume(folder, state, k + 1, initial_loss, sig, settings)
-            atomic_write_json(folder / HISTORY_FILE, history)
+        if onp.isfinite(record["loss"]):
+            stopped = stop_reason(optimizer, f_old, record["loss"], record["grad_norm"], initial["grad_norm"])
+        save(k + 1)
         if callback is not None:
             callback(record)
         if not onp.isfinite(record["loss"]):
             raise FloatingPointError(f"iteration {k + 1}: the loss is {record['loss']}")
         clock["t"] = time.perf_counter()
+        return stopped
 
-    if hasattr(optimizer, "minimize"):  # an optimizer that runs its own loop (scipy)
-        optimizer.minimize(state, problem.value_and_grad, iterations - start, finish_iteration)
-    else:
-        for _ in range(start, iterations):
-            finish_iteration(optimizer.step(state, problem.value_and_grad))
+    if stopped is None and start < iterations:
+        if hasattr(optimizer, "minimize"):  # an optimizer that runs its own loop (scipy)
+            own = optimizer.minimize(state, problem.value_and_grad, iterations - start, finish_iteration)
+            if own and not stopped:  # scipy ended early on its own (e.g. a failed line search)
+                stopped = own
+                save(history[-1]["iteration"] if history else start)
+        else:
+            for _ in range(start, iterations):
+                if finish_iteration(optimizer.step(state, problem.value_and_grad)):
+                    break
     x = onp.asarray(state["x"])
-    return OptimizationResult(x, problem.unflatten(x), history, initial_loss, float(state["f"]))
+    done = history[-1]["iteration"] if history else start
+    reason = stopped or f"reached the iteration limit ({done} of {iterations})"
+    return OptimizationResult(x, problem.unflatten(x), history, initial["loss"], float(state["f"]), reason)

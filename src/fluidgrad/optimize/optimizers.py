@@ -14,6 +14,12 @@ exactly where it stopped (same iterates, same final loss).
   its curvature pairs internally, so a resumed run restarts from the last iterate.
 
 ``clip_grad_norm`` rescales the gradient used by ``gd``/``adam`` to at most that norm.
+
+Every optimizer also carries the stopping tolerances that :func:`~.loop.run` applies
+after each iteration (:func:`stop_reason`): ``ftol``, on the relative decrease
+``0 ≤ (f_k − f_{k+1}) / |f_k| ≤ ftol`` (scipy L-BFGS-B's default, 2.2e-9), and ``gtol``,
+on the gradient norm relative to the initial one, ``‖g_{k+1}‖ ≤ gtol ‖g_0‖`` (1e-5);
+0 disables a test. ``lbfgs`` also stops when its line search finds no lower loss.
 """
 
 from __future__ import annotations
@@ -25,6 +31,30 @@ import numpy as onp
 from ..errors import InputError, UnknownNameError
 
 OPTIMIZERS = ("lbfgs", "adam", "gd", "scipy_lbfgsb")
+
+
+FTOL = 2.220446049250313e-09  # scipy L-BFGS-B's default factr·eps (1e7 · 2.2e-16)
+GTOL = 1e-5
+
+
+def _tolerance(default):
+    return dataclasses.field(default=default, kw_only=True)
+
+
+def stop_reason(optimizer, f_old, f_new, g_norm, g0_norm):
+    """Why to stop after an iteration from loss ``f_old`` to ``f_new`` (gradient norm
+    ``g_norm``; ``g0_norm`` at the start), or None: ``0 ≤ f_old − f_new ≤ ftol |f_old|``
+    or ``‖g‖ ≤ gtol ‖g₀‖`` (or a zero gradient)."""
+    ftol, gtol = getattr(optimizer, "ftol", FTOL), getattr(optimizer, "gtol", GTOL)
+    if g_norm == 0:
+        return "the gradient is zero"
+    if gtol and g_norm <= gtol * g0_norm:
+        return f"gradient norm {g_norm:.3g} <= gtol {gtol:.3g} x the initial {g0_norm:.3g}"
+    decrease = f_old - f_new
+    if ftol and 0 <= decrease <= ftol * abs(f_old):
+        rel = decrease / abs(f_old) if f_old else 0.0
+        return f"relative decrease {rel:.3g} <= ftol {ftol:.3g}"
+    return None
 
 
 def _project(x, bounds):
@@ -46,6 +76,8 @@ class GradientDescent:
     learning_rate: float = 0.1
     clip_grad_norm: float | None = None
     bounds: tuple | None = None
+    ftol: float = _tolerance(FTOL)
+    gtol: float = _tolerance(GTOL)
 
     def init(self, x, f, g):
         return {"x": x, "f": f, "g": g}
@@ -64,6 +96,8 @@ class Adam:
     eps: float = 1e-8
     clip_grad_norm: float | None = None
     bounds: tuple | None = None
+    ftol: float = _tolerance(FTOL)
+    gtol: float = _tolerance(GTOL)
 
     def init(self, x, f, g):
         return {"x": x, "f": f, "g": g, "m": onp.zeros_like(x), "v": onp.zeros_like(x), "t": 0}
@@ -87,6 +121,8 @@ class LBFGS:
     armijo: float = 1e-4
     max_backtracks: int = 30
     bounds: tuple | None = None
+    ftol: float = _tolerance(FTOL)
+    gtol: float = _tolerance(GTOL)
 
     def init(self, x, f, g):
         n = x.size
@@ -123,8 +159,9 @@ class LBFGS:
             if onp.isfinite(f_new) and f_new <= f + self.armijo * t * slope:
                 break
             t *= 0.5
-        else:
-            return {**state}  # no decrease found: stay (converged or stalled)
+        else:  # no decrease found: stay, and tell the loop to stop (converged or stalled)
+            return {**state, "stop": f"the line search found no lower loss in {self.max_backtracks} halvings "
+                                     f"of the step (the loss is at round-off)"}
         s, y = x_new - x, g_new - g
         if float(s @ y) > 1e-12 * float(onp.linalg.norm(s) * onp.linalg.norm(y)):
             s_hist = onp.concatenate([s_hist, s[None]])[-self.memory:]
@@ -139,12 +176,16 @@ class ScipyLBFGSB:
 
     memory: int = 10
     bounds: tuple | None = None
+    ftol: float = _tolerance(FTOL)
+    gtol: float = _tolerance(GTOL)
 
     def init(self, x, f, g):
         return {"x": x, "f": f, "g": g}
 
     def minimize(self, state, fun, iterations, on_iteration):
-        """Run up to ``iterations`` iterations; ``on_iteration(state)`` after each."""
+        """Run up to ``iterations`` iterations; ``on_iteration(state)`` after each (a true
+        return value, a reason to stop, ends the run). Returns scipy's reason when it
+        stopped early on its own, else None."""
         from scipy.optimize import minimize
         last = {}
 
@@ -157,7 +198,8 @@ class ScipyLBFGSB:
             x = intermediate_result.x
             if not ("x" in last and onp.array_equal(last["x"], x)):
                 wrapped(x)
-            on_iteration({"x": last["x"], "f": last["f"], "g": last["g"]})
+            if on_iteration({"x": last["x"], "f": last["f"], "g": last["g"]}):
+                raise StopIteration
 
         bounds = None
         if self.bounds is not None:
@@ -165,8 +207,11 @@ class ScipyLBFGSB:
             hi = onp.broadcast_to(self.bounds[1], state["x"].shape)
             bounds = list(zip(lo, hi))
         if iterations > 0:
-            minimize(wrapped, state["x"], jac=True, method="L-BFGS-B", bounds=bounds, callback=callback,
-                     options={"maxiter": iterations, "maxcor": self.memory, "ftol": 0.0, "gtol": 0.0})
+            res = minimize(wrapped, state["x"], jac=True, method="L-BFGS-B", bounds=bounds, callback=callback,
+                           options={"maxiter": iterations, "maxcor": self.memory, "ftol": 0.0, "gtol": 0.0})
+            if res.status not in (1, 99):  # 1: maxiter reached; 99: our callback stopped it
+                return f"scipy L-BFGS-B stopped: {res.message}"
+        return None
 
 
 def make_optimizer(kind: str, **options):
