@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as onp
 
-from .compiled import jit, prange, twin
+from .compiled import jit, row, prange, twin
 from .fused_lattice import below, locate
 from .fused_limiter import clamp_shares
 
@@ -92,7 +92,7 @@ def _weight(like, avg0, avg1):
     return w[0]
 
 
-@jit
+@row
 def _sample_row(o, a, i, s0, s1, avg0, avg1):
     """``o[j]``: a velocity component at the points of the field's row ``i``, the mean of
     its samples at rows ``(i + s0) mod p₀`` [and the next] and columns ``(j + s1) mod p₁``
@@ -106,7 +106,7 @@ def _sample_row(o, a, i, s0, s1, avg0, avg1):
     _mean_segment(o, r0, r1, lower, m - lower, s1 - p, s1 + 1 - p, avg0, avg1)
 
 
-@jit
+@row
 def _spread_row(r, adj, g, s0, s1, avg0, avg1, w):
     """Row ``r`` of the transpose of :func:`_sample_row`: adds the cotangents ``g`` at
     the field's points into row ``r`` of the padded component's adjoint."""
@@ -119,7 +119,7 @@ def _spread_row(r, adj, g, s0, s1, avg0, avg1, w):
                 _scatter_cyclic(row, g[i], w, (s1 + 1) % row.shape[0], g.shape[1])
 
 
-@jit
+@row
 def _velocity_row(i, u, v, shift, avg, rows, k):
     """U at the points of the field's row ``i`` from the padded components: U_x into
     ``rows[k]``, U_y into ``rows[k + 1]``."""
@@ -139,7 +139,7 @@ def spread(gx, gy, shift, avg, adj_u, adj_v):
             _spread_row(r, adj_v, gy, shift[2], shift[3], avg[2], avg[3], wv)
 
 
-@jit
+@row
 def _locate_row(base, step, c, vel, n, periodic, lo, hi, frac, slope):
     """:func:`locate` for a row of points at lattice coordinates ``base + step·j - c·vel[j]``
     into row buffers; the loop vectorizes."""
@@ -171,7 +171,7 @@ def _stencil(ib, fb, k, j):
     return ib[k, j], ib[k + 1, j], fb[k, j], fb[k + 1, j], ib[k + 2, j], ib[k + 3, j], fb[k + 2, j], fb[k + 3, j]
 
 
-@jit
+@row
 def _sl_forward_row(i, out, q, u, v, shift, avg, geo, c, ib, fb):
     _velocity_row(i, u, v, shift, avg, fb, 4)
     _departures(i, fb[4], fb[5], geo, c, q.shape, ib, fb, 0)
@@ -193,7 +193,7 @@ def sl_forward(q, u, v, shift, avg, geo, shape0, shape1, c, parts):
     return out
 
 
-@jit
+@row
 def _sl_vjp_row(i, g, q, u, v, shift, avg, geo, c, adj_q, gx, gy, ib, fb):
     _velocity_row(i, u, v, shift, avg, fb, 4)
     _departures(i, fb[4], fb[5], geo, c, q.shape, ib, fb, 0)
@@ -218,7 +218,7 @@ def sl_vjp(g, q, u, v, shift, avg, geo, c, adj_q, gx, gy, blocks):
                 _sl_vjp_row(i, g, q, u, v, shift, avg, geo, c, adj_q, gx, gy, ib[b], fb[b])
 
 
-@jit
+@row
 def _sl_jvp_row(i, out, dq, du, dv, q, u, v, shift, avg, geo, c, with_q, with_u, ib, fb):
     _velocity_row(i, u, v, shift, avg, fb, 4)
     _departures(i, fb[4], fb[5], geo, c, q.shape, ib, fb, 0)
@@ -248,7 +248,7 @@ def sl_jvp(dq, du, dv, q, u, v, shift, avg, geo, shape0, shape1, c, with_q, with
 
 
 
-@jit
+@row
 def _mc_correct_row(i, out, q, q1, q1p, lo, hi, u, v, shift, avg, geo, c, tol, ib, fb):
     _velocity_row(i, u, v, shift, avg, fb, 8)  # one sample for both traces
     _departures(i, fb[8], fb[9], geo, -c, q1p.shape, ib, fb, 0)  # x + Δt U: q⁰ from q¹
@@ -274,7 +274,7 @@ def mc_correct(q, q1, q1p, lo, hi, u, v, shift, avg, geo, c, tol, parts):
     return out
 
 
-@jit
+@row
 def _mc_vjp_row(i, g, q, q1, q1p, lo, hi, u, v, shift, avg, geo, c, tol, adj_c, adj_lo, adj_hi, adj_q1p, gx,
                 gy, ib, fb):
     _velocity_row(i, u, v, shift, avg, fb, 8)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as onp
 
-from .compiled import jit, numba, pjit, prange, twin
+from .compiled import jit, row, numba, pjit, prange, twin
 from .fused_lattice import below, locate
 from .fused_limiter import clamp_shares
 
@@ -59,7 +59,7 @@ def _cell_3d(q, s0, s1, s2, geo):
     return i0, i1, t0, d0, j0, j1, t1, d1, k0, k1, t2, d2
 
 
-@jit
+@row
 def _sl_forward_plane(i, out, q, u, v, w, vrow, vcol, vdep, avg, geo, c):
     for j in range(out.shape[1]):
         for k in range(out.shape[2]):
@@ -78,7 +78,7 @@ def sl_forward_3d(q, u, v, w, vrow, vcol, vdep, avg, geo, shape, c):
     return out
 
 
-@jit
+@row
 def _mc_correct_plane(i, out, q, q1, q1p, lo, hi, u, v, w, vrow, vcol, vdep, avg, geo, c, tol):
     for j in range(q1.shape[1]):
         for k in range(q1.shape[2]):
@@ -169,7 +169,7 @@ def _spread_velocity_3d(adj_u, adj_v, adj_w, gx, gy, gz, i, j, k, vrow, vcol, vd
                        avg[6], avg[7], avg[8])
 
 
-@jit
+@row
 def _sl_vjp_plane(i, g, q, u, v, w, vrow, vcol, vdep, avg, geo, c, adj_q, adj_u, adj_v, adj_w):
     for j in range(g.shape[1]):
         for k in range(g.shape[2]):
@@ -194,7 +194,7 @@ def sl_vjp_3d(g, q, u, v, w, vrow, vcol, vdep, avg, geo, c, adj_q, adj_u, adj_v,
                 _sl_vjp_plane(i, g, q, u, v, w, vrow, vcol, vdep, avg, geo, c, adj_q, adj_u, adj_v, adj_w)
 
 
-@jit
+@row
 def _mc_vjp_plane(i, g, q, q1, q1p, lo, hi, u, v, w, vrow, vcol, vdep, avg, geo, c, tol, adj_c, adj_lo, adj_hi,
                   adj_q1p, adj_u, adj_v, adj_w):
     for j in range(g.shape[1]):

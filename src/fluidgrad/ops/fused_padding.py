@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import numpy as onp
 
-from .compiled import jit, prange, twin
+from .compiled import jit, row, prange, twin
 
 MINIMUM = 65536  # cells from which padding runs on several threads (a copy: cheap per cell)
 
 
-@jit
+@row
 def _pad_edges(q, out, rules, pad0, pad1, homogeneous):
     """The ghost layers of :func:`pad` (the interior is already copied into ``out``)."""
     n0, n1 = q.shape
@@ -39,12 +39,13 @@ def pad(q, rules, pad0, pad1, homogeneous):
     o0, o1 = (1 if pad0 else 0), (1 if pad1 else 0)
     out = onp.empty((n0 + 2 * o0, n1 + 2 * o1), dtype=q.dtype)
     for i in prange(n0):
-        out[i + o0, o1:o1 + n1] = q[i]
+        for j in range(n1):  # element-wise: a slice copy compiles numba's shape checks (seconds)
+            out[i + o0, j + o1] = q[i, j]
     _pad_edges(q, out, rules, pad0, pad1, homogeneous)
     return out
 
 
-@jit
+@row
 def _pad_transpose_edges(g, out, rules, pad0, pad1):
     """The ghost cotangents of :func:`pad_transpose` (interior already copied)."""
     o0, o1 = (1 if pad0 else 0), (1 if pad1 else 0)
@@ -74,7 +75,8 @@ def pad_transpose(g, rules, pad0, pad1):
     n0, n1 = g.shape[0] - 2 * o0, g.shape[1] - 2 * o1
     out = onp.empty((n0, n1), dtype=g.dtype)
     for i in prange(n0):
-        out[i] = g[i + o0, o1:o1 + n1]
+        for j in range(n1):
+            out[i, j] = g[i + o0, j + o1]
     _pad_transpose_edges(g, out, rules, pad0, pad1)
     return out
 

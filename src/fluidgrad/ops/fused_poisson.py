@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as onp
 
-from .compiled import jit, numba, parallel, pjit, prange, threads, twin
+from .compiled import jit, row, numba, parallel, pjit, prange, threads, twin
 
 
 # -- damped Jacobi, L x and red-black Gauss-Seidel on the 2-D grid ----------------------
@@ -24,7 +24,7 @@ def _jacobi_point(i, j, im, ip, jm, jp, x, y, b, inv_diag, diag, cxm, cxp, cym, 
     y[i, j] = x[i, j] + omega * inv_diag[i, j] * (b[i, j] - lx)
 
 
-@jit
+@row
 def _jacobi_row(i, x, y, b, inv_diag, diag, cxm, cxp, cym, cyp, per0, per1, omega):
     """One damped-Jacobi update of row ``i`` from ``x`` into ``y``; the inner columns
     have no branches (so they vectorize), the two edge columns wrap or clamp."""
@@ -41,7 +41,7 @@ def _jacobi_row(i, x, y, b, inv_diag, diag, cxm, cxp, cym, cyp, per0, per1, omeg
                       cxm, cxp, cym, cyp, omega)
 
 
-@jit
+@row
 def _jacobi_row_uniform(x, xm, xp, b, y, k1, k2, k3, k4, k5, w):
     """:func:`_jacobi_row` on a periodic box with uniform coefficients (``w`` = ω/d), on
     row views (row ``x``, its neighbours ``xm``, ``xp``): nothing but the field is read
@@ -141,7 +141,7 @@ def jacobi_coefficients(op, dtype):
     return cached
 
 
-@jit
+@row
 def _apply_row(i, x, out, diag, cxm, cxp, cym, cyp, per0, per1):
     """Row ``i`` of ``L x`` (the five-point operator of :func:`jacobi_sweeps`)."""
     n0, n1 = x.shape
@@ -163,7 +163,7 @@ def poisson_apply(x, diag, cxm, cxp, cym, cyp, per0, per1):
     return out
 
 
-@jit
+@row
 def _gauss_seidel_row(i, colour, x, b, inv_diag, diag, cxm, cxp, cym, cyp, per0, per1):
     """Update the cells of ``colour`` ((i + j) % 2) in row ``i`` in place."""
     n0, n1 = x.shape

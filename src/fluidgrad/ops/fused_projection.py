@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as onp
 
-from .compiled import jit, numba, pjit, prange
+from .compiled import jit, row, numba, pjit, prange
 
 
 # -- pressure projection on the 2-D MAC grid ------------------------------------------
@@ -104,7 +104,7 @@ def projection_finish(p, ub, vb, mu, mv, h, rules, finish, fluid, singular, n_fl
     return out_u, out_v, p
 
 
-@jit
+@row
 def _minus_gradient_row(out, base, p_lo, p_hi, a_lo, a_hi, edge, m, inv_h, plain):
     """Faces between the cell rows ``p_lo`` and ``p_hi``: ``base − (p_hi − p_lo)/h`` where
     open (the pressures times ``a`` at a bounded end)."""
@@ -113,7 +113,7 @@ def _minus_gradient_row(out, base, p_lo, p_hi, a_lo, a_hi, edge, m, inv_h, plain
         out[j] = base[j] - (d if plain or m[j] else 0.0)
 
 
-@jit
+@row
 def _minus_gradient_along_row(out, base, p, m, periodic, a_lo, a_hi, inv_h, plain):
     """The faces along a row of cells ``p`` (face j between cells j − 1 and j; the
     inner ones without a branch)."""
@@ -187,7 +187,7 @@ def projection_vjp_finish(r, gu, gv, mu, mv, h, finish, fluid, singular, n_fluid
     return adj_u, adj_v
 
 
-@jit
+@row
 def _divergence_transpose_row(out, g, r_left, r_right, has_left, has_right, m, inv_h, plain):
     """Faces between the cell rows ``r_left`` and ``r_right`` (either may be missing at a
     bounded end): ``g + (r_left − r_right)/h`` where open, else 0."""
@@ -197,7 +197,7 @@ def _divergence_transpose_row(out, g, r_left, r_right, has_left, has_right, m, i
         out[j] = g[j] + (left - right) * inv_h if plain or m[j] else 0.0
 
 
-@jit
+@row
 def _divergence_transpose_along_row(out, g, r, m, periodic, inv_h, plain):
     n1 = r.shape[0]
     for j in range(1, n1):
