@@ -110,7 +110,7 @@ def _spread_3d(out, g, i0, i1, t0, j0, j1, t1, k0, k1, t2):
             out[ii, jj, k1] += wij * t2
 
 
-@jit
+@row
 def _trilinear_slope(a, i0, i1, t0, d0, j0, j1, t1, d1, k0, k1, t2, d2):
     """``(∂/∂s0, ∂/∂s1, ∂/∂s2)`` of the trilinear interpolant in lattice units (``d`` zero
     where the coordinate was clamped); on an inner sample the mean of the one-sided slopes."""
