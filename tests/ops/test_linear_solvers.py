@@ -358,7 +358,7 @@ def test_a_solve_below_round_off_stalls_early_instead_of_running_to_max_iteratio
     solve = solve_multigrid if solver == "multigrid" else solve_cg
     p, info = solve(op, b, 1e-5, max_iterations=10_000, **kind[solver])
     assert not info.converged and info.reason == "stalled"
-    assert STALL_ITERATIONS <= info.iterations <= STALL_ITERATIONS + 300, info
+    assert STALL_ITERATIONS <= info.iterations <= 2 * STALL_ITERATIONS, info  # round-off noise may halve it once
     assert 1e10 < info.residual < 1e-6 * np.abs(b).max()  # round-off of 1e28, far above the tolerance
 
 

@@ -213,12 +213,15 @@ def jacobi_sweeps_uniform_blocked(b, x0, k, sweeps, omega, blocks):
                 for j in range(n1):
                     x[r, j] = w0 * b[g, j]
             else:
-                x[r] = x0[g]
+                for j in range(n1):  # element-wise: slice copies compile numba's shape checks (seconds)
+                    x[r, j] = x0[g, j]
         for s in range(sweeps):
             for r in range(s + 1, rows - s - 1):
                 _jacobi_row_uniform(x[r], x[r - 1], x[r + 1], b[(first + r) % n0], y[r], k1, k2, k3, k4, k5, w)
             x, y = y, x
-        out[start:stop] = x[sweeps:sweeps + stop - start]
+        for r in range(stop - start):
+            for j in range(n1):
+                out[start + r, j] = x[sweeps + r, j]
     return out
 
 
