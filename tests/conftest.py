@@ -5,6 +5,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+# The kernels' thread count adapts to the free cores (fluidgrad.ops.cores) unless fixed;
+# tests compare results across calls, so they fix it: every core, as a quiet machine has.
+import os  # noqa: E402
+
+os.environ.setdefault("FLUIDGRAD_THREADS", str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                               else os.cpu_count() or 1))
+
 
 def _has_gpu():
     try:

@@ -686,9 +686,11 @@ def _settle_threads(args):
     """``--threads`` (else ``FLUIDGRAD_THREADS``) for the CPU kernels; a bad value is bad input."""
     from .ops import compiled
     flag = getattr(args, "threads", None)
-    n = compiled.requested_threads(flag, "--threads") if flag is not None else compiled.requested_threads()
-    if flag is not None or "FLUIDGRAD_THREADS" in os.environ:
-        compiled.set_threads(n)
+    if flag is not None:
+        compiled.requested_threads(flag, "--threads")
+        compiled.set_threads(flag)
+    elif "FLUIDGRAD_THREADS" in os.environ:
+        compiled.requested_threads()
 
 
 def _interrupted(exc) -> bool:

@@ -8,11 +8,11 @@ form runs is :func:`parallel`'s rule, the only one: a kernel over ``cells`` poin
 on several threads from its own ``minimum`` on (below it starting the threads costs more
 than it saves).
 
-Threads (:func:`thread_policy`, settled before numba starts its threads): as many as the
-cores this process may use (its CPU affinity, capped by a container's CPU quota), or
-``FLUIDGRAD_THREADS``; idle threads sleep instead of spinning (``OMP_WAIT_POLICY=PASSIVE``
-unless set), so a machine shared with other busy processes slows a run down about as
-much as it takes cores away, not 10-40×.
+Threads (:func:`threads`): numba's pool has one per core this process may use (its CPU
+affinity, capped by a container's CPU quota; :func:`thread_policy`), and the kernels run
+on as many as are free right now (:class:`~.cores.FreeCores`), so a machine shared with
+other busy processes slows a run down about as much as it takes cores away, not 10-40×.
+``FLUIDGRAD_THREADS=N`` or ``--threads N`` fixes the count.
 
 ``FLUIDGRAD_NUMBA=0`` (read at import) or numba missing turns the fused kernels off; the
 array-API reference runs instead (see :mod:`.dispatch`). Compiled kernels are cached on
@@ -25,52 +25,14 @@ import contextlib
 import math
 import os
 import sys
+import threading
 import time
 import types
 
 import numpy as onp
 
 from ..errors import InputError
-
-
-def usable_cores() -> int:
-    """The cores this process may run on: its CPU affinity, capped by the CPU quota of its
-    cgroup (a container's ``--cpus``), at least 1."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        cores = os.cpu_count() or 1
-    quota = _cgroup_quota()
-    if quota is not None:
-        cores = min(cores, math.ceil(quota))
-    return max(cores, 1)
-
-
-def _cgroup_quota():
-    """CPU quota / period of this process's cgroup (v2 ``cpu.max``, v1 ``cfs_quota_us``),
-    in cores; None where there is no limit or no cgroup."""
-    def read(path):
-        try:
-            with open(path) as f:
-                return f.read().split()
-        except (OSError, ValueError):
-            return None
-    own = read("/proc/self/cgroup") or []
-    v2 = [line[3:] for line in own if line.startswith("0::")]
-    for folder in ["/sys/fs/cgroup" + (v2[0] if v2 and v2[0] != "/" else ""), "/sys/fs/cgroup"]:
-        fields = read(folder + "/cpu.max")
-        if fields and len(fields) >= 2 and fields[0] != "max":
-            try:
-                return int(fields[0]) / int(fields[1])
-            except (ValueError, ZeroDivisionError):
-                return None
-    quota, period = read("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"), read("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
-    try:
-        if quota and period and int(quota[0]) > 0:
-            return int(quota[0]) / int(period[0])
-    except (ValueError, ZeroDivisionError):
-        pass
-    return None
+from .cores import FreeCores, usable_cores
 
 
 def requested_threads(text=None, what="FLUIDGRAD_THREADS"):
@@ -89,17 +51,15 @@ def requested_threads(text=None, what="FLUIDGRAD_THREADS"):
 
 
 def thread_policy():
-    """Settle the environment numba's threads start with (only what the user left unset):
-    ``NUMBA_NUM_THREADS`` from :func:`requested_threads` (an invalid FLUIDGRAD_THREADS
-    falls back to the usable cores here and is reported by the command line) and
-    ``OMP_WAIT_POLICY=PASSIVE``. Without effect once numba's threads have started."""
+    """Set numba's thread pool (``NUMBA_NUM_THREADS``, unless set) to :func:`requested_threads`
+    before numba starts (an invalid FLUIDGRAD_THREADS falls back to the usable cores here
+    and is reported by the command line). Without effect once numba is imported."""
     if "numba" not in sys.modules and "NUMBA_NUM_THREADS" not in os.environ:
         try:
             n = requested_threads()
         except InputError:
             n = usable_cores()
         os.environ["NUMBA_NUM_THREADS"] = str(n)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 thread_policy()
@@ -213,34 +173,66 @@ def twin(minimum=2048):
     return make
 
 
-_threads = {}
+_threads = {}  # "n": the kernels' threads now, "ident": the thread numba was told, "free": a FreeCores
 
 
 def threads() -> int:
-    """The threads a parallel kernel runs on, settled once (asking numba costs a
-    microsecond per kernel call): :func:`set_threads`'s count, else numba's (see
-    :func:`thread_policy`).
+    """The threads a parallel kernel runs on now (asking numba costs a microsecond per
+    kernel call, so fluidgrad keeps the count itself).
 
-    With several, BLAS is limited to one thread: BLAS threads spin between calls and
-    fight the kernels' threads for the cores (a 65536-element ``vdot`` after a parallel
-    kernel took 8 ms instead of 7 µs on 2 cores)."""
+    Fixed where ``FLUIDGRAD_THREADS`` or :func:`set_threads` says; otherwise the cores that
+    are free for this process (:class:`~.cores.FreeCores`, re-estimated every 0.1 s):
+    beside another busy process a 2-core machine runs the kernels on one thread, which
+    keeps their speed, where two threads would wait at every join for the one the
+    scheduler gave away (3-12× slower). With several threads, BLAS is limited to one:
+    BLAS threads spin between calls and fight the kernels' threads for the cores (a
+    65536-element ``vdot`` after a parallel kernel took 8 ms instead of 7 µs on 2 cores)."""
     n = _threads.get("n")
     if n is None:
-        n = numba.get_num_threads() if numba is not None else 1
-        set_threads(n)
+        return _start()
+    free = _threads.get("free")
+    if free is not None and time.monotonic() >= free.next:
+        n = _use(free.update())
+    if _threads["ident"] != threading.get_ident():  # numba's count is per calling thread
+        _use(n, force=True)
     return n
 
 
-def set_threads(n: int) -> int:
+def _start(adapt=None):
+    """Settle the count: ``FLUIDGRAD_THREADS`` fixes it (unless ``adapt``), else it adapts."""
+    most = numba.config.NUMBA_NUM_THREADS if numba is not None else 1
+    text = os.environ.get("FLUIDGRAD_THREADS", "").strip().lower()
+    try:
+        n = min(requested_threads(), most)
+    except InputError:  # reported by the command line; here: adapt
+        n, text = min(usable_cores(), most), ""
+    if adapt:
+        n, text = min(usable_cores(), most), ""
+    _threads["free"] = FreeCores.create(most) if text in ("", "auto") and most > 1 else None
+    return _use(n, force=True)
+
+
+def set_threads(n) -> int:
     """Run the parallel kernels on ``n`` threads from now on (at most numba's pool,
-    ``NUMBA_NUM_THREADS``); returns the count in effect. Numba's count is per calling
-    thread: call it from the thread that runs the simulation."""
-    if numba is None:
-        _threads["n"] = 1
-        return 1
-    n = max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
-    numba.set_num_threads(n)
-    _threads["n"] = n
+    ``NUMBA_NUM_THREADS``), or on the free cores again if ``n`` is ``"auto"``; returns
+    the count in effect."""
+    if str(n).strip().lower() == "auto":
+        _threads.pop("n", None)
+        return _start(adapt=True)
+    threads()
+    _threads["free"] = None
+    return _use(int(n), force=True)
+
+
+def _use(n, force=False):
+    """Make ``n`` (clamped to numba's pool) the kernels' thread count."""
+    most = numba.config.NUMBA_NUM_THREADS if numba is not None else 1
+    n = max(1, min(int(n), most))
+    if n == _threads.get("n") and not force:
+        return n
+    if numba is not None:
+        numba.set_num_threads(n)
+    _threads["n"], _threads["ident"] = n, threading.get_ident()
     _blocks.clear()
     if n > 1 and "blas" not in _threads:
         _single_threaded_blas()
