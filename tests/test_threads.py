@@ -111,3 +111,25 @@ def test_the_threads_flag_runs_the_kernels_on_that_many(restore_threads, tmp_pat
     assert cli.main(["run", "lid_cavity", "--steps", "2", "--set", "grid.resolution=[8,8]", "--set",
                      "output.video=null", "--threads", "1", "--quiet", "--out", str(tmp_path)]) == 0
     assert compiled.threads() == 1
+
+
+def test_compilation_is_seen_and_timed_and_cache_loads_are_not():
+    @numba.njit
+    def twice(x):
+        return 2 * x
+
+    started = []
+    with compiled.watch_compilation(lambda name, done: started.append((name, done))) as record:
+        assert twice(3) == 6
+        assert twice(4) == 8  # compiled once
+    assert record["kernels"] == ["twice"] and started == [("twice", 0)] and record["seconds"] > 0
+    with compiled.watch_compilation() as again:
+        twice(5)
+    assert again == {"seconds": 0.0, "kernels": []}
+
+
+def test_a_summary_counts_compilation_apart(monkeypatch):
+    monkeypatch.setattr(cli, "compile_seconds", lambda: 12.34)
+    assert cli._compile_note() == " (+12.3 s compiling kernels, once)"
+    monkeypatch.setattr(cli, "compile_seconds", lambda: 0.0)
+    assert cli._compile_note() == ""
