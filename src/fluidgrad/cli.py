@@ -304,7 +304,10 @@ def cmd_optimize(args) -> int:
     video = scenario.output["video"]
     field = video["field"] if video else None
     if video and not (args.resume and (out / f"before.{video['format']}").exists()):
-        _, frames = _rollout_frames(problem, problem.initial_raw(), field, scenario.output["every"], args, "before",
+        # the initial point as the optimization evaluates it (the simulation's dtype: a float32
+        # run's video is a float32 rollout, not a float64 one at twice the memory)
+        x0 = problem.unflatten(problem.flatten(problem.initial_raw()))
+        _, frames = _rollout_frames(problem, x0, field, scenario.output["every"], args, "before",
                                     video.get("arrows"))
         _video(frames, out / f"before.{video['format']}", video, sim.domain.solid)
         del frames  # not held during the optimization
