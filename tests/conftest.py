@@ -28,3 +28,15 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def copied(tmp_path):
+    """smoke_target and fit_buoyancy copied with their data files to tmp/s/ (relative paths inside)."""
+    import shutil
+    from fluidgrad.scenario import bundled_dir
+    folder = tmp_path / "s"
+    folder.mkdir()
+    for name in ("smoke_target.yaml", "smoke_target.png", "fit_buoyancy.yaml", "fit_buoyancy_observed.npz"):
+        shutil.copy(str(bundled_dir() / name), folder / name)
+    return folder

@@ -205,17 +205,6 @@ def test_unknown_scenario_is_a_one_line_error(capsys):
 TINY = ["--steps", 3, "--set", "grid.resolution=[16,16]", "--set", "output.video=false", "--quiet"]
 
 
-@pytest.fixture
-def copied(tmp_path):
-    """smoke_target and fit_buoyancy copied with their data files to tmp/s/ (relative paths inside)."""
-    import shutil
-    from fluidgrad.scenario import bundled_dir
-    folder = tmp_path / "s"
-    folder.mkdir()
-    for name in ("smoke_target.yaml", "smoke_target.png", "fit_buoyancy.yaml", "fit_buoyancy_observed.npz"):
-        shutil.copy(str(bundled_dir() / name), folder / name)
-    return folder
-
 
 @pytest.mark.parametrize("where", ["parent", "folder"])
 def test_optimize_and_gradcheck_find_data_next_to_a_relative_scenario(where, copied, monkeypatch, capsys):

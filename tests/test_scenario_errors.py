@@ -214,17 +214,6 @@ def test_a_short_form_face_takes_a_velocity_by_set():
     assert scenario.boundaries.faces[0][0].velocity == (0.0, 1.0)
 
 
-@pytest.fixture
-def copied(tmp_path):
-    """smoke_target and fit_buoyancy copied (with their data files) to tmp/s/."""
-    import shutil
-    from fluidgrad.scenario import bundled_dir
-    folder = tmp_path / "s"
-    folder.mkdir()
-    for name in ("smoke_target.yaml", "smoke_target.png", "fit_buoyancy.yaml", "fit_buoyancy_observed.npz"):
-        shutil.copy(str(bundled_dir() / name), folder / name)
-    return folder
-
 
 @pytest.mark.parametrize("cwd", ["parent", "folder", "elsewhere"])
 def test_relative_data_paths_resolve_once_against_the_scenario_folder(cwd, copied, monkeypatch):

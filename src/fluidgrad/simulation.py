@@ -266,7 +266,7 @@ class Simulation:
         of the velocity it was given (a blow-up if it is huge or not finite)."""
         from .backend import to_numpy
         with onp.errstate(over="ignore", invalid="ignore"):
-            speed = max(float(onp.abs(to_numpy(getattr(u, "_fg_value", u))).max()) for u in state.velocity)
+            speed = max(float(onp.abs(to_numpy(u)).max()) for u in state.velocity)  # to_numpy unwraps Tensors
         cfl = speed * self.dt / self.domain.dx
         if onp.isfinite(cfl) and cfl < 1e3:
             return f" (CFL number {cfl:.3g}; try pressure.max_iterations or another pressure.solver)"
