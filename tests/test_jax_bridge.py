@@ -82,3 +82,14 @@ def test_a_vjp_called_twice_gives_the_same_gradient_and_frees_its_tape():
     assert onp.array_equal(onp.asarray(first), onp.asarray(second))
     assert onp.allclose(onp.asarray(first), onp.sin(onp.asarray(x)) + onp.asarray(x) * onp.cos(onp.asarray(x)))
     assert wrapped.bridge.live_tapes() == 0
+
+
+def test_vmap_of_a_rollout_matches_a_loop():
+    rollout, velocity, force, _ = problem()
+    wrapped = fgj.wrap(rollout)
+    v = _j(velocity)
+    batch = tuple(jnp.stack([u, 0.5 * u, -u]) for u in v)
+    density, _ = jax.vmap(wrapped, in_axes=(0, None))(batch, _j(force))
+    for i, scale in enumerate((1.0, 0.5, -1.0)):
+        ref = rollout(tuple(scale * onp.asarray(u) for u in velocity), force)[0]
+        assert onp.abs(onp.asarray(density[i]) - ref).max() < 1e-13

@@ -104,8 +104,8 @@ def _call(callback, structs, args):
     if not any(isinstance(a, jax.core.Tracer) for a in args):
         return [jnp.asarray(o) for o in callback(*[np.asarray(a) for a in args])]
 
-    def on_host(*arrays):
-        return [np.asarray(o) for o in callback(*arrays)]
+    def on_host(*arrays):  # numpy arrays (or, under vmap's sequential method, JAX arrays)
+        return [np.asarray(o) for o in callback(*[np.asarray(a) for a in arrays])]
 
     return jax.pure_callback(on_host, structs(), *args, vmap_method="sequential")
 
