@@ -23,7 +23,7 @@ def test_the_core_imports_neither_torch_nor_jax():
 def test_forward_and_vjp_on_flat_arrays():
     bridge = Bridge(lambda x, opts: {"y": fnp.sin(x) * opts["k"]})
     x = onp.linspace(0.0, 1.0, 4)
-    arrays, spec = bridge.split((x, {"k": 2.0}), lambda leaf: isinstance(leaf, onp.ndarray))
+    arrays, spec = bridge.split((x, {"k": 2.0}), {}, lambda leaf: isinstance(leaf, onp.ndarray))
     assert len(arrays) == 1
     (y,), handle = bridge.forward(spec, arrays, [True], record=True)
     assert onp.allclose(y, 2 * onp.sin(x))
@@ -36,7 +36,7 @@ def test_unowned_tapes_are_bounded_and_a_dropped_one_recomputes():
     calls = []
     bridge = Bridge(lambda x: (calls.append(1), x * x)[1])
     x = onp.arange(3.0)
-    arrays, spec = bridge.split((x,), lambda leaf: True)
+    arrays, spec = bridge.split((x,), {}, lambda leaf: True)
     first = bridge.forward(spec, arrays, [True], record=True)[1]
     for _ in range(MAX_UNOWNED_TAPES):
         bridge.forward(spec, arrays, [True], record=True)
@@ -49,11 +49,11 @@ def test_unowned_tapes_are_bounded_and_a_dropped_one_recomputes():
 def test_unhashable_constants_are_a_one_line_error():
     bridge = Bridge(lambda x, extra: x)
     with pytest.raises(InputError, match="set"):
-        bridge.split((onp.ones(2), [{1, 2}]), lambda leaf: isinstance(leaf, onp.ndarray))
+        bridge.split((onp.ones(2), [{1, 2}]), {}, lambda leaf: isinstance(leaf, onp.ndarray))
 
 
 def test_batches_need_one_leading_size():
     bridge = Bridge(lambda x, y: x + y, batched=True)
-    arrays, spec = bridge.split((onp.ones((2, 3)), onp.ones((3, 3))), lambda leaf: True)
+    arrays, spec = bridge.split((onp.ones((2, 3)), onp.ones((3, 3))), {}, lambda leaf: True)
     with pytest.raises(InputError, match="leading batch size"):
         bridge.forward(spec, arrays, [False, False], record=False)

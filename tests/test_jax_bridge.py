@@ -93,3 +93,11 @@ def test_vmap_of_a_rollout_matches_a_loop():
     for i, scale in enumerate((1.0, 0.5, -1.0)):
         ref = rollout(tuple(scale * onp.asarray(u) for u in velocity), force)[0]
         assert onp.abs(onp.asarray(density[i]) - ref).max() < 1e-13
+
+
+def test_integer_inputs_and_keyword_arguments():
+    wrapped = fgj.wrap(lambda x, idx, scale=1.0: {"y": fnp.sum(x[idx] ** 2) * scale, "n": idx * 2})
+    idx = jnp.array([0, 2])
+    grad = jax.jit(jax.grad(lambda x: wrapped(x, idx, scale=3.0)["y"]))(jnp.arange(5.0))
+    assert onp.array_equal(onp.asarray(grad), [0.0, 0.0, 12.0, 0.0, 0.0])
+    assert onp.array_equal(onp.asarray(wrapped(jnp.arange(5.0), idx)["n"]), [0, 4])

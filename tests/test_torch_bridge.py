@@ -151,11 +151,16 @@ def test_torch_compile_keeps_the_operator_in_one_graph():
         return wrapped(layer(inp)).sum()
 
     inp = torch.randn(4, 6, dtype=torch.float64)
-    model(inp).backward()
-    eager = layer.weight.grad.clone()
     layer.zero_grad()
-    torch.compile(model, fullgraph=True, backend="aot_eager")(inp).backward()
-    assert torch.allclose(layer.weight.grad, eager, rtol=1e-13, atol=0)
+    torch.compile(model, backend="aot_eager")(inp).backward()  # a new structure: one graph break
+    compiled = layer.weight.grad.clone()
+    layer.zero_grad()
+    model(inp).backward()
+    assert torch.allclose(layer.weight.grad, compiled, rtol=1e-13, atol=0)
+    layer.zero_grad()
+    torch.compile(model, fullgraph=True, backend="aot_eager")(inp).backward()  # now one graph
+    assert torch.allclose(layer.weight.grad, compiled, rtol=1e-13, atol=0)
+    assert wrapped.bridge.live_tapes() <= 1
 
 
 def test_a_network_with_a_fluidgrad_layer_trains():
@@ -194,3 +199,12 @@ def test_cuda_tensors_stay_on_the_device_and_match_the_cpu():
     x_cpu = x.detach().cpu().requires_grad_()
     wrapped(x_cpu).backward()
     assert torch.allclose(x.grad.cpu(), x_cpu.grad, rtol=1e-12, atol=1e-14)
+
+
+def test_integer_inputs_and_keyword_arguments():
+    wrapped = fgt.wrap(lambda x, idx, scale=1.0: {"y": fnp.sum(x[idx] ** 2) * scale, "n": idx * 2})
+    x = torch.arange(5.0, requires_grad=True)
+    out = wrapped(x, torch.tensor([0, 2]), scale=3.0)
+    out["y"].backward()
+    assert torch.equal(x.grad, torch.tensor([0.0, 0.0, 12.0, 0.0, 0.0]))
+    assert torch.equal(out["n"], torch.tensor([0, 4]))

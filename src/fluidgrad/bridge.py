@@ -45,13 +45,16 @@ class Bridge:
         self._tapes: dict = {}             # handle -> (out treedef, [vjp_fn per member])
         self._unowned: OrderedDict = OrderedDict()
         self._handles = itertools.count()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: a lease's __del__ may run inside (GC)
 
     # -- trees <-> flat arrays ---------------------------------------------------------
 
-    def split(self, args, is_array):
-        """``(array leaves, spec id)`` of the positional arguments ``args``."""
-        leaves, treedef = flatten(tuple(args))
+    def split(self, args, kwargs, is_array, register=None):
+        """``(array leaves, spec id)`` of the arguments ``args`` and ``kwargs``; a new
+        structure is interned by ``register`` (default :meth:`register`)."""
+        # keyword arguments join the tree only when given (torch.compile, tracing this,
+        # finds the interned structure of plain positional calls, not of an empty dict)
+        leaves, treedef = flatten((tuple(args), dict(kwargs)) if kwargs else tuple(args))
         arrays, statics, kinds = [], [], []
         for leaf in leaves:
             if is_array(leaf):
@@ -60,7 +63,7 @@ class Bridge:
             else:
                 statics.append(leaf)
                 kinds.append(False)
-        key = (treedef, tuple(kinds), tuple(statics))
+        key = (treedef, tuple(kinds), tuple(statics), bool(kwargs))
         try:
             spec = self._spec_ids.get(key)
         except TypeError:
@@ -68,16 +71,24 @@ class Bridge:
             raise InputError(f"{self.name}: an argument leaf of type {kind} is neither an array "
                              f"nor a hashable constant; pass it as a tensor") from None
         if spec is None:
-            with self._lock:
-                spec = self._spec_ids.setdefault(key, len(self._specs))
-                if spec == len(self._specs):
-                    self._specs.append(key)
+            spec = (register or self.register)(key)
         return arrays, spec
 
-    def _args(self, spec, arrays):
-        treedef, kinds, statics = self._specs[spec]
+    def register(self, key) -> int:
+        """The id of the argument structure ``key`` (interned)."""
+        with self._lock:
+            if key not in self._spec_ids:
+                self._spec_ids[key] = len(self._specs)
+                self._specs.append(key)
+            return self._spec_ids[key]
+
+    def _call(self, spec, arrays):
+        """``fn`` on the arguments of ``spec`` with ``arrays`` as their array leaves."""
+        treedef, kinds, statics, has_kwargs = self._specs[spec]
         arrays, statics = iter(arrays), iter(statics)
-        return unflatten(treedef, [next(arrays) if k else next(statics) for k in kinds])
+        args = unflatten(treedef, [next(arrays) if k else next(statics) for k in kinds])
+        args, kwargs = args if has_kwargs else (args, {})
+        return self.fn(*args, **kwargs)
 
     # -- forward and backward ----------------------------------------------------------
 
@@ -91,7 +102,7 @@ class Bridge:
                 out, vjp_fn = self._record(spec, member, needs, retain)
                 vjps.append(vjp_fn)
             else:
-                out = self.fn(*self._args(spec, member))
+                out = self._call(spec, member)
             leaves, treedef = flatten(out)
             outs.append([_as_array(leaf, member) for leaf in leaves])
         flat = [xp_of(*column).stack(column) for column in zip(*outs)] if self.batched else outs[0]
@@ -111,7 +122,7 @@ class Bridge:
         def of_differentiated(diff):
             it = iter(diff)
             full = [next(it) if n else a for a, n in zip(arrays, needs)]
-            return self.fn(*self._args(spec, full))
+            return self._call(spec, full)
 
         diff = [a for a, n in zip(arrays, needs) if n]
         out, vjp_fn = fg_vjp(of_differentiated, diff) if retain else _single_use_vjp(of_differentiated, diff)
@@ -182,7 +193,10 @@ class _Lease:
         self.bridge, self.handle = bridge, handle
 
     def __del__(self):
-        self.bridge.release(self.handle)
+        try:
+            self.bridge.release(self.handle)
+        except Exception:  # noqa: BLE001 - at interpreter exit the bridge may be half torn down
+            pass
 
 
 def _single_use_vjp(fun, primal):

@@ -40,8 +40,8 @@ def wrap(fn, *, batched=False, name=None):
     bridge = Bridge(fn, batched=batched, name=name)
     functions = {}
 
-    def wrapped(*args):
-        arrays, spec = bridge.split(args, _is_array)
+    def wrapped(*args, **kwargs):
+        arrays, spec = bridge.split(args, kwargs, _is_array)
         xs = [jnp.asarray(a) for a in arrays]
         if spec not in functions:
             functions[spec] = _custom_vjp(bridge, spec)

@@ -41,8 +41,10 @@ def wrap(fn, *, batched=False, name=None):
       leaves (numbers, strings, None) are passed through as constants.
     * ``batched=True``: every tensor has a leading batch axis; ``fn`` runs once per
       member (each with its own tape) and the outputs are stacked along that axis.
-    * Under ``torch.compile`` the first trace of new input shapes runs ``fn`` once on
-      zeros to learn its output shapes, unless an eager call already did.
+    * Under ``torch.compile`` the operator is one node of the graph. The first trace of
+      new input shapes runs ``fn`` once on zeros to learn its output shapes, unless an
+      eager call already did; a new argument structure (tree, constants) is a graph break
+      the first time, so ``fullgraph=True`` needs one call with that structure before.
     """
     bridge = Bridge(fn, batched=batched, name=name)
     op_name = f"fluidgrad::{_identifier(bridge.name)}_{next(_op_numbers)}"
@@ -86,8 +88,12 @@ def wrap(fn, *, batched=False, name=None):
 
     torch.library.register_autograd(op_name, backward, setup_context=setup_context)
 
-    def wrapped(*args):
-        arrays, spec = bridge.split(args, _is_array)
+    # torch.compile defers the side effects of the code it traces; a new argument
+    # structure must be interned for real (a graph break, once per structure)
+    register = torch.compiler.disable(bridge.register)
+
+    def wrapped(*args, **kwargs):
+        arrays, spec = bridge.split(args, kwargs, _is_array, register)
         xs = [a if isinstance(a, torch.Tensor) else torch.as_tensor(a) for a in arrays]
         needs = [bool(x.requires_grad) for x in xs]
         flat = forward(xs, spec, needs, torch.is_grad_enabled() and any(needs))
