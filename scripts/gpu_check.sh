@@ -13,7 +13,11 @@ python3 -c "import cupy, numpy, scipy; print('cupy', cupy.__version__, 'numpy', 
     | tee "$out/versions.txt"
 timeout 300 python3 -m pytest tests/test_gpu.py tests/test_backend.py -q -x -p no:cacheprovider 2>&1 | tee "$out/tests.txt"
 tests=${PIPESTATUS[0]}
+# the torch bridge on CUDA tensors (skips cleanly where the image has no torch)
+timeout 120 python3 -m pytest tests/test_torch_bridge.py -m gpu -q -p no:cacheprovider -n 0 2>&1 | tee "$out/torch.txt"
+torch_rc=${PIPESTATUS[0]}
+[ "$torch_rc" -eq 5 ] && torch_rc=0  # no test collected: torch absent
 timeout 240 python3 scripts/bench_gpu.py 2>&1 | tee "$out/bench.txt"
 bench=${PIPESTATUS[0]}
-echo "tests exit $tests, benchmark exit $bench" | tee "$out/summary.txt"
-[ "$tests" -eq 0 ] && [ "$bench" -eq 0 ]
+echo "tests exit $tests, torch bridge exit $torch_rc, benchmark exit $bench" | tee "$out/summary.txt"
+[ "$tests" -eq 0 ] && [ "$torch_rc" -eq 0 ] && [ "$bench" -eq 0 ]

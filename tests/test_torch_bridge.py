@@ -208,3 +208,35 @@ def test_integer_inputs_and_keyword_arguments():
     out["y"].backward()
     assert torch.equal(x.grad, torch.tensor([0.0, 0.0, 12.0, 0.0, 0.0]))
     assert torch.equal(out["n"], torch.tensor([0, 4]))
+
+
+@pytest.mark.gpu
+def test_a_network_with_a_fluidgrad_layer_trains_on_the_gpu():
+    if not torch.cuda.is_available():
+        pytest.skip("torch has no CUDA device")
+    from fluidgrad.boundaries import Boundaries, Domain
+    from fluidgrad.grid import Grid
+    from fluidgrad.simulation import Simulation
+    torch.manual_seed(0)
+    grid = Grid((32, 32), (1.0, 1.0))
+    sim = Simulation(Domain(grid, Boundaries.periodic(2)), dt=0.02, backend="cupy", dtype=onp.float32)
+    x, y = grid.mesh()
+    density = torch.from_numpy(onp.exp(-((x - 0.5) ** 2 + (y - 0.5) ** 2) / 0.01).astype(onp.float32)).cuda()
+    target = torch.roll(density, 6, dims=0)
+    state = sim.initial_state()
+    rollout = fgt.wrap(lambda d, f: sim.rollout(state.replace(density=d), 20, controls=f,
+                                                force=lambda k, c: c).density)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 5, padding=2, padding_mode="circular"), torch.nn.Tanh(),
+                              torch.nn.Conv2d(8, 2, 5, padding=2, padding_mode="circular")).cuda()
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(30):
+        fx, fy = net(density[None, None])[0]
+        out = rollout(density, (fx, fy))
+        assert out.device.type == "cuda"
+        loss = ((out - target) ** 2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.2 * losses[0]
