@@ -12,8 +12,9 @@ of the initial velocity. Each variant gives value and gradient:
 * ``jax``, ``jax jit``: ``jax.value_and_grad(wrap(loss))``, eagerly and under ``jax.jit``.
 
 Rounds interleave the variants (so a slower phase of a shared machine hits all alike);
-the table gives each variant's median seconds and its ratio to ``direct``; one JSON line
-follows. A framework that is not installed is skipped.
+the table gives each variant's median wall and CPU seconds (this process's, all threads)
+and their ratios to ``direct``; one JSON line follows. A framework that is not installed
+is skipped. ``--threads`` fixes the kernels' threads (default: as fluidgrad decides).
 """
 
 from __future__ import annotations
@@ -100,7 +101,11 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--repeat", type=int, default=15, help="rounds (each runs every variant once)")
+    parser.add_argument("--threads", default=None, help="kernel threads: N or auto (default: FLUIDGRAD_THREADS or auto)")
     args = parser.parse_args(argv)
+    if args.threads:
+        from fluidgrad.ops import compiled
+        compiled.set_threads(args.threads if args.threads == "auto" else int(args.threads))
 
     loss, velocity = task(args.n, args.steps, onp.dtype(args.dtype))
     runs = variants(loss, velocity)
@@ -115,22 +120,25 @@ def main(argv=None):
             if err > tol:
                 raise SystemExit(f"{name}: gradient differs from direct by {err:.2e} (relative)")
     seconds = {name: [] for name in runs}
+    cpu = {name: [] for name in runs}
     for _ in range(args.repeat):
         for name, run in runs.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             run()
             seconds[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
 
     info = machine.describe()
     print(f"# {machine.headline(info)}")
     print(f"# gradient of a {args.n}² {args.steps}-step rollout's loss, {args.dtype}, medians of {args.repeat}")
-    base = statistics.median(seconds["direct"])
+    base, base_cpu = statistics.median(seconds["direct"]), statistics.median(cpu["direct"])
     rows = []
-    print(f"{'variant':<10} {'seconds':>9} {'vs direct':>10}")
-    for name, times in seconds.items():
-        median = statistics.median(times)
-        rows.append({"variant": name, "seconds": median, "ratio": median / base})
-        print(f"{name:<10} {median:9.4f} {median / base:9.3f}×")
+    print(f"{'variant':<10} {'wall s':>9} {'vs direct':>10} {'CPU s':>9} {'vs direct':>10}")
+    for name in runs:
+        wall, used = statistics.median(seconds[name]), statistics.median(cpu[name])
+        rows.append({"variant": name, "seconds": wall, "ratio": wall / base,
+                     "cpu_seconds": used, "cpu_ratio": used / base_cpu})
+        print(f"{name:<10} {wall:9.4f} {wall / base:9.3f}× {used:9.4f} {used / base_cpu:9.3f}×")
     print(json.dumps({"benchmark": "bridge", "machine": info, "n": args.n, "steps": args.steps,
                       "dtype": args.dtype, "repeat": args.repeat, "rows": rows}))
 
