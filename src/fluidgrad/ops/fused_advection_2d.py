@@ -120,11 +120,12 @@ def _spread_row(r, adj, g, s0, s1, avg0, avg1, w):
 
 
 @row
-def _velocity_row(i, u, v, shift, avg, rows, k):
-    """U at the points of the field's row ``i`` from the padded components: U_x into
-    ``rows[k]``, U_y into ``rows[k + 1]``."""
-    _sample_row(rows[k], u, i, shift[0], shift[1], avg[0], avg[1])
-    _sample_row(rows[k + 1], v, i, shift[2], shift[3], avg[2], avg[3])
+def _velocity_row(i, u, v, shift, avg, ux, uy):
+    """U at the points of the field's row ``i`` from the padded components into the row
+    buffers ``ux``, ``uy``. (Rows, not a buffer and a constant index: a constant argument
+    of a compiled call is typed as its literal value, one compilation per value.)"""
+    _sample_row(ux, u, i, shift[0], shift[1], avg[0], avg[1])
+    _sample_row(uy, v, i, shift[2], shift[3], avg[2], avg[3])
 
 
 @twin()
@@ -173,7 +174,7 @@ def _stencil(ib, fb, k, j):
 
 @row
 def _sl_forward_row(i, out, q, u, v, shift, avg, geo, c, ib, fb):
-    _velocity_row(i, u, v, shift, avg, fb, 4)
+    _velocity_row(i, u, v, shift, avg, fb[4], fb[5])
     _departures(i, fb[4], fb[5], geo, c, q.shape, ib, fb, 0)
     for j in range(out.shape[1]):
         i0, i1, t0, _, j0, j1, t1, _ = _stencil(ib, fb, 0, j)
@@ -195,7 +196,7 @@ def sl_forward(q, u, v, shift, avg, geo, shape0, shape1, c, parts):
 
 @row
 def _sl_vjp_row(i, g, q, u, v, shift, avg, geo, c, adj_q, gx, gy, ib, fb):
-    _velocity_row(i, u, v, shift, avg, fb, 4)
+    _velocity_row(i, u, v, shift, avg, fb[4], fb[5])
     _departures(i, fb[4], fb[5], geo, c, q.shape, ib, fb, 0)
     for j in range(g.shape[1]):
         i0, i1, t0, d0, j0, j1, t1, d1 = _stencil(ib, fb, 0, j)
@@ -220,10 +221,10 @@ def sl_vjp(g, q, u, v, shift, avg, geo, c, adj_q, gx, gy, blocks):
 
 @row
 def _sl_jvp_row(i, out, dq, du, dv, q, u, v, shift, avg, geo, c, with_q, with_u, ib, fb):
-    _velocity_row(i, u, v, shift, avg, fb, 4)
+    _velocity_row(i, u, v, shift, avg, fb[4], fb[5])
     _departures(i, fb[4], fb[5], geo, c, q.shape, ib, fb, 0)
     if with_u:
-        _velocity_row(i, du, dv, shift, avg, fb, 6)
+        _velocity_row(i, du, dv, shift, avg, fb[6], fb[7])
     for j in range(out.shape[1]):
         i0, i1, t0, d0, j0, j1, t1, d1 = _stencil(ib, fb, 0, j)
         total = 0.0
@@ -250,7 +251,7 @@ def sl_jvp(dq, du, dv, q, u, v, shift, avg, geo, shape0, shape1, c, with_q, with
 
 @row
 def _mc_correct_row(i, out, q, q1, q1p, lo, hi, u, v, shift, avg, geo, c, tol, ib, fb):
-    _velocity_row(i, u, v, shift, avg, fb, 8)  # one sample for both traces
+    _velocity_row(i, u, v, shift, avg, fb[8], fb[9])  # one sample for both traces
     _departures(i, fb[8], fb[9], geo, -c, q1p.shape, ib, fb, 0)  # x + Δt U: q⁰ from q¹
     _departures(i, fb[8], fb[9], geo, c, lo.shape, ib, fb, 4)  # x - Δt U: the bounds
     for j in range(q1.shape[1]):
@@ -277,7 +278,7 @@ def mc_correct(q, q1, q1p, lo, hi, u, v, shift, avg, geo, c, tol, parts):
 @row
 def _mc_vjp_row(i, g, q, q1, q1p, lo, hi, u, v, shift, avg, geo, c, tol, adj_c, adj_lo, adj_hi, adj_q1p, gx,
                 gy, ib, fb):
-    _velocity_row(i, u, v, shift, avg, fb, 8)
+    _velocity_row(i, u, v, shift, avg, fb[8], fb[9])
     _departures(i, fb[8], fb[9], geo, -c, q1p.shape, ib, fb, 0)
     _departures(i, fb[8], fb[9], geo, c, lo.shape, ib, fb, 4)
     for j in range(g.shape[1]):

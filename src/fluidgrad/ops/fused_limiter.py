@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as onp
 
-from .compiled import jit, pjit, prange, twin
+from .compiled import jit, numba, pjit, prange, row, twin
 
 
 @jit
@@ -27,21 +27,27 @@ def neighbour(i, n, periodic):
 def nodal_bounds(qp, periodic0, periodic1):
     """``m``, ``M``: the min and max of the padded field over each sample's 3×3
     neighbours (the reference's :class:`~.limiter.NodalBounds`)."""
-    n0, n1 = qp.shape
     lo, hi = onp.empty_like(qp), onp.empty_like(qp)
-    for i in prange(n0):
-        for j in range(n1):
-            a = b = qp[i, j]
-            for di in range(-1, 2):
-                ii = neighbour(i + di, n0, periodic0)
-                for dj in range(-1, 2):
-                    jj = neighbour(j + dj, n1, periodic1)
-                    if ii >= 0 and jj >= 0:
-                        x = qp[ii, jj]
-                        a = x if x < a else a
-                        b = x if x > b else b
-            lo[i, j], hi[i, j] = a, b
+    for i in prange(qp.shape[0]):
+        _bounds_row(qp, numba.int64(i), lo[i], hi[i], periodic0, periodic1)  # a signed row index
     return lo, hi
+
+
+@row
+def _bounds_row(qp, i, lo, hi, periodic0, periodic1):
+    """Row ``i`` of :func:`nodal_bounds` into ``lo``, ``hi``."""
+    n0, n1 = qp.shape
+    for j in range(n1):
+        a = b = qp[i, j]
+        for di in range(-1, 2):
+            ii = neighbour(i + di, n0, periodic0)
+            for dj in range(-1, 2):
+                jj = neighbour(j + dj, n1, periodic1)
+                if ii >= 0 and jj >= 0:
+                    x = qp[ii, jj]
+                    a = x if x < a else a
+                    b = x if x > b else b
+        lo[j], hi[j] = a, b
 
 
 @jit

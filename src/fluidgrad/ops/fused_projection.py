@@ -17,76 +17,72 @@ from .compiled import jit, row, numba, pjit, prange
 # the formulas), every value computed where it is stored: u has n0 faces along axis 0 on
 # a periodic axis (face n0 is face 0) and n0 + 1 on a bounded one, so the shapes say
 # which; ghost pressures beyond a bounded face are ``a·p_edge`` (``rules`` = [a_lo0,
-# a_hi0, a_lo1, a_hi1]). ``prepare`` applies what solve_jacobi does to its right-hand
-# side (fluid mask, mean removal if ``singular``), ``finish`` what it does to its result.
+# a_hi0, a_lo1, a_hi1]). :func:`prepare` does what solve_jacobi does to its right-hand
+# side and to its result (fluid mask, mean removal if ``singular``); the Jacobi
+# projection calls it between the passes, so a run with another solver never compiles it.
 
 @pjit
-def _prepare(b, fluid, singular, all_fluid, n_fluid, total=None):
-    """``b`` masked to the fluid cells (in place), and mean-free over them if ``singular``
-    (``total``: Σ b over the fluid cells, if the caller has it)."""
+def prepare(b, fluid, singular, all_fluid, n_fluid):
+    """``b`` masked to the fluid cells (in place), and mean-free over them if ``singular``."""
+    if not singular and all_fluid:
+        return
+    mean = 0.0
     if singular:
-        if total is None:
-            total = 0.0
-            for i in prange(b.shape[0]):
-                for j in range(b.shape[1]):
-                    total += b[i, j] * fluid[i, j]
+        total = 0.0
+        for i in prange(b.shape[0]):
+            for j in range(b.shape[1]):
+                total += b[i, j] * fluid[i, j]
         mean = total / n_fluid
-        for i in prange(b.shape[0]):
-            for j in range(b.shape[1]):
-                b[i, j] = (b[i, j] - mean) * fluid[i, j]
-    elif not all_fluid:
-        for i in prange(b.shape[0]):
-            for j in range(b.shape[1]):
-                b[i, j] = b[i, j] * fluid[i, j]
-
-
-@jit
-def _masked(u, m, c, i, j, plain):
-    """``M u + c`` at face (i, j); ``u`` itself if ``plain`` (all faces open, no fixed values)."""
-    if plain:
-        return u[i, j]
-    return (u[i, j] if m[i, j] else 0.0) + c[i, j]
+    for i in prange(b.shape[0]):  # (b - 0) * fluid is b * fluid, exactly
+        for j in range(b.shape[1]):
+            b[i, j] = (b[i, j] - mean) * fluid[i, j]
 
 
 @pjit
-def projection_rhs(u, v, mu, mv, cu, cv, h, prepare, fluid, singular, all_fluid, n_fluid, plain):
-    """``u_b = M u + c`` (both components; ``u`` itself if ``plain``) and ``b = D u_b``,
-    prepared if ``prepare``."""
+def projection_rhs(u, v, mu, mv, cu, cv, h, plain):
+    """``u_b = M u + c`` (both components; ``u`` itself if ``plain``) and ``b = D u_b``."""
     n0, n1 = v.shape[0], u.shape[1]
     inv_h = 1.0 / h
     ub = u if plain else onp.empty_like(u)
     vb = v if plain else onp.empty_like(v)
     b = onp.empty((n0, n1), dtype=u.dtype)
-    total = 0.0
     for row in prange(u.shape[0]):
         i = numba.int64(row)  # a signed index (parallel loops count unsigned)
         if not plain:
-            for j in range(n1):
-                ub[i, j] = _masked(u, mu, cu, i, j, plain)
+            _masked_row(ub[i], u[i], mu[i], cu[i])
             if i < n0:
-                for j in range(v.shape[1]):
-                    vb[i, j] = _masked(v, mv, cv, i, j, plain)
+                _masked_row(vb[i], v[i], mv[i], cv[i])
         if i < n0:  # from u and v (row i + 1 of u_b may not be written yet)
             ip = i + 1 if i + 1 < u.shape[0] else 0
-            for j in range(n1):
-                jp = j + 1 if j + 1 < v.shape[1] else 0
-                bij = ((_masked(u, mu, cu, ip, j, plain) - _masked(u, mu, cu, i, j, plain)) * inv_h
-                       + (_masked(v, mv, cv, i, jp, plain) - _masked(v, mv, cv, i, j, plain)) * inv_h)
-                b[i, j] = bij
-                total += bij * fluid[i, j]
-    if prepare:
-        _prepare(b, fluid, singular, all_fluid, n_fluid, total)
+            _divergence_row(b[i], u[i], u[ip], mu[i], mu[ip], cu[i], cu[ip], v[i], mv[i], cv[i], inv_h, plain)
     return ub, vb, b
 
 
+@row
+def _masked_row(out, u, m, c):
+    """``M u + c`` along a row of faces."""
+    for j in range(out.shape[0]):
+        out[j] = (u[j] if m[j] else 0.0) + c[j]
+
+
+@row
+def _divergence_row(out, u_lo, u_hi, m_lo, m_hi, c_lo, c_hi, v, mv, cv, inv_h, plain):
+    """``D (M u + c)`` along row i of cells (``u_lo``, ``u_hi``: the face rows i and
+    i + 1; ``v``: row i of the other component; ``u`` itself where ``plain``)."""
+    for j in range(out.shape[0]):
+        jp = j + 1 if j + 1 < v.shape[0] else 0
+        if plain:
+            out[j] = (u_hi[j] - u_lo[j]) * inv_h + (v[jp] - v[j]) * inv_h
+        else:
+            out[j] = ((((u_hi[j] if m_hi[j] else 0.0) + c_hi[j]) - ((u_lo[j] if m_lo[j] else 0.0) + c_lo[j])) * inv_h
+                      + (((v[jp] if mv[jp] else 0.0) + cv[jp]) - ((v[j] if mv[j] else 0.0) + cv[j])) * inv_h)
+
+
 @pjit
-def projection_finish(p, ub, vb, mu, mv, h, rules, finish, fluid, singular, n_fluid, plain):
-    """``u' = u_b − M G p`` (p made mean-free over the fluid first if ``finish`` and
-    ``singular``); returns (u', v', p)."""
+def projection_finish(p, ub, vb, mu, mv, h, rules, plain):
+    """``u' = u_b − M G p``; returns (u', v', p)."""
     n0, n1 = p.shape
     inv_h = 1.0 / h
-    if finish and singular:
-        _prepare(p, fluid, True, False, n_fluid)
     out_u = onp.empty_like(ub)
     out_v = onp.empty_like(vb)
     per0, per1 = ub.shape[0] == n0, vb.shape[1] == n1
@@ -134,14 +130,13 @@ def _face_weight(g, m, i, j, inv_h, plain):
 
 
 @pjit
-def projection_vjp_rhs(gu, gv, gp, mu, mv, h, rules, prepare, fluid, singular, all_fluid, n_fluid, plain):
-    """``g_p − Gᵀ M g_u``, prepared if ``prepare``: cell i takes +w from face i (its low
-    face, where it is the high side) and −w from face i + 1, and the ghost terms."""
+def projection_vjp_rhs(gu, gv, gp, mu, mv, h, rules, plain):
+    """``g_p − Gᵀ M g_u``: cell i takes +w from face i (its low face, where it is the
+    high side) and −w from face i + 1, and the ghost terms."""
     n0, n1 = gp.shape
     inv_h = 1.0 / h
     per0, per1 = gu.shape[0] == n0, gv.shape[1] == n1
     rhs = onp.empty_like(gp)
-    total = 0.0
     for row in prange(n0):
         i = numba.int64(row)  # a signed index (parallel loops count unsigned)
         ip = i + 1 if i + 1 < gu.shape[0] else 0
@@ -159,22 +154,15 @@ def projection_vjp_rhs(gu, gv, gp, mu, mv, h, rules, prepare, fluid, singular, a
                     gt -= rules[2] * _face_weight(gv, mv, i, 0, inv_h, plain)
                 if j == n1 - 1:
                     gt += rules[3] * _face_weight(gv, mv, i, n1, inv_h, plain)
-            rij = gp[i, j] - gt
-            rhs[i, j] = rij
-            total += rij * fluid[i, j]
-    if prepare:
-        _prepare(rhs, fluid, singular, all_fluid, n_fluid, total)
+            rhs[i, j] = gp[i, j] - gt
     return rhs
 
 
 @pjit
-def projection_vjp_finish(r, gu, gv, mu, mv, h, finish, fluid, singular, n_fluid, plain):
-    """``M (g_u + Dᵀ r)`` (r made mean-free over the fluid first if ``finish`` and
-    ``singular``): face i is +1/h for cell i − 1 and −1/h for cell i."""
+def projection_vjp_finish(r, gu, gv, mu, mv, h, plain):
+    """``M (g_u + Dᵀ r)``: face i is +1/h for cell i − 1 and −1/h for cell i."""
     n0, n1 = r.shape
     inv_h = 1.0 / h
-    if finish and singular:
-        _prepare(r, fluid, True, False, n_fluid)
     per0, per1 = gu.shape[0] == n0, gv.shape[1] == n1
     adj_u = onp.empty_like(gu)
     adj_v = onp.empty_like(gv)

@@ -147,23 +147,30 @@ class _Fused:
             return linear_solvers.jacobi_sweeps(self.op, b, settings.iterations)
         return solve_pressure(domain, b, settings, adjoint)
 
-    def project(self, velocity, domain, settings):
-        ub, vb, b = fused_projection.projection_rhs(*velocity, *self.mask, *self.fixed, domain.dx, self.jacobi,
-                                                 *self.fluid, self.plain)
-        p = self.solve(domain, b, settings)
+    def _solve_prepared(self, domain, b, settings, adjoint=False):
+        """The solve between the two passes; with Jacobi, what solve_jacobi does around its
+        sweeps (:func:`~.fused_projection.prepare`, compiled only for Jacobi runs)."""
+        if not self.jacobi:
+            return self.solve(domain, b, settings, adjoint)
         fl, singular, _, n_fluid = self.fluid
-        u, v, p = fused_projection.projection_finish(p, ub, vb, *self.mask, domain.dx, self.rules, self.jacobi,
-                                                  fl, singular, n_fluid, self.plain)
+        fused_projection.prepare(b, *self.fluid)
+        p = self.solve(domain, b, settings, adjoint)
+        if singular:
+            fused_projection.prepare(p, fl, True, False, n_fluid)
+        return p
+
+    def project(self, velocity, domain, settings):
+        ub, vb, b = fused_projection.projection_rhs(*velocity, *self.mask, *self.fixed, domain.dx, self.plain)
+        p = self._solve_prepared(domain, b, settings)
+        u, v, p = fused_projection.projection_finish(p, ub, vb, *self.mask, domain.dx, self.rules, self.plain)
         return (u, v), p
 
     def vjp(self, g_u, g_p, domain, settings):
         g_u = tuple(onp.ascontiguousarray(g) for g in g_u)
         rhs = fused_projection.projection_vjp_rhs(*g_u, onp.ascontiguousarray(g_p), *self.mask, domain.dx,
-                                               self.rules, self.jacobi, *self.fluid, self.plain)
-        r = self.solve(domain, rhs, settings, adjoint=True)
-        fl, singular, _, n_fluid = self.fluid
-        return fused_projection.projection_vjp_finish(r, *g_u, *self.mask, domain.dx, self.jacobi, fl, singular,
-                                                   n_fluid, self.plain)
+                                               self.rules, self.plain)
+        r = self._solve_prepared(domain, rhs, settings, adjoint=True)
+        return fused_projection.projection_vjp_finish(r, *g_u, *self.mask, domain.dx, self.plain)
 
     @classmethod
     def of(cls, domain, settings, like):
