@@ -30,7 +30,7 @@ OBSTACLE_RGB = (128, 128, 128)
 MIN_LONG_SIDE = 256                 # default upscaling makes the longer image side at least this many pixels
 VIDEO_SUFFIXES = (".mp4", ".gif")
 _SAMPLES_PER_FRAME = 1 << 20        # percentile estimates use at most this many values per frame
-_SAMPLES = 1 << 21                  # ... and at most this many over all frames
+_SAMPLES = 1 << 20                  # ... and at most this many over all frames
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -161,8 +161,8 @@ def field_limits(frames, field, count=None):
     if not count:
         raise InputError(f"field_limits: no frames given for {field!r}")
     symmetric = field not in ("density", "speed")
-    # a percentile sample of at most _SAMPLES values over all frames (a 512² video of 51
-    # frames kept 13 M float64 values, 107 MB, before), none for min / max limits
+    # a percentile sample of at most _SAMPLES values over all frames, in the frames' dtype
+    # (a 512² video of 51 frames kept 13 M float64 values, 107 MB), none for min / max limits
     per_frame = max(1, _SAMPLES // count)
     lo, hi, samples, found = math.inf, -math.inf, [], False
     for f in frames:
@@ -176,7 +176,7 @@ def field_limits(frames, field, count=None):
         lo, hi = min(lo, float(values.min())), max(hi, float(values.max()))
         if symmetric:
             step = max(1, -(-values.size // min(per_frame, _SAMPLES_PER_FRAME)))
-            samples.append(onp.abs(values[::step].astype(onp.float64)))
+            samples.append(onp.abs(values[::step]))
     if not found:  # nothing finite at all
         return (-1.0, 1.0) if symmetric else (0.0, 1.0)
     if not symmetric:
