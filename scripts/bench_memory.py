@@ -14,7 +14,8 @@ Runs, each in a fresh subprocess (so every number is that process's own high-wat
   before the call.
 
 Prints a table and one JSON line (``peak_rss_mb``, ``gradient_peak_rss_mb``, their ratio,
-the CPU model).
+the gradient's step evaluations, the CPU model from ``machine.py``). "MB" here is MiB
+(the kernel's kB / 1024).
 """
 
 from __future__ import annotations
@@ -22,23 +23,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from machine import describe, headline  # noqa: E402
+
 MB = 1024 * 1024
 
 
 def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return describe()["cpu"]
 
 
 def _status(key) -> float:
@@ -125,16 +122,26 @@ def child_phases(args):
 
 
 def child_gradient(args):
-    """One value_and_grad of the scenario's problem (no videos, no plots)."""
+    """One value_and_grad of the scenario's problem (no videos, no plots); also counts the
+    step evaluations (the checkpointing's recomputation)."""
     from fluidgrad.scenario import load_scenario
     scenario = load_scenario(args.scenario, {"grid.resolution": [args.n, args.n], "time.steps": args.steps,
                                              "dtype": args.dtype})
     sim = scenario.simulation()
     problem = scenario.problem(sim, scenario.loss_target(sim))
     x0 = problem.flatten(problem.initial_raw())
+    count = [0]
+    step = type(sim).step
+
+    def counted(self, *a, **k):
+        count[0] += 1
+        return step(self, *a, **k)
+
+    type(sim).step = counted
     base = _status("VmRSS")
     problem.value_and_grad(x0)
-    print(json.dumps({"base_mb": base, "peak_mb": _status("VmHWM"), "increment_mb": _status("VmHWM") - base}))
+    print(json.dumps({"base_mb": base, "peak_mb": _status("VmHWM"), "increment_mb": _status("VmHWM") - base,
+                      "step_evaluations": count[0]}))
 
 
 def main(argv=None):
@@ -156,7 +163,7 @@ def main(argv=None):
         cmd, cmd_seconds = run_child("command", args, os.path.join(tmp, "c"))
         phases, _ = run_child("phases", args, os.path.join(tmp, "p"))
     print(f"fluidgrad optimize {args.scenario} {args.n}x{args.n}, {args.steps} steps, {args.dtype}, 1 iteration; "
-          f"CPU: {cpu_model()}")
+          f"{headline()}")
     print(f"  {'phase':<28} {'RSS before':>10} {'peak':>8} {'peak-before':>11} {'RSS after':>9} {'seconds':>8}")
     for ph in phases["phases"]:
         print(f"  {ph['phase']:<28} {ph['rss_before_mb']:10.0f} {ph['peak_mb']:8.0f} "
@@ -164,11 +171,12 @@ def main(argv=None):
     print(f"  whole command: peak RSS {cmd['peak_mb']:.0f} MB ({cmd_seconds:.1f} s; {phases['peak_mb']:.0f} MB in the "
           f"phase run); gradient alone: peak RSS "
           f"{grad['peak_mb']:.0f} MB ({grad['increment_mb']:.0f} MB above the {grad['base_mb']:.0f} MB before the "
-          f"call); command / gradient {cmd['peak_mb'] / grad['peak_mb']:.2f}")
+          f"call; {grad['step_evaluations']} step evaluations); command / gradient {cmd['peak_mb'] / grad['peak_mb']:.2f}")
     print(json.dumps({"scenario": args.scenario, "n": args.n, "steps": args.steps, "dtype": args.dtype,
                       "peak_rss_mb": round(cmd["peak_mb"], 1), "command_seconds": round(cmd_seconds, 1),
                       "gradient_peak_rss_mb": round(grad["peak_mb"], 1),
                       "gradient_increment_mb": round(grad["increment_mb"], 1),
+                      "step_evaluations": grad["step_evaluations"],
                       "ratio": round(cmd["peak_mb"] / grad["peak_mb"], 3),
                       "phases": {ph["phase"]: round(ph["peak_mb"], 1) for ph in phases["phases"]},
                       "cpu": cpu_model()}))

@@ -223,3 +223,33 @@ def test_overwrites_existing_file(tmp_path):
     write_video(p, [np.zeros((4, 4, 3), np.uint8), np.full((4, 4, 3), 200, np.uint8)])
     assert read_video_frame_count(p) == 2
     assert render.VIDEO_SUFFIXES == (".mp4", ".gif")
+
+
+def test_frame_spool_round_trip_and_video_from_a_spool(tmp_path):
+    from fluidgrad.render import FrameSpool
+    frames = _moving_blob(6)
+    spool = FrameSpool(tmp_path)
+    for f in frames:
+        spool.append(f.astype(np.float32))
+    pairs = FrameSpool(tmp_path)
+    pairs.append((np.ones((2, 3)), np.zeros((2, 3), dtype=np.float32)))
+    assert len(spool) == 6 and all(np.array_equal(a, b.astype(np.float32)) for a, b in zip(spool, frames))
+    assert spool[-1].dtype == np.float32 and [f.shape for f in spool[1:3]] == [(24, 16)] * 2
+    u, v = pairs[0]
+    assert u.dtype == np.float64 and v.dtype == np.float32 and u.sum() == 6
+    from_spool = render_frames(spool, "density", tmp_path / "spool.gif", fps=10)
+    from_list = render_frames([f.astype(np.float32) for f in frames], "density", tmp_path / "list.gif", fps=10)
+    assert np.array_equal(_read_video(from_spool), _read_video(from_list))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["list.gif", "spool.gif"]  # the spools have no name
+    spool.close()
+
+
+def test_field_limits_keep_no_copy_of_the_frames():
+    import tracemalloc
+    frames = [np.random.default_rng(k).random((256, 256), dtype=np.float32) for k in range(20)]  # 5 MiB
+    tracemalloc.start()
+    limits = field_limits(frames, "density"), field_limits(frames, "vorticity")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert limits[0] == (0.0, max(float(f.max()) for f in frames)) and limits[1][1] > 0.99
+    assert peak < 12 * 2 ** 20, peak  # float64 samples of every value took 31 MiB

@@ -9,7 +9,7 @@ import pytest
 import fluidgrad as fg
 import fluidgrad.numpy as fnp
 from fluidgrad.boundaries import Boundaries, Domain, Obstacle
-from fluidgrad.checkpointing import beta, parse_bytes, snapshots_for_budget, sweeps_needed
+from fluidgrad.checkpointing import beta, default_snapshots, parse_bytes, snapshots_for_budget, sweeps_needed
 from fluidgrad.grid import Grid
 from fluidgrad.ops import PressureSolve
 from fluidgrad.simulation import Physics, Simulation
@@ -124,6 +124,31 @@ def test_schedule_arithmetic():
     with pytest.raises(ValueError, match="expected a size like '1GB'") as info:
         parse_bytes("lots")
     assert info.value.key == "optimize.checkpointing.memory_budget"
+
+
+def test_default_snapshots_are_few_and_leave_out_the_pressure():
+    # 512² float32: a state (velocity, density, pressure) is 4 MiB, a snapshot (no pressure) 3 MiB
+    cells = 512 * 512 * 4
+    assert default_snapshots(100) == 16 and default_snapshots(1000) == 44
+    assert beta(44, 2) >= 1000 > beta(43, 2)
+    assert snapshots_for_budget(None, 4 * cells, 100, 3 * cells) == 16  # not the 48 that fit 192 MiB
+    assert snapshots_for_budget("192MiB", 4 * cells, 100, 3 * cells) == 64  # a budget given is used whole
+    assert snapshots_for_budget(None, 4 * cells, 4000, 3 * cells) == 64  # never beyond the default budget
+    assert snapshots_for_budget(None, 2 ** 20, 100, 3 * 2 ** 18) == 64  # 256²: as many as fit 48 MiB
+    assert snapshots_for_budget(None, 2 ** 18, 100) is None  # 128²: the whole tape fits, no recomputation
+    sim = _sim((40, 40), obstacle=False)
+    assert sim.snapshot_bytes() == sim.state_bytes() - 40 * 40 * 8
+
+
+def test_a_snapshot_holds_velocity_and_density_only():
+    sim = _sim((128, 128), obstacle=False, physics=Physics(buoyancy=(0.0, 1.0)))
+    s0 = _initial(sim)
+    _peak_gradient_memory(sim, s0, 4, 2)  # fill the caches first
+    few, many = (_peak_gradient_memory(sim, s0, 60, k) for k in (10, 30))  # both 2 sweeps
+    per_snapshot = (many - few) / 20
+    # a whole state would be 4 arrays of 128² float64 (512 KiB); a snapshot is 3 (384 KiB)
+    assert 0.6 * sim.snapshot_bytes() < per_snapshot < 0.5 * (sim.snapshot_bytes() + sim.state_bytes()), \
+        (per_snapshot, sim.snapshot_bytes())
 
 
 def test_recorded_rollout_and_monitor():

@@ -362,9 +362,11 @@ class Domain:
         """Whether any face's normal velocity is prescribed (walls, inflow, obstacles)."""
         return not all(m.all() for m in self.open_faces)
 
-    @functools.cached_property
+    @property
     def fixed_velocity(self) -> tuple:
-        """Per axis, the prescribed normal velocity on closed faces (0 on open faces)."""
+        """Per axis, the prescribed normal velocity on closed faces (0 on open faces).
+        Computed on each access (float64): the kernels keep only :meth:`array`'s copy in
+        their dtype (at 512² the float64 masks held 8 MB for the whole run)."""
         values = []
         for axis in range(self.ndim):
             left, right = self._neighbour_cells(self._solid_velocity[axis], axis)
@@ -378,10 +380,11 @@ class Domain:
             values.append(onp.where(self.open_faces[axis], 0.0, v))
         return tuple(values)
 
-    @functools.cached_property
+    @property
     def pressure_conductances(self) -> tuple:
         """Per axis, face weights of the pressure Laplacian: 1 on open interior faces,
-        2 on outflow faces (p = 0 half a cell away), 0 on closed faces."""
+        2 on outflow faces (p = 0 half a cell away), 0 on closed faces. Computed on each
+        access, like :attr:`fixed_velocity`."""
         weights = []
         for axis in range(self.ndim):
             w = self.open_faces[axis].astype(float)
@@ -408,7 +411,7 @@ class Domain:
             if index is not None:
                 value = value[index]
             value = onp.asarray(value)
-            out = xp.asarray(value.astype(dtype) if value.dtype != bool else value)
+            out = xp.asarray(value.astype(dtype, copy=False) if value.dtype != bool else value)
             self._cache[key] = out
         return out
 

@@ -147,21 +147,28 @@ def _centered_velocity(state, domain):
 
 
 def _simulate(sim, state, steps, every, field, args, desc, physics=None, controls=None, force=None,
-              arrows=False):
+              arrows=False, folder=None):
     """Run ``steps`` steps with progress and blow-up checks; returns (final, frames), the
-    frames being ``(field, cell-centred velocity or None)`` pairs."""
+    frames a :class:`_Frames` (``field`` and, with ``arrows``, the cell-centred velocity,
+    spooled to a temporary file in ``folder``, not held in memory), or None without ``field``."""
+    from .render import FrameSpool
     from .simulation import check_finite
 
-    def frame(s):
-        return _frame_of(s, field, sim.domain), (_centered_velocity(s, sim.domain) if arrows else None)
+    frames = _Frames(FrameSpool(folder), FrameSpool(folder) if arrows else None) if field else None
 
-    frames = [frame(state)] if field else []
+    def record(s):
+        frames.fields.append(_frame_of(s, field, sim.domain))
+        if arrows:
+            frames.velocities.append(_centered_velocity(s, sim.domain))
+
+    if field:
+        record(state)
     bar = _progress(steps, args, desc)
 
     def monitor(k, s):
         check_finite(k, s)
         if field and (k + 1) % every == 0:
-            frames.append(frame(s))
+            record(s)
         bar.update(1)
 
     try:
@@ -172,12 +179,29 @@ def _simulate(sim, state, steps, every, field, args, desc, physics=None, control
     return final, frames
 
 
+class _Frames:
+    """A video's frames: ``fields`` (the field drawn) and ``velocities`` (for arrows, or
+    None), each a :class:`~fluidgrad.render.FrameSpool`."""
+
+    __slots__ = ("fields", "velocities")
+
+    def __init__(self, fields, velocities):
+        self.fields, self.velocities = fields, velocities
+
+    def close(self):
+        for spool in (self.fields, self.velocities):
+            if spool is not None:
+                spool.close()
+
+
 def _video(frames, path, video, obstacle):
     from .render import render_frames
-    velocities = [v for _, v in frames] if video.get("arrows") else None
-    return render_frames([f for f, _ in frames], video["field"], path, colormap=video["colormap"],
-                         fps=video["fps"], obstacle=obstacle, mode=video.get("projection", "slice"),
-                         velocities=velocities)
+    try:
+        return render_frames(frames.fields, video["field"], path, colormap=video["colormap"],
+                             fps=video["fps"], obstacle=obstacle, mode=video.get("projection", "slice"),
+                             velocities=frames.velocities if video.get("arrows") else None)
+    finally:
+        frames.close()
 
 
 def _write_json(path, obj):
@@ -223,7 +247,7 @@ def cmd_run(args) -> int:
     sim.step(state)  # untimed warm-up: compiles the fused kernels on first use
     t0, compiled0 = time.perf_counter(), compile_seconds()
     final, frames = _simulate(sim, state, scenario.steps, scenario.output["every"], field, args,
-                              f"{scenario.name}", arrows=bool(video and video.get("arrows")))
+                              f"{scenario.name}", arrows=bool(video and video.get("arrows")), folder=out)
     seconds = time.perf_counter() - t0 - (compile_seconds() - compiled0)  # the simulation's own time
     write_result(out / "result.npz", final, sim)
     metrics = {"name": scenario.name, "steps": scenario.steps, "wall_seconds": seconds,
@@ -253,12 +277,12 @@ def build_problem(scenario, sim):
     return scenario.problem(sim, target), target, fnp
 
 
-def _rollout_frames(problem, raw, field, every, args, desc, arrows=False):
+def _rollout_frames(problem, raw, field, every, args, desc, arrows=False, folder=None):
     """The frames of the rollout that uses parameters ``raw`` (no differentiation)."""
     _, state, physics, controls, force = problem.setup(raw)
     state = problem.sim.make_incompressible(state)  # so the first frame shows the projected flow
     return _simulate(problem.sim, state, problem.steps, every, field, args, desc, physics=physics,
-                     controls=controls, force=force, arrows=arrows)
+                     controls=controls, force=force, arrows=arrows, folder=folder)
 
 
 def loss_change(initial, final, eps=onp.finfo(float).eps) -> str:
@@ -308,9 +332,9 @@ def cmd_optimize(args) -> int:
         # run's video is a float32 rollout, not a float64 one at twice the memory)
         x0 = problem.unflatten(problem.flatten(problem.initial_raw()))
         _, frames = _rollout_frames(problem, x0, field, scenario.output["every"], args, "before",
-                                    video.get("arrows"))
+                                    video.get("arrows"), folder=out)  # frames spooled to a file
         _video(frames, out / f"before.{video['format']}", video, sim.domain.solid)
-        del frames  # not held during the optimization
+        del frames, x0
     bar = _progress(iterations, args, f"optimize {scenario.name}", unit="it")
 
     def on_iteration(record):
@@ -342,7 +366,7 @@ def cmd_optimize(args) -> int:
     plot_loss([{"iteration": 0, "loss": result.initial_loss}] + result.history, out / "loss.png")
     if video:
         final, frames = _rollout_frames(problem, raw, field, scenario.output["every"], args, "after",
-                                        video.get("arrows"))
+                                        video.get("arrows"), folder=out)
         _video(frames, out / f"after.{video['format']}", video, sim.domain.solid)
     else:
         final = problem.states(raw)[0][-1]

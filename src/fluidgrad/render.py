@@ -13,7 +13,9 @@ is atomic: it writes a hidden temporary file in the destination folder and then
 
 from __future__ import annotations
 
+import collections.abc
 import math
+import tempfile
 from pathlib import Path
 
 import numpy as onp
@@ -28,6 +30,7 @@ OBSTACLE_RGB = (128, 128, 128)
 MIN_LONG_SIDE = 256                 # default upscaling makes the longer image side at least this many pixels
 VIDEO_SUFFIXES = (".mp4", ".gif")
 _SAMPLES_PER_FRAME = 1 << 20        # percentile estimates use at most this many values per frame
+_SAMPLES = 1 << 20                  # ... and at most this many over all frames
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -92,32 +95,91 @@ def _check_image(image, what="image"):
     return image
 
 
+# ----------------------------------------------------------------------------- frames
+
+
+class FrameSpool(collections.abc.Sequence):
+    """Video frames kept in an unnamed temporary file instead of in memory: ``append`` an
+    array (or a tuple of arrays, e.g. a frame's velocity) while simulating, then read the
+    frames back one at a time, by index or by iterating, as often as needed.
+
+    A 512² float32 video of 51 frames held 51 MB during the whole rollout and, once freed,
+    left the process's heap that much bigger for the rest of an optimization. The file
+    lives in ``folder`` (default: the system's temporary folder) and is gone when the
+    spool is closed or collected (on Linux it never has a name)."""
+
+    def __init__(self, folder=None):
+        self._file = tempfile.TemporaryFile(prefix=".fluidgrad-frames-", dir=folder)
+        self._items = []  # per frame: (is a tuple, [(offset, shape, dtype), ...])
+        self._end = 0
+
+    def append(self, frame):
+        parts = tuple(frame) if isinstance(frame, (tuple, list)) else (frame,)
+        layout = []
+        self._file.seek(self._end)
+        for part in parts:
+            a = onp.ascontiguousarray(_as_numpy(part))
+            if a.size:
+                self._file.write(memoryview(a.reshape(-1)).cast("B"))
+            layout.append((self._end, a.shape, a.dtype))
+            self._end += a.nbytes
+        self._items.append((isinstance(frame, (tuple, list)), layout))
+
+    def __len__(self):
+        return len(self._items)
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(len(self)))]
+        is_tuple, layout = self._items[k]
+        parts = []
+        for offset, shape, dtype in layout:
+            self._file.seek(offset)
+            data = self._file.read(math.prod(shape) * dtype.itemsize)
+            parts.append(onp.frombuffer(data, dtype=dtype).reshape(shape))
+        return tuple(parts) if is_tuple else parts[0]
+
+    def close(self):
+        self._file.close()
+
+
 # ----------------------------------------------------------------------------- images
 
-def field_limits(frames, field):
+def field_limits(frames, field, count=None):
     """Colour limits ``(vmin, vmax)`` shared by all ``frames`` (arrays) of ``field``.
 
     density / speed: ``(min(0, global min), global max)``; vorticity / pressure:
     ``(-a, a)`` with ``a`` the 99.5th percentile of ``|values|`` over all frames
     (the largest ``|value|`` if that percentile is 0, and 1 if all are 0).
-    Non-finite values are ignored; ``vmax > vmin`` always holds.
+    Non-finite values are ignored; ``vmax > vmin`` always holds. With ``count`` (the
+    number of frames) ``frames`` may be any iterable, read once, one frame at a time.
     """
     _check_field(field)
-    frames = [_as_numpy(f) for f in frames]
-    if not frames:
+    if count is None:
+        frames = [_as_numpy(f) for f in frames]
+        count = len(frames)
+    if not count:
         raise InputError(f"field_limits: no frames given for {field!r}")
-    lo, hi, samples = math.inf, -math.inf, []
+    symmetric = field not in ("density", "speed")
+    # a percentile sample of at most _SAMPLES values over all frames, in the frames' dtype
+    # (a 512² video of 51 frames kept 13 M float64 values, 107 MB), none for min / max limits
+    per_frame = max(1, _SAMPLES // count)
+    lo, hi, samples, found = math.inf, -math.inf, [], False
     for f in frames:
-        values = onp.asarray(f, dtype=onp.float64).ravel()
-        values = values[onp.isfinite(values)]
+        values = onp.asarray(_as_numpy(f)).ravel()
+        finite = onp.isfinite(values)
+        if not finite.all():  # copies only a frame with NaN / Inf
+            values = values[finite]
         if values.size == 0:
             continue
+        found = True
         lo, hi = min(lo, float(values.min())), max(hi, float(values.max()))
-        step = max(1, -(-values.size // _SAMPLES_PER_FRAME))
-        samples.append(onp.abs(values[::step]))
-    if not samples:  # nothing finite at all
-        return (-1.0, 1.0) if field in ("vorticity", "pressure") else (0.0, 1.0)
-    if field in ("density", "speed"):
+        if symmetric:
+            step = max(1, -(-values.size // min(per_frame, _SAMPLES_PER_FRAME)))
+            samples.append(onp.abs(values[::step]))
+    if not found:  # nothing finite at all
+        return (-1.0, 1.0) if symmetric else (0.0, 1.0)
+    if not symmetric:
         vmin, vmax = min(0.0, lo), hi
         if not vmax > vmin:
             vmax = vmin + 1.0
@@ -330,6 +392,8 @@ def render_frames(frames, field, path, *, colormap=None, fps=30, obstacle=None, 
     of :func:`field_limits`, computed on what is drawn. ``colormap`` defaults to
     ``DEFAULT_COLORMAPS[field]``. ``velocities``: optional list (one per frame) of
     cell-centred ``(u, v, ...)`` arrays drawn as arrows (3-D ones: their middle z-plane).
+    ``frames`` and ``velocities`` may be :class:`FrameSpool` s: each frame is then read
+    twice (the limits, then the images), never all at once.
     """
     _check_field(field)
     suffix = Path(path).suffix.lower()
@@ -348,20 +412,26 @@ def render_frames(frames, field, path, *, colormap=None, fps=30, obstacle=None, 
             raise InputError(f"render_frames: frames must be 2-D or 3-D arrays, got shape {a.shape}")
         return a
 
-    frames2d = [flat(f) for f in frames]
-    if not frames2d:
+    if not isinstance(frames, collections.abc.Sequence):
+        frames = list(frames)  # read twice below: the limits, then the images
+    if not len(frames):
         raise InputError(f"render_frames: no frames to render to {path}")
-    shape = frames2d[0].shape
-    for k, f in enumerate(frames2d):
-        if f.shape != shape:
-            raise InputError(f"render_frames: frame {k} projects to shape {f.shape}, frame 0 to {shape}")
     mask = None if obstacle is None else flat(onp.asarray(_as_numpy(obstacle)).astype(bool))
-    if velocities is not None and len(velocities) != len(frames2d):
-        raise InputError(f"render_frames: {len(velocities)} velocities for {len(frames2d)} frames")
-    vmin, vmax = field_limits(frames2d, field)
+    if velocities is not None and len(velocities) != len(frames):
+        raise InputError(f"render_frames: {len(velocities)} velocities for {len(frames)} frames")
+    shape = flat(frames[0]).shape
+
+    def frames2d():  # one frame at a time (a FrameSpool keeps them out of memory)
+        for k, f in enumerate(frames):
+            f = flat(f)
+            if f.shape != shape:
+                raise InputError(f"render_frames: frame {k} projects to shape {f.shape}, frame 0 to {shape}")
+            yield f
+
+    vmin, vmax = field_limits(frames2d(), field, count=len(frames))
 
     def images():
-        for k, f in enumerate(frames2d):
+        for k, f in enumerate(frames2d()):
             im = to_image(f, vmin, vmax, colormap, obstacle=mask)
             if velocities is not None:
                 uv = [_as_numpy(c) for c in velocities[k][:2]]

@@ -283,8 +283,10 @@ class Simulation:
           parameters ``controls`` (any tree of arrays); e.g. a held force is
           ``force=lambda k, c: c``.
         * ``checkpoint`` (default): the backward pass keeps at most ``snapshots`` states
-          (or as many as ``memory_budget`` bytes hold) and recomputes the rest by the
-          binomial schedule; when the whole tape fits the budget nothing is recomputed.
+          (or as many as ``memory_budget`` bytes hold; by default
+          :func:`~fluidgrad.checkpointing.default_snapshots`, within 192 MiB) and recomputes
+          the rest by the binomial schedule; when the whole tape fits the budget nothing is
+          recomputed. Snapshots hold the velocity and density (not the pressure).
         * ``record_every``: return the list of states every that many steps (the initial
           state first) instead of the final state.
         * ``monitor(k, state)`` is called after each step of the forward pass
@@ -323,19 +325,32 @@ class Simulation:
 
         params = (self.physics if physics is None else physics, controls)
         if checkpoint and snapshots is None:
-            snapshots = snapshots_for_budget(memory_budget, self.state_bytes(), steps)
+            snapshots = snapshots_for_budget(memory_budget, self.state_bytes(), steps, self.snapshot_bytes())
         if not checkpoint or snapshots is None:
             for k in range(start, start + steps):
                 state = step_fn(k, state, params)
             return state
         store = DiskStore(None if snapshot_dir is True else snapshot_dir) if snapshot_dir else None
-        return binomial_rollout(step_fn, state, steps, snapshots, params, start, store)
+        return binomial_rollout(step_fn, state, steps, snapshots, params, start, store, snapshot=_without_pressure)
 
     def state_bytes(self) -> int:
         """Bytes of one state (velocity + density + pressure)."""
         cells = self.domain.grid.num_cells
         faces = sum(int(onp.prod(s)) for s in self.domain.velocity_shapes)
         return (faces + 2 * cells) * self.dtype.itemsize
+
+    def snapshot_bytes(self) -> int:
+        """Bytes of one checkpoint snapshot: velocity + density (a step never reads the
+        pressure, so snapshots leave it out)."""
+        cells = self.domain.grid.num_cells
+        faces = sum(int(onp.prod(s)) for s in self.domain.velocity_shapes)
+        return (faces + cells) * self.dtype.itemsize
+
+
+def _without_pressure(state):
+    """What a checkpoint snapshot keeps of ``state``: all a step reads (it recomputes the
+    pressure from the velocity)."""
+    return state.replace(pressure=None) if isinstance(state, State) else state
 
 
 def _nonzero(value) -> bool:
