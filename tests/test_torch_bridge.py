@@ -240,3 +240,17 @@ def test_a_network_with_a_fluidgrad_layer_trains_on_the_gpu():
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.2 * losses[0]
+
+
+def test_fluidgrad_threads_leave_torchs_thread_count_alone():
+    """numba's OpenMP layer resets the OpenMP thread count when it starts; torch shares it."""
+    import subprocess
+    import sys
+    code = ("import torch; torch.set_num_threads(1); assert torch.get_num_threads() == 1\n"
+            "import fluidgrad\n"
+            "from fluidgrad.ops import compiled\n"
+            "compiled.set_threads(2)\n"
+            "s = fluidgrad.load_scenario('taylor_green'); sim = s.simulation(); sim.step(s.initial_state(sim))\n"
+            "print(torch.get_num_threads())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1"

@@ -231,12 +231,34 @@ def _use(n, force=False):
     if n == _threads.get("n") and not force:
         return n
     if numba is not None:
-        numba.set_num_threads(n)
+        if "launched" in _threads:
+            numba.set_num_threads(n)
+        else:
+            with _openmp_count_kept():
+                numba.set_num_threads(n)  # the first call starts numba's thread pool
+            _threads["launched"] = True
     _threads["n"], _threads["ident"] = n, threading.get_ident()
     _blocks.clear()
     if n > 1 and "blas" not in _threads:
         _single_threaded_blas()
     return n
+
+
+@contextlib.contextmanager
+def _openmp_count_kept():
+    """Keep every loaded OpenMP runtime's thread count across the block: numba's OpenMP
+    layer sets it to its pool size when it starts, which would undo, e.g., a
+    ``torch.set_num_threads`` (torch shares the runtime)."""
+    try:
+        import threadpoolctl
+        before = [(lib, lib.get_num_threads()) for lib in threadpoolctl.ThreadpoolController().lib_controllers
+                  if lib.user_api == "openmp"]
+    except Exception:  # noqa: BLE001 - threadpoolctl absent or unable to read a library
+        before = []
+    yield
+    for lib, count in before:
+        if count is not None and lib.get_num_threads() != count:
+            lib.set_num_threads(count)
 
 
 def _single_threaded_blas():
