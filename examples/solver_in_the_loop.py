@@ -168,10 +168,11 @@ def make_corrector(cfg, scale):
             self.scale = scale
 
         def forward(self, x):  # x: (B, 2, n, n) — u and v face arrays as channels
-            h = x / self.scale
+            dtype = x.dtype  # the solver's float64; the CNN computes in float32
+            h = x.float() / self.scale
             for conv in self.convs[:-1]:
                 h = torch.relu(conv(h))
-            h = self.convs[-1](h) * self.scale
+            h = self.convs[-1](h).to(dtype) * self.scale
             if cfg.output != "stream":
                 return h
             psi = h[:, 0]  # u = ∂ψ/∂y, v = -∂ψ/∂x (node differences, as fluidgrad.potential)
@@ -184,7 +185,7 @@ def learning_rate(cfg, k, total):
     return cfg.lr_final + 0.5 * (cfg.lr - cfg.lr_final) * (1 + math.cos(math.pi * k / max(total - 1, 1)))
 
 
-def coarse_stepper(cfg, dtype=np.float32):
+def coarse_stepper(cfg, dtype=np.float64):
     """``(sim, step)``: the coarse simulation and ``step(velocity) -> velocity`` (a
     fluidgrad-differentiable function of the tuple of face arrays)."""
     sim = simulation(cfg.coarse, cfg.dt, cfg, cfg.coarse_advection, dtype=dtype)
@@ -295,7 +296,6 @@ def run(cfg: Config, out: Path | None = None, threads: int = 2, log=print) -> di
     train, div_train = reference(train_seeds, cfg.train_steps, cfg)
     held, div_eval = reference(eval_seeds, cfg.eval_steps, cfg)
     ref_seconds = time.perf_counter() - t0
-    train, held = train.astype(np.float32), held.astype(np.float32)  # the coarse solver and the CNN run in float32
     log(f"reference: {cfg.n_train} + {cfg.n_eval} initial conditions at {cfg.fine}² → {cfg.coarse}², "
         f"{ref_seconds:.1f} s; max |div| of the downsampled velocity {max(div_train, div_eval):.2e}")
     scale = float(np.sqrt((train[:, 0] ** 2).mean()))
