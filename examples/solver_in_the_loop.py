@@ -26,8 +26,9 @@ the error against the step and the JSON (``--out``).
     python examples/solver_in_the_loop.py --quick         # the test-sized variant (< 1 min)
     python examples/solver_in_the_loop.py --seed 1 --out results/
 
-Needs torch (CPU is enough). Threads: ``--threads`` (default 2) for torch and for
-fluidgrad's kernels.
+Needs torch (CPU is enough). Threads: ``--threads`` (default 1) for torch and for
+fluidgrad's kernels: at 32² the convolutions and the solver's kernels are too small to
+gain from a second thread, and beside other busy processes two threads ran 3-10× slower.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class Config:
     n_eval: int = 8            # held-out initial conditions
     train_steps: int = 48      # coarse steps of each training trajectory
     eval_steps: int = 32       # coarse steps evaluated
-    width: int = 24            # CNN channels
+    width: int = 16            # CNN channels
     layers: int = 4            # CNN conv layers (5×5, circular padding)
     output: str = "stream"     # the CNN predicts a stream function (divergence-free correction)
     curriculum: tuple = (1, 2, 4, 8, 16)   # unrolled steps of each stage
@@ -76,8 +77,10 @@ class Config:
     seed: int = 0
 
 
+#: the test-sized variant: fewer and shorter trajectories, a smaller CNN, a shorter curriculum;
+#: the reference by the coarse solver's scheme too (one scheme's kernels to compile, not two)
 QUICK = dict(n_train=4, n_eval=2, train_steps=10, eval_steps=8, spinup=10, width=16, layers=3,
-             curriculum=(1, 2, 4), updates=(40, 40, 40), batch=4)
+             curriculum=(1, 2, 4), updates=(40, 40, 40), batch=4, fine_advection="semi_lagrangian")
 
 
 # -- the physics ----------------------------------------------------------------------------
@@ -247,6 +250,12 @@ def train_unrolled(model, data, cfg, rng, step, record=None):
     n_ic, T = data.shape[:2]
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     total, k, losses = sum(cfg.updates), 0, []
+    probe_n = cfg.curriculum[-1]  # a fixed batch at the longest rollout, before and after training
+    probe_rng = np.random.default_rng([cfg.seed, 1])  # its own stream: the training batches stay as they are
+    probe = (probe_rng.integers(0, n_ic, cfg.batch), probe_rng.integers(0, T - probe_n, cfg.batch))
+    if record is not None:
+        with torch.no_grad():
+            record["probe_loss_before"] = float(unrolled_loss(model, wrapped, data, *probe, probe_n))
     for n, updates in zip(cfg.curriculum, cfg.updates):
         for _ in range(updates):
             for g in opt.param_groups:
@@ -262,6 +271,9 @@ def train_unrolled(model, data, cfg, rng, step, record=None):
             opt.step()
             losses.append((n, float(loss.detach())))
             k += 1
+    if record is not None:
+        with torch.no_grad():
+            record["probe_loss_after"] = float(unrolled_loss(model, wrapped, data, *probe, probe_n))
     return losses
 
 
@@ -285,11 +297,26 @@ def evaluate(model, data, steps, step):
 
 # -- the run ----------------------------------------------------------------------------------
 
-def run(cfg: Config, out: Path | None = None, threads: int = 2, log=print) -> dict:
+def run(cfg: Config, out: Path | None = None, threads: int = 1, log=print) -> dict:
+    """Generate the reference, train both correctors, evaluate the three models on the
+    held-out initial conditions; write the plot and the JSON to ``out`` (if given) and
+    return the summary. ``threads``: torch's and fluidgrad's kernels' (restored after)."""
     import torch
+    from fluidgrad.ops import compiled
+    torch_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
+    compiled.set_threads(threads)
+    try:
+        return _run(cfg, out, threads, log)
+    finally:
+        torch.set_num_threads(torch_threads)
+        compiled.set_threads(os.environ.get("FLUIDGRAD_THREADS") or "auto")
+
+
+def _run(cfg, out, threads, log):
+    import torch
     torch.manual_seed(cfg.seed)
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
     train_seeds = [1000 * cfg.seed + i for i in range(cfg.n_train)]
     eval_seeds = [1000 * cfg.seed + 500 + i for i in range(cfg.n_eval)]
     t0 = time.perf_counter()
@@ -309,7 +336,7 @@ def run(cfg: Config, out: Path | None = None, threads: int = 2, log=print) -> di
         model = make_corrector(cfg, scale)
         rng = np.random.default_rng(rng_data.integers(2 ** 32))
         record = {}
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         if name == "one-step":
             losses = train_one_step(model, train, cfg, rng, step)
             first, last = np.mean(losses[:10]), np.mean(losses[-10:])
@@ -318,18 +345,18 @@ def run(cfg: Config, out: Path | None = None, threads: int = 2, log=print) -> di
             last_n = cfg.curriculum[-1]
             at_n = [l for n, l in losses if n == last_n]
             first, last = np.mean(at_n[:10]), np.mean(at_n[-10:])
-        seconds = time.perf_counter() - t0
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         models[name] = model
-        results[name] = dict(train_seconds=round(seconds, 1), loss_first=float(first), loss_last=float(last),
+        results[name] = dict(train_seconds=round(seconds, 1), train_cpu_seconds=round(cpu, 1), loss_first=float(first), loss_last=float(last),
                              **{k: v for k, v in record.items()})
-        log(f"trained {name}: {sum(cfg.updates)} updates in {seconds:.1f} s, loss {first:.3g} → {last:.3g}")
+        log(f"trained {name}: {sum(cfg.updates)} updates in {seconds:.1f} s ({cpu:.1f} s CPU), loss {first:.3g} → {last:.3g}")
     params = sum(p.numel() for p in models["unrolled"].parameters())
 
     curves = {"none": evaluate(None, held, cfg.eval_steps, step)}
     for name, model in models.items():
         curves[name] = evaluate(model, held, cfg.eval_steps, step)
     final = {name: float(c[-1]) for name, c in curves.items()}
-    total = time.perf_counter() - t_start
+    total, total_cpu = time.perf_counter() - t_start, time.process_time() - cpu_start
 
     log(f"\nheld-out relative L2 velocity error ({cfg.n_eval} initial conditions, mean)")
     marks = sorted({1, cfg.eval_steps // 4, cfg.eval_steps // 2, cfg.eval_steps})
@@ -338,13 +365,16 @@ def run(cfg: Config, out: Path | None = None, threads: int = 2, log=print) -> di
         log(f"  {name:<9}" + "".join(f"{c[m]:9.4f}" for m in marks))
     ratio_none = final["unrolled"] / final["none"]
     ratio_one = final["unrolled"] / final["one-step"]
-    log(f"  unrolled / none {ratio_none:.3f}, unrolled / one-step {ratio_one:.3f}; total {total:.0f} s")
+    log(f"  unrolled / none {ratio_none:.3f}, unrolled / one-step {ratio_one:.3f}; "
+        f"total {total:.0f} s ({total_cpu:.0f} s CPU)")
 
     summary = {
         "error_at_end": final, "eval_steps": cfg.eval_steps,
         "ratio_unrolled_none": ratio_none, "ratio_unrolled_one_step": ratio_one,
         "train_seconds": {k: v["train_seconds"] for k, v in results.items()},
+        "train_cpu_seconds": {k: v["train_cpu_seconds"] for k, v in results.items()},
         "reference_seconds": round(ref_seconds, 1), "total_seconds": round(total, 1),
+        "total_cpu_seconds": round(total_cpu, 1),
         "training": results, "max_divergence_downsampled": max(div_train, div_eval),
         "seeds": {"run": cfg.seed, "train_ic": train_seeds, "eval_ic": eval_seeds},
         "params": params, "threads": threads, "machine": _machine(),
@@ -352,7 +382,8 @@ def run(cfg: Config, out: Path | None = None, threads: int = 2, log=print) -> di
         "config": dataclasses.asdict(cfg),
     }
     log(json.dumps({k: summary[k] for k in ("error_at_end", "ratio_unrolled_none", "ratio_unrolled_one_step",
-                                             "train_seconds", "total_seconds", "seeds", "params")}))
+                                             "train_seconds", "train_cpu_seconds", "total_seconds",
+                                             "total_cpu_seconds", "seeds", "params")}))
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "solver_in_the_loop.json").write_text(json.dumps(summary, indent=1) + "\n")
@@ -406,9 +437,9 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="the test-sized variant (< 1 min)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial conditions, weights and batches")
     p.add_argument("--out", type=Path, default=None, help="folder for solver_in_the_loop.{png,json}")
-    p.add_argument("--threads", type=int, default=2, help="torch and fluidgrad threads (default 2)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch's and fluidgrad's threads (default 1: a 32² problem gains nothing from more)")
     args = p.parse_args(argv)
-    os.environ.setdefault("FLUIDGRAD_THREADS", str(args.threads))  # read when the kernels load
     cfg = Config(seed=args.seed, **(QUICK if args.quick else {}))
     run(cfg, args.out, args.threads)
 
