@@ -22,7 +22,7 @@ against the downsampled reference after each of 32 coarse steps (mean over the h
 initial conditions). The script prints a table and one JSON line, and writes a plot of
 the error against the step and the JSON (``--out``).
 
-    python examples/solver_in_the_loop.py                 # the full run (~10 min on 2 cores)
+    python examples/solver_in_the_loop.py                 # the full run (~2.5 min, one core)
     python examples/solver_in_the_loop.py --quick         # the test-sized variant (< 1 min)
     python examples/solver_in_the_loop.py --seed 1 --out results/
 
@@ -154,7 +154,7 @@ def reference(seeds, steps, cfg):
 
 def make_corrector(cfg, scale):
     """A small CNN (5×5 convolutions with circular padding) from the velocity (2 channels)
-    to a velocity correction: with ``output='stream'`` it predicts a stream function on the
+    to a velocity correction (float64 in and out, float32 inside): with ``output='stream'`` it predicts a stream function on the
     grid nodes whose discrete curl is the correction (divergence-free on the MAC grid)."""
     import torch
     from torch import nn
@@ -304,13 +304,15 @@ def run(cfg: Config, out: Path | None = None, threads: int = 1, log=print) -> di
     import torch
     from fluidgrad.ops import compiled
     torch_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    # fluidgrad first: numba's OpenMP thread pool is torch's, and setting numba's count
+    # (as fluidgrad's first kernel call does) sets torch's too
     compiled.set_threads(threads)
+    torch.set_num_threads(threads)
     try:
         return _run(cfg, out, threads, log)
     finally:
-        torch.set_num_threads(torch_threads)
         compiled.set_threads(os.environ.get("FLUIDGRAD_THREADS") or "auto")
+        torch.set_num_threads(torch_threads)
 
 
 def _run(cfg, out, threads, log):
@@ -377,7 +379,7 @@ def _run(cfg, out, threads, log):
         "total_cpu_seconds": round(total_cpu, 1),
         "training": results, "max_divergence_downsampled": max(div_train, div_eval),
         "seeds": {"run": cfg.seed, "train_ic": train_seeds, "eval_ic": eval_seeds},
-        "params": params, "threads": threads, "machine": _machine(),
+        "params": params, "threads": threads, "torch_threads": torch.get_num_threads(), "machine": _machine(),
         "curves": {k: [round(float(x), 6) for x in c] for k, c in curves.items()},
         "config": dataclasses.asdict(cfg),
     }
