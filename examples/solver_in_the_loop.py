@@ -154,8 +154,9 @@ def reference(seeds, steps, cfg):
 
 def make_corrector(cfg, scale):
     """A small CNN (5×5 convolutions with circular padding) from the velocity (2 channels)
-    to a velocity correction (float64 in and out, float32 inside): with ``output='stream'`` it predicts a stream function on the
-    grid nodes whose discrete curl is the correction (divergence-free on the MAC grid)."""
+    to a velocity correction (float64 in and out, float32 inside): with
+    ``output='stream'`` it predicts a stream function on the grid nodes whose discrete
+    curl is the correction (divergence-free on the MAC grid)."""
     import torch
     from torch import nn
 
@@ -349,9 +350,10 @@ def _run(cfg, out, threads, log):
             first, last = np.mean(at_n[:10]), np.mean(at_n[-10:])
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         models[name] = model
-        results[name] = dict(train_seconds=round(seconds, 1), train_cpu_seconds=round(cpu, 1), loss_first=float(first), loss_last=float(last),
-                             **{k: v for k, v in record.items()})
-        log(f"trained {name}: {sum(cfg.updates)} updates in {seconds:.1f} s ({cpu:.1f} s CPU), loss {first:.3g} → {last:.3g}")
+        results[name] = dict(train_seconds=round(seconds, 1), train_cpu_seconds=round(cpu, 1),
+                             loss_first=float(first), loss_last=float(last), **record)
+        log(f"trained {name}: {sum(cfg.updates)} updates in {seconds:.1f} s ({cpu:.1f} s CPU), "
+            f"loss {first:.3g} → {last:.3g}")
     params = sum(p.numel() for p in models["unrolled"].parameters())
 
     curves = {"none": evaluate(None, held, cfg.eval_steps, step)}
