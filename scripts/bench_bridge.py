@@ -11,9 +11,10 @@ of the initial velocity. Each variant gives value and gradient:
 * ``torch``: ``wrap(loss)(tensors)`` then ``.backward()``;
 * ``jax``, ``jax jit``: ``jax.value_and_grad(wrap(loss))``, eagerly and under ``jax.jit``.
 
-Rounds interleave the variants (so a slower phase of a shared machine hits all alike);
-the table gives each variant's median wall and CPU seconds (this process's, all threads)
-and their ratios to ``direct``; one JSON line follows. A framework that is not installed
+Each round runs every variant once, in a shuffled order (so a slower phase of a shared
+machine, or the clean-up after the previous variant, hits all alike); the table gives
+each variant's median wall and CPU seconds (this process's, all threads) and the median
+over rounds of its ratio to ``direct`` in the same round; one JSON line follows. A framework that is not installed
 is skipped. ``--threads`` fixes the kernels' threads (default: as fluidgrad decides).
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
 import sys
 import time
@@ -121,8 +123,12 @@ def main(argv=None):
                 raise SystemExit(f"{name}: gradient differs from direct by {err:.2e} (relative)")
     seconds = {name: [] for name in runs}
     cpu = {name: [] for name in runs}
+    order = list(runs)
+    rng = random.Random(0)
     for _ in range(args.repeat):
-        for name, run in runs.items():
+        rng.shuffle(order)
+        for name in order:
+            run = runs[name]
             start, start_cpu = time.perf_counter(), time.process_time()
             run()
             seconds[name].append(time.perf_counter() - start)
@@ -131,14 +137,16 @@ def main(argv=None):
     info = machine.describe()
     print(f"# {machine.headline(info)}")
     print(f"# gradient of a {args.n}² {args.steps}-step rollout's loss, {args.dtype}, medians of {args.repeat}")
-    base, base_cpu = statistics.median(seconds["direct"]), statistics.median(cpu["direct"])
+    def ratio(times, name):  # the median over rounds of this round's time / direct's
+        return statistics.median(t / d for t, d in zip(times[name], times["direct"]))
+
     rows = []
     print(f"{'variant':<10} {'wall s':>9} {'vs direct':>10} {'CPU s':>9} {'vs direct':>10}")
     for name in runs:
         wall, used = statistics.median(seconds[name]), statistics.median(cpu[name])
-        rows.append({"variant": name, "seconds": wall, "ratio": wall / base,
-                     "cpu_seconds": used, "cpu_ratio": used / base_cpu})
-        print(f"{name:<10} {wall:9.4f} {wall / base:9.3f}× {used:9.4f} {used / base_cpu:9.3f}×")
+        rows.append({"variant": name, "seconds": wall, "ratio": ratio(seconds, name),
+                     "cpu_seconds": used, "cpu_ratio": ratio(cpu, name)})
+        print(f"{name:<10} {wall:9.4f} {rows[-1]['ratio']:9.3f}× {used:9.4f} {rows[-1]['cpu_ratio']:9.3f}×")
     print(json.dumps({"benchmark": "bridge", "machine": info, "n": args.n, "steps": args.steps,
                       "dtype": args.dtype, "repeat": args.repeat, "rows": rows}))
 

@@ -69,7 +69,7 @@ def test_a_second_backward_needs_retain_graph_as_in_torch():
     x = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)
     y = wrapped(x)
     y.backward(retain_graph=True)
-    y.backward()
+    y.backward()  # the tape was used up: recomputed
     assert torch.equal(x.grad, torch.tensor([6.0, 24.0], dtype=torch.float64))  # accumulated twice
     y = wrapped(x)
     y.backward()
@@ -83,7 +83,10 @@ def test_the_tape_is_freed_with_the_autograd_graph_and_not_kept_without_grad():
     y = wrapped(x)
     assert wrapped.bridge.live_tapes() == 1
     y.sum().backward()
-    del y
+    assert wrapped.bridge.live_tapes() == 0  # used up by the backward pass
+    unused = wrapped(x)
+    assert wrapped.bridge.live_tapes() == 1
+    del unused  # never backwarded: freed with its graph
     assert wrapped.bridge.live_tapes() == 0
     with torch.no_grad():
         wrapped(x)

@@ -6,7 +6,10 @@ numpy (or cupy) arrays that share the framework's memory; the trees' structure a
 other leaves (Python numbers, strings, None) are a *spec*, interned to an int so that it
 can cross the framework's operator boundary. :meth:`Bridge.forward` runs ``fn`` on
 fluidgrad's tape and keeps the VJP closure under an int *handle*; :meth:`Bridge.vjp`
-replays it, ``(∂fn/∂x)ᵀ ḡ``: one backward pass over the tape, no forward recomputed.
+replays it, ``(∂fn/∂x)ᵀ ḡ``: one backward pass over the tape, no forward recomputed, each
+node's residuals freed as soon as they are used (as ``value_and_grad`` does). A second
+backward pass through the same handle (torch's ``retain_graph=True``, a JAX VJP called
+twice) recomputes the forward pass first.
 
 With ``batched=True`` every array leaf carries a leading batch axis and ``fn`` runs once
 per member (one tape each); the outputs are stacked along a new leading axis.
@@ -19,14 +22,14 @@ import threading
 from collections import OrderedDict
 
 from .ad.core import is_differentiable
-from .ad.transforms import vjp as fg_vjp
+from .ad.transforms import _vjp  # the VJP whose backward pass frees residuals as it goes
 from .ad.tree import flatten, unflatten
 from .backend import xp_of
 from .errors import InputError
 
-#: tapes no framework object owns (JAX residuals, torch.compile graphs) are used once;
-#: at most this many wait for their backward pass before the oldest is dropped (a later
-#: backward through a dropped tape recomputes its forward pass).
+#: tapes no framework object owns (JAX residuals, torch.compile graphs): at most this
+#: many wait for their backward pass before the oldest is dropped (a later backward
+#: through a dropped tape recomputes its forward pass).
 MAX_UNOWNED_TAPES = 64
 
 
@@ -92,14 +95,14 @@ class Bridge:
 
     # -- forward and backward ----------------------------------------------------------
 
-    def forward(self, spec, arrays, needs, record, retain=True):
+    def forward(self, spec, arrays, needs, record):
         """``(output arrays, handle)``; with ``record`` the tape of the inputs flagged in
         ``needs`` is kept under ``handle`` (else the handle is -1)."""
         members = _members(arrays, self.batched)
         outs, vjps, treedef = [], [], None
         for member in members:
             if record and any(needs):
-                out, vjp_fn = self._record(spec, member, needs, retain)
+                out, vjp_fn = self._record(spec, member, needs)
                 vjps.append(vjp_fn)
             else:
                 out = self._call(spec, member)
@@ -118,27 +121,24 @@ class Bridge:
                 self._tapes.pop(self._unowned.popitem(last=False)[0], None)
         return flat, handle
 
-    def _record(self, spec, arrays, needs, retain):
+    def _record(self, spec, arrays, needs):
         def of_differentiated(diff):
             it = iter(diff)
             full = [next(it) if n else a for a, n in zip(arrays, needs)]
             return self._call(spec, full)
 
         diff = [a for a, n in zip(arrays, needs) if n]
-        out, vjp_fn = fg_vjp(of_differentiated, diff) if retain else _single_use_vjp(of_differentiated, diff)
-        return out, vjp_fn
+        return _vjp(of_differentiated, (diff,), retain_graph=False)
 
     def vjp(self, handle, cotangents, spec, arrays, needs):
         """Gradients of the inputs flagged in ``needs`` (None for the others), in their
-        dtypes, for the output cotangents (None: zero). A handle whose tape is gone
-        (dropped, or used once already when unowned) recomputes its forward pass."""
+        dtypes, for the output cotangents (None: zero). The tape is used up; a handle
+        whose tape is gone (used, or dropped) recomputes its forward pass."""
         with self._lock:
-            entry = self._tapes.get(handle)
-            if entry is not None and handle in self._unowned:
-                self._unowned.pop(handle)
-                self._tapes.pop(handle)
+            entry = self._tapes.pop(handle, None)
+            self._unowned.pop(handle, None)
         if entry is None:
-            _, fresh = self.forward(spec, arrays, needs, record=True, retain=False)
+            _, fresh = self.forward(spec, arrays, needs, record=True)
             with self._lock:
                 self._unowned.pop(fresh, None)
                 entry = self._tapes.pop(fresh)
@@ -158,8 +158,8 @@ class Bridge:
     # -- handles -----------------------------------------------------------------------
 
     def own(self, handle):
-        """A lease on ``handle``'s tape: it lives until the lease is garbage-collected
-        (torch: with the autograd graph), and may be replayed any number of times."""
+        """A lease on ``handle``'s tape: unused, it lives until the lease is
+        garbage-collected (torch: with the autograd graph)."""
         with self._lock:
             self._unowned.pop(handle, None)
         return _Lease(self, handle)
@@ -197,12 +197,6 @@ class _Lease:
             self.bridge.release(self.handle)
         except Exception:  # noqa: BLE001 - at interpreter exit the bridge may be half torn down
             pass
-
-
-def _single_use_vjp(fun, primal):
-    """``vjp`` whose backward pass frees each node's residuals as it goes."""
-    from .ad.transforms import _vjp
-    return _vjp(fun, (primal,), retain_graph=False)
 
 
 def _hashable(x) -> bool:

@@ -66,7 +66,7 @@ def _custom_vjp(bridge, spec):
         return bridge.forward(spec, xs, [False] * len(xs), record=False)[0]
 
     def run_recorded(*xs):
-        flat, handle = bridge.forward(spec, xs, [differentiable(x) for x in xs], record=True, retain=False)
+        flat, handle = bridge.forward(spec, xs, [differentiable(x) for x in xs], record=True)
         return (*flat, np.asarray(handle, dtype=np.int32))
 
     @jax.custom_vjp

@@ -33,9 +33,10 @@ _op_numbers = itertools.count()
 
 def wrap(fn, *, batched=False, name=None):
     """``fn`` (pytrees of arrays in and out) as a function of torch tensors that torch
-    autograd differentiates (reverse mode, any number of backward calls with
-    ``retain_graph=True``). Wrap once and call many times: each ``wrap`` registers an
-    operator ``fluidgrad::<name>_<n>``.
+    autograd differentiates (reverse mode). A backward pass uses fluidgrad's tape up, freeing
+    it as it goes; a second one (``retain_graph=True``) recomputes the forward pass first.
+    Wrap once and call many times: each ``wrap`` registers an operator
+    ``fluidgrad::<name>_<n>``.
 
     * Tensor leaves (and numpy arrays, made tensors) are ``fn``'s array inputs; other
       leaves (numbers, strings, None) are passed through as constants.
@@ -76,7 +77,7 @@ def wrap(fn, *, batched=False, name=None):
         xs, spec, needs, _ = inputs
         handle = output[-1]
         ctx.spec, ctx.needs = spec, needs
-        # eager: the tape lives as long as the autograd graph; compiled: used once
+        # eager: an unused tape is freed with the autograd graph; compiled: by the bound
         ctx.lease = None if is_fake(handle) else bridge.own(int(handle))
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(handle, *xs)  # torch then refuses a backward after in-place edits
