@@ -5,7 +5,7 @@ import numpy as onp
 import pytest
 
 from fluidgrad.errors import ScenarioError, UsageError
-from fluidgrad.sweep import Member, expand, load_members, parse_values, parse_vary
+from fluidgrad.sweeps.members import Member, expand, load_members, parse_values, parse_vary
 
 
 @pytest.mark.parametrize("text, values", [

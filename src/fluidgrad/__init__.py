@@ -17,3 +17,11 @@ __all__ = ["BackendError", "DifferentiationError", "FluidgradError", "GradientCh
            "elementwise_grad", "get_backend", "grad", "jvp", "numpy", "primitive",
            "register_tree", "stop_gradient", "tensor", "testing", "to_numpy", "value_and_grad",
            "vjp", "xp_of", "load_scenario", "Physics", "Simulation", "State"]
+
+
+def __getattr__(name):
+    """``fluidgrad.sweep``, imported on first use (its Dask and xarray stay optional)."""
+    if name == "sweep":
+        from .sweeps import sweep
+        return sweep
+    raise AttributeError(f"module 'fluidgrad' has no attribute {name!r}")

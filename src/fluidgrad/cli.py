@@ -269,6 +269,52 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    """Every member of the sweep on Dask; ``DIR/sweep.zarr`` written as members finish."""
+    from .sweeps import parse_vary, sweep
+    vary = {}
+    for item in args.vary or []:
+        key, values = parse_vary(item)
+        if key in vary:
+            raise UsageError(f"--vary {key}: given twice")
+        vary[key] = values
+    if not vary:
+        raise UsageError("sweep needs at least one --vary KEY=VALUES (e.g. --vary physics.viscosity=0.01,0.02)")
+    scenario = _load(args)
+    out = _prepare_out(args, scenario, allow_existing=args.resume, default=Path("runs") / scenario.name / "sweep")
+    client = None
+    address = args.scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
+    if address:
+        from dask.distributed import Client
+        client = Client(address)
+    failed = []
+    bar = None
+
+    def on_member(index, result):
+        if result["status"] != "done":
+            failed.append(f"member {index}: {result['error']}")
+        bar.update(1)
+
+    from .sweeps.members import expand
+    total = len(expand(vary, args.zip))
+    bar = _progress(total, args, f"sweep {scenario.name}", unit="member")
+    t0 = time.perf_counter()
+    try:
+        sweep(args.scenario, vary, zipped=args.zip, what=args.what, client=client, out=out,
+              overrides=_overrides(args), resume=args.resume, workers=args.workers,
+              threads_per_worker=args.threads_per_worker, on_member=on_member)
+    finally:
+        bar.close()
+        if client is not None:
+            client.close()
+    if not args.quiet:
+        print(f"Swept {scenario.name}: {total} members in {time.perf_counter() - t0:.1f} s; "
+              f"{len(failed)} failed. Wrote {out / 'sweep.zarr'}.")
+    for line in failed:
+        _err(line)
+    return 1 if failed else 0
+
+
 def build_problem(scenario, sim):
     """``(problem, loss target, fluidgrad.numpy)``: kept for old callers; the problem is
     assembled by the scenario layer (:meth:`Scenario.problem`)."""
@@ -585,6 +631,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, metavar="N", help="override optimize.optimizer.iterations")
     p.add_argument("--resume", action="store_true", help="continue from the resume state in the output folder")
     p.set_defaults(handler=cmd_optimize)
+    p = sub.add_parser("sweep", help="run many members (varied keys) on Dask into one Zarr store",
+                       description="Run every member of a parameter sweep (the product of the --vary values, "
+                                   "or with --zip their pairs) on Dask; writes DIR/sweep.zarr as members finish.")
+    common(p)
+    p.add_argument("--vary", action="append", metavar="KEY=VALUES",
+                   help="a varied key: a,b,c | A..B (integers) | linspace(a,b,n) | logspace(a,b,n) (repeatable)")
+    p.add_argument("--zip", action="store_true", help="pair the varied keys' values instead of their product")
+    p.add_argument("--what", default="run", choices=["run"], help="what each member does (default run)")
+    p.add_argument("--workers", type=int, metavar="N", help="local Dask workers (default: cores // threads per worker)")
+    p.add_argument("--threads-per-worker", type=int, default=1, metavar="K",
+                   help="kernel threads of each local worker (default 1)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="an existing Dask scheduler (default: DASK_SCHEDULER_ADDRESS, else a LocalCluster)")
+    p.add_argument("--resume", action="store_true", help="run only the members not yet done in DIR/sweep.zarr")
+    p.set_defaults(handler=cmd_sweep)
     p = sub.add_parser("gradcheck", help="check the scenario's gradient (U-curves of finite differences, "
                                          "subspace cosine, JVP vs VJP, Taylor rate)",
                        formatter_class=argparse.RawDescriptionHelpFormatter,

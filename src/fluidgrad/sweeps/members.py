@@ -22,7 +22,7 @@ import re
 
 import numpy as onp
 
-from .errors import ScenarioError, UsageError
+from ..errors import ScenarioError, UsageError
 
 _RANGE = re.compile(r"\s*(-?\d+)\s*\.\.\s*(-?\d+)\s*")
 _SPACE = re.compile(r"\s*(linspace|logspace)\s*\((.*)\)\s*")
@@ -42,7 +42,7 @@ class Member:
 
 def parse_vary(item: str) -> tuple[str, list]:
     """``'KEY=VALUES'`` -> ``(KEY, [values])``; a one-line :class:`UsageError` if malformed."""
-    from .scenario import key_parts
+    from ..scenario import key_parts
     key, sep, text = item.partition("=")
     key = key.strip()
     if not sep or not key:
@@ -99,7 +99,7 @@ def _split_top_level(text: str) -> list:
 
 def _yaml_value(text, key):
     import yaml
-    from .scenario import load_yaml
+    from ..scenario import load_yaml
     try:
         return load_yaml(text) if text else None
     except yaml.YAMLError:
@@ -127,7 +127,7 @@ def load_members(scenario, members, overrides: dict | None = None) -> list:
     """Every member's validated :class:`~fluidgrad.scenario.Scenario` (the common
     ``overrides`` first, the member's values on top); a :class:`ScenarioError` listing
     each problem as ``member i (key=value, ...): key.path: message`` if any fails."""
-    from .scenario import load_scenario
+    from ..scenario import load_scenario
     loaded, problems, keys = [], [], []
     for member in members:
         try:

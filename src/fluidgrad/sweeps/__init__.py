@@ -1,0 +1,82 @@
+"""Parameter sweeps and ensembles on Dask, results in one Zarr store (extra
+``fluidgrad[dask]``): :func:`sweep`, and ``fluidgrad sweep`` on the command line.
+
+The members (:mod:`.members`) are validated in this process before anything runs; each
+runs on a Dask worker (:mod:`.run`); this process writes each result into
+``DIR/sweep.zarr`` as it arrives (:mod:`.store`), so it never holds more than one.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from ..errors import UsageError
+from .members import Member, expand, load_members, parse_values, parse_vary  # noqa: F401
+
+__all__ = ["sweep", "Member", "expand", "load_members", "parse_values", "parse_vary"]
+
+
+def sweep(scenario, vary: dict, *, zipped=False, what="run", client=None, out=None, overrides=None,
+          resume=False, workers=None, threads_per_worker=1, on_member=None):
+    """Run every member of the sweep of ``scenario`` over ``vary`` (key -> values) and
+    return the store as an ``xarray.Dataset`` (``DIR/sweep.zarr``, DIR = ``out`` or a
+    temporary folder).
+
+    * ``client``: a ``dask.distributed.Client``; None starts a ``LocalCluster`` of
+      ``workers`` processes (default: the usable cores // ``threads_per_worker``), each
+      running the kernels on ``threads_per_worker`` threads.
+    * ``resume``: keep the members already ``done`` in the store and run the others.
+    * ``on_member(index, result)`` is called in this process as each member finishes.
+    """
+    import xarray as xr
+    from ..scenario import resolve
+    from . import store
+    from .run import run_member
+
+    overrides = dict(overrides or {})
+    members = expand({k: list(v) for k, v in vary.items()}, zipped)
+    loaded = load_members(scenario, members, overrides)
+    dims = {str(store.field_dims(s)) for s in loaded}
+    if len(dims) > 1:
+        raise UsageError("the members' fields differ in shape (a varied grid or boundary key); "
+                         "a sweep's store holds one shape")
+    source = resolve(scenario)
+    path = Path(out if out is not None else tempfile.mkdtemp(prefix="fluidgrad-sweep-")) / "sweep.zarr"
+    done = store.finished(path) if resume and path.exists() else set()
+    if not done:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        store.create(path, loaded[0], members, source.read_text(), overrides)
+    todo = [m for m in members if m.index not in done]
+    own = client is None and todo
+    cluster = None
+    if own:
+        client, cluster = _local_client(workers, threads_per_worker)
+    try:
+        from dask.distributed import as_completed
+        futures = {client.submit(run_member, str(source), {**overrides, **m.values}, what, pure=False,
+                                 key=f"fluidgrad-member-{m.index}-{os.getpid()}-{id(members)}"): m for m in todo}
+        for future in as_completed(futures):
+            member = futures.pop(future)
+            result = future.result()
+            store.write_member(path, member.index, result, loaded[0])
+            if on_member is not None:
+                on_member(member.index, result)
+            del future, result
+    finally:
+        if cluster is not None:
+            client.close()
+            cluster.close()
+    return xr.open_zarr(path)
+
+
+def _local_client(workers, threads_per_worker):
+    """A ``LocalCluster`` that does not oversubscribe the cores this process may use."""
+    from dask.distributed import Client, LocalCluster
+    from ..ops.cores import usable_cores
+    threads = max(1, int(threads_per_worker))
+    workers = workers or max(1, usable_cores() // threads)
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                           env={"FLUIDGRAD_THREADS": str(threads)})
+    return Client(cluster), cluster
