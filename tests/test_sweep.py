@@ -82,3 +82,58 @@ def test_resume_runs_only_the_members_not_done(tmp_path):
     assert ran == [1]
     assert list(again["status"].values) == ["done"] * 3
     assert onp.array_equal(again["density"].values, reference)
+
+
+def _wait_for(predicate, seconds, what):
+    import time
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.slow
+def test_a_killed_worker_loses_nothing(tmp_path):
+    """An external scheduler, two `dask worker` processes, `kill -9` of one mid-sweep: the
+    sweep completes and every member equals the undisturbed sweep."""
+    import os
+    import signal
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    env = {**os.environ, "FLUIDGRAD_THREADS": "1"}
+    dask = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
+    procs = [subprocess.Popen([*dask, "--host", "127.0.0.1", "--port", str(port), "--dashboard-address", ":0"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    worker = [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1", "--no-nanny",
+              "--dashboard-address", ":0"]
+    try:
+        procs += [subprocess.Popen(worker, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                  for _ in range(2)]
+        from dask.distributed import Client
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(2, timeout=120)
+        args = ["sweep", "taylor_green", "--vary", "initial.velocity.amplitude=linspace(0.5,1.5,8)",
+                "--set", "grid.resolution=[64,64]", "--steps", "150", "--scheduler", address, "--quiet"]
+        disturbed = subprocess.Popen([sys.executable, "-m", "fluidgrad", *args, "--out", str(tmp_path / "a")],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        store_path = tmp_path / "a" / "sweep.zarr"
+        _wait_for(lambda: store_path.exists() and len(store.finished(store_path)) >= 1, 180, "a first member")
+        os.kill(procs[1].pid, signal.SIGKILL)
+        assert len(store.finished(store_path)) < 8  # killed in the middle
+        out, err = disturbed.communicate(timeout=300)
+        assert disturbed.returncode == 0, err
+        quiet = _cli(*args, "--out", str(tmp_path / "b"))
+        assert quiet.returncode == 0, quiet.stderr
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    a, b = xr.open_zarr(tmp_path / "a" / "sweep.zarr"), xr.open_zarr(tmp_path / "b" / "sweep.zarr")
+    assert list(a["status"].values) == ["done"] * 8
+    for name in ("density", "pressure", "u", "v"):
+        assert onp.array_equal(a[name].values, b[name].values), name
