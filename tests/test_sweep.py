@@ -38,6 +38,16 @@ def test_a_cli_sweep_equals_single_runs_bit_for_bit(tmp_path):
         for name in ("density", "pressure", "u", "v"):
             assert onp.array_equal(ds[name].values[i], result[name]), (i, name)
     assert ds.attrs["fluidgrad_version"] and "Taylor-Green" in ds.attrs["scenario"]
+    import imageio.v3 as iio
+    for field in ("density", "speed"):  # `render --member` draws what rendering the single run draws
+        a, b = tmp_path / f"m3_{field}.png", tmp_path / f"r3_{field}.png"
+        assert _cli("render", str(tmp_path / "s" / "sweep.zarr"), "--member", "3", "--field", field,
+                    "--out", str(a), "--quiet").returncode == 0
+        assert _cli("render", str(tmp_path / "r3" / "result.npz"), "--field", field, "--out", str(b),
+                    "--quiet").returncode == 0
+        assert onp.array_equal(iio.imread(a), iio.imread(b)), field
+    bad = _cli("render", str(tmp_path / "s" / "sweep.zarr"), "--member", "4")
+    assert bad.returncode == 2 and "--member must be one of 0..3" in bad.stderr
     assert ds["u"].dims == ("member", "x_face", "y") and ds["u"].attrs["units"] == "m/s"
 
 

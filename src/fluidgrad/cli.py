@@ -543,6 +543,30 @@ def _print_gradcheck(scenario, checks, horizons, args, out, seconds, passed):
     print(f"{'PASSED' if passed else 'FAILED'} in {seconds:.1f} s; wrote gradcheck.json, gradcheck.png to {out}/")
 
 
+def _sweep_member(path, member):
+    """Member ``member``'s final fields from a ``sweep.zarr``, as a result file has them."""
+    try:
+        import xarray as xr
+        ds = xr.open_zarr(path)
+    except Exception as exc:  # noqa: BLE001 - xarray absent, or not a store
+        raise UsageError(f"{path}: not a sweep store ({exc})") from None
+    count = ds.sizes.get("member", 0)
+    if member is None or not 0 <= member < count:
+        raise UsageError(f"{path}: --member must be one of 0..{count - 1} (got {member})")
+    status = str(ds["status"].values[member])
+    if status != "done":
+        raise UsageError(f"{path}: member {member} is {status}, it has no fields")
+    arrays = {name: ds[name].values[member] for name in ("density", "pressure")}
+    centred = []
+    for d, name in enumerate("uvw"[: arrays["density"].ndim]):
+        faces = ds[name].values[member]
+        n = arrays["density"].shape[d]
+        upper = onp.take(faces, onp.arange(1, n + 1) % faces.shape[d], axis=d)  # periodic: wraps
+        centred.append(0.5 * (onp.take(faces, onp.arange(n), axis=d) + upper))
+    arrays["velocity"] = onp.stack(centred)
+    return arrays
+
+
 def cmd_render(args) -> int:
     from .errors import InputError
     from .render import _colormap, render_frames, to_image, field_limits, project_3d, write_png
@@ -552,13 +576,19 @@ def cmd_render(args) -> int:
         except InputError as exc:
             raise UsageError(f"--colormap {args.colormap}: {exc}") from None
     path = Path(args.result)
-    if not path.is_file():
+    if path.suffix == ".zarr" and path.is_dir():
+        arrays = _sweep_member(path, args.member)
+        path = path.with_name(f"{path.stem}_member{args.member}.zarr")  # names the default output
+    elif not path.is_file():
         raise UsageError(f"{path}: file not found")
-    try:
-        data = onp.load(path)
-        arrays = {k: data[k] for k in data.files}
-    except Exception as exc:
-        raise UsageError(f"{path}: not a result file ({exc})") from None
+    else:
+        if args.member is not None:
+            raise UsageError(f"--member: only for a sweep.zarr (got {path})")
+        try:
+            data = onp.load(path)
+            arrays = {k: data[k] for k in data.files}
+        except Exception as exc:
+            raise UsageError(f"{path}: not a result file ({exc})") from None
     field = args.field
     if field == "speed":
         values = onp.sqrt((arrays["velocity"] ** 2).sum(axis=0)) if "velocity" in arrays else None
@@ -681,7 +711,8 @@ gradcheck.png (default folder runs/<scenario>/gradcheck/); exit 1 if a check fai
     p.set_defaults(handler=cmd_gradcheck)
     p = sub.add_parser("render", help="render a saved result as PNG or video",
                        description="Render a field of a result.npz to a PNG (or a one-frame mp4/gif).")
-    p.add_argument("result", help="a result.npz written by 'fluidgrad run'")
+    p.add_argument("result", help="a result.npz written by 'fluidgrad run', or a sweep.zarr (with --member)")
+    p.add_argument("--member", type=int, metavar="I", help="the member of a sweep.zarr to render")
     p.add_argument("--out", metavar="FILE", help="output .png/.mp4/.gif (default: next to the result)")
     p.add_argument("--field", default="density", choices=["density", "pressure", "speed"])
     p.add_argument("--colormap")
