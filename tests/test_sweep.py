@@ -98,8 +98,11 @@ def _wait_for(predicate, seconds, what):
     import time
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        if predicate():
-            return
+        try:
+            if predicate():
+                return
+        except (OSError, KeyError, ValueError):  # a store still being created
+            pass
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
 
@@ -144,6 +147,35 @@ def test_a_killed_worker_loses_nothing(tmp_path):
             p.kill()
             p.wait()
     a, b = xr.open_zarr(tmp_path / "a" / "sweep.zarr"), xr.open_zarr(tmp_path / "b" / "sweep.zarr")
+    assert list(a["status"].values) == ["done"] * 8
+    for name in ("density", "pressure", "u", "v"):
+        assert onp.array_equal(a[name].values, b[name].values), name
+
+
+@pytest.mark.slow
+def test_resume_after_the_whole_command_is_killed(tmp_path):
+    import os
+    import signal
+    args = ["sweep", "taylor_green", "--vary", "initial.velocity.amplitude=linspace(0.5,1.5,8)",
+            "--set", "grid.resolution=[64,64]", "--steps", "150", "--workers", "1", "--quiet"]
+    out = tmp_path / "a"
+    proc = subprocess.Popen([sys.executable, "-m", "fluidgrad", *args, "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    path = out / "sweep.zarr"
+    try:
+        _wait_for(lambda: path.exists() and len(store.finished(path)) >= 2, 180, "two members")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver, its cluster and workers
+        proc.wait()
+    done = store.finished(path)  # the store opens cleanly
+    assert 2 <= len(done) < 8
+    other = _cli("sweep", "taylor_green", "--vary", "initial.velocity.amplitude=0.5,1", "--out", str(out), "--resume")
+    assert other.returncode == 2 and "not this one" in other.stderr
+    resumed = _cli(*args, "--out", str(out), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    fresh = _cli(*args, "--out", str(tmp_path / "b"))
+    assert fresh.returncode == 0, fresh.stderr
+    a, b = xr.open_zarr(path), xr.open_zarr(tmp_path / "b" / "sweep.zarr")
     assert list(a["status"].values) == ["done"] * 8
     for name in ("density", "pressure", "u", "v"):
         assert onp.array_equal(a[name].values, b[name].values), name

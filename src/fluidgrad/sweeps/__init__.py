@@ -44,7 +44,7 @@ def sweep(scenario, vary: dict, *, zipped=False, what="run", client=None, out=No
                          "a sweep's store holds one shape")
     source = resolve(scenario)
     path = Path(out if out is not None else tempfile.mkdtemp(prefix="fluidgrad-sweep-")) / "sweep.zarr"
-    done = store.finished(path) if resume and path.exists() else set()
+    done = store.resumable(path, members, overrides) if resume and path.exists() else set()
     if not done:
         path.parent.mkdir(parents=True, exist_ok=True)
         store.create(path, loaded[0], members, source.read_text(), overrides)

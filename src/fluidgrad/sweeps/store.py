@@ -93,6 +93,30 @@ def finished(path) -> set:
         return {int(i) for i in onp.flatnonzero(ds["status"].values == "done")}
 
 
+def resumable(path, members, overrides: dict) -> set:
+    """The members already ``done`` in the store at ``path`` if it holds this sweep (the
+    same varied keys and values, the same overrides); an empty set if it cannot be read
+    (killed while it was being created); a ``UsageError`` naming what differs if it
+    holds another sweep."""
+    import xarray as xr
+    from ..errors import UsageError
+    try:
+        ds = xr.open_zarr(path)
+    except Exception:  # noqa: BLE001 - a store cut short while being created: start afresh
+        return set()
+    with ds:
+        varied = json.loads(ds.attrs.get("varied", "[]"))
+        if varied != list(members[0].values) or ds.sizes.get("member") != len(members):
+            raise UsageError(f"{path}: holds a sweep over {', '.join(varied) or 'nothing'} with "
+                             f"{ds.sizes.get('member')} members, not this one (use another --out, or --force)")
+        for key in varied:
+            if list(ds[key].values) != [_coordinate(m.values[key]) for m in members]:
+                raise UsageError(f"{path}: holds a sweep with other values of {key}")
+        if ds.attrs.get("overrides") != json.dumps(overrides, default=str):
+            raise UsageError(f"{path}: holds a sweep with other settings ({ds.attrs.get('overrides')})")
+        return {int(i) for i in onp.flatnonzero(ds["status"].values == "done")}
+
+
 def _coordinate(value):
     if isinstance(value, (list, dict)):
         import yaml
