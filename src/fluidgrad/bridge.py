@@ -21,7 +21,6 @@ import itertools
 import threading
 from collections import OrderedDict
 
-from .ad.core import is_differentiable
 from .ad.transforms import _vjp  # the VJP whose backward pass frees residuals as it goes
 from .ad.tree import flatten, unflatten
 from .backend import xp_of
@@ -251,8 +250,3 @@ def _grads_like(diff_grads, arrays, needs):
         xp = xp_of(a)
         grads.append(xp.zeros_like(a) if g is None else xp.asarray(g).astype(a.dtype, copy=False))
     return grads
-
-
-def differentiable(array) -> bool:
-    """True for a floating-point (or complex) array: one a gradient can flow to."""
-    return is_differentiable(array)

@@ -123,17 +123,15 @@ def write_result(path: Path, state, sim):
     from .backend import to_numpy
     from .ops.stencils import face_to_center
     from .atomic import atomic_write_bytes
+    from .sweeps.run import final_fields
     domain = sim.domain
-    names = "uvw"[: domain.ndim]
     arrays = {
-        "density": to_numpy(state.density).astype(float),
+        **final_fields(state, sim),  # density, pressure, u, v (, w): what a sweep stores too
         "velocity": onp.stack([to_numpy(c).astype(float) for c in face_to_center(state.velocity, domain=domain)]),
-        "pressure": to_numpy(state.pressure).astype(float),
         "t": onp.float64(state.step * sim.dt),
         "solid": domain.solid,
     }
-    for d, name in enumerate(names):
-        arrays[name] = to_numpy(state.velocity[d]).astype(float)
+    for d in range(domain.ndim):
         arrays["xyz"[d]] = domain.grid.cell_centers(d)
     buffer = io.BytesIO()
     onp.savez_compressed(buffer, **arrays)
@@ -272,14 +270,14 @@ def cmd_run(args) -> int:
 def cmd_sweep(args) -> int:
     """Every member of the sweep on Dask; ``DIR/sweep.zarr`` written as members finish."""
     from .sweeps import parse_vary, sweep
+    from .sweeps.members import expand
     vary = {}
     for item in args.vary or []:
         key, values = parse_vary(item)
         if key in vary:
             raise UsageError(f"--vary {key}: given twice")
         vary[key] = values
-    if not vary:
-        raise UsageError("sweep needs at least one --vary KEY=VALUES (e.g. --vary physics.viscosity=0.01,0.02)")
+    total = len(expand(vary, args.zip))  # also refuses an empty or unzippable --vary
     scenario = _load(args)
     out = _prepare_out(args, scenario, allow_existing=args.resume, default=Path("runs") / scenario.name / "sweep")
     client = None
@@ -288,16 +286,13 @@ def cmd_sweep(args) -> int:
         from dask.distributed import Client
         client = Client(address)
     failed = []
-    bar = None
+    bar = _progress(total, args, f"sweep {scenario.name}", unit="member")
 
     def on_member(index, result):
         if result["status"] != "done":
             failed.append(f"member {index}: {result['error']}")
         bar.update(1)
 
-    from .sweeps.members import expand
-    total = len(expand(vary, args.zip))
-    bar = _progress(total, args, f"sweep {scenario.name}", unit="member")
     t0 = time.perf_counter()
     try:
         sweep(args.scenario, vary, zipped=args.zip, what=args.what, client=client, out=out,

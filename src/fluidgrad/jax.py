@@ -20,7 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .ad.tree import unflatten
-from .bridge import Bridge, differentiable
+from .ad.core import is_differentiable as differentiable
+from .bridge import Bridge
 
 __all__ = ["wrap"]
 

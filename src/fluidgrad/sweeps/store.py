@@ -90,7 +90,11 @@ def finished(path) -> set:
     """The members whose status is ``done`` in the store at ``path`` (for ``--resume``)."""
     import xarray as xr
     with xr.open_zarr(path) as ds:
-        return {int(i) for i in onp.flatnonzero(ds["status"].values == "done")}
+        return _done(ds)
+
+
+def _done(ds) -> set:
+    return {int(i) for i in onp.flatnonzero(ds["status"].values == "done")}
 
 
 def resumable(path, members, overrides: dict) -> set:
@@ -114,7 +118,7 @@ def resumable(path, members, overrides: dict) -> set:
                 raise UsageError(f"{path}: holds a sweep with other values of {key}")
         if ds.attrs.get("overrides") != json.dumps(overrides, default=str):
             raise UsageError(f"{path}: holds a sweep with other settings ({ds.attrs.get('overrides')})")
-        return {int(i) for i in onp.flatnonzero(ds["status"].values == "done")}
+        return _done(ds)
 
 
 def _coordinate(value):
