@@ -129,12 +129,12 @@ def test_schedule_arithmetic():
 def test_default_snapshots_are_few_and_leave_out_the_pressure():
     # 512² float32: a state (velocity, density, pressure) is 4 MiB, a snapshot (no pressure) 3 MiB
     cells = 512 * 512 * 4
-    assert default_snapshots(100) == 16 and default_snapshots(1000) == 44
+    assert default_snapshots(100) == 13 and default_snapshots(1000) == 44
     assert beta(44, 2) >= 1000 > beta(43, 2)
-    assert snapshots_for_budget(None, 4 * cells, 100, 3 * cells) == 16  # not the 48 that fit 192 MiB
+    assert snapshots_for_budget(None, 4 * cells, 100, 3 * cells) == 13  # not the 64 that fit 192 MiB
     assert snapshots_for_budget("192MiB", 4 * cells, 100, 3 * cells) == 64  # a budget given is used whole
     assert snapshots_for_budget(None, 4 * cells, 4000, 3 * cells) == 64  # never beyond the default budget
-    assert snapshots_for_budget(None, 2 ** 20, 100, 3 * 2 ** 18) == 64  # 256²: as many as fit 48 MiB
+    assert snapshots_for_budget(None, 2 ** 20, 100, 3 * 2 ** 18) == 48  # 256²: as many as fit 36 MiB
     assert snapshots_for_budget(None, 2 ** 18, 100) is None  # 128²: the whole tape fits, no recomputation
     sim = _sim((40, 40), obstacle=False)
     assert sim.snapshot_bytes() == sim.state_bytes() - 40 * 40 * 8

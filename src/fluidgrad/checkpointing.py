@@ -31,10 +31,11 @@ RESIDUALS_PER_STEP = 4  # a plain (un-checkpointed) step keeps about this many s
 #: Without a ``memory_budget`` the snapshots are also capped, to as many as fit in
 #: DEFAULT_SNAPSHOT_MEMORY or, if more, :func:`default_snapshots` (the fewest that reverse
 #: the run in two recomputation sweeps, at least DEFAULT_SNAPSHOTS). Beyond that more
-#: snapshots barely save work (T = 100: 2.82 step evaluations per step with 16, 2.50 with
-#: 48) but each costs a state: 48 snapshots took 192 MiB of a 512² optimization's ~500 MB.
-DEFAULT_SNAPSHOTS = 16
-DEFAULT_SNAPSHOT_MEMORY = 48 * 2 ** 20
+#: snapshots barely save work (T = 100: 2.85 step evaluations per step with 13, 2.82 with
+#: 16, 2.50 with 48) but each costs a state: 48 snapshots took 192 MiB of a 512²
+#: optimization's ~500 MB.
+DEFAULT_SNAPSHOTS = 12
+DEFAULT_SNAPSHOT_MEMORY = 36 * 2 ** 20
 
 
 def beta(snapshots: int, sweeps: int) -> int:

@@ -457,23 +457,23 @@ def render_panel(target, result, path, *, colormap="inferno", obstacle=None):
             raise InputError(f"render_panel: {what} must be 2-D or 3-D, got shape {a.shape}")
         return a
 
-    t = flat(target, "target").astype(onp.float64)
-    r = flat(result, "result").astype(onp.float64)
+    t, r = flat(target, "target"), flat(result, "result")
     if t.shape != r.shape:
         raise InputError(f"render_panel: target shape {t.shape} differs from result shape {r.shape}")
     mask = None if obstacle is None else flat(onp.asarray(_as_numpy(obstacle)).astype(bool), "obstacle")
     if mask is not None and mask.shape != t.shape:
         raise InputError(f"render_panel: obstacle shape {mask.shape} differs from field shape {t.shape}")
     cmap = _colormap(colormap)
-    both = onp.concatenate([t.ravel(), r.ravel()])
-    both = both[onp.isfinite(both)]
-    lo, hi = (float(both.min()), float(both.max())) if both.size else (0.0, 1.0)
+    # limits over the finite values without copying them (a 512² panel's statistics in
+    # float64 copies took more memory than the optimization before it)
+    lo = min(_finite_min(t), _finite_min(r))
+    hi = max(-_finite_min(-t), -_finite_min(-r))
+    lo, hi = (0.0, 1.0) if not onp.isfinite(lo) else (lo, hi)
     if not hi > lo:
         hi = lo + 1.0
-    diff = r - t
-    finite = onp.abs(diff[onp.isfinite(diff)])
-    a = float(finite.max()) if finite.size else 0.0
-    a = a if a > 0 else 1.0
+    diff = r.astype(onp.float64) - t
+    a = -_finite_min(-onp.abs(diff))
+    a = a if onp.isfinite(a) and a > 0 else 1.0
 
     nx, ny = t.shape
     panel_h = 3.5
@@ -482,11 +482,19 @@ def render_panel(target, result, path, *, colormap="inferno", obstacle=None):
     axes = fig.subplots(1, 3)
     panels = [(t, "target", cmap, lo, hi), (r, "result", cmap, lo, hi),
               (diff, "result − target", _colormap("RdBu_r"), -a, a)]
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
     for ax, (data, title, cm, vmin, vmax) in zip(axes, panels):
-        im = ax.imshow(data.T, origin="lower", cmap=cm, vmin=vmin, vmax=vmax,
-                       extent=(0, nx, 0, ny), interpolation="nearest")
+        # coloured here, once, to 8-bit RGBA: matplotlib would resample the float field into
+        # float64 RGBA images (tens of MiB at 512², above an optimization's peak memory)
+        # and every k-th cell only where the grid has more cells than the panel has pixels
+        k = max(1, max(nx, ny) // 384)
+        norm = Normalize(vmin, vmax)
+        ax.imshow(cm(norm(data[::k, ::k].T), bytes=True), origin="lower", extent=(0, nx, 0, ny),
+                  interpolation="nearest")
+        im = ScalarMappable(norm, cm)
         if mask is not None:
-            gray = onp.ma.masked_where(~mask.T, onp.ones(mask.T.shape))
+            gray = onp.ma.masked_where(~mask[::k, ::k].T, onp.ones(mask[::k, ::k].T.shape))
             ax.imshow(gray, origin="lower", cmap=_gray_cmap(), vmin=0, vmax=1,
                       extent=(0, nx, 0, ny), interpolation="nearest")
         ax.set_title(title)
@@ -495,6 +503,11 @@ def render_panel(target, result, path, *, colormap="inferno", obstacle=None):
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
     return _save_figure(fig, path)
+
+
+def _finite_min(a) -> float:
+    """The smallest finite value of ``a`` (inf if there is none), without a copy."""
+    return float(onp.min(a, where=onp.isfinite(a), initial=onp.inf))
 
 
 def _gray_cmap():

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as onp
 
-from ..atomic import atomic_write_bytes, atomic_write_json
+from ..atomic import atomic_write, atomic_write_json
 from ..errors import ResumeError  # noqa: F401 (re-exported)
 from .optimizers import stop_reason
 
@@ -42,14 +42,14 @@ class OptimizationResult:
 
 def _save_resume(folder: Path, state: dict, iteration: int, start: dict, signature: str, stopped=None,
                  settings=None):
-    import io
     arrays = {f"state_{k}": onp.asarray(v) for k, v in state.items()}
     if settings is not None:
         arrays["settings"] = onp.asarray(json.dumps(settings, sort_keys=True, default=str))
-    buffer = io.BytesIO()
-    onp.savez(buffer, iteration=iteration, initial_loss=start["loss"], initial_grad_norm=start["grad_norm"],
-              signature=signature, stop_reason=stopped or "", **arrays)
-    atomic_write_bytes(folder / RESUME_FILE, buffer.getvalue())
+
+    def write(tmp):  # streamed to the file: no in-memory copy of the optimizer's state
+        onp.savez(tmp, iteration=iteration, initial_loss=start["loss"], initial_grad_norm=start["grad_norm"],
+                  signature=signature, stop_reason=stopped or "", **arrays)
+    atomic_write(folder / RESUME_FILE, write)
 
 
 def _leaves(value, path=""):
