@@ -351,5 +351,5 @@ def test_a_blow_up_inside_the_pressure_solve_names_the_step_early_and_without_wa
                      r" — the velocity blew up \(max \|u\| (\S+), CFL number (\S+)\); reduce time.dt\n", err)
     assert m, err
     step, residual, iterations, speed = int(m[1]), float(m[2]), int(m[3]), float(m[4])
-    assert 5 <= step <= 30 and 1000 <= iterations <= 1300 and speed > 1e20 and residual > 1e5, err
+    assert 5 <= step <= 30 and 1000 <= iterations <= 2500 and speed > 1e20 and residual > 1e5, err
     assert seconds < 60  # (was > 20 s of solve at the failing step alone; ~2 s now with numpy kernels)
