@@ -40,6 +40,7 @@ source_suffix = {".rst": "restructuredtext", ".md": "myst-nb"}
 root_doc = "index"
 exclude_patterns = ["_build", "_generated", "jupyter_execute", "**/.ipynb_checkpoints"]
 templates_path = []
+smartquotes = False                  # "--set" and 'auto' in help texts stay as written
 
 # -- MyST and the executed tutorials ---------------------------------------------------
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
@@ -53,7 +54,6 @@ nb_merge_streams = True
 # -- API reference ------------------------------------------------------------------------
 autodoc_member_order = "bysource"
 autodoc_typehints = "none"           # signatures as written; the docstrings say the types
-autodoc_default_options = {"members": False}
 autosummary_generate = False
 napoleon_google_docstring = False
 napoleon_numpy_docstring = True

@@ -77,7 +77,7 @@ def _arguments_table(parser):
             continue
         help_text = formatter._expand_help(action) if action.help else ""
         extra = []
-        if action.choices and not isinstance(action.choices, dict):
+        if action.choices and not isinstance(action.choices, dict) and action.metavar is not None:
             extra.append("choices: " + ", ".join(map(str, action.choices)))
         if action.option_strings and action.nargs != 0 and action.default not in (None, argparse.SUPPRESS) \
                 and "default" not in help_text:
