@@ -245,6 +245,9 @@ def read_yaml(text: str, source: str = "scenario"):
 
 @dataclasses.dataclass
 class Scenario:
+    """A validated scenario (made by :func:`load_scenario`): its settings as typed fields
+    (``grid``, ``dt``, ``steps``, ``physics``, ...) and the YAML data as read (``raw``)."""
+
     name: str
     description: str
     path: Path | None

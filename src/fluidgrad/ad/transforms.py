@@ -147,8 +147,9 @@ def _value_and_grad(fun, argnums, has_aux, args, kwargs, name):
 
 
 def value_and_grad(fun, argnums=0, has_aux=False):
-    """``f -> (f(x), ∇f(x))`` for a scalar-valued ``f``. With ``has_aux=True`` ``f``
-    returns ``(value, aux)`` and the result is ``((value, aux), grad)``."""
+    """``f -> (f(x), ∇f(x))`` for a scalar-valued ``f``, the gradient with respect to
+    ``argnums`` as in :func:`grad` (default 0: the first positional argument only). With
+    ``has_aux=True`` ``f`` returns ``(value, aux)`` and the result is ``((value, aux), grad)``."""
     @functools.wraps(fun)
     def value_and_grad_fun(*args, **kwargs):
         return _value_and_grad(fun, argnums, has_aux, args, kwargs, "value_and_grad")
@@ -157,7 +158,11 @@ def value_and_grad(fun, argnums=0, has_aux=False):
 
 def grad(fun, argnums=0, has_aux=False):
     """``f -> ∇f``: the gradient of a scalar-valued ``f`` with respect to ``argnums``
-    (an int, or a tuple for a tuple of gradients); nests for higher derivatives."""
+    (an int, or a tuple for a tuple of gradients); nests for higher derivatives.
+
+    By default (``argnums=0``) only the **first** positional argument is differentiated
+    and the others are held fixed: ``grad(f)(x, w)`` is ``∂f/∂x``; ``grad(f, argnums=1)``
+    gives ``∂f/∂w`` and ``grad(f, argnums=(0, 1))`` the pair."""
     @functools.wraps(fun)
     def grad_fun(*args, **kwargs):
         value, g = _value_and_grad(fun, argnums, has_aux, args, kwargs, "grad")
@@ -167,7 +172,8 @@ def grad(fun, argnums=0, has_aux=False):
 
 def elementwise_grad(fun, argnums=0):
     """``f -> x ↦ ones ᵀ ∂f/∂x``: for elementwise ``f`` this is the derivative at each
-    point (the sum of the Jacobian's rows in general)."""
+    point (the sum of the Jacobian's rows in general). ``x`` is the argument ``argnums``
+    (default 0: the first)."""
     @functools.wraps(fun)
     def elementwise_grad_fun(*args, **kwargs):
         partial, primals = _restrict(fun, argnums, args, kwargs, "elementwise_grad")
