@@ -43,7 +43,9 @@ MAGNITUDE_COLORMAP = "magma"               # 3-D vorticity is drawn as its magni
 
 OBSTACLE_RGB = (128, 128, 128)
 MIN_LONG_SIDE = 256                 # to_image's default upscaling makes the longer side at least this many pixels
-PLOT_MIN_LONG_SIDE = 480            # ... and a decorated frame's plot at least this many
+PLOT_MIN_LONG_SIDE = 480            # ... and a decorated frame's plot at least this many,
+PLOT_MIN_SHORT_SIDE = 192           # its shorter side this many
+PLOT_MAX_LONG_SIDE = 1280           # (unless that makes the longer one longer than this)
 ARROW_SPACING = 36                  # pixels between arrows (rounded to whole cells)
 VIDEO_SUFFIXES = (".mp4", ".gif")
 _SAMPLES_PER_FRAME = 1 << 20        # percentile estimates use at most this many values per frame
@@ -234,9 +236,13 @@ def _default_scale(nx, ny):
 
 def plot_scale(nx, ny):
     """The whole nearest-neighbour block size of a decorated frame's plot: the smallest
-    integer making its longer side at least :data:`PLOT_MIN_LONG_SIDE` pixels (1 for a
-    grid at least that large: never shrunk)."""
-    return max(1, -(-PLOT_MIN_LONG_SIDE // max(nx, ny)))
+    integer making its longer side at least :data:`PLOT_MIN_LONG_SIDE` pixels and its
+    shorter side at least :data:`PLOT_MIN_SHORT_SIDE` (a wide channel), the latter only
+    while the longer side stays within :data:`PLOT_MAX_LONG_SIDE`; 1 for a large grid
+    (never shrunk)."""
+    long, short = max(nx, ny), min(nx, ny)
+    s = max(1, -(-PLOT_MIN_LONG_SIDE // long))
+    return max(s, min(-(-PLOT_MIN_SHORT_SIDE // short), PLOT_MAX_LONG_SIDE // long))
 
 
 @functools.lru_cache(maxsize=32)
@@ -265,7 +271,7 @@ def colorize(field2d, vmin, vmax, colormap, obstacle=None):
     with onp.errstate(invalid="ignore"):
         x = (f - f.dtype.type(vmin)) * f.dtype.type(n / (vmax - vmin))
         onp.clip(x, 0, n - 1, out=x)
-        idx = x.astype(onp.intp)
+        idx = x.astype(onp.uint16)  # levels (N <= 65533) and the two extra colours
     bad = onp.isnan(f)
     if bad.any():
         idx[bad] = n
@@ -366,8 +372,10 @@ class _Arrows:
     """Velocity arrows over a plot of ``nx × ny`` cells drawn ``scale`` pixels each, at one
     fixed length scale for a whole video: one arrow every ``stride`` cells (about
     :data:`ARROW_SPACING` pixels apart at any resolution), the speed ``vmax`` spanning 0.9
-    of that spacing, shafts 2 px wide (white, black edge); arrows shorter than 3 px are left
-    out (no dot noise: 6 px). One transparent matplotlib figure, reused frame after frame."""
+    of that spacing and shorter ones in proportion to the square root of their speed (so the
+    slow flow still shows where it goes), shafts 2 px wide (white, black edge); arrows
+    shorter than 6 px are left out (no dot noise). One transparent matplotlib figure,
+    reused frame after frame."""
 
     def __init__(self, nx, ny, scale, vmax, stride=None):
         if stride is None:
@@ -412,7 +420,11 @@ class _Arrows:
             return view
         u = onp.asarray(_as_numpy(uv[0]), dtype=onp.float64)[self.sl]
         v = onp.asarray(_as_numpy(uv[1]), dtype=onp.float64)[self.sl]
-        pixels = onp.hypot(u, v) / self.vmax * 0.9 * self.stride * self.scale
+        speed = onp.hypot(u, v)
+        with onp.errstate(invalid="ignore", divide="ignore"):
+            shown = onp.sqrt(speed * self.vmax)  # lengths ∝ √speed: the slow flow still shows its direction
+            u, v = u * (shown / speed), v * (shown / speed)
+        pixels = shown / self.vmax * 0.9 * self.stride * self.scale
         hide = ~(pixels >= 6.0)  # too short to read as an arrow (and NaN)
         if hide.all():
             return view
@@ -437,8 +449,9 @@ def add_arrows(image, velocity_centered, stride=None, vmax=None):
 
     ``velocity_centered`` is ``(u, v)``: 2-D arrays ``[x, y]`` at cell centres of the
     imaged grid. One arrow every ``stride`` cells (default: about 36 pixels apart); the
-    speed ``vmax`` (default: the largest arrow's) spans 0.9 of that spacing; arrows shorter
-    than 6 px are left out. A zero field adds nothing.
+    speed ``vmax`` (default: the largest arrow's) spans 0.9 of that spacing, lengths grow as
+    the square root of the speed; arrows shorter than 6 px are left out. A zero field adds
+    nothing.
     """
     image = _check_image(image, "add_arrows")
     if len(velocity_centered) < 2:
@@ -572,7 +585,7 @@ class FrameRenderer:
             caption.append("gray: obstacle")
         if self.arrows is not None and self.arrows.vmax > 0:
             plane = " (in the middle z-plane)" if ndim == 3 else ""
-            caption.append(f"arrows: velocity (u, v){plane}, longest {self.arrows.vmax:.3g} L/T")
+            caption.append(f"arrows: velocity (u, v){plane}, length ∝ √speed, longest {self.arrows.vmax:.3g} L/T")
         caption.append("L, T: the scenario's units of length and time" if size else "axes in cells")
         unit = "L" if size else "cells"
         self.labels = {"title": " · ".join(title_parts), "colorbar": info["label"],
@@ -604,7 +617,7 @@ class FrameRenderer:
         ax.set_ylabel(self.labels["y"])
         ax.tick_params(direction="out", length=4, labelsize=9)
         for spine in ax.spines.values():
-            spine.set_visible(False)  # a crisp 1-px frame is painted below instead
+            spine.set_visible(False)  # a crisp 2-px frame is painted below instead
         ax.patch.set_visible(False)
         sh, sw = self._gh, stamp_chars * self._gw
         stamp = (top - 6 - sh, left, sh, sw)
@@ -628,19 +641,20 @@ class FrameRenderer:
         inked = (canvas != 255).any(axis=2)
         rows, cols = onp.flatnonzero(inked.any(axis=1)), onp.flatnonzero(inked.any(axis=0))
         pad = 8
-        r0 = max(0, min(int(rows[0]), stamp[0], top - 1) - pad)
-        c0 = max(0, min(int(cols[0]), left - 1) - pad)
-        r1 = min(H, max(int(rows[-1]) + 1, top + h + 1) + pad)
-        c1 = min(W, max(int(cols[-1]) + 1, left + w + 1, stamp[1] + sw) + pad)
+        r0 = max(0, min(int(rows[0]), stamp[0], top - 2) - pad)
+        c0 = max(0, min(int(cols[0]), left - 2) - pad)
+        r0, c0 = r0 - (top - r0) % 2, c0 - (left - c0) % 2  # the plot at even rows / columns: mp4's 2x2
+        r1 = min(H, max(int(rows[-1]) + 1, top + h + 2) + pad)  # chroma blocks do not mix it with the frame
+        c1 = min(W, max(int(cols[-1]) + 1, left + w + 2, stamp[1] + sw) + pad)
         r1 += (r1 - r0) % 2  # even sides (mp4 / yuv420); the canvas has room
         c1 += (c1 - c0) % 2
         background = onp.array(canvas[r0:r1, c0:c1])
         t, l = top - r0, left - c0
-        frame_rgb = (40, 40, 40)
-        background[t - 1, l - 1:l + w + 1] = frame_rgb
-        background[t + h, l - 1:l + w + 1] = frame_rgb
-        background[t - 1:t + h + 1, l - 1] = frame_rgb
-        background[t - 1:t + h + 1, l + w] = frame_rgb
+        frame_rgb = (40, 40, 40)  # a crisp 2-px frame around the plot
+        background[t - 2:t, l - 2:l + w + 2] = frame_rgb
+        background[t + h:t + h + 2, l - 2:l + w + 2] = frame_rgb
+        background[t - 2:t + h + 2, l - 2:l] = frame_rgb
+        background[t - 2:t + h + 2, l + w:l + w + 2] = frame_rgb
         self.background = background
         self.plot_box = (t, l, h, w)
         self.stamp_box = (stamp[0] - r0, stamp[1] - c0, sh, sw)
