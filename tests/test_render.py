@@ -600,6 +600,8 @@ def test_every_bundled_scenario_video_and_png_carry_colorbar_name_time_and_axes(
         want = r.background.copy()
         r._stamp(want, stamp_text(k, 3, times, [k * every for k in range(3)]))
         assert np.abs(video[k, t:t + h, l:l + w].astype(int) - want[t:t + h, l:l + w].astype(int)).mean() < 6
+        assert (video[k, t:t + h, l:l + w] < 80).sum() > 40  # dark text there
+    assert np.abs(video[0, t:t + h, l:l + w].astype(int) - video[2, t:t + h, l:l + w].astype(int)).max() > 100
     if video_spec.get("arrows"):
         assert "arrows" in r.labels["caption"]
     if sc.obstacles:
@@ -620,6 +622,8 @@ def test_every_bundled_scenario_video_and_png_carry_colorbar_name_time_and_axes(
     p._stamp(want, f"t = {steps * sc.dt:.{render._decimals([steps * sc.dt])}f}")
     t, l, h, w = p.stamp_box
     assert np.array_equal(image[t:t + h, l:l + w], want[t:t + h, l:l + w])
+    glyphs, gw, _ = render._glyphs()
+    assert np.array_equal(image[t:t + h, l:l + gw], glyphs["t"]) and (glyphs["t"] < 80).any()
 
 
 def test_render_draws_every_field_a_video_can_show(tmp_path, renderers):
