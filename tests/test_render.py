@@ -253,3 +253,391 @@ def test_field_limits_keep_no_copy_of_the_frames():
     tracemalloc.stop()
     assert limits[0] == (0.0, max(float(f.max()) for f in frames)) and limits[1][1] > 0.99
     assert peak < 12 * 2 ** 20, peak  # float64 samples of every value took 31 MiB
+
+
+# ----------------------------------------------------------------------------- decorated frames (issue #18)
+
+from fluidgrad.render import (DecoratedFrames, FrameRenderer, field_info, plot_scale,  # noqa: E402
+                              render_image, stamp_text, vorticity_from_centered)
+
+
+def _cmap_bytes(name, values):
+    import matplotlib
+    return np.asarray(matplotlib.colormaps[name](np.asarray(values, dtype=float), bytes=True))[..., :3]
+
+
+def _outside(renderer):
+    """A mask of the frame's pixels that are neither the plot (with its frame) nor the stamp."""
+    mask = np.ones(renderer.background.shape[:2], bool)
+    t, l, h, w = renderer.plot_box
+    mask[t - 2:t + h + 2, l - 2:l + w + 2] = False
+    t, l, h, w = renderer.stamp_box
+    mask[t:t + h, l:l + w] = False
+    return mask
+
+
+def _check_labels(renderer, field, ndim=2, size=None):
+    """The figure objects carry the decorations: colorbar label with the field's name and
+    units, axes in box units with ticks, the title naming the field (and the 3-D view)."""
+    info = field_info(field, ndim)
+    assert renderer.labels["colorbar"] == info["label"] and "[" in info["label"]
+    ax, cax = renderer.figure.axes[:2]
+    bar_label = cax.get_xlabel() if renderer.horizontal_colorbar else cax.get_ylabel()
+    assert bar_label == info["label"]
+    unit = "L" if size is not None else "cells"
+    assert (ax.get_xlabel(), ax.get_ylabel()) == (f"x [{unit}]", f"y [{unit}]")
+    if size is not None:
+        assert ax.get_xlim() == (0.0, size[0]) and ax.get_ylim() == (0.0, size[1])
+    assert len(ax.get_xticks()) >= 3 and len(ax.get_yticks()) >= 2
+    titles = [t.get_text() for t in renderer.figure.texts]
+    assert any(info["name"] in t for t in titles), titles
+    if ndim == 3:
+        assert any("over z" in t or "slice z" in t for t in titles), titles
+
+
+def _check_colorbar(image, renderer, tolerance=24):
+    """The colorbar region of ``image`` runs through the colormap from vmin to vmax."""
+    t, l, h, w = renderer.colorbar_box
+    if renderer.horizontal_colorbar:
+        line = image[t + h // 2, l + 3:l + w - 3]
+        fractions = (np.arange(l + 3, l + w - 3) - l + 0.5) / w
+    else:
+        line = image[t + 3:t + h - 3, l + w // 2]
+        fractions = 1 - (np.arange(t + 3, t + h - 3) - t + 0.5) / h
+    expected = _cmap_bytes(renderer.colormap, fractions)
+    err = np.abs(line.astype(int) - expected.astype(int))
+    assert np.median(err) <= 6 and np.percentile(err, 95) <= tolerance, (np.median(err), err.max())
+
+
+def test_plot_box_holds_the_field_exactly_in_nearest_neighbour_blocks():
+    rng = np.random.default_rng(5)
+    f = rng.random((20, 12))
+    f[3, 4] = np.nan
+    mask = np.zeros((20, 12), bool)
+    mask[10:13, 2:5] = True
+    r = FrameRenderer(f.shape, "density", 0.0, 1.0, size=(2.0, 1.2), obstacle=mask)
+    s = r.scale
+    t, l, h, w = r.plot_box
+    assert s == plot_scale(20, 12) == 24 and (h, w) == (12 * s, 20 * s) and max(h, w) >= 480
+    im = r.frame(f, "t = 0.5")
+    assert im.shape == r.background.shape and im.shape[0] % 2 == 0 and im.shape[1] % 2 == 0
+    blocks = im[t:t + h, l:l + w].reshape(12, s, 20, s, 3)
+    assert (blocks == blocks[:, :1, :, :1]).all()  # every cell one s × s block: no blur
+    cells = blocks[:, 0, :, 0]
+    expected = _cmap_bytes("inferno", f.T[::-1])  # matplotlib's own mapping; y up
+    expected[mask.T[::-1]] = render.OBSTACLE_RGB
+    assert np.array_equal(cells, expected)
+    assert np.array_equal(im[t:t + h, l:l + w], r.image(f))
+    assert (im[t - 2:t, l:l + w] == 40).all() and (im[t + h:t + h + 2, l:l + w] == 40).all()  # the frame
+    # to_image's bare blocks are the same colours
+    assert np.array_equal(to_image(f, 0, 1, "inferno", obstacle=mask, scale=s), im[t:t + h, l:l + w])
+
+
+def test_to_image_colours_are_matplotlibs():
+    f = np.random.default_rng(6).normal(size=(33, 17)).astype(np.float32)
+    for cmap in ("viridis", "RdBu_r", "gray"):
+        im = to_image(f, -1.5, 2.0, cmap, scale=1)
+        ref = _cmap_bytes(cmap, np.clip((f.T[::-1].astype(np.float64) + 1.5) / 3.5, 0, 1))
+        assert (np.abs(im[:17, :33].astype(int) - ref).max(axis=2) == 0).mean() > 0.999  # float32 rounding at bins
+
+
+def test_decorations_exist_colorbar_axes_title():
+    r = FrameRenderer((64, 64), "speed", 0.0, 2.0, size=(1.0, 1.0))
+    _check_labels(r, "speed", size=(1.0, 1.0))
+    assert r.labels["colorbar"] == "speed |u| [L/T]"
+    assert not r.horizontal_colorbar and r.colorbar_box[1] > r.plot_box[1] + r.plot_box[3]
+    _check_colorbar(r.background, r)
+    # tick labels (dark pixels) below and left of the plot
+    t, l, h, w = r.plot_box
+    assert (r.background[t + h + 4:t + h + 30, l:l + w] < 100).any()
+    assert (r.background[t:t + h, max(0, l - 40):l - 4] < 100).any()
+    wide = FrameRenderer((192, 48), "vorticity", -3.0, 3.0, size=(4.0, 1.0))
+    assert wide.horizontal_colorbar and wide.colorbar_box[0] > wide.plot_box[0] + wide.plot_box[2]
+    assert wide.plot_box[2] >= 192 and wide.plot_box[3] >= 480  # the 4:1 channel is not 384 x 96
+    _check_labels(wide, "vorticity", size=(4.0, 1.0))
+    _check_colorbar(wide.background, wide)
+    cells = FrameRenderer((8, 8), "density", 0.0, 1.0)
+    _check_labels(cells, "density")
+    assert cells.labels["colorbar"] == "density [dimensionless]" and cells.plot_box[2] >= 480
+
+
+def test_time_stamp_changes_between_frames_and_nothing_else_does():
+    frames = [np.full((16, 16), 0.5)] * 3
+    times, steps = [0.0, 0.05, 0.1], [0, 5, 10]
+    d = DecoratedFrames(frames, "density", times=times, steps=steps, size=(1.0, 1.0))
+    ims, r = list(d), d.renderer
+    assert [stamp_text(k, 3, times, steps) for k in range(3)] == ["t = 0.00   step 0", "t = 0.05   step 5",
+                                                                  "t = 0.10   step 10"]
+    t, l, h, w = r.stamp_box
+    stamps = [im[t:t + h, l:l + w] for im in ims]
+    assert all((s < 80).any() for s in stamps)  # dark text
+    assert not np.array_equal(stamps[0], stamps[1]) and not np.array_equal(stamps[1], stamps[2])
+    glyphs, gw, _ = render._glyphs()
+    assert np.array_equal(stamps[1][:, :gw], glyphs["t"]) and np.array_equal(stamps[1][:, 4 * gw:5 * gw], glyphs["0"])
+    out = _outside(r)
+    for im in ims:
+        assert np.array_equal(im[out], r.background[out])  # the decorations: fixed, drawn once
+    assert stamp_text(2, 40) == "frame 3/40"
+    assert stamp_text(0, 1, [0.015]) == "t = 0.015" and stamp_text(0, 1, [12.0], [600]) == "t = 12.0   step 600"
+
+
+def test_signed_fields_get_symmetric_limits_and_a_diverging_map_centred_at_zero():
+    rng = np.random.default_rng(7)
+    for field, cmap in (("vorticity", "RdBu_r"), ("pressure", "coolwarm")):
+        info = field_info(field)
+        assert info["signed"] and info["colormap"] == cmap
+        d = DecoratedFrames([rng.normal(size=(16, 16)) + 2.0], field, size=(1.0, 1.0))
+        r = d.renderer
+        assert r.vmin == -r.vmax > -np.inf and r.colormap == cmap
+        zero = r.image(np.zeros((16, 16)))[0, 0]
+        assert np.array_equal(zero, _cmap_bytes(cmap, 0.5))  # 0 sits at the middle of the map
+        lo, hi = _cmap_bytes(cmap, 0.0).astype(int), _cmap_bytes(cmap, 1.0).astype(int)
+        assert lo[2] > lo[0] and hi[0] > hi[2]  # blue below 0, red above: diverging
+        named = DecoratedFrames([rng.normal(size=(16, 16)) + 2.0], field, colormap="viridis").renderer
+        assert named.colormap == "viridis" and named.vmin == -named.vmax  # the scenario's map, still centred
+    for field in ("density", "speed"):
+        r = DecoratedFrames([rng.random((16, 16)) + 1.0], field).renderer
+        assert r.vmin == 0.0 and r.vmax > 1.0 and not field_info(field)["signed"]
+    magnitude = field_info("vorticity", 3)
+    assert not magnitude["signed"] and "|ω|" in magnitude["label"]
+    r = DecoratedFrames([np.abs(rng.normal(size=(8, 8, 6)))], "vorticity").renderer
+    assert r.vmin == 0.0 and r.colormap == render.MAGNITUDE_COLORMAP
+
+
+@pytest.mark.parametrize("n", [16, 64, 256])
+def test_arrows_keep_their_pixel_spacing_and_size_at_any_resolution(n):
+    u, v = np.ones((n, n)), np.zeros((n, n))
+    r = FrameRenderer((n, n), "speed", 0.0, 1.0, size=(1.0, 1.0), arrow_max=1.0)
+    spacing = r.arrows.stride * r.scale
+    assert 24 <= spacing <= 48, spacing
+    plain = r.frame(np.ones((n, n)), "")
+    drawn = r.frame(np.ones((n, n)), "", (u, v))
+    changed = (drawn != plain).any(axis=2)
+    arrows = r.arrows.X.size
+    assert 8 <= np.sqrt(arrows) <= 30
+    per_arrow = changed.sum() / arrows
+    assert 0.9 * spacing * 2 <= per_arrow <= spacing * 12, per_arrow  # a 2-px shaft 0.9 spacing long, and a head
+    assert not changed[~_plot_mask(r)].any()  # only inside the plot
+    # slow flow (1e-4 of the longest arrow: under 6 px even at √ length) draws nothing: no dot noise
+    assert np.array_equal(r.frame(np.ones((n, n)), "", (1e-4 * u, v)), plain)
+    assert np.array_equal(r.frame(np.ones((n, n)), "", (0 * u, v)), plain)
+
+
+def _plot_mask(r):
+    mask = np.zeros(r.background.shape[:2], bool)
+    t, l, h, w = r.plot_box
+    mask[t:t + h, l:l + w] = True
+    return mask
+
+
+def test_render_frames_with_times_streams_a_spool_and_reports_its_speed(tmp_path):
+    import tracemalloc
+    from fluidgrad.render import FrameSpool
+    spool = FrameSpool(tmp_path)
+    for k in range(40):
+        spool.append(np.random.default_rng(k).random((512, 512), dtype=np.float32))  # 1 MiB each
+    stats = {}
+    render_frames([np.zeros((8, 8))], "density", tmp_path / "warm.mp4", times=[0.0])  # matplotlib's one-off fonts
+    tracemalloc.start()
+    path = render_frames(spool, "density", tmp_path / "v.mp4", times=[0.1 * k for k in range(40)],
+                         steps=list(range(0, 400, 10)), size=(1.0, 1.0), stats=stats)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert stats["frames"] == 40 and stats["frames_per_second"] > 0 and stats["seconds"] > 0
+    assert peak < 12 * 2 ** 20, peak  # a few frames' worth, never the 40 MiB of all of them
+    video = _read_video(path)
+    assert video.shape[1:3] == (stats["height"], stats["width"])
+    with pytest.raises(ValueError, match="times"):
+        render_frames(spool, "density", tmp_path / "w.mp4", times=[0.0])
+    spool.close()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning", "ignore::ResourceWarning")
+def test_video_frames_show_the_decorations_and_their_times(tmp_path):
+    frames = _moving_blob(4)
+    times = [0.04 * k for k in range(4)]
+    d = DecoratedFrames(frames, "density", times=times, steps=[2 * k for k in range(4)], size=(2.4, 1.6))
+    expected = list(d)
+    path = render_frames(frames, "density", tmp_path / "b.mp4", times=times, steps=[2 * k for k in range(4)],
+                         size=(2.4, 1.6))
+    video = _read_video(path)
+    r = d.renderer
+    assert video.shape[1:] == r.background.shape
+    out = _outside(r)
+    for got, want in zip(video, expected):
+        assert np.abs(got.astype(int) - want.astype(int)).mean() < 2.0
+        assert np.abs(got[out].astype(int) - r.background[out].astype(int)).mean() < 1.0
+    t, l, h, w = r.stamp_box
+    assert np.abs(video[0, t:t + h, l:l + w].astype(int) - video[1, t:t + h, l:l + w].astype(int)).max() > 100
+    _check_colorbar(video[0], r, tolerance=32)
+
+
+def test_render_image_names_the_3d_view():
+    f = np.random.default_rng(8).random((12, 10, 6))
+    for mode, words in (("slice", "slice z = 0.35 L"), ("max", "maximum over z")):
+        d = DecoratedFrames([f], "density", mode=mode, size=(1.2, 1.0, 0.6), times=[1.5])
+        assert words in d.renderer.labels["title"], d.renderer.labels["title"]
+        _check_labels(d.renderer, "density", ndim=3, size=(1.2, 1.0, 0.6))
+    im = render_image(f, "density", mode="max", size=(1.2, 1.0, 0.6), t=1.5)
+    assert im.dtype == np.uint8 and im.shape == d.renderer.background.shape
+
+
+def test_vorticity_from_centered():
+    n, h = 16, 0.25
+    x, y = np.meshgrid((np.arange(n) + 0.5) * h, (np.arange(n) + 0.5) * h, indexing="ij")
+    w = vorticity_from_centered((-y, x), h)  # solid-body rotation: ω = 2 everywhere, walls too
+    assert np.allclose(w, 2.0)
+    k = 2 * np.pi / (n * h)
+    u, v = np.zeros((n, n)), np.sin(k * x)
+    periodic = vorticity_from_centered(np.stack([u, v]), h, (True, True))
+    assert np.allclose(periodic, (np.roll(v, -1, 0) - np.roll(v, 1, 0)) / (2 * h))
+    z = np.zeros((n, n, 4))
+    x3 = np.broadcast_to(x[..., None], z.shape)
+    y3 = np.broadcast_to(y[..., None], z.shape)
+    assert np.allclose(vorticity_from_centered((-y3, x3, z), h), 2.0)  # 3-D: |ω|
+
+
+def test_render_vorticity_is_the_videos_vorticity():
+    """`fluidgrad render --field vorticity` computes what a video frame shows (periodic box: everywhere)."""
+    from fluidgrad import cli
+    from fluidgrad.ops.stencils import face_to_center
+    from fluidgrad.scenario import load_scenario
+    for name, inside in (("taylor_green", slice(None)), ("lid_cavity", slice(1, -1))):
+        sc = load_scenario(name, {"grid.resolution": [16, 16]})
+        sim = sc.simulation(dtype="float64")
+        state = sim.rollout(sc.initial_state(sim), 3, checkpoint=False)
+        video = cli._frame_of(state, "vorticity", sim.domain)
+        centred = np.stack([np.asarray(c) for c in face_to_center(state.velocity, domain=sim.domain)])
+        periodic = [sim.domain.periodic(d) for d in range(2)]
+        mine = vorticity_from_centered(centred, sim.domain.dx, periodic)
+        assert np.allclose(mine[inside, inside], video[inside, inside], atol=1e-12), name
+
+
+def _capture_figures(monkeypatch):
+    figs = []
+    real = render._save_figure
+
+    def save(fig, path):
+        figs.append(fig)
+        return real(fig, path)
+    monkeypatch.setattr(render, "_save_figure", save)
+    return figs
+
+
+def test_panel_has_physical_axes_labelled_colorbars_iteration_and_loss(tmp_path, monkeypatch):
+    figs = _capture_figures(monkeypatch)
+    x, y = np.meshgrid(np.linspace(0, 1, 20), np.linspace(0, 1, 10), indexing="ij")
+    render_panel(x * y, x * y + 0.1 * x, tmp_path / "panel.png", size=(2.0, 1.0), iteration=12, loss=1.25e-3, t=1.0)
+    fig = figs[-1]
+    assert fig._suptitle.get_text() == "iteration 12 · loss 0.00125 · t = 1.0 T"
+    main = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in main] == ["target", "result", "result − target"]
+    for ax in main:
+        assert (ax.get_xlabel(), ax.get_ylabel()) == ("x [L]", "y [L]") and ax.get_xlim() == (0.0, 2.0)
+    bars = [ax.get_ylabel() for ax in fig.axes if not ax.get_title()]
+    assert bars == ["density [dimensionless]"] * 2 + ["result − target [dimensionless]"]
+
+
+def test_loss_plot_draws_the_gradient_norm_on_a_second_axis(tmp_path, monkeypatch):
+    figs = _capture_figures(monkeypatch)
+    history = [{"iteration": 0, "loss": 10.0}] + [{"iteration": i, "loss": 10.0 * 0.8 ** i, "grad_norm": 0.5 ** i}
+                                                   for i in range(1, 30)]
+    plot_loss(history, tmp_path / "loss.png")
+    axes = figs[-1].axes
+    assert len(axes) == 2 and axes[1].get_ylabel() == "gradient norm |g|" and axes[1].get_yscale() == "log"
+    assert len(axes[1].lines[0].get_xdata()) == 29  # iteration 0 has no gradient norm recorded
+    img = iio.imread(tmp_path / "loss.png")[..., :3].astype(int)
+    red = (img[..., 0] > 180) & (img[..., 1] < 80) & (img[..., 2] < 80)
+    assert red.sum() > 100
+    plot_loss([{"iteration": i, "loss": 1.0 / (i + 1)} for i in range(5)], tmp_path / "plain.png")
+    assert len(figs[-1].axes) == 1
+
+
+# ----------------------------------------------------------------------------- every bundled scenario
+
+SMALL = {"smoke_plume": [24, 32], "smoke_plume_3d": [8, 12, 8], "lid_cavity": [16, 16], "taylor_green": [16, 16],
+         "karman_vortex": [48, 12], "smoke_target": [16, 16], "control_to_target": [16, 16],
+         "fit_buoyancy": [16, 16]}
+
+
+@pytest.fixture
+def renderers(monkeypatch):
+    """Every FrameRenderer made while the test runs."""
+    made = []
+    init = FrameRenderer.__init__
+
+    def spy(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        made.append(self)
+    monkeypatch.setattr(FrameRenderer, "__init__", spy)
+    return made
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning", "ignore::ResourceWarning")
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_every_bundled_scenario_video_and_png_carry_colorbar_name_time_and_axes(name, tmp_path, renderers):
+    import json
+    from fluidgrad import cli
+    from fluidgrad.scenario import bundled_scenarios, load_scenario
+    assert set(bundled_scenarios()) == set(SMALL)
+    resolution = SMALL[name]
+    sc = load_scenario(name, {"grid.resolution": resolution})
+    every, video_spec = sc.output["every"], sc.output["video"]
+    steps = 2 * every
+    assert cli.main(["run", name, "--steps", str(steps), "--set", f"grid.resolution={resolution}",
+                     "--out", str(tmp_path), "--quiet"]) == 0
+    field, ndim = video_spec["field"], len(resolution)
+    (r,) = renderers
+    _check_labels(r, field, ndim, size=sc.grid.size)
+    video = _read_video(next(tmp_path.glob("*.mp4")))
+    assert len(video) == 3 and video.shape[1:] == r.background.shape
+    out = _outside(r)
+    assert np.abs(video[0][out].astype(int) - r.background[out].astype(int)).mean() < 1.5
+    _check_colorbar(video[0], r, tolerance=40)
+    t, l, h, w = r.stamp_box
+    times = [k * every * sc.dt for k in range(3)]
+    for k in range(3):  # each frame's stamp reads "t = ...  step ..."
+        want = r.background.copy()
+        r._stamp(want, stamp_text(k, 3, times, [k * every for k in range(3)]))
+        assert np.abs(video[k, t:t + h, l:l + w].astype(int) - want[t:t + h, l:l + w].astype(int)).mean() < 6
+        assert (video[k, t:t + h, l:l + w] < 80).sum() > 40  # dark text there
+    assert np.abs(video[0, t:t + h, l:l + w].astype(int) - video[2, t:t + h, l:l + w].astype(int)).max() > 100
+    if video_spec.get("arrows"):
+        assert "arrows" in r.labels["caption"]
+    if sc.obstacles:
+        assert "obstacle" in r.labels["caption"]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["render"][f"{field}.mp4"]["frames"] == 3 and metrics["render"][f"{field}.mp4"]["frames_per_second"] > 0
+
+    renderers.clear()  # `fluidgrad render` of the result: the same decorations, losslessly
+    png = tmp_path / "final.png"
+    assert cli.main(["render", str(tmp_path / "result.npz"), "--field", field, "--out", str(png), "--quiet"]) == 0
+    (p,) = renderers
+    _check_labels(p, field, ndim, size=sc.grid.size)
+    image = iio.imread(png)
+    assert image.shape == p.background.shape
+    assert np.array_equal(image[_outside(p)], p.background[_outside(p)])
+    _check_colorbar(image, p)
+    want = p.background.copy()
+    p._stamp(want, f"t = {steps * sc.dt:.{render._decimals([steps * sc.dt])}f}")
+    t, l, h, w = p.stamp_box
+    assert np.array_equal(image[t:t + h, l:l + w], want[t:t + h, l:l + w])
+    glyphs, gw, _ = render._glyphs()
+    assert np.array_equal(image[t:t + h, l:l + gw], glyphs["t"]) and (glyphs["t"] < 80).any()
+
+
+def test_render_draws_every_field_a_video_can_show(tmp_path, renderers):
+    from fluidgrad import cli
+    assert cli.main(["run", "karman_vortex", "--steps", "2", "--set", "grid.resolution=[48,12]", "--set",
+                     "output.video=false", "--out", str(tmp_path), "--quiet"]) == 0
+    for field in render.FIELDS:
+        renderers.clear()
+        out = tmp_path / f"{field}.png"
+        assert cli.main(["render", str(tmp_path / "result.npz"), "--field", field, "--out", str(out), "--quiet"]) == 0
+        (r,) = renderers
+        _check_labels(r, field, size=(4.0, 1.0))
+        assert "obstacle" in r.labels["caption"]  # the cylinder is drawn
+        assert r.vmin == -r.vmax if field_info(field)["signed"] else r.vmin == 0.0
+    assert cli.main(["render", str(tmp_path / "result.npz"), "--field", "vorticity", "--out",
+                     str(tmp_path / "one.gif"), "--quiet"]) == 0
+    assert read_video_frame_count(tmp_path / "one.gif") == 1

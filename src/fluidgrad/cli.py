@@ -152,10 +152,11 @@ def _simulate(sim, state, steps, every, field, args, desc, physics=None, control
     from .render import FrameSpool
     from .simulation import check_finite
 
-    frames = _Frames(FrameSpool(folder), FrameSpool(folder) if arrows else None) if field else None
+    frames = _Frames(FrameSpool(folder), FrameSpool(folder) if arrows else None, sim) if field else None
 
     def record(s):
         frames.fields.append(_frame_of(s, field, sim.domain))
+        frames.steps.append(s.step)
         if arrows:
             frames.velocities.append(_centered_velocity(s, sim.domain))
 
@@ -179,12 +180,15 @@ def _simulate(sim, state, steps, every, field, args, desc, physics=None, control
 
 class _Frames:
     """A video's frames: ``fields`` (the field drawn) and ``velocities`` (for arrows, or
-    None), each a :class:`~fluidgrad.render.FrameSpool`."""
+    None), each a :class:`~fluidgrad.render.FrameSpool`; ``steps``, the step of each frame,
+    ``dt`` and the box ``size`` of ``sim`` (for the frames' time stamps and axes)."""
 
-    __slots__ = ("fields", "velocities")
+    __slots__ = ("fields", "velocities", "steps", "dt", "size")
 
-    def __init__(self, fields, velocities):
-        self.fields, self.velocities = fields, velocities
+    def __init__(self, fields, velocities, sim=None):
+        self.fields, self.velocities, self.steps = fields, velocities, []
+        self.dt = sim.dt if sim is not None else None
+        self.size = tuple(sim.domain.grid.size) if sim is not None else None
 
     def close(self):
         for spool in (self.fields, self.velocities):
@@ -193,13 +197,25 @@ class _Frames:
 
 
 def _video(frames, path, video, obstacle):
+    """Render ``frames`` to ``path``, each stamped with its time ``t = step·dt`` and step;
+    the rendering's frames per second go into the ``metrics.json`` next to it, if one is there."""
     from .render import render_frames
+    steps, dt, stats = getattr(frames, "steps", None) or None, getattr(frames, "dt", None), {}
     try:
-        return render_frames(frames.fields, video["field"], path, colormap=video["colormap"],
+        path = render_frames(frames.fields, video["field"], path, colormap=video["colormap"],
                              fps=video["fps"], obstacle=obstacle, mode=video.get("projection", "slice"),
-                             velocities=frames.velocities if video.get("arrows") else None)
+                             velocities=frames.velocities if video.get("arrows") else None,
+                             times=[k * dt for k in steps] if steps and dt else None, steps=steps,
+                             size=getattr(frames, "size", None), stats=stats,
+                             title={"before": "before optimization", "after": "after optimization"}.get(Path(path).stem))
     finally:
         frames.close()
+    metrics = path.parent / "metrics.json"
+    if metrics.is_file():
+        data = json.loads(metrics.read_text())
+        data.setdefault("render", {})[path.name] = stats
+        _write_json(metrics, data)
+    return path
 
 
 def _return_freed_memory():
@@ -417,7 +433,8 @@ def cmd_optimize(args) -> int:
         _video(frames, out / f"before.{video['format']}", video, sim.domain.solid)
         del frames, x0
     from .render import plot_loss, render_panel
-    plot_loss([{"iteration": 0, "loss": result.initial_loss}] + result.history, out / "loss.png")
+    plot_loss([{"iteration": 0, "loss": result.initial_loss, "grad_norm": result.initial_grad_norm}]
+              + result.history, out / "loss.png")
     if video:
         final, frames = _rollout_frames(problem, raw, field, scenario.output["every"], args, "after",
                                         video.get("arrows"), folder=out)
@@ -426,7 +443,9 @@ def cmd_optimize(args) -> int:
         final = problem.states(raw)[0][-1]
     if target is not None and scenario.optimize["loss"]["type"] == "density_mse":
         _return_freed_memory()  # the rollouts' freed arrays, before matplotlib draws the panel
-        render_panel(to_numpy(target), to_numpy(final.density), out / "panel.png", obstacle=sim.domain.solid)
+        render_panel(to_numpy(target), to_numpy(final.density), out / "panel.png", obstacle=sim.domain.solid,
+                     size=sim.domain.grid.size, iteration=len(result.history), loss=result.final_loss,
+                     t=problem.steps * sim.dt)
     seconds = [h["seconds"] for h in result.history]
     loop_compiling = compile_seconds() - compiled0  # in the iterations' times: not the optimizer's cost
     metrics = {"name": scenario.name, "initial_loss": result.initial_loss, "final_loss": result.final_loss,
@@ -578,7 +597,7 @@ def _sweep_member(path, member):
 
 def cmd_render(args) -> int:
     from .errors import InputError
-    from .render import _colormap, render_frames, to_image, field_limits, project_3d, write_png
+    from .render import _colormap, render_frames, render_png, vorticity_from_centered
     if args.colormap is not None:
         try:
             _colormap(args.colormap)
@@ -587,6 +606,7 @@ def cmd_render(args) -> int:
     path = Path(args.result)
     if path.suffix == ".zarr" and path.is_dir():
         arrays = _sweep_member(path, args.member)
+        arrays.update(_sweep_member_setting(path, args.member))
         path = path.with_name(f"{path.stem}_member{args.member}.zarr")  # names the default output
     elif not path.is_file():
         raise UsageError(f"{path}: file not found")
@@ -599,8 +619,19 @@ def cmd_render(args) -> int:
         except Exception as exc:
             raise UsageError(f"{path}: not a result file ({exc})") from None
     field = args.field
-    if field == "speed":
-        values = onp.sqrt((arrays["velocity"] ** 2).sum(axis=0)) if "velocity" in arrays else None
+    ndim = arrays["density"].ndim if "density" in arrays else None
+    coords = [arrays.get(a) for a in "xyz"[:ndim or 0]]
+    dx = 2 * float(coords[0][0]) if coords and coords[0] is not None and coords[0].size else 1.0  # centres (i + ½) h
+    if field in ("speed", "vorticity"):
+        velocity = arrays.get("velocity")
+        if velocity is None:
+            values = None
+        elif field == "speed":
+            values = onp.sqrt((velocity ** 2).sum(axis=0))
+        else:  # the video's stencil: central differences, wrapping along periodic axes (n faces, not n + 1)
+            faces = [arrays.get(c) for c in "uvw"[: velocity.shape[0]]]
+            periodic = [f is not None and f.shape[d] == velocity.shape[1 + d] for d, f in enumerate(faces)]
+            values = vorticity_from_centered(velocity, dx, periodic)
     else:
         values = arrays.get(field)
     if values is None:
@@ -609,18 +640,44 @@ def cmd_render(args) -> int:
     if out.exists() and not args.force:
         raise UsageError(f"{out}: exists (use --force to overwrite)")
     solid = arrays.get("solid")
+    size = tuple(n * dx for n in values.shape) if all(c is not None for c in coords) and coords else None
+    t = float(arrays["t"]) if arrays.get("t") is not None else None
     if out.suffix == ".png":
-        frame = project_3d(values, args.mode) if values.ndim == 3 else values
-        obstacle = project_3d(solid, "max") if solid is not None and solid.ndim == 3 else solid
-        vmin, vmax = field_limits([frame], field)
-        write_png(out, to_image(frame, vmin, vmax, args.colormap or _default_cmap(field), obstacle=obstacle))
+        render_png(values, field, out, colormap=args.colormap, obstacle=solid, mode=args.mode, size=size, t=t)
     elif out.suffix in (".mp4", ".gif"):
-        render_frames([values], field, out, colormap=args.colormap, obstacle=solid, mode=args.mode)
+        render_frames([values], field, out, colormap=args.colormap, obstacle=solid, mode=args.mode, size=size,
+                      times=None if t is None else [t])
     else:
         raise UsageError(f"--out {out}: expected a .png, .mp4 or .gif file")
     if not args.quiet:
         print(f"Wrote {out}")
     return 0
+
+
+def _sweep_member_setting(path, member):
+    """What the pictures of a sweep member need beyond its fields, as a result file has it:
+    the cell-centre coordinates, its time ``t`` and its ``solid`` cells (from the stored
+    scenario, its overrides and the member's values; left out where they cannot be had)."""
+    import xarray as xr
+
+    from .scenario import load_yaml, parse_scenario, read_yaml
+    out = {}
+    with xr.open_zarr(path) as ds:
+        for name in "xyz":
+            if name in ds.coords:
+                out[name] = ds[name].values
+        try:
+            values = {}
+            for key in json.loads(ds.attrs.get("varied", "[]")):
+                value = ds[key].values[member].item()
+                values[key] = load_yaml(value) if isinstance(value, str) else value  # lists were stored as YAML
+            scenario = parse_scenario(read_yaml(ds.attrs["scenario"]), None,
+                                      {**json.loads(ds.attrs.get("overrides", "{}")), **values})
+            out["t"] = onp.float64(scenario.steps * scenario.dt)
+            out["solid"] = scenario.domain().solid
+        except Exception:  # noqa: BLE001 - e.g. a scenario reading files next to it: the fields alone
+            pass
+    return out
 
 
 def _default_cmap(field):
@@ -719,15 +776,21 @@ gradcheck.png (default folder runs/<scenario>/gradcheck/); exit 1 if a check fai
                    help="also fail unless some direction shows a Taylor rate of 2 ± 0.1 over a decade of h inside its plateau")
     p.set_defaults(handler=cmd_gradcheck)
     p = sub.add_parser("render", help="render a saved result as PNG or video",
-                       description="Render a field of a result.npz to a PNG (or a one-frame mp4/gif).")
+                       description="Render a field of a result.npz (or of a sweep.zarr member) to a PNG, or a "
+                                   "one-frame mp4/gif, as a video frame shows it: axes in box units, a labelled "
+                                   "colorbar, the time, obstacles in gray.")
     p.add_argument("result", help="a result.npz written by 'fluidgrad run', or a sweep.zarr (with --member)")
     p.add_argument("--member", type=int, metavar="I", help="the member of a sweep.zarr to render")
     p.add_argument("--out", metavar="FILE", help="output .png/.mp4/.gif (default: next to the result)")
-    p.add_argument("--field", default="density", choices=["density", "pressure", "speed"])
-    p.add_argument("--colormap")
-    p.add_argument("--mode", default="slice", choices=["slice", "max"], help="3-D: mid-plane slice or max projection")
-    p.add_argument("--force", action="store_true")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--field", default="density", choices=["density", "vorticity", "speed", "pressure"],
+                   help="the field drawn, as a video can show it (default density; vorticity and speed from the "
+                        "cell-centred velocity)")
+    p.add_argument("--colormap", help="a matplotlib colormap (default: the field's; diverging for the signed "
+                                      "vorticity and pressure, whose limits are symmetric about 0)")
+    p.add_argument("--mode", default="slice", choices=["slice", "max"],
+                   help="3-D: the middle z-plane (default) or the maximum over z")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    p.add_argument("--quiet", action="store_true", help="no summary line")
     p.set_defaults(handler=cmd_render)
     p = sub.add_parser("check", help="validate a scenario", description="Validate a scenario and exit.")
     p.add_argument("scenario")

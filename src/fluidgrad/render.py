@@ -4,6 +4,14 @@ Fields are arrays indexed ``[x, y]`` (2-D) or ``[x, y, z]`` (3-D) with y pointin
 up. Every image made here shows x to the right and y upward: image row 0 is the
 top of the domain (highest y), image column 0 its left side (x = 0).
 
+Video frames and ``fluidgrad render`` PNGs carry their meaning (:class:`FrameRenderer`):
+axes in box coordinates, a colorbar labelled with the field's name and units, a title
+(the 3-D slice or projection named), the time ``t = …`` and step of each frame, the
+obstacles in gray, velocity arrows spaced and sized in pixels. Units are those of the
+scenario: lengths ``L`` as in ``grid.size``, times ``T`` as in ``time.dt``. The decorations
+are drawn once per video with matplotlib; each frame only blits the field (upscaled by
+whole nearest-neighbour blocks), the time stamp (pre-rendered glyphs) and the arrows.
+
 Only matplotlib's Agg canvas is used (``Figure`` + ``FigureCanvasAgg``, never
 pyplot), so nothing here needs a display. Videos go through imageio: mp4 with
 the ffmpeg binary bundled by ``imageio-ffmpeg``, gif with pillow. Every writer
@@ -14,8 +22,10 @@ is atomic: it writes a hidden temporary file in the destination folder and then
 from __future__ import annotations
 
 import collections.abc
+import functools
 import math
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as onp
@@ -25,12 +35,22 @@ from .errors import InputError
 
 FIELDS = ("density", "vorticity", "speed", "pressure")
 DEFAULT_COLORMAPS = {"density": "inferno", "vorticity": "RdBu_r", "speed": "viridis", "pressure": "coolwarm"}
+#: per field: (name, units); L and T are the scenario's units of length and time
+FIELD_NAMES = {"density": ("density", "dimensionless"), "speed": ("speed |u|", "L/T"),
+               "vorticity": ("vorticity ω = ∂v/∂x − ∂u/∂y", "1/T"), "pressure": ("pressure p·Δt/ρ", "L²/T")}
+SIGNED_FIELDS = ("vorticity", "pressure")  # symmetric colour limits about 0, a diverging colormap
+MAGNITUDE_COLORMAP = "magma"               # 3-D vorticity is drawn as its magnitude |ω|
 
 OBSTACLE_RGB = (128, 128, 128)
-MIN_LONG_SIDE = 256                 # default upscaling makes the longer image side at least this many pixels
+MIN_LONG_SIDE = 256                 # to_image's default upscaling makes the longer side at least this many pixels
+PLOT_MIN_LONG_SIDE = 480            # ... and a decorated frame's plot at least this many,
+PLOT_MIN_SHORT_SIDE = 192           # its shorter side this many
+PLOT_MAX_LONG_SIDE = 1280           # (unless that makes the longer one longer than this)
+ARROW_SPACING = 36                  # pixels between arrows (rounded to whole cells)
 VIDEO_SUFFIXES = (".mp4", ".gif")
 _SAMPLES_PER_FRAME = 1 << 20        # percentile estimates use at most this many values per frame
 _SAMPLES = 1 << 20                  # ... and at most this many over all frames
+_DPI = 100
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -47,6 +67,18 @@ def _as_numpy(x):
 def _check_field(field):
     if field not in FIELDS:
         raise InputError(f"unknown field {field!r}; expected one of {', '.join(FIELDS)}")
+
+
+def field_info(field, ndim=2):
+    """What ``field`` is, for labels and colours: ``{"name", "units", "label", "signed",
+    "colormap"}``; ``label`` reads e.g. ``"density [dimensionless]"``. ``ndim=3``:
+    vorticity is its magnitude ``|ω|`` (unsigned, as the video's 3-D frames hold it)."""
+    _check_field(field)
+    name, units = FIELD_NAMES[field]
+    signed, colormap = field in SIGNED_FIELDS, DEFAULT_COLORMAPS[field]
+    if field == "vorticity" and ndim == 3:
+        name, signed, colormap = "vorticity magnitude |ω|", False, MAGNITUDE_COLORMAP
+    return {"name": name, "units": units, "label": f"{name} [{units}]", "signed": signed, "colormap": colormap}
 
 
 def _colormap(name):
@@ -145,14 +177,16 @@ class FrameSpool(collections.abc.Sequence):
 
 # ----------------------------------------------------------------------------- images
 
-def field_limits(frames, field, count=None):
+def field_limits(frames, field, count=None, signed=None):
     """Colour limits ``(vmin, vmax)`` shared by all ``frames`` (arrays) of ``field``.
 
-    density / speed: ``(min(0, global min), global max)``; vorticity / pressure:
-    ``(-a, a)`` with ``a`` the 99.5th percentile of ``|values|`` over all frames
-    (the largest ``|value|`` if that percentile is 0, and 1 if all are 0).
-    Non-finite values are ignored; ``vmax > vmin`` always holds. With ``count`` (the
-    number of frames) ``frames`` may be any iterable, read once, one frame at a time.
+    Unsigned fields (density, speed; ``signed=False``): ``(min(0, global min), global
+    max)``; signed ones (vorticity, pressure; ``signed=True``): ``(-a, a)`` with ``a``
+    the 99.5th percentile of ``|values|`` over all frames (the largest ``|value|`` if
+    that percentile is 0, and 1 if all are 0). ``signed`` defaults to the field's kind
+    (:data:`SIGNED_FIELDS`). Non-finite values are ignored; ``vmax > vmin`` always holds.
+    With ``count`` (the number of frames) ``frames`` may be any iterable, read once, one
+    frame at a time.
     """
     _check_field(field)
     if count is None:
@@ -160,7 +194,7 @@ def field_limits(frames, field, count=None):
         count = len(frames)
     if not count:
         raise InputError(f"field_limits: no frames given for {field!r}")
-    symmetric = field not in ("density", "speed")
+    symmetric = field in SIGNED_FIELDS if signed is None else bool(signed)
     # a percentile sample of at most _SAMPLES values over all frames, in the frames' dtype
     # (a 512² video of 51 frames kept 13 M float64 values, 107 MB), none for min / max limits
     per_frame = max(1, _SAMPLES // count)
@@ -200,6 +234,59 @@ def _default_scale(nx, ny):
     return s
 
 
+def plot_scale(nx, ny):
+    """The whole nearest-neighbour block size of a decorated frame's plot: the smallest
+    integer making its longer side at least :data:`PLOT_MIN_LONG_SIDE` pixels and its
+    shorter side at least :data:`PLOT_MIN_SHORT_SIDE` (a wide channel), the latter only
+    while the longer side stays within :data:`PLOT_MAX_LONG_SIDE`; 1 for a large grid
+    (never shrunk)."""
+    long, short = max(nx, ny), min(nx, ny)
+    s = max(1, -(-PLOT_MIN_LONG_SIDE // long))
+    return max(s, min(-(-PLOT_MIN_SHORT_SIDE // short), PLOT_MAX_LONG_SIDE // long))
+
+
+@functools.lru_cache(maxsize=32)
+def _lut(colormap):
+    """``(table, n)``: the uint8 RGB colours of ``colormap``'s ``n`` levels, then its "bad"
+    colour (index n), then the obstacle gray (index n + 1)."""
+    cmap = _colormap(colormap)
+    n = cmap.N
+    table = onp.empty((n + 2, 3), onp.uint8)
+    table[:n] = cmap(onp.arange(n), bytes=True)[:, :3]
+    table[n] = cmap(onp.nan, bytes=True)[:3]
+    table[n + 1] = OBSTACLE_RGB
+    return table, n
+
+
+def colorize(field2d, vmin, vmax, colormap, obstacle=None):
+    """The uint8 RGB image ``(ny, nx, 3)`` of the 2-D field ``[x, y]``, one pixel per cell,
+    y up: ``colormap``'s level ``⌊N (f - vmin) / (vmax - vmin)⌋`` (clipped; what
+    matplotlib's ``Colormap(…, bytes=True)`` gives), NaN the "bad" colour, ``obstacle``
+    cells gray. A lookup table: no float RGBA image is ever made."""
+    f = _as_numpy(field2d)
+    table, n = _lut(colormap)
+    f = onp.asarray(f, dtype=onp.float32 if f.dtype in (onp.float16, onp.float32) else onp.float64)
+    # [x, y] -> rows = y (top = highest), columns = x, before the lookup (the table's rows are 3 bytes)
+    f = f.T[::-1]
+    with onp.errstate(invalid="ignore"):
+        x = (f - f.dtype.type(vmin)) * f.dtype.type(n / (vmax - vmin))
+        onp.clip(x, 0, n - 1, out=x)
+        idx = x.astype(onp.uint16)  # levels (N <= 65533) and the two extra colours
+    bad = onp.isnan(f)
+    if bad.any():
+        idx[bad] = n
+    if obstacle is not None:
+        mask = onp.asarray(_as_numpy(obstacle)).astype(bool).T[::-1]
+        idx[mask] = n + 1
+    return table[idx]
+
+
+def _upscale_into(dst, image, s):
+    """Write ``image`` ``(h, w, 3)`` into ``dst`` ``(h·s, w·s, 3)`` (a view) as s×s blocks."""
+    h, w = image.shape[:2]
+    dst.reshape(h, s, w, s, 3)[...] = image[:, None, :, None, :]
+
+
 def to_image(field2d, vmin, vmax, colormap="inferno", obstacle=None, scale=None):
     """A 2-D cell field ``[x, y]`` as a uint8 RGB image ``(H, W, 3)`` with x right and y up.
 
@@ -209,8 +296,9 @@ def to_image(field2d, vmin, vmax, colormap="inferno", obstacle=None, scale=None)
     (nearest neighbour); by default ``scale`` makes the longer side at least 256 px.
     Height and width are always even (mp4/yuv420 needs that): with an explicit
     ``scale`` an odd side is padded by repeating the bottom row / right column.
+    The bare field: :class:`FrameRenderer` adds the axes, colorbar and time.
     """
-    f = onp.asarray(_as_numpy(field2d), dtype=onp.float64)
+    f = _as_numpy(field2d)
     if f.ndim != 2:
         raise InputError(f"to_image: expected a 2-D field [x, y], got shape {f.shape}")
     if f.size == 0:
@@ -224,17 +312,14 @@ def to_image(field2d, vmin, vmax, colormap="inferno", obstacle=None, scale=None)
     elif isinstance(scale, bool) or int(scale) != scale or scale < 1:
         raise InputError(f"to_image: scale must be a positive integer, got {scale!r}")
     scale = int(scale)
-
-    norm = onp.clip((f - vmin) / (vmax - vmin), 0.0, 1.0)  # NaN stays NaN -> "bad" colour
-    rgb = _colormap(colormap)(norm, bytes=True)[..., :3]
-    if obstacle is not None:
-        mask = onp.asarray(_as_numpy(obstacle))
-        if mask.shape != f.shape:
-            raise InputError(f"to_image: obstacle mask shape {mask.shape} differs from field shape {f.shape}")
-        rgb[mask.astype(bool)] = OBSTACLE_RGB
-    image = rgb.transpose(1, 0, 2)[::-1]  # [x, y] -> rows = y (top = highest), columns = x
+    if obstacle is not None and onp.shape(_as_numpy(obstacle)) != f.shape:
+        raise InputError(f"to_image: obstacle mask shape {onp.shape(_as_numpy(obstacle))} differs from "
+                         f"field shape {f.shape}")
+    image = colorize(f, vmin, vmax, colormap, obstacle)
     if scale > 1:
-        image = onp.repeat(onp.repeat(image, scale, axis=0), scale, axis=1)
+        big = onp.empty((ny * scale, nx * scale, 3), onp.uint8)
+        _upscale_into(big, image, scale)
+        image = big
     return onp.ascontiguousarray(_pad_even(image), dtype=onp.uint8)
 
 
@@ -254,18 +339,124 @@ def project_3d(field3d, mode="slice"):
     raise InputError(f"project_3d: unknown mode {mode!r}; expected 'slice' or 'max'")
 
 
-def add_arrows(image, velocity_centered, stride=None):
+def vorticity_from_centered(velocity, dx=1.0, periodic=None):
+    """The vorticity of a cell-centred velocity ``(u, v)`` or ``(u, v, w)`` (arrays ``[x, y(, z)]``,
+    or one stacked array): ``∂v/∂x − ∂u/∂y`` in 2-D, the magnitude ``|∇ × u|`` in 3-D, as the
+    videos draw it. Central differences of spacing ``dx`` (inside, the video's stencil);
+    along an axis flagged in ``periodic`` they wrap, elsewhere the wall cells take one-sided ones."""
+    comps = [onp.asarray(_as_numpy(c), dtype=onp.float64) for c in velocity]
+    ndim = len(comps)
+    if ndim not in (2, 3) or any(c.shape != comps[0].shape or c.ndim != ndim for c in comps):
+        raise InputError(f"vorticity_from_centered: expected {ndim} arrays of {ndim} dimensions and one shape, "
+                         f"got shapes {[c.shape for c in comps]}")
+    periodic = tuple(periodic) if periodic is not None else (False,) * ndim
+
+    def d(c, axis):
+        if periodic[axis]:
+            return (onp.roll(c, -1, axis) - onp.roll(c, 1, axis)) / (2 * dx)
+        if c.shape[axis] < 2:
+            return onp.zeros_like(c)
+        return onp.gradient(c, dx, axis=axis)
+
+    if ndim == 2:
+        u, v = comps
+        return d(v, 0) - d(u, 1)
+    u, v, w = comps
+    curl = (d(w, 1) - d(v, 2), d(u, 2) - d(w, 0), d(v, 0) - d(u, 1))
+    return onp.sqrt(sum(c ** 2 for c in curl))
+
+
+# ----------------------------------------------------------------------------- arrows
+
+class _Arrows:
+    """Velocity arrows over a plot of ``nx × ny`` cells drawn ``scale`` pixels each, at one
+    fixed length scale for a whole video: one arrow every ``stride`` cells (about
+    :data:`ARROW_SPACING` pixels apart at any resolution), the speed ``vmax`` spanning 0.9
+    of that spacing and shorter ones in proportion to the square root of their speed (so the
+    slow flow still shows where it goes), shafts 2 px wide (white, black edge); arrows
+    shorter than 6 px are left out (no dot noise). One transparent matplotlib figure,
+    reused frame after frame."""
+
+    def __init__(self, nx, ny, scale, vmax, stride=None):
+        if stride is None:
+            stride = max(1, round(ARROW_SPACING / scale))
+        self.nx, self.ny, self.scale, self.stride = nx, ny, scale, int(stride)
+        self.vmax = float(vmax) if vmax and math.isfinite(vmax) and vmax > 0 else 0.0
+        i0 = self.stride // 2
+        self.sl = (slice(i0, None, self.stride), slice(i0, None, self.stride))
+        xs, ys = onp.arange(i0, nx, self.stride) + 0.5, onp.arange(i0, ny, self.stride) + 0.5
+        self.X, self.Y = onp.meshgrid(xs, ys, indexing="ij")
+        self.w, self.h = nx * scale, ny * scale
+        self._fig = self._quiver = None
+
+    @staticmethod
+    def sample_max(uv, stride):
+        """The largest speed among the arrows of ``uv`` (for :attr:`vmax`); 0 if none is finite."""
+        i0 = stride // 2
+        u = onp.asarray(_as_numpy(uv[0]))[i0::stride, i0::stride]
+        v = onp.asarray(_as_numpy(uv[1]))[i0::stride, i0::stride]
+        s = onp.hypot(u.astype(onp.float64), v.astype(onp.float64))
+        s = s[onp.isfinite(s)]
+        return float(s.max()) if s.size else 0.0
+
+    def _setup(self):
+        fig = _new_figure((self.w / _DPI, self.h / _DPI), dpi=_DPI)
+        fig.patch.set_alpha(0.0)
+        ax = fig.add_axes((0, 0, 1, 1))
+        ax.set_axis_off()
+        ax.set_xlim(0, self.nx)
+        ax.set_ylim(0, self.ny)
+        zeros = onp.zeros(self.X.shape)
+        self._quiver = ax.quiver(self.X, self.Y, zeros, zeros, angles="xy", scale_units="xy",
+                                 scale=self.vmax / (0.9 * self.stride), units="dots", width=2.0,
+                                 headwidth=3.5, headlength=4.0, headaxislength=3.5, minlength=0.0,
+                                 color="white", edgecolor="black", linewidth=0.6, pivot="mid")
+        self._fig = fig
+
+    def draw(self, view, uv):
+        """Draw the arrows of ``uv`` (cell-centred ``(u, v)`` ``[x, y]``) onto ``view``, the
+        plot's uint8 RGB pixels ``(ny·scale, nx·scale, 3)``, in place."""
+        if not self.vmax > 0:
+            return view
+        u = onp.asarray(_as_numpy(uv[0]), dtype=onp.float64)[self.sl]
+        v = onp.asarray(_as_numpy(uv[1]), dtype=onp.float64)[self.sl]
+        speed = onp.hypot(u, v)
+        with onp.errstate(invalid="ignore", divide="ignore"):
+            shown = onp.sqrt(speed * self.vmax)  # lengths ∝ √speed: the slow flow still shows its direction
+            u, v = u * (shown / speed), v * (shown / speed)
+        pixels = shown / self.vmax * 0.9 * self.stride * self.scale
+        hide = ~(pixels >= 6.0)  # too short to read as an arrow (and NaN)
+        if hide.all():
+            return view
+        if self._fig is None:
+            self._setup()
+        self._quiver.set_UVC(onp.ma.masked_array(onp.nan_to_num(u), hide),
+                             onp.ma.masked_array(onp.nan_to_num(v), hide))
+        self._fig.canvas.draw()
+        rgba = onp.asarray(self._fig.canvas.buffer_rgba())[: self.h, : self.w]
+        if rgba.shape[:2] != (self.h, self.w):  # float rounding of the figure size cost a pixel
+            rgba = onp.pad(rgba, [(0, self.h - rgba.shape[0]), (0, self.w - rgba.shape[1]), (0, 0)])
+        rows, cols = onp.nonzero(rgba[..., 3])
+        if rows.size:
+            a = rgba[rows, cols, 3:4].astype(onp.float32) / 255.0
+            under = view[rows, cols].astype(onp.float32)
+            view[rows, cols] = (under + a * (rgba[rows, cols, :3] - under) + 0.5).astype(onp.uint8)
+        return view
+
+
+def add_arrows(image, velocity_centered, stride=None, vmax=None):
     """``image`` (from :func:`to_image`) with velocity arrows drawn on it, same size.
 
     ``velocity_centered`` is ``(u, v)``: 2-D arrays ``[x, y]`` at cell centres of the
-    imaged grid. One arrow every ``stride`` cells (default: about 16 along the longer
-    side); the longest arrow spans about ``stride`` cells. A zero field adds nothing.
+    imaged grid. One arrow every ``stride`` cells (default: about 36 pixels apart); the
+    speed ``vmax`` (default: the largest arrow's) spans 0.9 of that spacing, lengths grow as
+    the square root of the speed; arrows shorter than 6 px are left out. A zero field adds
+    nothing.
     """
     image = _check_image(image, "add_arrows")
     if len(velocity_centered) < 2:
         raise InputError("add_arrows: velocity_centered must hold the components (u, v)")
-    u = onp.asarray(_as_numpy(velocity_centered[0]), dtype=onp.float64)
-    v = onp.asarray(_as_numpy(velocity_centered[1]), dtype=onp.float64)
+    u, v = (onp.asarray(_as_numpy(c), dtype=onp.float64) for c in velocity_centered[:2])
     if u.ndim != 2 or u.shape != v.shape:
         raise InputError(f"add_arrows: u and v must be 2-D arrays of one shape, got {u.shape} and {v.shape}")
     nx, ny = u.shape
@@ -273,42 +464,234 @@ def add_arrows(image, velocity_centered, stride=None):
     s = min(w // nx, h // ny)
     if s < 1:
         raise InputError(f"add_arrows: image {w}x{h} px is smaller than the {nx}x{ny} velocity grid")
-    if stride is None:
-        stride = max(1, max(nx, ny) // 16)
-    elif isinstance(stride, bool) or int(stride) != stride or stride < 1:
+    if stride is not None and (isinstance(stride, bool) or int(stride) != stride or stride < 1):
         raise InputError(f"add_arrows: stride must be a positive integer, got {stride!r}")
-    stride = int(stride)
+    arrows = _Arrows(nx, ny, s, 0.0, stride)
+    arrows.vmax = _Arrows.sample_max((u, v), arrows.stride) if vmax is None else float(vmax)
+    out = image.copy()
+    arrows.draw(out[: ny * s, : nx * s], (u, v))  # any even-padding is at the right / bottom
+    return out
 
-    i0, j0 = stride // 2, stride // 2
-    us, vs = u[i0::stride, j0::stride], v[i0::stride, j0::stride]
-    speed = onp.hypot(us, vs)
-    vmax = float(onp.nanmax(speed)) if onp.isfinite(speed).any() else 0.0
-    if not vmax > 0:
-        return image.copy()
-    xs = onp.arange(i0, nx, stride) + 0.5
-    ys = onp.arange(j0, ny, stride) + 0.5
-    X, Y = onp.meshgrid(xs, ys, indexing="ij")
+# ----------------------------------------------------------------------------- decorated frames
 
-    dpi = 100
-    fig = _new_figure((w / dpi, h / dpi), dpi=dpi)
-    ax = fig.add_axes((0, 0, 1, 1))
-    ax.set_axis_off()
-    # The image covers x in [0, w/s] and y in [ny - h/s, ny] (any even-padding is at the right / bottom).
-    extent = (0.0, w / s, ny - h / s, float(ny))
-    ax.imshow(image, extent=extent, origin="upper", interpolation="nearest", aspect="auto")
-    ax.quiver(X, Y, onp.nan_to_num(us), onp.nan_to_num(vs), angles="xy", scale_units="xy",
-              scale=vmax / (0.9 * stride), color="white", edgecolor="black", linewidth=0.4,
-              width=0.004, headwidth=4, pivot="mid")
-    ax.set_xlim(extent[0], extent[1])
-    ax.set_ylim(extent[2], extent[3])
+_GLYPH_CHARS = "0123456789.,-+e tsframpo=/()|"
+
+
+@functools.lru_cache(maxsize=4)
+def _glyphs(fontsize=11.0):
+    """``(glyphs, width, height)``: each character of :data:`_GLYPH_CHARS` as a uint8 RGB cell
+    ``(height, width, 3)``, black monospace (DejaVu Sans Mono) on white, all on one baseline:
+    a time stamp is a row of these cells, made in microseconds (no text drawing per frame)."""
+    from matplotlib.font_manager import FontProperties
+    prop = FontProperties(family="monospace", size=fontsize)
+    fig = _new_figure((1, 1), dpi=_DPI)
+    renderer = fig.canvas.get_renderer()
+    w10 = renderer.get_text_width_height_descent("0" * 10, prop, ismath=False)[0]
+    _, height, descent = renderer.get_text_width_height_descent(_GLYPH_CHARS, prop, ismath=False)
+    width, height = int(math.ceil(w10 / 10)), int(math.ceil(height)) + 2
+    pitch = 2 * width  # every glyph in its own cell of one figure, one draw, all at whole-pixel offsets
+    fig.set_size_inches(pitch * len(_GLYPH_CHARS) / _DPI, height / _DPI)
+    total = pitch * len(_GLYPH_CHARS)
+    for i, c in enumerate(_GLYPH_CHARS):
+        fig.text(i * pitch / total, (descent + 1) / height, c, fontproperties=prop, color="black", va="baseline")
     fig.canvas.draw()
-    out = onp.asarray(fig.canvas.buffer_rgba())[..., :3]
-    # Float rounding of the figure size may cost a pixel: crop / edge-pad back to (h, w).
-    out = out[:h, :w]
-    if out.shape[:2] != (h, w):
-        out = onp.pad(out, [(0, h - out.shape[0]), (0, w - out.shape[1]), (0, 0)], mode="edge")
-    return onp.ascontiguousarray(out, dtype=onp.uint8)
+    strip = onp.asarray(fig.canvas.buffer_rgba())[..., :3]
+    glyphs = {}
+    for i, c in enumerate(_GLYPH_CHARS):
+        cell = strip[:height, i * pitch:i * pitch + width]
+        full = onp.full((height, width, 3), 255, onp.uint8)
+        full[: cell.shape[0], : cell.shape[1]] = cell
+        glyphs[c] = full
+    return glyphs, width, height
 
+
+def stamp_text(k, count, times=None, steps=None, decimals=None):
+    """The time stamp of frame ``k`` of ``count``: ``t = 1.250  step 125`` (as much of it
+    as ``times`` / ``steps`` give), ``frame 3/40`` without either."""
+    parts = []
+    if times is not None:
+        d = _decimals(times) if decimals is None else decimals
+        parts.append(f"t = {float(times[k]):.{d}f}")
+    if steps is not None:
+        parts.append(f"step {int(steps[k])}")
+    return "   ".join(parts) if parts else f"frame {k + 1}/{count}"
+
+
+def _decimals(times, most=4):
+    """The fewest decimals (at most ``most``) that write every time of ``times`` exactly
+    (to 1e-9 relative): 0.08 → 2, 0.015 → 3, 2.0 → 1 (a time always shows one)."""
+    values = [float(t) for t in times if math.isfinite(float(t))]
+    for d in range(1, most + 1):
+        if all(abs(round(t, d) - t) <= 1e-9 * max(1.0, abs(t)) for t in values):
+            return d
+    return most
+
+
+class FrameRenderer:
+    """Decorated frames of one field on one grid: the decorations (axes in box coordinates,
+    the colorbar with the field's name and units, the title, a caption) are drawn ONCE with
+    matplotlib into :attr:`background`; :meth:`frame` then blits a field into the plot box
+    (``scale × scale`` nearest-neighbour blocks: exactly the cells, no blur) and its time stamp
+    into the stamp box, and draws the arrows, if any.
+
+    * ``shape``: ``(nx, ny)``, the 2-D field drawn; ``size``: the box's lengths ``(Lx, Ly)``
+      (or ``(Lx, Ly, Lz)``) in L; None labels the axes in cells;
+    * ``vmin``, ``vmax``: the colour limits (fixed for all frames); ``colormap``: default the
+      field's (:func:`field_info`); ``ndim=3`` with ``mode`` (``slice`` / ``max``) and
+      ``depth`` (nz) names the z-slice or the projection in the title;
+    * ``obstacle``: a 2-D mask painted gray in every frame; ``stamp_chars``: the longest
+      time stamp to make room for; ``arrow_max``: the speed of the longest arrow (arrows only
+      with it); ``title``: more words for the title (e.g. "before optimization").
+
+    Boxes are ``(top, left, height, width)`` in pixels of the frame: :attr:`plot_box`,
+    :attr:`stamp_box`, :attr:`colorbar_box`; :attr:`labels` holds the texts drawn."""
+
+    def __init__(self, shape, field, vmin, vmax, *, colormap=None, size=None, obstacle=None, ndim=2,
+                 mode="slice", depth=None, stamp_chars=24, arrow_max=None, title=None, scale=None):
+        info = field_info(field, ndim)
+        nx, ny = (int(n) for n in shape)
+        vmin, vmax = float(vmin), float(vmax)
+        if not (math.isfinite(vmin) and math.isfinite(vmax) and vmax > vmin):
+            raise InputError(f"FrameRenderer: need finite limits with vmax > vmin, got ({vmin}, {vmax})")
+        self.field, self.shape, self.vmin, self.vmax = field, (nx, ny), vmin, vmax
+        self.colormap = colormap or info["colormap"]
+        _colormap(self.colormap)
+        self.scale = int(scale) if scale else plot_scale(nx, ny)
+        self.obstacle = None
+        if obstacle is not None:
+            mask = onp.asarray(_as_numpy(obstacle)).astype(bool)
+            if mask.shape != (nx, ny):
+                raise InputError(f"FrameRenderer: obstacle mask shape {mask.shape} differs from field shape {(nx, ny)}")
+            self.obstacle = mask if mask.any() else None
+        if size is not None:
+            size = tuple(float(s) for s in size)
+            if len(size) not in (2, 3) or not all(s > 0 and math.isfinite(s) for s in size):
+                raise InputError(f"FrameRenderer: size must be 2 or 3 positive lengths, got {size}")
+        self.size = size
+        self.arrows = _Arrows(nx, ny, self.scale, arrow_max) if arrow_max is not None else None
+
+        title_parts = [info["name"]]
+        if ndim == 3:
+            if mode == "max":
+                title_parts.append("maximum over z")
+            else:
+                nz = depth or 1
+                where = f"z = {(nz // 2 + 0.5) * size[2] / nz:.3g} L" if size and len(size) == 3 else f"z cell {nz // 2}"
+                title_parts.append(f"slice {where} (middle of z)")
+        if title:
+            title_parts.append(str(title))
+        caption = []
+        if self.obstacle is not None:
+            caption.append("gray: obstacle")
+        if self.arrows is not None and self.arrows.vmax > 0:
+            plane = " (in the middle z-plane)" if ndim == 3 else ""
+            caption.append(f"arrows: velocity (u, v){plane}, length ∝ √speed, longest {self.arrows.vmax:.3g} L/T")
+        caption.append("L, T: the scenario's units of length and time" if size else "axes in cells")
+        unit = "L" if size else "cells"
+        self.labels = {"title": " · ".join(title_parts), "colorbar": info["label"],
+                       "x": f"x [{unit}]", "y": f"y [{unit}]", "caption": "\n".join(caption)}
+        self._glyphs, self._gw, self._gh = _glyphs()
+        self._draw(max(int(stamp_chars), 1))
+
+    def _draw(self, stamp_chars):
+        from matplotlib.cm import ScalarMappable
+        from matplotlib.colors import Normalize
+        nx, ny = self.shape
+        w, h = nx * self.scale, ny * self.scale
+        horizontal = w >= 2.2 * h  # a wide box: the colorbar below it
+        margin = 200
+        W = w + 2 * margin + (0 if horizontal else 140)
+        H = h + 2 * margin + (100 if horizontal else 0)
+        top, left = margin, margin
+        fig = _new_figure((W / _DPI, H / _DPI), dpi=_DPI)
+        fig.patch.set_facecolor("white")
+
+        def place(t, l, hh, ww):  # an axes at pixel box (top, left, height, width)
+            return fig.add_axes((l / W, (H - t - hh) / H, ww / W, hh / H))
+
+        ax = place(top, left, h, w)
+        lx, ly = (self.size[0], self.size[1]) if self.size else (nx, ny)
+        ax.set_xlim(0, lx)
+        ax.set_ylim(0, ly)
+        ax.set_xlabel(self.labels["x"])
+        ax.set_ylabel(self.labels["y"])
+        ax.tick_params(direction="out", length=4, labelsize=9)
+        for spine in ax.spines.values():
+            spine.set_visible(False)  # a crisp 2-px frame is painted below instead
+        ax.patch.set_visible(False)
+        sh, sw = self._gh, stamp_chars * self._gw
+        stamp = (top - 6 - sh, left, sh, sw)
+        fig.text(left / W, (H - stamp[0] + 6) / H, self.labels["title"], ha="left", va="bottom", fontsize=11)
+        if horizontal:
+            bar = (top + h + 46, left, 12, w)
+        else:
+            bar = (top, left + w + 16, h, 16)
+        cax = place(*bar)
+        cb = fig.colorbar(ScalarMappable(Normalize(self.vmin, self.vmax), _colormap(self.colormap)), cax=cax,
+                          orientation="horizontal" if horizontal else "vertical")
+        cb.set_label(self.labels["colorbar"], fontsize=10)
+        cb.ax.tick_params(labelsize=9)
+        below = bar[0] + bar[2] + 44 if horizontal else top + h + 44
+        fig.text(left / W, (H - below) / H, self.labels["caption"], ha="left", va="top", fontsize=8, color="0.3")
+        fig.canvas.draw()
+        canvas = onp.asarray(fig.canvas.buffer_rgba())[..., :3]
+        if canvas.shape[:2] != (H, W):  # pragma: no cover - integer pixel sizes at dpi 100 are exact
+            raise RuntimeError(f"FrameRenderer: the canvas is {canvas.shape[:2]}, expected {(H, W)}")
+        # the crop: whatever was drawn (not white), the plot and the stamp box, plus a margin
+        inked = (canvas != 255).any(axis=2)
+        rows, cols = onp.flatnonzero(inked.any(axis=1)), onp.flatnonzero(inked.any(axis=0))
+        pad = 8
+        r0 = max(0, min(int(rows[0]), stamp[0], top - 2) - pad)
+        c0 = max(0, min(int(cols[0]), left - 2) - pad)
+        r0, c0 = r0 - (top - r0) % 2, c0 - (left - c0) % 2  # the plot at even rows / columns: mp4's 2x2
+        r1 = min(H, max(int(rows[-1]) + 1, top + h + 2) + pad)  # chroma blocks do not mix it with the frame
+        c1 = min(W, max(int(cols[-1]) + 1, left + w + 2, stamp[1] + sw) + pad)
+        r1 += (r1 - r0) % 2  # even sides (mp4 / yuv420); the canvas has room
+        c1 += (c1 - c0) % 2
+        background = onp.array(canvas[r0:r1, c0:c1])
+        t, l = top - r0, left - c0
+        frame_rgb = (40, 40, 40)  # a crisp 2-px frame around the plot
+        background[t - 2:t, l - 2:l + w + 2] = frame_rgb
+        background[t + h:t + h + 2, l - 2:l + w + 2] = frame_rgb
+        background[t - 2:t + h + 2, l - 2:l] = frame_rgb
+        background[t - 2:t + h + 2, l + w:l + w + 2] = frame_rgb
+        self.background = background
+        self.plot_box = (t, l, h, w)
+        self.stamp_box = (stamp[0] - r0, stamp[1] - c0, sh, sw)
+        self.colorbar_box = (bar[0] - r0, bar[1] - c0, bar[2], bar[3])
+        self.horizontal_colorbar = horizontal
+        self.figure = fig  # kept for inspection (its texts are :attr:`labels`)
+
+    def image(self, field2d):
+        """The plot's pixels alone: ``field2d`` ``[x, y]`` upscaled, obstacles gray."""
+        t, l, h, w = self.plot_box
+        out = onp.empty((h, w, 3), onp.uint8)
+        _upscale_into(out, colorize(field2d, self.vmin, self.vmax, self.colormap, self.obstacle), self.scale)
+        return out
+
+    def frame(self, field2d, stamp="", velocity=None):
+        """One decorated frame (uint8 RGB, :attr:`background`'s shape): ``field2d`` ``[x, y]``
+        (of :attr:`shape`), the ``stamp`` text, arrows of ``velocity`` ``(u, v)`` if given."""
+        f = _as_numpy(field2d)
+        if f.shape != self.shape:
+            raise InputError(f"FrameRenderer: field of shape {f.shape}, expected {self.shape}")
+        out = self.background.copy()
+        t, l, h, w = self.plot_box
+        view = out[t:t + h, l:l + w]
+        _upscale_into(view, colorize(f, self.vmin, self.vmax, self.colormap, self.obstacle), self.scale)
+        if velocity is not None and self.arrows is not None:
+            self.arrows.draw(view, velocity)
+        self._stamp(out, stamp)
+        return out
+
+    def _stamp(self, out, text):
+        t, l, h, w = self.stamp_box
+        n = w // self._gw
+        text = str(text)[:n]
+        blank = self._glyphs[" "]
+        row = out[t:t + h, l:l + w].reshape(h, n, self._gw, 3)
+        for i in range(n):
+            row[:, i] = self._glyphs.get(text[i], blank) if i < len(text) else blank
 
 # ----------------------------------------------------------------------------- files
 
@@ -353,8 +736,10 @@ def write_video(path, images, fps=30):
     if suffix == ".mp4":
         def write(tmp):
             import imageio.v2 as iio2
+            # preset veryfast: a third of the default's encoding time, files about as large
             writer = iio2.get_writer(tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264", quality=7,
-                                     macro_block_size=1, pixelformat="yuv420p")
+                                     macro_block_size=1, pixelformat="yuv420p",
+                                     output_params=["-preset", "veryfast"])
             try:
                 for im in frames():
                     writer.append_data(_pad_even(im))
@@ -384,123 +769,213 @@ def read_video_frame_count(path) -> int:
     return int(imageio_ffmpeg.count_frames_and_secs(str(path))[0])
 
 
-def render_frames(frames, field, path, *, colormap=None, fps=30, obstacle=None, mode="slice", velocities=None):
+
+
+def _flatten(a, mode, what):
+    a = _as_numpy(a)
+    if a.ndim == 3:
+        return project_3d(a, mode)
+    if a.ndim != 2:
+        raise InputError(f"{what}: frames must be 2-D or 3-D arrays, got shape {a.shape}")
+    return a
+
+
+class DecoratedFrames:
+    """The decorated video frames of :func:`render_frames`, made one at a time as they are
+    iterated (a :class:`FrameSpool` stays on disk); :attr:`renderer` is their
+    :class:`FrameRenderer`. Same keywords as :func:`render_frames`."""
+
+    def __init__(self, frames, field, *, colormap=None, obstacle=None, mode="slice", velocities=None,
+                 times=None, steps=None, size=None, title=None):
+        _check_field(field)
+        if mode not in ("slice", "max"):
+            raise InputError(f"render_frames: unknown mode {mode!r}; expected 'slice' or 'max'")
+        if colormap is not None:
+            _colormap(colormap)
+        if not isinstance(frames, collections.abc.Sequence):
+            frames = list(frames)  # read twice below: the limits, then the images
+        if not len(frames):
+            raise InputError("render_frames: no frames to render")
+        count = len(frames)
+        for name, seq in (("velocities", velocities), ("times", times), ("steps", steps)):
+            if seq is not None and len(seq) != count:
+                raise InputError(f"render_frames: {len(seq)} {name} for {count} frames")
+        first = _as_numpy(frames[0])
+        ndim = first.ndim
+        self.shape = _flatten(first, mode, "render_frames").shape
+        self.frames, self.mode, self.velocities = frames, mode, velocities
+        self.times, self.steps, self.count = times, steps, count
+        mask = None if obstacle is None else _flatten(onp.asarray(_as_numpy(obstacle)).astype(bool), mode,
+                                                      "render_frames")
+        info = field_info(field, ndim)
+        vmin, vmax = field_limits(self._frames2d(), field, count=count, signed=info["signed"])
+        arrow_max = None
+        if velocities is not None:
+            nx, ny = self.shape
+            stride = max(1, round(ARROW_SPACING / plot_scale(nx, ny)))
+            arrow_max = max(_Arrows.sample_max(self._plane(uv), stride) for uv in velocities)
+        decimals = _decimals(times) if times is not None else None
+        stamps = [stamp_text(k, count, times, steps, decimals) for k in range(count)]
+        self._stamps = stamps
+        self.renderer = FrameRenderer(self.shape, field, vmin, vmax, colormap=colormap, size=size, obstacle=mask,
+                                      ndim=ndim, mode=mode, depth=first.shape[2] if ndim == 3 else None,
+                                      stamp_chars=max(len(s) for s in stamps), arrow_max=arrow_max, title=title)
+
+    @staticmethod
+    def _plane(uv):
+        uv = [_as_numpy(c) for c in uv[:2]]
+        return [c[:, :, c.shape[2] // 2] if c.ndim == 3 else c for c in uv]
+
+    def _frames2d(self):  # one frame at a time
+        for k, f in enumerate(self.frames):
+            f = _flatten(f, self.mode, "render_frames")
+            if f.shape != self.shape:
+                raise InputError(f"render_frames: frame {k} projects to shape {f.shape}, frame 0 to {self.shape}")
+            yield f
+
+    def __len__(self):
+        return self.count
+
+    def __iter__(self):
+        for k, f in enumerate(self._frames2d()):
+            uv = self._plane(self.velocities[k]) if self.velocities is not None else None
+            yield self.renderer.frame(f, self._stamps[k], uv)
+
+
+def render_frames(frames, field, path, *, colormap=None, fps=30, obstacle=None, mode="slice", velocities=None,
+                  times=None, steps=None, size=None, title=None, stats=None):
     """Render a sequence of ``field`` arrays to the video ``path`` (.mp4 / .gif); returns the Path.
 
+    Every frame is decorated (:class:`FrameRenderer`): axes, a labelled colorbar, the
+    title, and the stamp ``t = …  step …`` from ``times`` / ``steps`` (one per frame; without
+    them ``frame k/n``). ``size``: the box's lengths (axes in L; default: in cells).
     2-D frames are drawn as they are, 3-D frames after :func:`project_3d` with
     ``mode`` (a 3-D ``obstacle`` mask likewise). All frames share the colour limits
-    of :func:`field_limits`, computed on what is drawn. ``colormap`` defaults to
-    ``DEFAULT_COLORMAPS[field]``. ``velocities``: optional list (one per frame) of
-    cell-centred ``(u, v, ...)`` arrays drawn as arrows (3-D ones: their middle z-plane).
-    ``frames`` and ``velocities`` may be :class:`FrameSpool` s: each frame is then read
-    twice (the limits, then the images), never all at once.
+    of :func:`field_limits`, computed on what is drawn. ``colormap`` defaults to the
+    field's (:func:`field_info`: a diverging one for signed fields, whose limits are
+    symmetric about 0). ``velocities``: optional list (one per frame) of cell-centred
+    ``(u, v, ...)`` arrays drawn as arrows (3-D ones: their middle z-plane), one length
+    scale for the whole video. ``frames`` and ``velocities`` may be :class:`FrameSpool` s:
+    each frame is then read twice (the limits, then the images), never all at once.
+    ``stats`` (a dict) receives ``frames``, ``seconds``, ``frames_per_second`` (of this whole
+    call: limits, drawing, encoding) and the frame ``width`` / ``height``.
     """
-    _check_field(field)
+    start = time.perf_counter()
     suffix = Path(path).suffix.lower()
     if suffix not in VIDEO_SUFFIXES:
         raise InputError(f"render_frames: unsupported suffix {Path(path).suffix!r} ({path}); use .mp4 or .gif")
-    if mode not in ("slice", "max"):
-        raise InputError(f"render_frames: unknown mode {mode!r}; expected 'slice' or 'max'")
-    colormap = DEFAULT_COLORMAPS[field] if colormap is None else colormap
-    _colormap(colormap)
-
-    def flat(a):
-        a = _as_numpy(a)
-        if a.ndim == 3:
-            return project_3d(a, mode)
-        if a.ndim != 2:
-            raise InputError(f"render_frames: frames must be 2-D or 3-D arrays, got shape {a.shape}")
-        return a
-
-    if not isinstance(frames, collections.abc.Sequence):
-        frames = list(frames)  # read twice below: the limits, then the images
-    if not len(frames):
-        raise InputError(f"render_frames: no frames to render to {path}")
-    mask = None if obstacle is None else flat(onp.asarray(_as_numpy(obstacle)).astype(bool))
-    if velocities is not None and len(velocities) != len(frames):
-        raise InputError(f"render_frames: {len(velocities)} velocities for {len(frames)} frames")
-    shape = flat(frames[0]).shape
-
-    def frames2d():  # one frame at a time (a FrameSpool keeps them out of memory)
-        for k, f in enumerate(frames):
-            f = flat(f)
-            if f.shape != shape:
-                raise InputError(f"render_frames: frame {k} projects to shape {f.shape}, frame 0 to {shape}")
-            yield f
-
-    vmin, vmax = field_limits(frames2d(), field, count=len(frames))
-
-    def images():
-        for k, f in enumerate(frames2d()):
-            im = to_image(f, vmin, vmax, colormap, obstacle=mask)
-            if velocities is not None:
-                uv = [_as_numpy(c) for c in velocities[k][:2]]
-                uv = [c[:, :, c.shape[2] // 2] if c.ndim == 3 else c for c in uv]
-                im = add_arrows(im, uv)
-            yield im
-
-    return write_video(path, images(), fps=fps)
+    try:
+        images = DecoratedFrames(frames, field, colormap=colormap, obstacle=obstacle, mode=mode,
+                                 velocities=velocities, times=times, steps=steps, size=size, title=title)
+    except InputError as exc:
+        if "no frames" in str(exc):
+            raise InputError(f"render_frames: no frames to render to {path}") from None
+        raise
+    out = write_video(path, images, fps=fps)
+    if stats is not None:
+        seconds = time.perf_counter() - start
+        h, w = images.renderer.background.shape[:2]
+        stats.update({"frames": len(images), "seconds": seconds,
+                      "frames_per_second": len(images) / seconds if seconds > 0 else None, "width": w, "height": h})
+    return out
 
 
-def render_panel(target, result, path, *, colormap="inferno", obstacle=None):
+def render_image(values, field, *, colormap=None, obstacle=None, mode="slice", size=None, t=None, step=None,
+                 title=None):
+    """One decorated image (uint8 RGB) of the 2-D or 3-D field ``values``: what one video
+    frame of :func:`render_frames` shows (its own colour limits), ``t`` / ``step`` stamped."""
+    images = DecoratedFrames([values], field, colormap=colormap, obstacle=obstacle, mode=mode,
+                             times=None if t is None else [t], steps=None if step is None else [step],
+                             size=size, title=title)
+    return next(iter(images))
+
+
+def render_png(values, field, path, **kwargs):
+    """:func:`render_image` written as a PNG at ``path`` (atomically); returns the Path."""
+    return write_png(path, render_image(values, field, **kwargs))
+
+
+def render_panel(target, result, path, *, colormap="inferno", obstacle=None, size=None, iteration=None, loss=None,
+                 t=None, field="density"):
     """A PNG at ``path`` with three panels side by side: target | result | result − target.
 
     Target and result share one colour scale (``colormap``); the difference uses
-    ``RdBu_r`` with symmetric limits. Arrays are 2-D ``[x, y]``; 3-D ones are
-    max-projected over z (an obstacle mask too). Drawn y-up; returns the Path.
+    ``RdBu_r`` with symmetric limits; every colorbar names the field and its units.
+    Arrays are 2-D ``[x, y]``; 3-D ones are max-projected over z (an obstacle mask too).
+    Drawn y-up, axes in box coordinates with ``size`` (the box's lengths, else in cells);
+    the title gives ``iteration``, ``loss`` and ``t`` where given. Returns the Path.
     """
+    projected = []
+
     def flat(a, what):
         a = onp.asarray(_as_numpy(a))
         if a.ndim == 3:
+            projected.append(what)
             a = project_3d(a, "max")
         if a.ndim != 2:
             raise InputError(f"render_panel: {what} must be 2-D or 3-D, got shape {a.shape}")
         return a
 
-    t, r = flat(target, "target"), flat(result, "result")
-    if t.shape != r.shape:
-        raise InputError(f"render_panel: target shape {t.shape} differs from result shape {r.shape}")
+    t_, r = flat(target, "target"), flat(result, "result")
+    if t_.shape != r.shape:
+        raise InputError(f"render_panel: target shape {t_.shape} differs from result shape {r.shape}")
     mask = None if obstacle is None else flat(onp.asarray(_as_numpy(obstacle)).astype(bool), "obstacle")
-    if mask is not None and mask.shape != t.shape:
-        raise InputError(f"render_panel: obstacle shape {mask.shape} differs from field shape {t.shape}")
+    if mask is not None and mask.shape != t_.shape:
+        raise InputError(f"render_panel: obstacle shape {mask.shape} differs from field shape {t_.shape}")
+    info = field_info(field)
     cmap = _colormap(colormap)
     # limits over the finite values without copying them (a 512² panel's statistics in
     # float64 copies took more memory than the optimization before it)
-    lo = min(_finite_min(t), _finite_min(r))
-    hi = max(-_finite_min(-t), -_finite_min(-r))
+    lo = min(_finite_min(t_), _finite_min(r))
+    hi = max(-_finite_min(-t_), -_finite_min(-r))
     lo, hi = (0.0, 1.0) if not onp.isfinite(lo) else (lo, hi)
     if not hi > lo:
         hi = lo + 1.0
-    diff = r.astype(onp.float64) - t
+    diff = r.astype(onp.float64) - t_
     a = -_finite_min(-onp.abs(diff))
     a = a if onp.isfinite(a) and a > 0 else 1.0
 
-    nx, ny = t.shape
+    nx, ny = t_.shape
+    lx, ly = (float(size[0]), float(size[1])) if size is not None else (float(nx), float(ny))
+    unit = "L" if size is not None else "cells"
     panel_h = 3.5
     panel_w = min(max(panel_h * nx / ny, 1.5), 7.0)
-    fig = _new_figure((3 * (panel_w + 1.0), panel_h + 0.8))
+    fig = _new_figure((3 * (panel_w + 1.3), panel_h + 1.2))
     axes = fig.subplots(1, 3)
-    panels = [(t, "target", cmap, lo, hi), (r, "result", cmap, lo, hi),
-              (diff, "result − target", _colormap("RdBu_r"), -a, a)]
+    where = " (maximum over z)" if projected else ""
+    panels = [(t_, "target" + where, cmap, lo, hi, info["label"]),
+              (r, "result" + where, cmap, lo, hi, info["label"]),
+              (diff, "result − target", _colormap("RdBu_r"), -a, a, f"result − target [{info['units']}]")]
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
-    for ax, (data, title, cm, vmin, vmax) in zip(axes, panels):
+    k = max(1, max(nx, ny) // 384)  # every k-th cell where the grid has more cells than the panel pixels
+    for ax, (data, title, cm, vmin, vmax, label) in zip(axes, panels):
         # coloured here, once, to 8-bit RGBA: matplotlib would resample the float field into
         # float64 RGBA images (tens of MiB at 512², above an optimization's peak memory)
-        # and every k-th cell only where the grid has more cells than the panel has pixels
-        k = max(1, max(nx, ny) // 384)
         norm = Normalize(vmin, vmax)
-        ax.imshow(cm(norm(data[::k, ::k].T), bytes=True), origin="lower", extent=(0, nx, 0, ny),
+        ax.imshow(cm(norm(data[::k, ::k].T), bytes=True), origin="lower", extent=(0, lx, 0, ly),
                   interpolation="nearest")
         im = ScalarMappable(norm, cm)
-        if mask is not None:
+        if mask is not None and mask.any():
             gray = onp.ma.masked_where(~mask[::k, ::k].T, onp.ones(mask[::k, ::k].T.shape))
             ax.imshow(gray, origin="lower", cmap=_gray_cmap(), vmin=0, vmax=1,
-                      extent=(0, nx, 0, ny), interpolation="nearest")
-        ax.set_title(title)
-        ax.set_xlabel("x")
-        ax.set_ylabel("y")
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+                      extent=(0, lx, 0, ly), interpolation="nearest")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel(f"x [{unit}]")
+        ax.set_ylabel(f"y [{unit}]")
+        bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        bar.set_label(label, fontsize=9)
+    heading = []
+    if iteration is not None:
+        heading.append(f"iteration {int(iteration)}")
+    if loss is not None:
+        heading.append(f"loss {float(loss):.4g}")
+    if t is not None:
+        heading.append(f"t = {float(t):.{_decimals([t])}f} T")
+    if heading:
+        fig.suptitle(" · ".join(heading), fontsize=11)
+    if size is not None:
+        fig.text(0.01, 0.01, "L, T: the scenario's units of length and time", fontsize=7, color="0.3")
     fig.tight_layout()
     return _save_figure(fig, path)
 
@@ -518,8 +993,9 @@ def _gray_cmap():
 def plot_loss(history, path):
     """A PNG at ``path`` of loss vs iteration (log y-axis) from ``history``; returns the Path.
 
-    ``history`` is a list of dicts with keys ``"iteration"`` and ``"loss"``.
-    Non-finite losses are skipped; if some loss is <= 0 the y-axis is linear.
+    ``history`` is a list of dicts with keys ``"iteration"`` and ``"loss"`` and, where
+    recorded, ``"grad_norm"``: then the gradient norm is drawn against a second (log) axis
+    on the right. Non-finite values are skipped; if some loss is <= 0 the y-axis is linear.
     """
     history = list(history)
     if not history:
@@ -529,17 +1005,31 @@ def plot_loss(history, path):
         losses = onp.array([float(h["loss"]) for h in history])
     except (KeyError, TypeError) as e:
         raise InputError(f"plot_loss: every history entry needs 'iteration' and 'loss' ({e!r})") from None
+    grads = onp.array([float(h["grad_norm"]) if isinstance(h, dict) and h.get("grad_norm") is not None else onp.nan
+                       for h in history])
     keep = onp.isfinite(its) & onp.isfinite(losses)
-    its, losses = its[keep], losses[keep]
+    gkeep = onp.isfinite(its) & onp.isfinite(grads) & (grads > 0)
     fig = _new_figure((6.4, 4.0))
     ax = fig.add_subplot(1, 1, 1)
-    ax.plot(its, losses, marker="." if its.size < 50 else None, linewidth=1.2)
-    if losses.size and (losses > 0).all():
+    marker = "." if its.size < 50 else None
+    lines = ax.plot(its[keep], losses[keep], marker=marker, linewidth=1.2, color="C0", label="loss")
+    if keep.any() and (losses[keep] > 0).all():
         ax.set_yscale("log")
     ax.set_xlabel("iteration")
-    ax.set_ylabel("loss")
-    ax.set_title("loss")
+    ax.set_ylabel("loss", color="C0")
+    ax.tick_params(axis="y", colors="C0")
     ax.grid(True, which="both", alpha=0.3)
+    if gkeep.any():
+        gx = ax.twinx()
+        lines += gx.plot(its[gkeep], grads[gkeep], marker=marker, linewidth=1.0, linestyle="--", color="C3",
+                         label="gradient norm |g|")
+        gx.set_yscale("log")
+        gx.set_ylabel("gradient norm |g|", color="C3")
+        gx.tick_params(axis="y", colors="C3")
+        ax.set_title("loss and gradient norm")
+        ax.legend(lines, [ln.get_label() for ln in lines], fontsize=8, loc="upper right")
+    else:
+        ax.set_title("loss")
     fig.tight_layout()
     return _save_figure(fig, path)
 

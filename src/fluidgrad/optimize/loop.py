@@ -38,6 +38,7 @@ class OptimizationResult:
     initial_loss: float
     final_loss: float
     stop_reason: str = ""  # why the run ended (converged, or the iteration limit)
+    initial_grad_norm: float | None = None
 
 
 def _save_resume(folder: Path, state: dict, iteration: int, start: dict, signature: str, stopped=None,
@@ -187,4 +188,5 @@ def run(problem, optimizer, iterations: int, folder=None, *, resume=False, callb
     x = onp.asarray(state["x"])
     done = history[-1]["iteration"] if history else start
     reason = stopped or f"reached the iteration limit ({done} of {iterations})"
-    return OptimizationResult(x, problem.unflatten(x), history, initial["loss"], float(state["f"]), reason)
+    return OptimizationResult(x, problem.unflatten(x), history, initial["loss"], float(state["f"]), reason,
+                              initial["grad_norm"])
