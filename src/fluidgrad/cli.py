@@ -185,10 +185,9 @@ class _Frames:
 
     __slots__ = ("fields", "velocities", "steps", "dt", "size")
 
-    def __init__(self, fields, velocities, sim=None):
+    def __init__(self, fields, velocities, sim):
         self.fields, self.velocities, self.steps = fields, velocities, []
-        self.dt = sim.dt if sim is not None else None
-        self.size = tuple(sim.domain.grid.size) if sim is not None else None
+        self.dt, self.size = sim.dt, tuple(sim.domain.grid.size)
 
     def close(self):
         for spool in (self.fields, self.velocities):
@@ -198,24 +197,19 @@ class _Frames:
 
 def _video(frames, path, video, obstacle):
     """Render ``frames`` to ``path``, each stamped with its time ``t = step·dt`` and step;
-    the rendering's frames per second go into the ``metrics.json`` next to it, if one is there."""
+    returns (the path written, the rendering's statistics: frames, frames per second)."""
     from .render import render_frames
-    steps, dt, stats = getattr(frames, "steps", None) or None, getattr(frames, "dt", None), {}
+    stats = {}
     try:
         path = render_frames(frames.fields, video["field"], path, colormap=video["colormap"],
                              fps=video["fps"], obstacle=obstacle, mode=video.get("projection", "slice"),
                              velocities=frames.velocities if video.get("arrows") else None,
-                             times=[k * dt for k in steps] if steps and dt else None, steps=steps,
-                             size=getattr(frames, "size", None), stats=stats,
+                             times=[k * frames.dt for k in frames.steps], steps=frames.steps,
+                             size=frames.size, stats=stats,
                              title={"before": "before optimization", "after": "after optimization"}.get(Path(path).stem))
     finally:
         frames.close()
-    metrics = path.parent / "metrics.json"
-    if metrics.is_file():
-        data = json.loads(metrics.read_text())
-        data.setdefault("render", {})[path.name] = stats
-        _write_json(metrics, data)
-    return path
+    return path, stats
 
 
 def _return_freed_memory():
@@ -279,10 +273,12 @@ def cmd_run(args) -> int:
                "max_divergence": _max_divergence(final, sim.domain), "backend": sim.backend,
                "dtype": str(sim.dtype), "grid": list(scenario.grid.resolution), "dt": scenario.dt,
                "t": final.step * scenario.dt, "compile_seconds": compile_seconds()}
-    _write_json(out / "metrics.json", metrics)
+    _write_json(out / "metrics.json", metrics)  # before the video: a failed render keeps it
     written = ["result.npz", "metrics.json"]
     if video:
-        path = _video(frames, out / f"{field}.{video['format']}", video, sim.domain.solid)
+        path, stats = _video(frames, out / f"{field}.{video['format']}", video, sim.domain.solid)
+        metrics["render"] = {path.name: stats}
+        _write_json(out / "metrics.json", metrics)
         written.append(path.name)
     if not args.quiet:
         g = scenario.grid
@@ -422,6 +418,7 @@ def cmd_optimize(args) -> int:
     buffer = io.BytesIO()
     onp.savez_compressed(buffer, **arrays)
     atomic_write_bytes(out / "params.npz", buffer.getvalue())
+    renders = {}  # each video's rendering statistics, for metrics.json
     # the before video after the optimization: its rollout and the video encoder (matplotlib)
     # would otherwise raise the memory the optimization's peak sits on
     if video and not (args.resume and (out / f"before.{video['format']}").exists()):
@@ -430,7 +427,7 @@ def cmd_optimize(args) -> int:
         x0 = problem.unflatten(problem.flatten(problem.initial_raw()))
         _, frames = _rollout_frames(problem, x0, field, scenario.output["every"], args, "before",
                                     video.get("arrows"), folder=out)  # frames spooled to a file
-        _video(frames, out / f"before.{video['format']}", video, sim.domain.solid)
+        path, renders[path.name] = _video(frames, out / f"before.{video['format']}", video, sim.domain.solid)
         del frames, x0
     from .render import plot_loss, render_panel
     plot_loss([{"iteration": 0, "loss": result.initial_loss, "grad_norm": result.initial_grad_norm}]
@@ -438,7 +435,7 @@ def cmd_optimize(args) -> int:
     if video:
         final, frames = _rollout_frames(problem, raw, field, scenario.output["every"], args, "after",
                                         video.get("arrows"), folder=out)
-        _video(frames, out / f"after.{video['format']}", video, sim.domain.solid)
+        path, renders[path.name] = _video(frames, out / f"after.{video['format']}", video, sim.domain.solid)
     else:
         final = problem.states(raw)[0][-1]
     if target is not None and scenario.optimize["loss"]["type"] == "density_mse":
@@ -454,6 +451,8 @@ def cmd_optimize(args) -> int:
                "compile_seconds": compile_seconds(),
                "optimizer": spec["type"], "parameters": scenario.optimize["parameters"],
                "backend": sim.backend, "dtype": str(sim.dtype)}
+    if renders:
+        metrics["render"] = renders
     _write_json(out / "metrics.json", metrics)
     if not args.quiet:
         print(f"Optimized {scenario.name}: {', '.join(scenario.optimize['parameters'])} with {spec['type']}, "
