@@ -64,7 +64,10 @@ def _central_gradient_transpose(gs, domain):
             first, last = last, first
         inner[_along(d, nd, slice(0, 1))] += first
         inner[_along(d, nd, slice(-1, None))] += last
-        out = inner if out is None else out + inner
+        if out is None:
+            out = inner
+        else:
+            out += inner
     return out
 
 
@@ -103,21 +106,44 @@ vorticity_confinement = Primitive(_confinement, "vorticity_confinement", registe
 def _confinement_vjp(g, ans, velocity, epsilon, *, domain):
     """By hand, backwards through the forward's steps (recomputed without a tape): the
     face cotangents to the centres, through ``N × ω``, the normalization ``η/|η|``, the
-    central gradient and ``|ω|``, to ω and the velocity."""
+    central gradient and ``|ω|``, to ω and the velocity. Each step overwrites the arrays
+    it no longer needs (the VJP of a 2-D step keeps ~8 cell fields alive, not ~20: it
+    sets the gradient's peak memory)."""
     omega, magnitude, eta, norm, n = _confinement_parts(velocity, domain)
+    del eta
     g_c = [stencils._center_to_face_transpose(gd, None, domain=domain, axis=d) for d, gd in enumerate(g)]
     xp, scale = xp_of(g_c[0]), epsilon * domain.dx
-    adj_epsilon = domain.dx * sum(xp.sum(gc * f) for gc, f in zip(g_c, _cross(n, omega)))
-    if domain.ndim == 2:
-        g_n = [-(scale * omega[0] * g_c[1]), scale * omega[0] * g_c[0]]
-        g_omega = [scale * (n[1] * g_c[0] - n[0] * g_c[1])]
+    if domain.ndim == 2:  # N × ω = (N_y ω, -N_x ω): g_ω = ε h (N_y g_x - N_x g_y), g_N = ε h ω (-g_y, g_x)
+        w = n[1] * g_c[0]
+        w -= n[0] * g_c[1]
+        adj_epsilon = domain.dx * xp.sum(omega[0] * w)
+        w *= scale
+        g_omega = [w]
+        scaled = scale * omega[0]
+        g_c[0] *= scaled
+        g_c[1] *= scaled
+        g_n = [xp.negative(g_c[1], out=g_c[1]), g_c[0]]
+        del scaled
     else:  # d(N × ω) = dN × ω + N × dω: g_N = ω × g, g_ω = g × N
+        adj_epsilon = domain.dx * sum(xp.sum(gc * f) for gc, f in zip(g_c, _cross(n, omega)))
         g_n = [scale * f for f in _cross(omega, g_c)]
         g_omega = [scale * f for f in _cross(g_c, n)]
-    radial = sum(gn * nn for gn, nn in zip(g_n, n))
-    g_eta = [(gn - nn * radial) / norm for gn, nn in zip(g_n, n)]
-    g_magnitude = _central_gradient_transpose(g_eta, domain)
-    g_omega = [gw + g_magnitude * w / magnitude for gw, w in zip(g_omega, omega)]
+    del g_c
+    radial = g_n[0] * n[0]
+    for gn, nn in zip(g_n[1:], n[1:]):
+        radial += gn * nn
+    for gn, nn in zip(g_n, n):  # g_η = (g_N - N (g_N · N)) / |η|, in place of g_N
+        gn -= nn * radial
+        gn /= norm
+    del radial, n, norm
+    g_magnitude = _central_gradient_transpose(g_n, domain)
+    del g_n
+    for gw, w in zip(g_omega, omega):  # g_ω += g_|ω| ω / |ω|
+        term = g_magnitude * w
+        term /= magnitude
+        gw += term
+        del term
+    del g_magnitude, magnitude, omega
     adj_u = stencils._vorticity_transpose(g_omega[0] if domain.ndim == 2 else tuple(g_omega), velocity,
                                           domain=domain)
     return adj_u, adj_epsilon

@@ -277,11 +277,17 @@ def _vorticity(velocity, *, domain, homogeneous=False):
 
 def _vorticity_transpose(g, velocity, *, domain, homogeneous=False):
     gs = (g,) if domain.ndim == 2 else g
-    xp = xp_of(gs[0])
-    adj_centers = [xp.zeros(domain.grid.shape, dtype=gs[0].dtype) for _ in range(domain.ndim)]
+    adj_centers = [None] * domain.ndim  # every component appears in a curl term
     for gk, ((c1, a1), (c2, a2)) in zip(gs, _CURL_TERMS[domain.ndim]):
-        adj_centers[c1] = adj_centers[c1] + _central_derivative_transpose(gk, domain, c1, a1)
-        adj_centers[c2] = adj_centers[c2] - _central_derivative_transpose(gk, domain, c2, a2)
+        for c, a, sign in ((c1, a1, 1), (c2, a2, -1)):
+            term = _central_derivative_transpose(gk, domain, c, a)
+            if adj_centers[c] is None:
+                adj_centers[c] = term if sign > 0 else xp_of(term).negative(term, out=term)
+            elif sign > 0:
+                adj_centers[c] += term
+            else:
+                adj_centers[c] -= term
+            del term
     return _face_to_center_transpose(tuple(adj_centers), velocity, domain=domain)
 
 
