@@ -115,6 +115,9 @@ class Primitive:
         self.jvp_all = None
         self.transpose_argnum = None
         self.offload = None  # a store with save(array) -> handle, handle.load(): inputs kept off memory
+        #: vjp_all also gets ``traced=``: the ``(argnum, leaf index or -1)`` of each input
+        #: that was a Tensor of the tape (a recomputation re-traces exactly those)
+        self.vjp_traced = False
         self.needs: dict[int, frozenset] | None = {}  # argnum -> what its VJP reads
         self._keep_cache: dict = {}
         self._register = register
@@ -222,10 +225,12 @@ class Primitive:
 
     # -- rule application --------------------------------------------------
 
-    def apply_vjp(self, g, ans, args, kwargs, argnums):
-        """Adjoints of the arguments ``argnums``, as a dict argnum -> adjoint (or None)."""
+    def apply_vjp(self, g, ans, args, kwargs, argnums, traced=None):
+        """Adjoints of the arguments ``argnums``, as a dict argnum -> adjoint (or None);
+        ``traced``: the node's traced inputs, for a rule that asks (``vjp_traced``)."""
         if self.vjp_all is not None:
-            adjs = self.vjp_all(g, ans, *args, **kwargs)
+            adjs = (self.vjp_all(g, ans, *args, traced=traced, **kwargs) if self.vjp_traced
+                    else self.vjp_all(g, ans, *args, **kwargs))
             if not isinstance(adjs, (tuple, list)) or len(adjs) != len(args):
                 raise DifferentiationError(
                     f"VJP of {self.name!r} must return one adjoint per positional argument "
@@ -624,7 +629,8 @@ def backward_pass(trace, seeds, retain_graph=False):
         if node.prim.offload is not None:
             args = [unflatten(td, [x.load() if hasattr(x, "load") else x for x in leaves])
                     for leaves, td in (flatten(a) for a in args)]
-        adjs = node.prim.apply_vjp(g, node.ans, args, node.kwargs, node.argnums)
+        traced = frozenset((i, j) for i, j, _, _ in node.parents) if node.prim.vjp_traced else None
+        adjs = node.prim.apply_vjp(g, node.ans, args, node.kwargs, node.argnums, traced)
         if _anomaly["on"] and not _all_finite(list(adjs.values())):
             raise FloatingPointError(f"backward pass: the VJP of {node.prim.name} produced NaN or Inf")
         flat_adjs = {}

@@ -33,10 +33,12 @@ def _check_differentiable(x, what):
             f"differentiated (cast it with .astype(float))")
 
 
-def _box(trace, x):
-    """``x`` with each floating-point leaf replaced by an input variable of ``trace``."""
+def _box(trace, x, only=None):
+    """``x`` with each floating-point leaf replaced by an input variable of ``trace``
+    (with ``only``, a set of leaf indices, just those leaves)."""
     leaves, treedef = flatten(x)
-    boxed = [trace.new_leaf(leaf) if is_differentiable(leaf) else leaf for leaf in leaves]
+    boxed = [trace.new_leaf(leaf) if is_differentiable(leaf) and (only is None or j in only) else leaf
+             for j, leaf in enumerate(leaves)]
     return unflatten(treedef, boxed), boxed
 
 
@@ -48,24 +50,27 @@ def _unbox_output(trace, out):
     return leaves, values, treedef
 
 
-def _input_grads(boxed_leaves, originals, treedef):
+def _input_grads(boxed_leaves, originals, treedef, only=None):
     grads = []
-    for b, orig in zip(boxed_leaves, flatten(originals)[0]):
+    for j, (b, orig) in enumerate(zip(boxed_leaves, flatten(originals)[0])):
         if type(b) is Tensor and b._node.out_grads is not None:
             grads.append(b._node.out_grads[0])
             b._node.out_grads = None
-        elif is_differentiable(orig):
+        elif is_differentiable(orig) and (only is None or j in only):
             grads.append(zeros_like_value(orig))
         else:
             grads.append(None)
     return unflatten(treedef, grads)
 
 
-def _vjp(fun, primals, retain_graph):
+def _vjp(fun, primals, retain_graph, only=None):
+    """With ``only`` (one set of leaf indices, or None for all, per primal) just those
+    leaves are differentiated."""
     trace = ReverseTrace()
+    only = [None] * len(primals) if only is None else only
     boxed_args, boxed_leaves = [], []
-    for p in primals:
-        b, leaves = _box(trace, p)
+    for p, o in zip(primals, only):
+        b, leaves = _box(trace, p, o)
         boxed_args.append(b)
         boxed_leaves.append(leaves)
     out = fun(*boxed_args)
@@ -76,7 +81,7 @@ def _vjp(fun, primals, retain_graph):
         seeds = [(t, ct) for t, ct in zip(out_leaves, ct_leaves)
                  if type(t) is Tensor and t._trace is trace and ct is not None]
         backward_pass(trace, seeds, retain_graph)
-        return tuple(_input_grads(leaves, p, flatten(p)[1]) for leaves, p in zip(boxed_leaves, primals))
+        return tuple(_input_grads(leaves, p, flatten(p)[1], o) for leaves, p, o in zip(boxed_leaves, primals, only))
 
     return unflatten(out_treedef, values), vjp_fn
 
@@ -230,11 +235,18 @@ def recomputing_primitive(fun, name=None, register=False):
     prim = Primitive(lambda *args, **kwargs: fun(*args, **kwargs), name, register=register)
 
     @prim.defvjp_all(needs=("*args",))
-    def _recompute_vjp(g, ans, *args, **kwargs):
-        _, vjp_fn = _vjp(functools.partial(fun, **kwargs), args, retain_graph=False)
+    def _recompute_vjp(g, ans, *args, traced=None, **kwargs):
+        # re-traced are only the inputs that were traced when it first ran: a constant
+        # stays a constant (a zero coefficient boxed would switch its term on, see
+        # Simulation.step), and no cotangent is computed for it
+        only = None if traced is None else [
+            None if (i, -1) in traced else {j for k, j in traced if k == i} for i in range(len(args))]
+        _, vjp_fn = _vjp(functools.partial(fun, **kwargs), args, retain_graph=False, only=only)
         grads = vjp_fn(g)
         return tuple(gr if any(is_differentiable(x) for x in flatten(a)[0]) else None
                      for gr, a in zip(grads, args))
+
+    prim.vjp_traced = True
 
     @prim.defjvp_all
     def _forward_jvp(dots, ans, *args, **kwargs):
