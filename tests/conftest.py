@@ -6,11 +6,14 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 # The kernels' thread count adapts to the free cores (fluidgrad.ops.cores) unless fixed;
-# tests compare results across calls, so they fix it: every core, as a quiet machine has.
+# tests compare results across calls, so they fix it: this worker's share of the cores.
+# (Every core in each of the pytest-xdist workers oversubscribed them: a fork-join kernel
+# then waits at each join for a descheduled thread, and a 32² optimization took 42 s
+# instead of 1.3 s.)
 import os  # noqa: E402
 
-os.environ.setdefault("FLUIDGRAD_THREADS", str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                                               else os.cpu_count() or 1))
+_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+os.environ.setdefault("FLUIDGRAD_THREADS", str(max(1, _cores // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))))
 
 
 def _has_gpu():
