@@ -1030,6 +1030,8 @@ def plot_loss(history, path):
     if keep.any() and (losses[keep] > 0).all():
         ax.set_yscale("log")
     ax.set_xlabel("iteration")
+    from matplotlib.ticker import MaxNLocator
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # iterations are whole numbers
     ax.set_ylabel("loss", color="C0")
     ax.tick_params(axis="y", colors="C0")
     ax.grid(True, which="both", alpha=0.3)
