@@ -482,6 +482,22 @@ def test_render_image_names_the_3d_view():
     assert im.dtype == np.uint8 and im.shape == d.renderer.background.shape
 
 
+
+def test_a_narrow_frame_is_as_wide_as_its_title_and_caption():
+    # a tall thin 3-D box: the title (slice, "before optimization") and the arrows' caption are
+    # wider than the plot and its colorbar; they were cut at the canvas's edge
+    f = np.random.default_rng(2).random((16, 128, 8))
+    uv = (np.ones((16, 128, 8)), np.ones((16, 128, 8)))
+    d = DecoratedFrames([f], "vorticity", size=(0.25, 2.0, 0.125), velocities=[uv], title="before optimization")
+    r = d.renderer
+    assert "before optimization" in r.labels["title"] and "arrows" in r.labels["caption"]
+    renderer = r.figure.canvas.get_renderer()
+    width = r.figure.canvas.get_width_height()[0]
+    for text in r.figure.texts:
+        assert text.get_window_extent(renderer).x1 < width - 50, text.get_text()
+    assert r.background.shape[1] > r.plot_box[1] + r.plot_box[3] + 200
+    assert (r.background[:, -4:] == 255).all()  # the crop's white margin: nothing cut at the edge
+
 def test_vorticity_from_centered():
     n, h = 16, 0.25
     x, y = np.meshgrid((np.arange(n) + 0.5) * h, (np.arange(n) + 0.5) * h, indexing="ij")

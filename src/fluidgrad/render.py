@@ -615,6 +615,15 @@ class FrameRenderer:
         top, left = margin, margin
         fig = _new_figure((W / _DPI, H / _DPI), dpi=_DPI)
         fig.patch.set_facecolor("white")
+        # room for the title and the caption where they are wider than the plot and its colorbar
+        from matplotlib.font_manager import FontProperties
+        measure = fig.canvas.get_renderer().get_text_width_height_descent
+        widest = max(measure(line, FontProperties(size=size), ismath=False)[0]
+                     for text, size in ((self.labels["title"], 11), (self.labels["caption"], 8))
+                     for line in text.split("\n"))
+        if left + widest + margin // 2 > W:
+            W = int(math.ceil(left + widest)) + margin // 2
+            fig.set_size_inches(W / _DPI, H / _DPI)
 
         def place(t, l, hh, ww):  # an axes at pixel box (top, left, height, width)
             return fig.add_axes((l / W, (H - t - hh) / H, ww / W, hh / H))
