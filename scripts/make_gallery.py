@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Render the README gallery: a strip of frames from each bundled scenario's video.
+"""Render the README gallery: decorated frames from each bundled scenario's video.
 
 Runs every bundled scenario with the CLI (``run``, or ``optimize`` for those with an
-``optimize:`` block, whose "after" video is used) into ``--runs`` (reusing a folder
-that already has the video), then writes ``docs/gallery/<name>.png``: four frames
-side by side (the last frame of each optimization "before" and "after" for those).
+``optimize:`` block) into ``--runs`` (reusing a folder that already has the video), then
+writes ``docs/gallery/<name>.png``: two video frames side by side, as the video shows them
+(axes, colorbar, time and step): halfway and the last one, or for an optimization the
+last frame of its "before" and of its "after" video.
 """
 
 import argparse
@@ -21,17 +22,25 @@ from fluidgrad.scenario import bundled_scenarios, load_scenario
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def frames_of(video, count):
+def frames_of(video, fractions):
+    """The frames at ``fractions`` (0 the first, 1 the last) of ``video``."""
     reader = imageio.get_reader(video)
     n = reader.count_frames()
-    picks = np.linspace(0, n - 1, count).round().astype(int)
-    return [reader.get_data(int(i)) for i in picks]
+    return [reader.get_data(int(round(f * (n - 1)))) for f in fractions]
 
 
-def strip(images, gap=4):
-    height = max(i.shape[0] for i in images)
-    padded = [np.pad(i, ((0, height - i.shape[0]), (0, gap), (0, 0)), constant_values=255) for i in images]
-    return np.concatenate(padded, axis=1)[:, :-gap]
+def strip(images, gap=8):
+    """``images`` side by side, or one above the other if they are wide (the Kármán channel)."""
+    axis = 0 if images[0].shape[1] > 1.5 * images[0].shape[0] else 1
+    size = max(i.shape[1 - axis] for i in images)
+    pad = [(0, gap), (0, 0)] if axis == 0 else [(0, 0), (0, gap)]
+    padded = []
+    for i in images:
+        fill = [(0, 0), (0, size - i.shape[1])] if axis == 0 else [(0, size - i.shape[0]), (0, 0)]
+        padded.append(np.pad(i, [(a[0] + b[0], a[1] + b[1]) for a, b in zip(pad, fill)] + [(0, 0)],
+                             constant_values=255))
+    out = np.concatenate(padded, axis=axis)
+    return out[:-gap] if axis == 0 else out[:, :-gap]
 
 
 def main(argv=None):
@@ -51,9 +60,9 @@ def main(argv=None):
             subprocess.run([sys.executable, "-m", "fluidgrad", command, name, "--out", str(folder), "--force",
                             "--quiet"], check=True)
         if scenario.optimize:
-            images = [frames_of(folder / f"before.{fmt}", 2)[-1], frames_of(video, 2)[-1]]
+            images = frames_of(folder / f"before.{fmt}", [1]) + frames_of(video, [1])
         else:
-            images = frames_of(video, 4)
+            images = frames_of(video, [0.5, 1])
         iio.imwrite(out / f"{name}.png", strip(images))
         print(f"wrote {out / (name + '.png')}")
 

@@ -482,6 +482,22 @@ def test_render_image_names_the_3d_view():
     assert im.dtype == np.uint8 and im.shape == d.renderer.background.shape
 
 
+
+def test_a_narrow_frame_is_as_wide_as_its_title_and_caption():
+    # a tall thin 3-D box: the title (slice, "before optimization") and the arrows' caption are
+    # wider than the plot and its colorbar; they were cut at the canvas's edge
+    f = np.random.default_rng(2).random((16, 128, 8))
+    uv = (np.ones((16, 128, 8)), np.ones((16, 128, 8)))
+    d = DecoratedFrames([f], "vorticity", size=(0.25, 2.0, 0.125), velocities=[uv], title="before optimization")
+    r = d.renderer
+    assert "before optimization" in r.labels["title"] and "arrows" in r.labels["caption"]
+    renderer = r.figure.canvas.get_renderer()
+    width = r.figure.canvas.get_width_height()[0]
+    for text in r.figure.texts:
+        assert text.get_window_extent(renderer).x1 < width - 50, text.get_text()
+    assert r.background.shape[1] > r.plot_box[1] + r.plot_box[3] + 200
+    assert (r.background[:, -4:] == 255).all()  # the crop's white margin: nothing cut at the edge
+
 def test_vorticity_from_centered():
     n, h = 16, 0.25
     x, y = np.meshgrid((np.arange(n) + 0.5) * h, (np.arange(n) + 0.5) * h, indexing="ij")
@@ -549,8 +565,10 @@ def test_loss_plot_draws_the_gradient_norm_on_a_second_axis(tmp_path, monkeypatc
     img = iio.imread(tmp_path / "loss.png")[..., :3].astype(int)
     red = (img[..., 0] > 180) & (img[..., 1] < 80) & (img[..., 2] < 80)
     assert red.sum() > 100
-    plot_loss([{"iteration": i, "loss": 1.0 / (i + 1)} for i in range(5)], tmp_path / "plain.png")
+    plot_loss([{"iteration": i, "loss": 1.0 / (i + 1)} for i in range(3)], tmp_path / "plain.png")
     assert len(figs[-1].axes) == 1
+    ticks = figs[-1].axes[0].get_xticks()  # whole iterations only (3 points had ticks every 0.25)
+    assert np.array_equal(ticks, np.round(ticks)) and {0, 1, 2} <= set(ticks)
 
 
 # ----------------------------------------------------------------------------- every bundled scenario
@@ -602,10 +620,23 @@ def test_every_bundled_scenario_video_and_png_carry_colorbar_name_time_and_axes(
         assert np.abs(video[k, t:t + h, l:l + w].astype(int) - want[t:t + h, l:l + w].astype(int)).mean() < 6
         assert (video[k, t:t + h, l:l + w] < 80).sum() > 40  # dark text there
     assert np.abs(video[0, t:t + h, l:l + w].astype(int) - video[2, t:t + h, l:l + w].astype(int)).max() > 100
-    if video_spec.get("arrows"):
+    t, l, h, w = r.plot_box
+    s = r.scale
+    solid = np.asarray(sc.domain().solid)
+    solid = solid.any(axis=2) if ndim == 3 and video_spec.get("projection") == "max" else solid
+    solid = solid[:, :, solid.shape[2] // 2] if solid.ndim == 3 else solid
+    if sc.obstacles:  # the obstacle's cells are gray blocks in every frame, named in the caption
+        assert "obstacle" in r.labels["caption"] and solid.any()
+        centres = video[:, t + s // 2:t + h:s, l + s // 2:l + w:s].astype(int)  # (frames, ny, nx, 3)
+        gray = np.abs(centres - np.array(render.OBSTACLE_RGB)).max(axis=3) <= 12
+        assert (gray == solid.T[::-1]).mean() > 0.99, (gray == solid.T[::-1]).mean()
+    else:
+        assert not solid.any() and "obstacle" not in r.labels["caption"]
+    if video_spec.get("arrows"):  # white shafts with black edges on the plot of the moving flow
         assert "arrows" in r.labels["caption"]
-    if sc.obstacles:
-        assert "obstacle" in r.labels["caption"]
+        plot = video[2, t:t + h, l:l + w].astype(int)
+        white, dark = (plot.min(axis=2) > 225).sum(), (plot.max(axis=2) < 40).sum()
+        assert white > 20 * 16 and dark > 20 * 16, (white, dark)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["render"][f"{field}.mp4"]["frames"] == 3 and metrics["render"][f"{field}.mp4"]["frames_per_second"] > 0
 
@@ -619,9 +650,13 @@ def test_every_bundled_scenario_video_and_png_carry_colorbar_name_time_and_axes(
     assert np.array_equal(image[_outside(p)], p.background[_outside(p)])
     _check_colorbar(image, p)
     want = p.background.copy()
-    p._stamp(want, f"t = {steps * sc.dt:.{render._decimals([steps * sc.dt])}f}")
+    p._stamp(want, f"t = {steps * sc.dt:.{render._decimals([steps * sc.dt])}f}   step {steps}")
     t, l, h, w = p.stamp_box
     assert np.array_equal(image[t:t + h, l:l + w], want[t:t + h, l:l + w])
+    if sc.obstacles:
+        pt, pl, ph, pw = p.plot_box
+        cells = image[pt + p.scale // 2:pt + ph:p.scale, pl + p.scale // 2:pl + pw:p.scale]
+        assert np.array_equal((cells == render.OBSTACLE_RGB).all(axis=2), solid.T[::-1])
     glyphs, gw, _ = render._glyphs()
     assert np.array_equal(image[t:t + h, l:l + gw], glyphs["t"]) and (glyphs["t"] < 80).any()
 

@@ -129,6 +129,7 @@ def write_result(path: Path, state, sim):
         **final_fields(state, sim),  # density, pressure, u, v (, w): what a sweep stores too
         "velocity": onp.stack([to_numpy(c).astype(float) for c in face_to_center(state.velocity, domain=domain)]),
         "t": onp.float64(state.step * sim.dt),
+        "step": onp.int64(state.step),
         "solid": domain.solid,
     }
     for d in range(domain.ndim):
@@ -641,11 +642,13 @@ def cmd_render(args) -> int:
     solid = arrays.get("solid")
     size = tuple(n * dx for n in values.shape) if all(c is not None for c in coords) and coords else None
     t = float(arrays["t"]) if arrays.get("t") is not None else None
+    step = int(arrays["step"]) if arrays.get("step") is not None else None  # result files since #18
     if out.suffix == ".png":
-        render_png(values, field, out, colormap=args.colormap, obstacle=solid, mode=args.mode, size=size, t=t)
+        render_png(values, field, out, colormap=args.colormap, obstacle=solid, mode=args.mode, size=size, t=t,
+                   step=step)
     elif out.suffix in (".mp4", ".gif"):
         render_frames([values], field, out, colormap=args.colormap, obstacle=solid, mode=args.mode, size=size,
-                      times=None if t is None else [t])
+                      times=None if t is None else [t], steps=None if step is None else [step])
     else:
         raise UsageError(f"--out {out}: expected a .png, .mp4 or .gif file")
     if not args.quiet:
@@ -655,7 +658,7 @@ def cmd_render(args) -> int:
 
 def _sweep_member_setting(path, member):
     """What the pictures of a sweep member need beyond its fields, as a result file has it:
-    the cell-centre coordinates, its time ``t`` and its ``solid`` cells (from the stored
+    the cell-centre coordinates, its time ``t`` and ``step`` and its ``solid`` cells (from the stored
     scenario, its overrides and the member's values; left out where they cannot be had)."""
     import xarray as xr
 
@@ -672,7 +675,7 @@ def _sweep_member_setting(path, member):
                 values[key] = load_yaml(value) if isinstance(value, str) else value  # lists were stored as YAML
             scenario = parse_scenario(read_yaml(ds.attrs["scenario"]), None,
                                       {**json.loads(ds.attrs.get("overrides", "{}")), **values})
-            out["t"] = onp.float64(scenario.steps * scenario.dt)
+            out["t"], out["step"] = onp.float64(scenario.steps * scenario.dt), onp.int64(scenario.steps)
             out["solid"] = scenario.domain().solid
         except Exception:  # noqa: BLE001 - e.g. a scenario reading files next to it: the fields alone
             pass
