@@ -22,6 +22,7 @@ import math
 
 import numpy as np
 
+from . import numpy as fnp
 from .ad.core import is_differentiable
 from .ad.transforms import jvp, value_and_grad, vjp
 from .ad.tree import flatten, flatten_as, unflatten
@@ -549,10 +550,10 @@ def gradient_check_tree(fun, *args, argnums=0, **options) -> GradientReport:
             old = leaf_of(t, j)
             chunk = vector[offset:offset + n]
             offset += n
-            if isinstance(old, float):
-                leaves[t][j] = float(chunk[0])
-            else:
-                shape, dtype = np.shape(old), getattr(old, "dtype", np.dtype(float))
+            shape, dtype = np.shape(old), getattr(old, "dtype", np.dtype(float))
+            if xp_of(old) is np:  # differentiable reshaping: a forward-mode tangent ("auto" JVP) flows through
+                leaves[t][j] = fnp.astype(fnp.reshape(chunk, shape), dtype) if shape else chunk[0]
+            else:  # a device array: the JVP check is for numpy inputs
                 leaves[t][j] = xp_of(old).asarray(np.asarray(chunk).reshape(shape).astype(dtype))
         for (i, (_, treedef)), ls in zip(zip(nums, trees), leaves):
             full[i] = unflatten(treedef, ls) if treedef is not None else ls[0]
