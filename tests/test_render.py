@@ -676,3 +676,18 @@ def test_render_draws_every_field_a_video_can_show(tmp_path, renderers):
     assert cli.main(["render", str(tmp_path / "result.npz"), "--field", "vorticity", "--out",
                      str(tmp_path / "one.gif"), "--quiet"]) == 0
     assert read_video_frame_count(tmp_path / "one.gif") == 1
+
+
+def test_warm_up_makes_the_glyphs_in_the_background_once(monkeypatch, tmp_path):
+    """`fluidgrad run` starts render.warm_up() before its simulation: the first frame's
+    fonts and glyphs are made meanwhile (~0.3 s of a short video's render), once."""
+    monkeypatch.setattr(render, "_warm_up", [])
+    render._glyphs.cache_clear()
+    render.warm_up()
+    render.warm_up()  # a second call starts nothing
+    assert len(render._warm_up) == 1 and render._warm_up[0].name == "fluidgrad-render-warm-up"
+    frames = [np.linspace(0, 1, 64 * 48).reshape(64, 48)] * 2
+    render.render_frames(frames, "density", tmp_path / "v.mp4", times=[0.0, 0.1], steps=[0, 1])
+    assert not render._warm_up[0].is_alive()
+    info = render._glyphs.cache_info()
+    assert info.misses == 1 and info.hits >= 1, info  # made by the warm-up, used by the video

@@ -263,6 +263,9 @@ def cmd_run(args) -> int:
     state = scenario.initial_state(sim)
     video = scenario.output["video"]
     field = video["field"] if video else None
+    if video:
+        from .render import warm_up
+        warm_up()  # the video's fonts and figure machinery load while the simulation runs
     sim.step(state)  # untimed warm-up: compiles the fused kernels on first use
     t0, compiled0 = time.perf_counter(), compile_seconds()
     final, frames = _simulate(sim, state, scenario.steps, scenario.output["every"], field, args,

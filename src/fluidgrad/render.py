@@ -25,6 +25,7 @@ import collections.abc
 import functools
 import math
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -110,8 +111,32 @@ def _save_figure(fig, path):
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
 
 
+_warm_up = []  # the background thread of warm_up(), once started
+
+
+def warm_up():
+    """Start, in a background thread, what the first decorated picture of a process needs
+    (matplotlib's figure machinery, the fonts, the time stamp's glyphs: ~0.3 s), so that it
+    overlaps a simulation that runs meanwhile; the first figure waits for it to finish."""
+    if not _warm_up:
+        def make():
+            try:
+                _glyphs()
+            except Exception:  # noqa: BLE001 - the first figure redoes it and reports what fails
+                pass
+        _warm_up.append(threading.Thread(target=make, name="fluidgrad-render-warm-up", daemon=True))
+        _warm_up[0].start()
+
+
+def _await_warm_up():
+    """Wait for :func:`warm_up`'s thread, if one runs (matplotlib is drawn in one thread)."""
+    if _warm_up and _warm_up[0] is not threading.current_thread():
+        _warm_up[0].join()
+
+
 def _new_figure(figsize, dpi=100):
     """A matplotlib Figure attached to an Agg canvas (no pyplot, no display)."""
+    _await_warm_up()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     fig = Figure(figsize=figsize, dpi=dpi)
@@ -600,6 +625,7 @@ class FrameRenderer:
         unit = "L" if size else "cells"
         self.labels = {"title": " · ".join(title_parts), "colorbar": info["label"],
                        "x": f"x [{unit}]", "y": f"y [{unit}]", "caption": "\n".join(caption)}
+        _await_warm_up()  # its glyphs, if it made them
         self._glyphs, self._gw, self._gh = _glyphs()
         self._draw(max(int(stamp_chars), 1))
 
