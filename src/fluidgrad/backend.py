@@ -6,15 +6,35 @@ Kernels never call numpy directly on arrays that could live on the GPU; they ask
 
 from __future__ import annotations
 
+import contextlib
+import sys
+
 from .errors import BackendError  # noqa: F401 (re-exported)
 
 import numpy as np
 
 BACKENDS = ("numpy", "cupy")
 
+#: a stand-in for (cupy, cupyx) while a test installs one (:func:`device_stand_in`)
+_stand_in = []
+
+
+@contextlib.contextmanager
+def device_stand_in(cupy, cupyx):
+    """Inside the block, ``cupy`` and ``cupyx`` (modules of the same interface, e.g. the
+    tests' strict CPU stand-in) take the place of cupy's: ``get_backend('cupy')`` returns
+    ``cupy`` and :func:`is_cupy_array` recognizes its ``ndarray``. For tests only."""
+    _stand_in.append((cupy, cupyx))
+    try:
+        yield cupy
+    finally:
+        _stand_in.remove((cupy, cupyx))
+
 
 def _cupy():
     """The cupy module, or None when it is not installed or not usable."""
+    if _stand_in:
+        return _stand_in[-1][0]
     try:
         import cupy
     except Exception:  # ImportError, or a broken CUDA install raising at import
@@ -28,6 +48,8 @@ def get_backend(name: str = "numpy"):
         return np
     if name != "cupy":
         raise BackendError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")
+    if _stand_in:
+        return _stand_in[-1][0]
     cupy = _cupy()
     if cupy is None:
         raise BackendError("backend 'cupy' requested but cupy is not installed "
@@ -51,9 +73,20 @@ def raw(x):
 
 
 
+def cupyx():
+    """The cupyx module (cupy's extras: ``scatter_add``, ``scipy.fft``)."""
+    if _stand_in:
+        return _stand_in[-1][1]
+    import cupyx.scipy.fft  # noqa: F401 (the submodule spectral.py uses)
+    return sys.modules["cupyx"]
+
+
 def is_cupy_array(x) -> bool:
     """True if ``x`` (or the array inside a Tensor) is a cupy array."""
-    return type(raw(x)).__module__.startswith("cupy")
+    kind = type(raw(x))
+    if _stand_in:
+        return issubclass(kind, _stand_in[-1][0].ndarray)
+    return kind.__module__.startswith("cupy")
 
 
 def xp_of(*arrays):
@@ -89,9 +122,7 @@ def to_backend(x, name: str):
 def scatter_add(target, indices, values):
     """``target[indices] += values`` in place, adding repeated indices up (numpy and cupy)."""
     if is_cupy_array(target):
-        import cupyx
-
-        cupyx.scatter_add(target, indices, values)
+        cupyx().scatter_add(target, indices, values)
     else:
         np.add.at(target, indices, values)
     return target

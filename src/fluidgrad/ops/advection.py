@@ -36,6 +36,7 @@ from ..ad.core import Primitive
 from ..backend import xp_of
 from ..errors import UnknownNameError, unknown
 from . import fused_advection as fused
+from . import gpu
 from . import interpolation as interp
 from .dispatch import Kernel
 from .limiter import NodalBounds, clamp_shares
@@ -129,8 +130,8 @@ BACKTRACES = ("euler", "rk2")
 # Each takes the arguments of the rule it implements; ``_fused_supports`` is its half of
 # the dispatch rule.
 
-def _fused_supports(scheme, rule="forward", ndims=(2, 3)):
-    """Whether the fused kernels of ``scheme`` take a ``rule`` call's arguments."""
+def _fused_supports(scheme, rule="forward", ndims=(2, 3), kind="fused"):
+    """Whether the ``kind`` kernels (fused or gpu) of ``scheme`` take a ``rule`` call's arguments."""
     def supports(*args, dt, domain, location="center", backtrace="euler"):
         if domain.ndim not in ndims:
             return False
@@ -143,6 +144,8 @@ def _fused_supports(scheme, rule="forward", ndims=(2, 3)):
         else:
             (dot_q, dot_u), _, q, velocity = args
             arrays = (q, *velocity, *(d for d in (dot_q, *(dot_u or ())) if d is not None))
+        if kind == "gpu":
+            return gpu.supports(arrays, domain, backtrace)
         return fused.supports(scheme, arrays, domain, backtrace)
     return supports
 
@@ -204,6 +207,10 @@ semi_lagrangian_vjp.implementation("fused", _fused_supports("semi_lagrangian", "
 semi_lagrangian_jvp = Kernel("semi_lagrangian.jvp", _semi_lagrangian_jvp_reference)
 semi_lagrangian_jvp.implementation("fused", _fused_supports("semi_lagrangian", "jvp", (2,)))(
     _fused_semi_lagrangian_jvp)
+for _kernel, _rule, _fun in ((semi_lagrangian_forward, "forward", gpu.semi_lagrangian),
+                             (semi_lagrangian_vjp, "vjp", gpu.semi_lagrangian_vjp),
+                             (semi_lagrangian_jvp, "jvp", gpu.semi_lagrangian_jvp)):
+    _kernel.implementation("gpu", _fused_supports("semi_lagrangian", _rule, (2,), kind="gpu"))(_fun)
 
 semi_lagrangian = Primitive(semi_lagrangian_forward, "semi_lagrangian", register=True)
 semi_lagrangian.defvjp_all(needs=(0, 1))(semi_lagrangian_vjp)

@@ -30,7 +30,7 @@ import math
 import numpy as onp
 
 from ..backend import xp_of
-from . import fused_padding, stencils
+from . import fused_padding, gpu, stencils
 from .dispatch import Kernel
 
 
@@ -110,6 +110,8 @@ pad_field = Kernel("pad_field", _pad_field_reference)
 pad_field.implementation("fused", fused_padding.supports)(_pad_field_fused)
 pad_field_transpose = Kernel("pad_field.transpose", _pad_field_transpose_reference)
 pad_field_transpose.implementation("fused", fused_padding.supports)(_pad_field_transpose_fused)
+pad_field.implementation("gpu", gpu.supports_padding)(gpu.pad_field)
+pad_field_transpose.implementation("gpu", gpu.supports_padding)(gpu.pad_field_transpose)
 
 
 def pad_velocity(velocity, domain, homogeneous=False):

@@ -22,12 +22,12 @@ import math
 
 import numpy as onp
 
-from ..backend import is_cupy_array, xp_of
+from ..backend import cupyx, is_cupy_array, xp_of
 
 
 def _fft_module(x):
     if is_cupy_array(x):
-        import cupyx.scipy.fft as fft
+        fft = cupyx().scipy.fft
     else:
         import scipy.fft as fft
     return fft

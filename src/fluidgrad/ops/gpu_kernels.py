@@ -1,0 +1,195 @@
+"""GPU kernels (numba-cuda): ghost-layer padding and its transpose, 2-D semi-Lagrangian
+advection forward, VJP and JVP, one thread per output point.
+
+They mirror the fused CPU kernels (:mod:`.fused_padding`, :mod:`.fused_advection_2d`)
+point by point, with the same arithmetic: the interpolation helpers are the CPU kernels'
+own source (their ``py_func``) compiled as CUDA device functions by :func:`_device`, so
+the two cannot drift apart. The VJP's scatters (the transpose of the interpolation and
+of the velocity sampling) are atomic adds, race-free whatever the departure points.
+Scalars only besides the arrays (no host arrays per launch: a host array argument would
+be copied to the device and back, with a synchronisation, at every launch).
+
+Runs on the CPU in numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``, set before numba
+starts): the same source, each thread a Python thread, host (numpy) arrays in place of
+device arrays; the ``gpu_sim`` tests compare it there with the array-API reference.
+Imported only when a GPU kernel runs (:mod:`.gpu`).
+"""
+
+from __future__ import annotations
+
+import types
+
+from numba import config, cuda
+
+from . import fused_advection_2d as k2
+from . import fused_lattice
+
+#: threads per block: 16×16 on a device; 8×8 in the simulator (each thread a Python thread)
+BLOCK = (8, 8) if config.ENABLE_CUDASIM else (16, 16)
+
+
+def launch(kernel, shape):
+    """``kernel[grid, block]`` covering the 2-D ``shape`` with one thread per point."""
+    grid = tuple((n + b - 1) // b for n, b in zip(shape, BLOCK))
+    return kernel[grid, BLOCK]
+
+
+def _device(cpu_kernel, **callees):
+    """The CPU kernel's Python source as a CUDA device function (``callees``: the device
+    forms of the kernels it calls, by the names its source uses)."""
+    fun = cpu_kernel.py_func
+    scope = dict(fun.__globals__, **callees)
+    return cuda.jit(device=True)(types.FunctionType(fun.__code__, scope, fun.__name__, fun.__defaults__))
+
+
+locate = _device(fused_lattice.locate)
+below = _device(fused_lattice.below)
+bilinear = _device(k2._bilinear)
+bilinear_slope = _device(k2._bilinear_slope, below=below)
+
+
+@cuda.jit(device=True)
+def spread(out, g, i0, i1, t0, j0, j1, t1):
+    """Transpose of :func:`bilinear`, atomically: ``out[corner_k] += w_k g``."""
+    cuda.atomic.add(out, (i0, j0), (1 - t0) * (1 - t1) * g)
+    cuda.atomic.add(out, (i0, j1), (1 - t0) * t1 * g)
+    cuda.atomic.add(out, (i1, j0), t0 * (1 - t1) * g)
+    cuda.atomic.add(out, (i1, j1), t0 * t1 * g)
+
+
+@cuda.jit(device=True)
+def sample(a, i, j, s0, s1, avg0, avg1):
+    """A padded velocity component at the field's point (i, j): the mean of its samples at
+    rows ``(i + s0) mod p₀`` [and the next] and columns ``(j + s1) mod p₁`` [and the next]
+    (``fused_advection_2d._sample_row``, one point)."""
+    r0 = (i + s0) % a.shape[0]
+    r1 = (i + s0 + 1) % a.shape[0] if avg0 else r0
+    c0 = (j + s1) % a.shape[1]
+    c1 = (j + s1 + 1) % a.shape[1] if avg1 else c0
+    return 0.25 * ((a[r0, c0] + a[r0, c1]) + (a[r1, c0] + a[r1, c1]))
+
+
+@cuda.jit(device=True)
+def sample_transpose(adj, g, i, j, s0, s1, avg0, avg1, w):
+    """Transpose of :func:`sample`, atomically (``w``: 1, ½ or ¼)."""
+    for k0 in range(2 if avg0 else 1):
+        for k1 in range(2 if avg1 else 1):
+            cuda.atomic.add(adj, ((i + s0 + k0) % adj.shape[0], (j + s1 + k1) % adj.shape[1]), w * g)
+
+
+@cuda.jit(device=True)
+def departure(i, j, ux, vy, g0, g1, n0, n1, p0, p1, c):
+    """The bilinear stencil (i0, i1, t0, d0, j0, j1, t1, d1) of ``x - c·U`` on a padded
+    lattice of (n0, n1) (``fused_advection_2d._departures``, one point)."""
+    i0, i1, t0, d0 = locate((i + g0) + 0.0 - c * ux, n0, p0)
+    j0, j1, t1, d1 = locate((g1 + 1.0 * j) - c * vy, n1, p1)
+    return i0, i1, t0, d0, j0, j1, t1, d1
+
+
+# -- padding --------------------------------------------------------------------------------
+
+@cuda.jit(device=True)
+def _padded_row(q, i, j, r0, b0, r2, b2, pad0, w):
+    """Row ``i`` of the padded field at the interior column ``j`` (axis 0's ghosts)."""
+    n0 = q.shape[0]
+    if not pad0:
+        return q[i, j]
+    if i == 0:
+        return r0 * q[0, j] + w * b0
+    if i == n0 + 1:
+        return r2 * q[n0 - 1, j] + w * b2
+    return q[i - 1, j]
+
+
+@cuda.jit
+def pad(q, out, r0, b0, r2, b2, r4, b4, r6, b6, pad0, pad1, homogeneous):
+    """``out`` = ``q`` with the ghost layers ``a·edge + b`` (``fused_padding.pad``): axis 0
+    first, then axis 1 over the padded rows."""
+    i, j = cuda.grid(2)
+    if i >= out.shape[0] or j >= out.shape[1]:
+        return
+    n1 = q.shape[1]
+    w = 0.0 if homogeneous else 1.0
+    if not pad1:
+        out[i, j] = _padded_row(q, i, j, r0, b0, r2, b2, pad0, w)
+    elif j == 0:
+        out[i, j] = r4 * _padded_row(q, i, 0, r0, b0, r2, b2, pad0, w) + w * b4
+    elif j == n1 + 1:
+        out[i, j] = r6 * _padded_row(q, i, n1 - 1, r0, b0, r2, b2, pad0, w) + w * b6
+    else:
+        out[i, j] = _padded_row(q, i, j - 1, r0, b0, r2, b2, pad0, w)
+
+
+@cuda.jit
+def pad_transpose(g, out, r0, r2, r4, r6, pad0, pad1):
+    """Adjoint of :func:`pad` (``fused_padding.pad_transpose``): each edge point gathers
+    its ghosts' cotangents times a, axis 1 first."""
+    i, j = cuda.grid(2)
+    n0, n1 = out.shape
+    if i >= n0 or j >= n1:
+        return
+    o0, o1 = (1 if pad0 else 0), (1 if pad1 else 0)
+    v = g[i + o0, j + o1]
+    if pad1:
+        if j == 0:
+            v += r4 * g[i + o0, 0]
+        if j == n1 - 1:
+            v += r6 * g[i + o0, n1 + 1]
+    if pad0:
+        for edge in range(2):
+            if (edge == 0 and i == 0) or (edge == 1 and i == n0 - 1):
+                row = 0 if edge == 0 else n0 + 1
+                ghost = g[row, j + o1]
+                if pad1:  # the corner ghosts went through the axis-1 rule first
+                    if j == 0:
+                        ghost += r4 * g[row, 0]
+                    if j == n1 - 1:
+                        ghost += r6 * g[row, n1 + 1]
+                v += (r0 if edge == 0 else r2) * ghost
+    out[i, j] = v
+
+
+# -- semi-Lagrangian: forward, VJP, JVP ------------------------------------------------------
+
+@cuda.jit
+def sl_forward(out, q, u, v, s0, s1, s2, s3, a0, a1, a2, a3, g0, g1, p0, p1, c):
+    """``q'(x) = I[q](x - Δt U(x))`` at the field's point (``c = Δt/h``; ``q``, ``u``,
+    ``v`` padded; shifts ``s``, averaging flags ``a``, offsets ``g`` and periodic flags
+    ``p`` of the field's :class:`~.fused_lattice.Layout`)."""
+    i, j = cuda.grid(2)
+    if i < out.shape[0] and j < out.shape[1]:
+        ux, vy = sample(u, i, j, s0, s1, a0, a1), sample(v, i, j, s2, s3, a2, a3)
+        i0, i1, t0, _, j0, j1, t1, _ = departure(i, j, ux, vy, g0, g1, q.shape[0], q.shape[1], p0, p1, c)
+        out[i, j] = bilinear(q, i0, i1, t0, j0, j1, t1)
+
+
+@cuda.jit
+def sl_vjp(g, q, u, v, s0, s1, s2, s3, a0, a1, a2, a3, g0, g1, p0, p1, c, adj_q, adj_u, adj_v, wu, wv):
+    """``adj_q += Iᵀ g`` and ``adj_U += Sᵀ(-Δt g ∂I[q]/∂x)`` on the padded lattices, by
+    atomic adds (``wu``, ``wv``: the weights of the velocity samplings' transposes)."""
+    i, j = cuda.grid(2)
+    if i < g.shape[0] and j < g.shape[1]:
+        ux, vy = sample(u, i, j, s0, s1, a0, a1), sample(v, i, j, s2, s3, a2, a3)
+        i0, i1, t0, d0, j0, j1, t1, d1 = departure(i, j, ux, vy, g0, g1, q.shape[0], q.shape[1], p0, p1, c)
+        gij = g[i, j]
+        sx, sy = bilinear_slope(q, i0, i1, t0, d0, j0, j1, t1, d1)
+        spread(adj_q, gij, i0, i1, t0, j0, j1, t1)
+        sample_transpose(adj_u, -c * (gij * sx), i, j, s0, s1, a0, a1, wu)
+        sample_transpose(adj_v, -c * (gij * sy), i, j, s2, s3, a2, a3, wv)
+
+
+@cuda.jit
+def sl_jvp(out, dq, du, dv, q, u, v, s0, s1, s2, s3, a0, a1, a2, a3, g0, g1, p0, p1, c, with_q, with_u):
+    """``dot_q' = I dot_q + Σ_a ∂I[q]/∂x_a · (-Δt S_a dot_u_a)`` (``dq``, ``du``, ``dv``:
+    the padded tangents; those not ``with_*`` are not read)."""
+    i, j = cuda.grid(2)
+    if i < out.shape[0] and j < out.shape[1]:
+        ux, vy = sample(u, i, j, s0, s1, a0, a1), sample(v, i, j, s2, s3, a2, a3)
+        i0, i1, t0, d0, j0, j1, t1, d1 = departure(i, j, ux, vy, g0, g1, q.shape[0], q.shape[1], p0, p1, c)
+        total = 0.0
+        if with_q:
+            total = bilinear(dq, i0, i1, t0, j0, j1, t1)
+        if with_u:
+            sx, sy = bilinear_slope(q, i0, i1, t0, d0, j0, j1, t1, d1)
+            total = total + sx * (-c * sample(du, i, j, s0, s1, a0, a1)) + sy * (-c * sample(dv, i, j, s2, s3, a2, a3))
+        out[i, j] = total

@@ -1,0 +1,116 @@
+"""Every GPU kernel (:mod:`fluidgrad.ops.gpu`) against the array-API reference, forward,
+VJP and JVP, on every 2-D boundary configuration of ``kernel_cases``, float64 to 1e-12 and
+float32 to 1e-5 relative (to the reference's largest magnitude).
+
+Marked ``gpu_sim``: with ``NUMBA_ENABLE_CUDASIM=1`` (set before numba starts) the kernels
+run in numba's CUDA simulator on numpy arrays; on a machine with a GPU (cupy and
+numba-cuda installed, no simulator) on cupy arrays, through the dispatch rule. Skipped
+otherwise, and where numba-cuda is not installed.
+"""
+
+import os
+
+import numpy as onp
+import pytest
+
+pytest.importorskip("numba_cuda")
+
+from fluidgrad.ad.tree import flatten  # noqa: E402
+from fluidgrad.backend import to_numpy  # noqa: E402
+from fluidgrad.ops import advection, dispatch, gpu, interpolation  # noqa: E402
+
+from ops.kernel_cases import CASES  # noqa: E402
+
+pytestmark = pytest.mark.gpu_sim
+
+SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+TOLERANCE = {onp.float64: 1e-12, onp.float32: 1e-5}
+DTYPES = [pytest.param(t, id=t.__name__) for t in (onp.float64, onp.float32)]
+
+
+def _device():
+    """numpy in the simulator, cupy on a GPU; skip if neither runs the kernels."""
+    if SIMULATED:
+        return onp
+    if not gpu.available():
+        pytest.skip("no GPU and not in numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1)")
+    import cupy
+    return cupy
+
+
+def _to(tree, xp, dtype):
+    if isinstance(tree, (tuple, list)):
+        return type(tree)(_to(t, xp, dtype) for t in tree)
+    return None if tree is None else xp.asarray(onp.asarray(tree, dtype=dtype))
+
+
+def _agree(got, want, dtype):
+    for a, b in zip(flatten(got)[0], flatten(want)[0], strict=True):
+        a, b = to_numpy(a), to_numpy(b)
+        assert a.shape == b.shape and a.dtype == b.dtype
+        scale = max(float(onp.abs(b).max()), 1e-30)
+        assert float(onp.abs(a - b).max()) <= TOLERANCE[dtype] * scale
+
+
+def _advection_cases():
+    return [pytest.param(k, id=case.id) for k, case in enumerate(CASES["semi_lagrangian"])
+            if case.kwargs["domain"].ndim == 2 and case.kwargs.get("backtrace", "euler") == "euler"]
+
+
+def _inputs(k, dtype, xp):
+    case = CASES["semi_lagrangian"][k]
+    rng = onp.random.default_rng(k)
+    q, velocity = case.make(rng)
+    g, dot_q = rng.standard_normal(q.shape), rng.standard_normal(q.shape)
+    dot_u = tuple(rng.standard_normal(u.shape) for u in velocity)
+    host = [_to(x, onp, dtype) for x in (q, velocity, g, dot_q, dot_u)]
+    return case.kwargs, host, [_to(x, xp, dtype) for x in host]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k", _advection_cases())
+def test_semi_lagrangian_forward_vjp_jvp_agree_with_the_reference(k, dtype):
+    xp = _device()
+    kw, (q, velocity, g, dot_q, dot_u), (dq, dvelocity, dg, ddot_q, ddot_u) = _inputs(k, dtype, xp)
+    with dispatch.use_reference():
+        want = advection._semi_lagrangian_reference(q, velocity, **kw)
+        want_vjp = advection._semi_lagrangian_vjp_reference(g, want, q, velocity, **kw)
+        want_jvp = [advection._semi_lagrangian_jvp_reference(dots, want, q, velocity, **kw)
+                    for dots in ((dot_q, dot_u), (dot_q, None), (None, dot_u))]
+    with dispatch.record() as ran:
+        _agree(gpu.semi_lagrangian(dq, dvelocity, **kw), want, dtype)
+        _agree(gpu.semi_lagrangian_vjp(dg, None, dq, dvelocity, **kw), want_vjp, dtype)
+        for dots, expected in zip(((ddot_q, ddot_u), (ddot_q, None), (None, ddot_u)), want_jvp):
+            _agree(gpu.semi_lagrangian_jvp(dots, None, dq, dvelocity, **kw), expected, dtype)
+    if xp is not onp:  # on a GPU the dispatch rule picks these kernels, padding included
+        assert advection.semi_lagrangian_forward.choose(dq, dvelocity, **kw)[0] == "gpu"
+        assert "gpu" in ran.ran("pad_field") or kw["domain"].all_periodic
+
+
+def _padding_cases():
+    return [pytest.param(k, loc, id=f"{loc}-{case.id}") for k, case in enumerate(CASES["semi_lagrangian"])
+            if case.kwargs["domain"].ndim == 2 and case.kwargs.get("backtrace", "euler") == "euler"
+            and case.kwargs.get("location", "center") == "center" for loc in ("center", 0, 1)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k, location", _padding_cases())
+def test_padding_and_its_transpose_agree_with_the_reference(k, location, dtype):
+    xp = _device()
+    domain = CASES["semi_lagrangian"][k].kwargs["domain"]
+    rng = onp.random.default_rng(k)
+    shape = domain.grid.shape if location == "center" else domain.face_shape(location)
+    q = rng.standard_normal(shape).astype(dtype)
+    g = rng.standard_normal(interpolation.padded_lattice(domain, location).shape).astype(dtype)
+    for homogeneous in (False, True):
+        _agree(gpu.pad_field(xp.asarray(q), domain, location, homogeneous),
+               interpolation._pad_field_reference(q, domain, location, homogeneous), dtype)
+    _agree(gpu.pad_field_transpose(xp.asarray(g), domain, location),
+           interpolation._pad_field_transpose_reference(g, domain, location), dtype)
+
+
+def test_the_rule_sends_only_device_arrays_to_the_gpu_kernels():
+    kw, (q, velocity, *_), _ = _inputs(0, onp.float64, onp)
+    assert advection.semi_lagrangian_forward.choose(q, velocity, **kw)[0] != "gpu"
+    assert not gpu.supports((q, *velocity), kw["domain"])
+    assert interpolation.pad_field.choose(q, kw["domain"], "center")[0] != "gpu"
