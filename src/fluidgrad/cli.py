@@ -291,7 +291,7 @@ def cmd_run(args) -> int:
 
 def cmd_sweep(args) -> int:
     """Every member of the sweep on Dask; ``DIR/sweep.zarr`` written as members finish."""
-    from .sweeps import parse_vary, sweep
+    from .sweeps import parse_vary, sweep_store
     from .sweeps.members import expand
     vary = {}
     for item in args.vary or []:
@@ -317,7 +317,7 @@ def cmd_sweep(args) -> int:
 
     t0 = time.perf_counter()
     try:
-        sweep(args.scenario, vary, zipped=args.zip, what=args.what, client=client, out=out,
+        sweep_store(args.scenario, vary, zipped=args.zip, what=args.what, client=client, out=out,
               overrides=_overrides(args), resume=args.resume, workers=args.workers,
               threads_per_worker=args.threads_per_worker, record_every=args.record_every, on_member=on_member)
     finally:

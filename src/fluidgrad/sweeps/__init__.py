@@ -16,7 +16,7 @@ from pathlib import Path
 from ..errors import UsageError
 from .members import Member, expand, load_members, parse_values, parse_vary  # noqa: F401
 
-__all__ = ["sweep", "Member", "expand", "load_members", "parse_values", "parse_vary"]
+__all__ = ["sweep", "sweep_store", "Member", "expand", "load_members", "parse_values", "parse_vary"]
 
 
 def sweep(scenario, vary: dict, *, zipped=False, what="run", client=None, out=None, overrides=None,
@@ -37,6 +37,16 @@ def sweep(scenario, vary: dict, *, zipped=False, what="run", client=None, out=No
     * ``on_member(index, result)`` is called in this process as each member finishes.
     """
     import xarray as xr
+    return xr.open_zarr(sweep_store(scenario, vary, zipped=zipped, what=what, client=client, out=out,
+                                    overrides=overrides, resume=resume, workers=workers,
+                                    threads_per_worker=threads_per_worker, record_every=record_every,
+                                    on_member=on_member))
+
+
+def sweep_store(scenario, vary: dict, *, zipped=False, what="run", client=None, out=None, overrides=None,
+                resume=False, workers=None, threads_per_worker=1, record_every=None, on_member=None):
+    """:func:`sweep`, returning the path of ``sweep.zarr`` (the command line's: it does
+    not read the store back, nor import xarray)."""
     from ..scenario import resolve
     from . import store
     from .run import WHAT, parameter_names, run_member
@@ -75,10 +85,11 @@ def sweep(scenario, vary: dict, *, zipped=False, what="run", client=None, out=No
         futures = {client.submit(run_member, str(source), {**overrides, **m.values}, what, str(path), m.index,
                                  record_every, pure=False,
                                  key=f"fluidgrad-member-{m.index}-{os.getpid()}-{id(members)}"): m for m in todo}
+        summary = store.summary_writer(path)
         for future in as_completed(futures):
             member = futures.pop(future)
             result = future.result()  # the member's scalars: its arrays are in the store already
-            store.write_summary(path, member.index, result)
+            summary(member.index, result)
             if on_member is not None:
                 on_member(member.index, result)
             del future, result
@@ -86,7 +97,7 @@ def sweep(scenario, vary: dict, *, zipped=False, what="run", client=None, out=No
         if cluster is not None:
             client.close()
             cluster.close()
-    return xr.open_zarr(path)
+    return path
 
 
 def _local_client(workers, threads_per_worker):

@@ -93,9 +93,9 @@ def coordinates(scenario, record_every=None) -> dict:
 def create(path, scenario, members, text: str, overrides: dict, what: str = "run", record_every=None,
            parameter_names=None):
     """Write the empty store: every member ``pending``, everything else NaN (lazily:
-    nothing of the members' size is held in memory or written)."""
-    import dask.array as da
-    import xarray as xr
+    nothing of the members' size is held in memory or written). Written with zarr itself,
+    in the layout xarray reads (``_ARRAY_DIMENSIONS``, ``coordinates``, consolidated
+    metadata): xarray and dask.array cost a second to import and write it."""
     n = len(members)
     data = {}
     if what in ("run", "optimize"):
@@ -103,17 +103,17 @@ def create(path, scenario, members, text: str, overrides: dict, what: str = "run
         for name, (dims, shape) in field_dims(scenario).items():
             long_name, units = FIELDS[name]
             data[name] = (("member",) + ("time",) * len(times) + dims,
-                          da.full((n,) + times + shape, onp.nan, chunks=(1,) + (1,) * len(times) + shape),
+                          _Empty((n,) + times + shape, (1,) + (1,) * len(times) + shape),
                           {"long_name": long_name, "units": units})
     coords = {"member": ("member", onp.arange(n))}
     if what != "run":
         size = len(parameter_names)
         units = loss_units(scenario)
-        data["parameters"] = (("member", "parameter"), da.full((n, size), onp.nan, chunks=(1, size)),
+        data["parameters"] = (("member", "parameter"), _Empty((n, size), (1, size)),
                               {"long_name": "raw parameters (the point of the gradient, or the optimized ones)",
                                "units": "the parameters' own units (see parameter_name)"})
         if what == "gradient":
-            data["gradient"] = (("member", "parameter"), da.full((n, size), onp.nan, chunks=(1, size)),
+            data["gradient"] = (("member", "parameter"), _Empty((n, size), (1, size)),
                                 {"long_name": "gradient of the loss with respect to the raw parameters",
                                  "units": f"{units} per unit of each parameter"})
         coords["parameter_name"] = ("parameter", onp.array(parameter_names), {"long_name": "parameter[flat index]"})
@@ -129,37 +129,85 @@ def create(path, scenario, members, text: str, overrides: dict, what: str = "run
     for key in members[0].values:
         coords[key] = ("member", onp.array([_coordinate(m.values[key]) for m in members]))
     coords.update(coordinates(scenario, record_every))
-    ds = xr.Dataset(data, coords=coords, attrs={"scenario": text, "overrides": json.dumps(overrides, default=str),
-                                                 "varied": json.dumps(list(members[0].values)), "what": what,
-                                                 "record_every": int(record_every or 0),
-                                                 "fluidgrad_version": _version()})
-    ds.to_zarr(path, mode="w", compute=False, zarr_format=2, consolidated=True)
+    attrs = {"scenario": text, "overrides": json.dumps(overrides, default=str),
+             "varied": json.dumps(list(members[0].values)), "what": what, "record_every": int(record_every or 0),
+             "fluidgrad_version": _version()}
+    _write(path, data, coords, attrs)
+
+
+class _Empty(tuple):
+    """A variable not written yet: ``(shape, chunks)``, NaN until a member writes it."""
+
+    def __new__(cls, shape, chunks):
+        return super().__new__(cls, (shape, chunks))
+
+
+def _write(path, data, coords, attrs):
+    """The store of ``data`` and ``coords`` (name -> ``(dims, values or _Empty, attrs)``)."""
+    import zarr
+    group = zarr.open_group(str(path), mode="w", zarr_format=2, attributes=attrs)
+    extra = " ".join(name for name, (dims, *_) in coords.items() if dims not in (name, (name,)))  # not indexes
+    for name, (dims, values, *rest) in {**coords, **data}.items():
+        dims = (dims,) if isinstance(dims, str) else tuple(dims)
+        meta = {**(rest[0] if rest else {}), "_ARRAY_DIMENSIONS": list(dims)}
+        if name in data and extra:
+            meta["coordinates"] = extra
+        if isinstance(values, _Empty):
+            group.create_array(name, shape=values[0], chunks=values[1], dtype="f8", fill_value=onp.nan,
+                               attributes=meta)
+        else:
+            values = onp.asarray(values)
+            array = group.create_array(name, shape=values.shape, dtype=values.dtype, attributes=meta,
+                                       fill_value=onp.nan if values.dtype.kind == "f" else None)
+            array[...] = values
+    zarr.consolidate_metadata(str(path), zarr_format=2)
 
 
 def member_writer(path, index: int):
     """``write(arrays, time=None)``: writes member ``index``'s arrays (name -> array; at
     snapshot ``time`` for the recorded fields) into its own chunks of the store; for the
-    process that runs the member. Opens the store once."""
-    import zarr
-    group = zarr.open_group(str(path), mode="r+", zarr_format=2, use_consolidated=False)
-    arrays_of = {}
+    process that runs the member."""
+    array = _arrays(path)
 
     def write(arrays, time=None):
         for name, value in arrays.items():
-            array = arrays_of.get(name) or arrays_of.setdefault(name, group[name])
-            array[(index,) if time is None else (index, time)] = value
+            array(name)[(index,) if time is None else (index, time)] = value
+    return write
+
+
+_OPEN = {}  # (store path, its metadata's inode and mtime) -> {name: zarr array}: opened once per process
+
+
+def _arrays(path):
+    """``array(name)``: the store's zarr array ``name``, opened once per process and
+    store (a worker writes many members into the same store; opening costs ~1 ms an
+    array). A store created anew at the same path is a new key."""
+    import os
+    import zarr
+    meta = os.stat(os.path.join(str(path), ".zmetadata"))
+    key = (str(path), meta.st_ino, meta.st_mtime_ns)
+    if key not in _OPEN:
+        _OPEN.clear()  # one store at a time: a worker moves on to the next sweep
+        _OPEN[key] = {"": zarr.open_group(str(path), mode="r+", zarr_format=2, use_consolidated=False)}
+    cache = _OPEN[key]
+    return lambda name: cache.get(name) or cache.setdefault(name, cache[""][name])
+
+
+def summary_writer(path):
+    """``write(index, result)``: writes a member's error, scalars and, last, its status
+    (the driver does this, once the member's own arrays are in the store)."""
+    array = _arrays(path)
+
+    def write(index, result):
+        values = {"error": result["error"], **result["metrics"], "status": result["status"]}
+        for name, value in values.items():  # the status last
+            array(name)[index] = value[:TEXT_LENGTH] if isinstance(value, str) else value
     return write
 
 
 def write_summary(path, index: int, result: dict):
-    """Write member ``index``'s error, scalars and, last, its status (the driver does this,
-    once the member's own arrays are in the store)."""
-    import zarr
-    group = zarr.open_group(str(path), mode="r+", zarr_format=2, use_consolidated=False)
-    group["error"][index] = result["error"][:TEXT_LENGTH]
-    for name, value in result["metrics"].items():
-        group[name][index] = value[:TEXT_LENGTH] if isinstance(value, str) else value
-    group["status"][index] = result["status"]
+    """Write one member's summary (see :func:`summary_writer`)."""
+    summary_writer(path)(index, result)
 
 
 def finished(path) -> set:
