@@ -14,6 +14,11 @@ shared machine then weighs on every mode alike); medians and ranges are printed:
   T(2)) / 14): their ratio is the throughput ratio once the fixed cost is paid;
 * the per-member scheduling overhead: the 1-worker marginal seconds against one member's
   own simulation seconds (``wall_seconds`` in the store), as a fraction;
+* in steady state, from this process (``fluidgrad.sweep`` on a ``LocalCluster``, 32
+  members): members per second between the completions once every worker has finished
+  its first (2 workers vs 1), and the scheduling overhead per member, the median of
+  (time between two completions − the later member's own ``wall_seconds``) on 1 worker
+  against the median ``wall_seconds``;
 * the machine's own bound: the same members run in one plain process, then in two side
   by side (no Dask): 2 × the solo time / the pair's time is what two workers could gain
   at best at that moment.
@@ -68,6 +73,22 @@ def plain_processes(count, n, steps, members):
     return time.perf_counter() - start
 
 
+def steady(workers, n, steps, members=32):
+    """``(members per second after the warm-up, median overhead seconds, median member seconds)``
+    of a ``fluidgrad.sweep`` on a fresh LocalCluster of ``workers``."""
+    import numpy as onp
+    from fluidgrad.sweeps import sweep
+    done = []
+    ds = sweep("taylor_green", {"physics.viscosity": list(onp.linspace(0.01, 0.04, members))}, workers=workers,
+               overrides={"grid.resolution": [n, n], "time.steps": steps},
+               on_member=lambda i, r: done.append((time.perf_counter(), i)))
+    own = ds["wall_seconds"].values
+    times = [t for t, _ in done]
+    rate = (len(times) - workers) / (times[-1] - times[workers - 1])
+    gaps = [t1 - t0 - own[i] for (t0, _), (t1, i) in zip(done, done[1:])]
+    return rate, statistics.median(gaps), float(onp.median(own))
+
+
 def spread(values):
     return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
 
@@ -98,6 +119,12 @@ def main(argv=None):
                                      "--out", str(folder / f"two-{r}")))
         runs["solo"].append(plain_processes(1, args.n, args.steps, 8))
         runs["pair"].append(plain_processes(2, args.n, args.steps, 8))
+        for workers in (2, 1):
+            rate, gap, own = steady(workers, args.n, args.steps)
+            runs.setdefault(f"steady{workers}", []).append(rate)
+            if workers == 1:
+                runs.setdefault("gap", []).append(gap)
+                runs.setdefault("own", []).append(own)
         load.append(os.getloadavg()[0])
     loop = None
     if not args.no_loop:
@@ -112,9 +139,11 @@ def main(argv=None):
     member_seconds = statistics.median(v for r in range(args.repeat)
                                        for v in zarr.open_group(str(folder / f"w1-{r}" / "sweep.zarr"),
                                                                 mode="r")["wall_seconds"][:].tolist())
-    per = [{"two_vs_one": w1 / w2, "steady": ((w1 - one) / (members - 1)) / ((w2 - two) / (members - 2)),
-            "marginal": (w1 - one) / (members - 1), "bound": 2 * solo / pair}
-           for w1, w2, one, two, solo, pair in zip(*(runs[k] for k in ("w1", "w2", "one", "two", "solo", "pair")))]
+    keys = ("w1", "w2", "one", "two", "solo", "pair", "steady1", "steady2", "gap", "own")
+    per = [{"two_vs_one": w1 / w2, "beyond_fixed": ((w1 - one) / (members - 1)) / ((w2 - two) / (members - 2)),
+            "marginal": (w1 - one) / (members - 1), "bound": 2 * solo / pair, "steady": s2 / s1,
+            "scheduling": gap / own}
+           for w1, w2, one, two, solo, pair, s1, s2, gap, own in zip(*(runs[k] for k in keys))]
     med = {k: statistics.median(p[k] for p in per) for k in per[0]}
     overhead = med["marginal"] / member_seconds - 1
 
@@ -130,17 +159,20 @@ def main(argv=None):
     for name, s in seconds.items():
         print(f"{name:<18} {spread(s):>20} {rate[name]:12.1f}")
     print(f"2 workers vs 1: {spread([p['two_vs_one'] for p in per])}× whole command, "
-          f"{spread([p['steady'] for p in per])}× beyond the fixed cost (fixed: {spread(runs['one'])} s with 1 worker, "
+          f"{spread([p['beyond_fixed'] for p in per])}× beyond the fixed cost (fixed: {spread(runs['one'])} s with 1 worker, "
           f"{spread(runs['two'])} s with 2); the machine's bound, two plain processes vs one: "
           f"{spread([p['bound'] for p in per])}×")
     if loop is not None:
         print(f"2 workers vs the shell loop: {rate['sweep, 2 workers'] / rate['shell loop']:.2f}×")
     print(f"per member: {med['marginal']:.3f} s in the 1-worker sweep against {member_seconds:.3f} s of simulation "
-          f"(overhead {overhead:+.1%})")
+          f"(overhead {overhead:+.1%}, whole commands)")
+    print(f"steady state (32 members, this process): 2 workers vs 1 {spread([p['steady'] for p in per])}×; "
+          f"scheduling overhead per member {spread([100 * p['scheduling'] for p in per])} % "
+          f"({statistics.median(runs['gap']) * 1e3:.1f} ms of {statistics.median(runs['own']):.3f} s)")
     print(json.dumps({"benchmark": "sweep", "machine": info, "load_average": load, "n": args.n, "steps": args.steps,
                       "members": members, "seconds": seconds, "members_per_minute": rate, "runs": runs,
                       "per_repeat": per, "median": med, "member_seconds": member_seconds, "overhead": overhead}))
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # the LocalCluster's workers import this file again
     main()
