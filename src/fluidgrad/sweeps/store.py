@@ -82,7 +82,8 @@ def coordinates(scenario, record_every=None) -> dict:
     coords = {}
     for d, n in enumerate("xyz"[: grid.ndim]):
         coords[n] = (n, grid.cell_centers(d), {"units": "L", "long_name": f"cell centre {n}"})
-        coords[f"{n}_face"] = (f"{n}_face", grid.face_positions(d, periodic[d]), {"units": "L", "long_name": f"face {n}"})
+        coords[f"{n}_face"] = (f"{n}_face", grid.face_positions(d, periodic[d]),
+                               {"units": "L", "long_name": f"face {n}"})
     if record_every:
         steps = onp.array(record_steps(scenario.steps, record_every))
         coords["time"] = ("time", steps * scenario.dt, {"units": "T", "long_name": "time t = step·Δt"})
