@@ -140,7 +140,11 @@ def client():
 
 def test_record_every_writes_snapshots_along_time(tmp_path, client):
     vary, small = {"physics.viscosity": [0.01, 0.05]}, {"grid.resolution": [16, 16], "time.steps": 10}
-    ds = sweep("taylor_green", vary, overrides=small, out=tmp_path / "a", client=client, record_every=4)
+    results = []
+    ds = sweep("taylor_green", vary, overrides=small, out=tmp_path / "a", client=client, record_every=4,
+               on_member=lambda i, r: results.append(r))
+    assert [r["arrays"] for r in results] == [{}, {}]  # the fields went from the member into the store
+    assert sorted(results[0]["metrics"]) == ["max_divergence", "steps_per_second", "wall_seconds"]
     assert ds["density"].dims == ("member", "time", "x", "y") and ds["u"].dims == ("member", "time", "x_face", "y")
     assert list(ds["step"].values) == [0, 4, 8, 10]  # every 4 steps and the last
     assert onp.allclose(ds["time"].values, onp.array([0, 4, 8, 10]) * 0.02) and ds["time"].attrs["units"] == "T"
