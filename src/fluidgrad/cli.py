@@ -295,7 +295,7 @@ def cmd_run(args) -> int:
 
 def cmd_sweep(args) -> int:
     """Every member of the sweep on Dask; ``DIR/sweep.zarr`` written as members finish."""
-    from .sweeps import parse_vary, sweep
+    from .sweeps import parse_vary, sweep_store
     from .sweeps.members import expand
     vary = {}
     for item in args.vary or []:
@@ -321,9 +321,9 @@ def cmd_sweep(args) -> int:
 
     t0 = time.perf_counter()
     try:
-        sweep(args.scenario, vary, zipped=args.zip, what=args.what, client=client, out=out,
+        sweep_store(args.scenario, vary, zipped=args.zip, what=args.what, client=client, out=out,
               overrides=_overrides(args), resume=args.resume, workers=args.workers,
-              threads_per_worker=args.threads_per_worker, on_member=on_member)
+              threads_per_worker=args.threads_per_worker, record_every=args.record_every, on_member=on_member)
     finally:
         bar.close()
         if client is not None:
@@ -587,10 +587,17 @@ def _sweep_member(path, member):
     status = str(ds["status"].values[member])
     if status != "done":
         raise UsageError(f"{path}: member {member} is {status}, it has no fields")
-    arrays = {name: ds[name].values[member] for name in ("density", "pressure")}
+    if "density" not in ds:
+        raise UsageError(f"{path}: a sweep of --what {ds.attrs.get('what')}, it has no fields")
+
+    def final(name):  # with --record-every, the last snapshot is the final state
+        field = ds[name][member]
+        return (field.isel(time=-1) if "time" in field.dims else field).values
+
+    arrays = {name: final(name) for name in ("density", "pressure")}
     centred = []
     for d, name in enumerate("uvw"[: arrays["density"].ndim]):
-        faces = ds[name].values[member]
+        faces = final(name)
         n = arrays["density"].shape[d]
         upper = onp.take(faces, onp.arange(1, n + 1) % faces.shape[d], axis=d)  # periodic: wraps
         centred.append(0.5 * (onp.take(faces, onp.arange(n), axis=d) + upper))
@@ -739,7 +746,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vary", action="append", metavar="KEY=VALUES",
                    help="a varied key: a,b,c | A..B (integers) | linspace(a,b,n) | logspace(a,b,n) (repeatable)")
     p.add_argument("--zip", action="store_true", help="pair the varied keys' values instead of their product")
-    p.add_argument("--what", default="run", choices=["run"], help="what each member does (default run)")
+    p.add_argument("--what", default="run", choices=["run", "gradient", "optimize"],
+                   help="what each member does: run (final fields), gradient (the loss of the optimize: block "
+                        "and its gradient), optimize (that optimization: final loss, iterations, parameters, "
+                        "fields) (default run)")
+    p.add_argument("--record-every", type=int, metavar="K",
+                   help="with --what run: snapshots of the fields every K steps along a time dimension")
     p.add_argument("--workers", type=int, metavar="N", help="local Dask workers (default: cores // threads per worker)")
     p.add_argument("--threads-per-worker", type=int, default=1, metavar="K",
                    help="kernel threads of each local worker (default 1)")

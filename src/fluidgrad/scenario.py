@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import functools
 import math
 import re
 from importlib import resources
@@ -219,7 +220,14 @@ def load_yaml(text: str):
 
 
 def read_yaml(text: str, source: str = "scenario"):
-    """Parse YAML with the safe loader only; refuse huge files and alias bombs."""
+    """Parse YAML with the safe loader only; refuse huge files and alias bombs. A text
+    parsed before is not parsed again (a sweep's worker reads the same scenario for every
+    member; parsing is ~10 ms): the caller gets its own copy."""
+    return copy.deepcopy(_read_yaml(text, source))
+
+
+@functools.lru_cache(maxsize=16)
+def _read_yaml(text: str, source: str):
     if len(text.encode()) > MAX_YAML_BYTES:
         raise ScenarioError([f"{source}: file too large ({len(text.encode())} bytes; limit {MAX_YAML_BYTES})"])
     try:

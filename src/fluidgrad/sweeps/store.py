@@ -1,12 +1,28 @@
-"""``sweep.zarr``: one Zarr store (format 2) for all members of a sweep, written member by
-member as they finish, readable with ``xarray.open_zarr`` at every point in between.
+"""``sweep.zarr``: one Zarr store (format 2) for all members of a sweep, readable with
+``xarray.open_zarr`` at every point while it is written.
 
 Dimension ``member``; each varied key (spelled as given) a coordinate along it (lists and
-mappings as their YAML text); the final fields ``density``, ``pressure`` on the cells
-(``x``, ``y`` (, ``z``)) and the velocity components ``u``, ``v`` (, ``w``) on their faces
-(``x_face``, ...); per member ``status`` (``pending``, ``done``, ``failed``), ``error``
-and the metrics of :data:`.run.METRICS`; attributes: the scenario's text, the common
-overrides and the fluidgrad version.
+mappings as their YAML text). Per member:
+
+* the fields (``--what run`` and ``optimize``): ``density``, ``pressure`` on the cells
+  (``x``, ``y`` (, ``z``)) and the velocity components ``u``, ``v`` (, ``w``) on their
+  faces (``x_face``, ...); the final ones, or with ``--record-every K`` a snapshot every K
+  steps (and the last step) along a ``time`` dimension (coordinates ``time`` = step·Δt
+  and ``step``), the last one the final state;
+* ``--what gradient`` / ``optimize``: ``parameters`` (the flat raw parameter vector: the
+  point of the gradient, or the optimized one) and ``gradient`` along ``parameter``
+  (coordinate ``parameter_name``: ``initial_velocity_0[17]``, ``viscosity``);
+* ``status`` (``pending``, ``done``, ``failed``), ``error`` and the scalars of
+  :data:`.run.SCALARS` for the mode.
+
+Units are the scenario's box units, as the pictures name them: L (length) and T (time);
+the stored pressure is the solver's kinematic pressure times the step, p·Δt/ρ [L²/T].
+Attributes: the scenario's text, the common overrides, the varied keys, ``what``,
+``record_every`` (0: final fields only) and the fluidgrad version.
+
+Who writes what: a member's worker writes its own fields and vectors (chunks of one
+member, so no two processes ever write the same chunk); the driver writes the scalars and
+``status`` (one writer, status last: a member reads ``done`` only once all of it is written).
 """
 
 from __future__ import annotations
@@ -15,16 +31,31 @@ import json
 
 import numpy as onp
 
-from .run import METRICS
+from .run import SCALARS
 
-FIELDS = {"density": ("density", "1"), "pressure": ("kinematic pressure", "m^2 s^-2")}
-UNITS = {"wall_seconds": "s", "steps_per_second": "1/s", "max_divergence": "1/s"}
+#: the fields' long names and units (pressure as :mod:`fluidgrad.render` names it)
+FIELDS = {"density": ("density", "1"), "pressure": ("kinematic pressure times the step p·Δt/ρ", "L²/T"),
+          "u": ("velocity x-component on the x faces", "L/T"), "v": ("velocity y-component on the y faces", "L/T"),
+          "w": ("velocity z-component on the z faces", "L/T")}
+#: the scalars' units and long names (``{loss}``: the loss's units, :func:`loss_units`)
+SCALAR_ATTRS = {
+    "wall_seconds": ("s", "wall time of the member's simulation (or its gradient, or its optimization)"),
+    "steps_per_second": ("1/s", "simulation steps per second"),
+    "max_divergence": ("1/T", "largest |∇·u| over the fluid cells after the last projection"),
+    "loss": ("{loss}", "loss of the optimize: block at the initial parameters"),
+    "grad_norm": ("{loss} per unit of the parameters", "norm of the loss's gradient (the last one when optimizing)"),
+    "initial_loss": ("{loss}", "loss at the initial parameters"),
+    "final_loss": ("{loss}", "loss at the optimized parameters"),
+    "iterations": ("1", "optimizer iterations completed"),
+    "seconds_per_iteration": ("s", "wall time per optimizer iteration"),
+    "stop_reason": (None, "why the optimization stopped"),
+}
 STATUS = ("pending", "done", "failed")
-ERROR_LENGTH = 300
+TEXT_LENGTH = 300  # error and stop_reason are cut to this many characters
 
 
 def field_dims(scenario) -> dict:
-    """``{field: (dims, shape)}`` of the scenario's final fields."""
+    """``{field: (dims, shape)}`` of the scenario's fields (one state)."""
     grid, names = scenario.grid, "xyz"[: scenario.grid.ndim]
     periodic = scenario.boundaries.periodic_axes
     dims = {"density": (tuple(names), tuple(grid.resolution)), "pressure": (tuple(names), tuple(grid.resolution))}
@@ -34,56 +65,150 @@ def field_dims(scenario) -> dict:
     return dims
 
 
-def coordinates(scenario) -> dict:
+def record_steps(steps: int, every: int) -> list:
+    """The steps ``--record-every every`` snapshots: 0, every, 2·every, ... and ``steps``."""
+    out = list(range(0, steps + 1, every))
+    return out if out[-1] == steps else out + [steps]
+
+
+def loss_units(scenario) -> str:
+    """The units of the scenario's loss (box units; a regularized loss adds terms of its own)."""
+    kind = scenario.optimize["loss"]["type"]
+    return {"density_mse": "1", "velocity_mse": "L²/T²"}.get(kind, f"L^{scenario.grid.ndim + 2}/T²")
+
+
+def coordinates(scenario, record_every=None) -> dict:
     grid, periodic = scenario.grid, scenario.boundaries.periodic_axes
     coords = {}
     for d, n in enumerate("xyz"[: grid.ndim]):
-        coords[n] = (n, grid.cell_centers(d), {"units": "m", "long_name": f"cell centre {n}"})
-        coords[f"{n}_face"] = (f"{n}_face", grid.face_positions(d, periodic[d]), {"units": "m", "long_name": f"face {n}"})
+        coords[n] = (n, grid.cell_centers(d), {"units": "L", "long_name": f"cell centre {n}"})
+        coords[f"{n}_face"] = (f"{n}_face", grid.face_positions(d, periodic[d]),
+                               {"units": "L", "long_name": f"face {n}"})
+    if record_every:
+        steps = onp.array(record_steps(scenario.steps, record_every))
+        coords["time"] = ("time", steps * scenario.dt, {"units": "T", "long_name": "time t = step·Δt"})
+        coords["step"] = ("time", steps, {"units": "1", "long_name": "simulation step"})
     return coords
 
 
-def create(path, scenario, members, text: str, overrides: dict):
-    """Write the empty store: every member ``pending``, fields NaN (lazily: nothing of
-    the members' size is held in memory)."""
-    import dask.array as da
-    import xarray as xr
+def create(path, scenario, members, text: str, overrides: dict, what: str = "run", record_every=None,
+           parameter_names=None):
+    """Write the empty store: every member ``pending``, everything else NaN (lazily:
+    nothing of the members' size is held in memory or written). Written with zarr itself,
+    in the layout xarray reads (``_ARRAY_DIMENSIONS``, ``coordinates``, consolidated
+    metadata): xarray and dask.array cost a second to import and write it."""
     n = len(members)
     data = {}
-    for name, (dims, shape) in field_dims(scenario).items():
-        long_name, units = FIELDS.get(name, (f"velocity component {name} on its faces", "m/s"))
-        data[name] = (("member",) + dims, da.full((n,) + shape, onp.nan, chunks=(1,) + shape),
-                      {"long_name": long_name, "units": units})
-    data["status"] = ("member", onp.full(n, "pending", dtype="<U8"), {"flag_meanings": " ".join(STATUS)})
-    data["error"] = ("member", onp.full(n, "", dtype=f"<U{ERROR_LENGTH}"), {"long_name": "why the member failed"})
-    for name in METRICS:
-        data[name] = ("member", onp.full(n, onp.nan), {"units": UNITS[name], "long_name": name.replace("_", " ")})
+    if what in ("run", "optimize"):
+        times = (len(record_steps(scenario.steps, record_every)),) if record_every else ()
+        for name, (dims, shape) in field_dims(scenario).items():
+            long_name, units = FIELDS[name]
+            data[name] = (("member",) + ("time",) * len(times) + dims,
+                          _Empty((n,) + times + shape, (1,) + (1,) * len(times) + shape),
+                          {"long_name": long_name, "units": units})
     coords = {"member": ("member", onp.arange(n))}
+    if what != "run":
+        size = len(parameter_names)
+        units = loss_units(scenario)
+        data["parameters"] = (("member", "parameter"), _Empty((n, size), (1, size)),
+                              {"long_name": "raw parameters (the point of the gradient, or the optimized ones)",
+                               "units": "the parameters' own units (see parameter_name)"})
+        if what == "gradient":
+            data["gradient"] = (("member", "parameter"), _Empty((n, size), (1, size)),
+                                {"long_name": "gradient of the loss with respect to the raw parameters",
+                                 "units": f"{units} per unit of each parameter"})
+        coords["parameter_name"] = ("parameter", onp.array(parameter_names), {"long_name": "parameter[flat index]"})
+    data["status"] = ("member", onp.full(n, "pending", dtype="<U8"), {"flag_meanings": " ".join(STATUS)})
+    data["error"] = ("member", onp.full(n, "", dtype=f"<U{TEXT_LENGTH}"), {"long_name": "why the member failed"})
+    for name in SCALARS[what]:
+        units, long_name = SCALAR_ATTRS[name]
+        attrs = {"long_name": long_name}
+        if units is not None:
+            attrs["units"] = units.format(loss=loss_units(scenario) if "{" in units else "")
+        empty = onp.full(n, "", dtype=f"<U{TEXT_LENGTH}") if name == "stop_reason" else onp.full(n, onp.nan)
+        data[name] = ("member", empty, attrs)
     for key in members[0].values:
         coords[key] = ("member", onp.array([_coordinate(m.values[key]) for m in members]))
-    coords.update(coordinates(scenario))
-    ds = xr.Dataset(data, coords=coords, attrs={"scenario": text, "overrides": json.dumps(overrides, default=str),
-                                                 "varied": json.dumps(list(members[0].values)),
-                                                 "fluidgrad_version": _version()})
-    ds.to_zarr(path, mode="w", compute=False, zarr_format=2, consolidated=True)
+    coords.update(coordinates(scenario, record_every))
+    attrs = {"scenario": text, "overrides": json.dumps(overrides, default=str),
+             "varied": json.dumps(list(members[0].values)), "what": what, "record_every": int(record_every or 0),
+             "fluidgrad_version": _version()}
+    _write(path, data, coords, attrs)
 
 
-def write_member(path, index: int, result: dict, scenario):
-    """Write member ``index``'s result into its region of the store."""
-    import xarray as xr
-    data = {}
-    for name, (dims, shape) in field_dims(scenario).items():
-        value = result["fields"].get(name)
-        value = onp.full(shape, onp.nan) if value is None else value
-        data[name] = (("member",) + dims, value[None])
-    data["error"] = ("member", onp.array([result["error"][:ERROR_LENGTH]], dtype=f"<U{ERROR_LENGTH}"))
-    for name in METRICS:
-        data[name] = ("member", onp.array([result["metrics"][name]], dtype=float))
-    region = {"member": slice(index, index + 1)}
-    xr.Dataset(data).to_zarr(path, region=region, zarr_format=2)
-    # the status last: a member reads "done" only once everything else of it is written
-    status = xr.Dataset({"status": ("member", onp.array([result["status"]], dtype="<U8"))})
-    status.to_zarr(path, region=region, zarr_format=2)
+class _Empty(tuple):
+    """A variable not written yet: ``(shape, chunks)``, NaN until a member writes it."""
+
+    def __new__(cls, shape, chunks):
+        return super().__new__(cls, (shape, chunks))
+
+
+def _write(path, data, coords, attrs):
+    """The store of ``data`` and ``coords`` (name -> ``(dims, values or _Empty, attrs)``)."""
+    import zarr
+    group = zarr.open_group(str(path), mode="w", zarr_format=2, attributes=attrs)
+    extra = " ".join(name for name, (dims, *_) in coords.items() if dims not in (name, (name,)))  # not indexes
+    for name, (dims, values, *rest) in {**coords, **data}.items():
+        dims = (dims,) if isinstance(dims, str) else tuple(dims)
+        meta = {**(rest[0] if rest else {}), "_ARRAY_DIMENSIONS": list(dims)}
+        if name in data and extra:
+            meta["coordinates"] = extra
+        if isinstance(values, _Empty):
+            group.create_array(name, shape=values[0], chunks=values[1], dtype="f8", fill_value=onp.nan,
+                               attributes=meta)
+        else:
+            values = onp.asarray(values)
+            array = group.create_array(name, shape=values.shape, dtype=values.dtype, attributes=meta,
+                                       fill_value=onp.nan if values.dtype.kind == "f" else None)
+            array[...] = values
+    zarr.consolidate_metadata(str(path), zarr_format=2)
+
+
+def member_writer(path, index: int):
+    """``write(arrays, time=None)``: writes member ``index``'s arrays (name -> array; at
+    snapshot ``time`` for the recorded fields) into its own chunks of the store; for the
+    process that runs the member."""
+    array = _arrays(path)
+
+    def write(arrays, time=None):
+        for name, value in arrays.items():
+            array(name)[(index,) if time is None else (index, time)] = value
+    return write
+
+
+_OPEN = {}  # (store path, its metadata's inode and mtime) -> {name: zarr array}: opened once per process
+
+
+def _arrays(path):
+    """``array(name)``: the store's zarr array ``name``, opened once per process and
+    store (a worker writes many members into the same store; opening costs ~1 ms an
+    array). A store created anew at the same path is a new key."""
+    import os
+    import zarr
+    meta = os.stat(os.path.join(str(path), ".zmetadata"))
+    key = (str(path), meta.st_ino, meta.st_mtime_ns)
+    if key not in _OPEN:
+        _OPEN.clear()  # one store at a time: a worker moves on to the next sweep
+        _OPEN[key] = {"": zarr.open_group(str(path), mode="r+", zarr_format=2, use_consolidated=False)}
+    cache = _OPEN[key]
+    return lambda name: cache.get(name) or cache.setdefault(name, cache[""][name])
+
+
+def summary_writer(path):
+    """``write(index, result)``: writes a member's error, scalars and, last, its status
+    (the driver does this, once the member's own arrays are in the store)."""
+    array = _arrays(path)
+
+    def write(index, result):
+        values = {"error": result["error"], **result["metrics"], "status": result["status"]}
+        for name, value in values.items():  # the status last
+            array(name)[index] = value[:TEXT_LENGTH] if isinstance(value, str) else value
+    return write
+
+
+def write_summary(path, index: int, result: dict):
+    """Write one member's summary (see :func:`summary_writer`)."""
+    summary_writer(path)(index, result)
 
 
 def finished(path) -> set:
@@ -97,11 +222,11 @@ def _done(ds) -> set:
     return {int(i) for i in onp.flatnonzero(ds["status"].values == "done")}
 
 
-def resumable(path, members, overrides: dict) -> set:
+def resumable(path, members, overrides: dict, what: str = "run", record_every=None) -> set:
     """The members already ``done`` in the store at ``path`` if it holds this sweep (the
-    same varied keys and values, the same overrides); an empty set if it cannot be read
-    (killed while it was being created); a ``UsageError`` naming what differs if it
-    holds another sweep."""
+    same varied keys and values, the same overrides, ``what`` and ``record_every``); an
+    empty set if it cannot be read (killed while it was being created); a ``UsageError``
+    naming what differs if it holds another sweep."""
     import xarray as xr
     from ..errors import UsageError
     try:
@@ -118,6 +243,10 @@ def resumable(path, members, overrides: dict) -> set:
                 raise UsageError(f"{path}: holds a sweep with other values of {key}")
         if ds.attrs.get("overrides") != json.dumps(overrides, default=str):
             raise UsageError(f"{path}: holds a sweep with other settings ({ds.attrs.get('overrides')})")
+        stored = (ds.attrs.get("what", "run"), int(ds.attrs.get("record_every", 0)))
+        if stored != (what, int(record_every or 0)):
+            raise UsageError(f"{path}: holds a sweep of --what {stored[0]} --record-every {stored[1]}, "
+                             f"not --what {what} --record-every {int(record_every or 0)}")
         return _done(ds)
 
 
