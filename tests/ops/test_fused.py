@@ -121,6 +121,7 @@ def test_fused_3d_state_advection_vjp_matches_the_reference(name, scheme):
     _close(*_both(lambda: advect_state.vjp_all(g, ans, (q,), u, **kw)), 1e-12)
 
 
+@pytest.mark.usefixtures("every_core")  # several threads, as on a quiet machine
 def test_parallel_3d_vjp_equals_the_serial_one():
     """Planes in coloured blocks, as the 2-D rows."""
     from fluidgrad.boundaries import Boundaries, Domain
@@ -208,6 +209,7 @@ def test_fused_multigrid_transfers_match_the_reference(spec, obstacle, ndim, dty
         onp.testing.assert_allclose(fast, reference, rtol=tol, atol=tol * float(onp.abs(reference).max()))
 
 
+@pytest.mark.usefixtures("every_core")  # several threads, as on a quiet machine
 def test_parallel_poisson_kernels_equal_the_serial_ones():
     """``L x`` and red-black Gauss-Seidel over rows in parallel, with walls and an obstacle."""
     from fluidgrad.boundaries import Boundaries, Domain, Obstacle
@@ -227,6 +229,7 @@ def test_parallel_poisson_kernels_equal_the_serial_ones():
             assert onp.array_equal(fused_poisson.gauss_seidel.parallel(*args), fused_poisson.gauss_seidel.serial(*args))
 
 
+@pytest.mark.usefixtures("every_core")  # several threads, as on a quiet machine
 @pytest.mark.parametrize("spec", [{"x": "periodic", "y": "periodic"}, {}, {"x": "periodic", "y_hi": "free_slip"}])
 def test_parallel_vjp_equals_the_serial_one(spec):
     """The coloured row blocks of the parallel VJP never write the same rows at once."""
@@ -279,6 +282,7 @@ def test_parallel_vjp_equals_the_serial_one(spec):
             onp.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.usefixtures("every_core")  # several threads, as on a quiet machine
 @pytest.mark.parametrize("spec", [{"x": "periodic", "y": "periodic"}, {}])
 def test_parallel_jacobi_equals_the_serial_one(spec):
     """Parallel sweeps (uniform coefficients on the periodic box, cell arrays on the
