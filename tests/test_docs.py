@@ -60,3 +60,23 @@ def test_the_video_keys_of_the_bundled_scenarios_are_in_the_reference(reference)
     text = reference.render()
     for key in ("output.video.arrows", "output.video.projection"):
         assert f"`{key}`" in text
+
+
+def test_every_cli_flag_and_argument_has_help_text():
+    """Every option and positional argument of every subcommand says what it is."""
+    import argparse
+
+    from fluidgrad.cli import build_parser
+
+    missing = []
+
+    def walk(parser, name):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub, subparser in action.choices.items():
+                    walk(subparser, f"{name} {sub}")
+            elif not isinstance(action, argparse._HelpAction) and action.help in (None, "", argparse.SUPPRESS):
+                missing.append(f"{name} {'/'.join(action.option_strings) or action.dest}")
+
+    walk(build_parser(), "fluidgrad")
+    assert not missing, missing
