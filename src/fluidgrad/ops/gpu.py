@@ -8,8 +8,11 @@ take any arrays numba-cuda takes, so the ``gpu_sim`` tests call them with numpy 
 numba's CUDA simulator, where the dispatch rule never sends them.
 
 Kernels here: ghost-layer padding and its transpose (2-D), semi-Lagrangian advection
-forward, VJP and JVP (2-D, Euler backtrace). Everything else runs its array-API reference
-on cupy arrays.
+forward, VJP and JVP (2-D, Euler backtrace), and the 2-D pressure projection's stencil
+passes, forward (the right-hand side ``D (M u + c)``, the gradient subtraction ``u_b − M G
+p``) and VJP (their transposes), around a solve that stays the reference's
+(:func:`~.pressure.solve_pressure`: its own kernels dispatch as usual). Everything else
+runs its array-API reference on cupy arrays.
 """
 
 from __future__ import annotations
@@ -127,3 +130,71 @@ def semi_lagrangian_jvp(dots, ans, q, velocity, *, dt, domain, location="center"
     k.launch(k.sl_jvp, q.shape)(out, dq, *du, qp, *padded, *_layout(domain, location), dt / domain.dx,
                                 dot_q is not None, dot_u is not None)
     return out
+
+
+# -- pressure projection: the stencil passes around the solve -----------------------------
+
+class _Projection:
+    """What the projection's passes need of ``domain`` for arrays like ``like``, cached
+    (masks and prescribed velocities on the device; the ghost rules and ``plain`` as
+    scalars, found once: ``plain`` asks the device)."""
+
+    def __init__(self, domain, like):
+        from . import pressure, stencils
+        self.mask = pressure._open_mask(domain, (like, like))
+        self.fixed = tuple(domain.array("fixed_velocity", like, d) for d in range(2))
+        self.rules = tuple(float(stencils.pressure_rule(domain, d, side)[0]) for d in range(2) for side in range(2))
+        self.plain = bool(all(bool(m.all()) for m in self.mask) and not any(bool(c.any()) for c in self.fixed))
+        self.inv_h = 1.0 / domain.dx
+
+    @classmethod
+    def of(cls, domain, like):
+        key = ("gpu-projection", xp_of(like).__name__, like.dtype)
+        out = domain._cache.get(key)
+        if out is None:
+            out = domain._cache[key] = cls(domain, like)
+        return out
+
+
+def supports_projection(velocity, *, domain, solve=None):
+    return supports(velocity, domain)
+
+
+def supports_projection_vjp(g, ans, velocity, *, domain, solve=None):
+    return g[1] is not None and supports((*g[0], g[1]), domain)
+
+
+def project(velocity, *, domain, solve=None):
+    """:func:`~.pressure.project` with its stencil passes on the device: ``b = D (M u +
+    c)``, the solve (:func:`~.pressure.solve_pressure`, whose kernels dispatch on their
+    own), ``u' = u_b − M G p``."""
+    from . import pressure
+    solve = pressure.PressureSolve() if solve is None else solve
+    u, v = velocity
+    pr, xp, k = _Projection.of(domain, u), xp_of(u), _kernels()
+    (mu, mv), (cu, cv) = pr.mask, pr.fixed
+    ub, vb = (u, v) if pr.plain else (xp.empty(u.shape, dtype=u.dtype), xp.empty(v.shape, dtype=v.dtype))
+    b = xp.empty((v.shape[0], u.shape[1]), dtype=u.dtype)
+    span = (u.shape[0], v.shape[1])
+    k.launch(k.projection_rhs, span)(u, v, mu, mv, cu, cv, pr.inv_h, pr.plain, ub, vb, b)
+    p = pressure.solve_pressure(domain, b, solve)
+    out_u, out_v = xp.empty(u.shape, dtype=u.dtype), xp.empty(v.shape, dtype=v.dtype)
+    k.launch(k.projection_finish, span)(p, ub, vb, mu, mv, pr.inv_h, *pr.rules, pr.plain, out_u, out_v)
+    return (out_u, out_v), p
+
+
+def project_vjp(g, ans, velocity, *, domain, solve=None):
+    """``adj_u = M (g_u + Dᵀ L⁺ (g_p − Gᵀ M g_u))``: the two transposed passes on the
+    device around one adjoint solve."""
+    from . import pressure
+    solve = pressure.PressureSolve() if solve is None else solve
+    (gu, gv), gp = g
+    pr, xp, k = _Projection.of(domain, gp), xp_of(gp), _kernels()
+    (mu, mv) = pr.mask
+    span = (gu.shape[0], gv.shape[1])
+    rhs = xp.empty(gp.shape, dtype=gp.dtype)
+    k.launch(k.projection_vjp_rhs, span)(gu, gv, gp, mu, mv, pr.inv_h, *pr.rules, pr.plain, rhs)
+    r = pressure.solve_pressure(domain, rhs, solve, adjoint=True)
+    adj_u, adj_v = xp.empty(gu.shape, dtype=gu.dtype), xp.empty(gv.shape, dtype=gv.dtype)
+    k.launch(k.projection_vjp_finish, span)(r, gu, gv, mu, mv, pr.inv_h, pr.plain, adj_u, adj_v)
+    return ((adj_u, adj_v),)
