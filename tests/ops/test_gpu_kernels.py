@@ -87,6 +87,18 @@ def test_semi_lagrangian_forward_vjp_jvp_agree_with_the_reference(k, dtype):
         assert "gpu" in ran.ran("pad_field") or kw["domain"].all_periodic
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k", _advection_cases())
+def test_maccormack_forward_agrees_with_the_reference(k, dtype):
+    xp = _device()
+    kw, (q, velocity, *_), (dq, dvelocity, *_) = _inputs(k, dtype, xp)
+    with dispatch.use_reference():
+        want = advection._maccormack_reference(q, velocity, **kw)
+    _agree(gpu.maccormack(dq, dvelocity, **kw), want, dtype)
+    if xp is not onp:
+        assert advection.maccormack_forward.choose(dq, dvelocity, **kw)[0] == "gpu"
+
+
 def _padding_cases():
     return [pytest.param(k, loc, id=f"{loc}-{case.id}") for k, case in enumerate(CASES["semi_lagrangian"])
             if case.kwargs["domain"].ndim == 2 and case.kwargs.get("backtrace", "euler") == "euler"
@@ -154,6 +166,7 @@ def test_the_rule_sends_only_device_arrays_to_the_gpu_kernels():
     assert advection.semi_lagrangian_forward.choose(q, velocity, **kw)[0] != "gpu"
     assert not gpu.supports((q, *velocity), kw["domain"])
     assert interpolation.pad_field.choose(q, kw["domain"], "center")[0] != "gpu"
+    assert advection.maccormack_forward.choose(q, velocity, **kw)[0] != "gpu"
     domain = kw["domain"]
     assert pressure.project_forward.choose(velocity, domain=domain)[0] != "gpu"
     g = (velocity, q)

@@ -11,8 +11,9 @@ Kernels here: ghost-layer padding and its transpose (2-D), semi-Lagrangian advec
 forward, VJP and JVP (2-D, Euler backtrace), and the 2-D pressure projection's stencil
 passes, forward (the right-hand side ``D (M u + c)``, the gradient subtraction ``u_b − M G
 p``) and VJP (their transposes), around a solve that stays the reference's
-(:func:`~.pressure.solve_pressure`: its own kernels dispatch as usual). Everything else
-runs its array-API reference on cupy arrays.
+(:func:`~.pressure.solve_pressure`: its own kernels dispatch as usual), and MacCormack
+advection forward (2-D, Euler backtrace: the semi-Lagrangian pass, the nodal bounds and
+the limited correction). Everything else runs its array-API reference on cupy arrays.
 """
 
 from __future__ import annotations
@@ -198,3 +199,22 @@ def project_vjp(g, ans, velocity, *, domain, solve=None):
     adj_u, adj_v = xp.empty(gu.shape, dtype=gu.dtype), xp.empty(gv.shape, dtype=gv.dtype)
     k.launch(k.projection_vjp_finish, span)(r, gu, gv, mu, mv, pr.inv_h, pr.plain, adj_u, adj_v)
     return ((adj_u, adj_v),)
+
+
+# -- MacCormack (forward) -----------------------------------------------------------------
+
+def maccormack(q, velocity, *, dt, domain, location="center", backtrace="euler"):
+    """:func:`~.advection.maccormack` forward: ``q¹ = SL(q, Δt)``, the nodal bounds of the
+    padded ``q`` and the limited correction, three launches (and the padding of ``q¹``)."""
+    from . import interpolation as interp
+    from .limiter import tie_tolerance
+    qp, (up, vp) = _padded(q, velocity, domain, location)
+    xp, k, layout, c = xp_of(q), _kernels(), _layout(domain, location), dt / domain.dx
+    q1 = xp.empty(q.shape, dtype=q.dtype)
+    k.launch(k.sl_forward, q.shape)(q1, qp, up, vp, *layout, c)
+    q1p = interp.pad_field(q1, domain, location)
+    lo, hi = xp.empty_like(qp), xp.empty_like(qp)
+    k.launch(k.nodal_bounds, qp.shape)(qp, lo, hi, *layout[-2:])
+    out = xp.empty(q.shape, dtype=q.dtype)
+    k.launch(k.mc_correct, q.shape)(out, q, q1, q1p, lo, hi, up, vp, *layout, c, tie_tolerance(q.dtype))
+    return out

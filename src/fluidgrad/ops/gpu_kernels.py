@@ -1,14 +1,15 @@
 """GPU kernels (numba-cuda): ghost-layer padding and its transpose, 2-D semi-Lagrangian
 advection forward, VJP and JVP, and the 2-D pressure projection's stencil passes (the
-right-hand side, the gradient subtraction, and their transposes for the VJP), one thread
-per output point.
+right-hand side, the gradient subtraction, and their transposes for the VJP), MacCormack's
+nodal bounds and limited correction (forward), one thread per output point.
 
 They mirror the fused CPU kernels (:mod:`.fused_padding`, :mod:`.fused_advection_2d`,
-:mod:`.fused_projection`) point by point, with the same arithmetic: the interpolation
-helpers and the projection's face weight are the CPU kernels' own source (their
-``py_func``) compiled as CUDA device functions by :func:`_device`, so the two cannot
-drift apart. The advection VJP's scatters (the transpose of the interpolation
-and of the velocity sampling) are atomic adds, race-free whatever the departure points.
+:mod:`.fused_projection`, :mod:`.fused_limiter`) point by point, with the same
+arithmetic: the interpolation helpers, the projection's face weight and the limiter's
+clamp are the CPU kernels' own source (their ``py_func``) compiled as CUDA device
+functions by :func:`_device`, so the two cannot drift apart. The advection VJP's scatters
+(the transpose of the interpolation and of the velocity sampling) are atomic adds,
+race-free whatever the departure points.
 Scalars only besides the arrays (no host arrays per launch: a host array argument would
 be copied to the device and back, with a synchronisation, at every launch).
 
@@ -25,7 +26,7 @@ import types
 from numba import config, cuda
 
 from . import fused_advection_2d as k2
-from . import fused_lattice, fused_projection
+from . import fused_lattice, fused_limiter, fused_projection
 
 #: threads per block: 16×16 on a device; 8×8 in the simulator (each thread a Python thread)
 BLOCK = (8, 8) if config.ENABLE_CUDASIM else (16, 16)
@@ -300,3 +301,44 @@ def projection_vjp_finish(r, gu, gv, mu, mv, inv_h, plain, adj_u, adj_v):
         left = r[i, j - 1] if j > 0 else (r[i, n1 - 1] if per1 else 0.0)
         right = r[i, j] if j < n1 else 0.0
         adj_v[i, j] = gv[i, j] + (left - right) * inv_h if plain or mv[i, j] else 0.0
+
+
+# -- MacCormack: the limited correction (forward) -------------------------------------------
+
+neighbour = _device(fused_limiter.neighbour)
+near = _device(fused_limiter.near)
+clamp_shares = _device(fused_limiter.clamp_shares, near=near)
+
+
+@cuda.jit
+def nodal_bounds(qp, lo, hi, periodic0, periodic1):
+    """``m``, ``M``: the min and max of the padded field over each sample's 3×3
+    neighbours (``fused_limiter.nodal_bounds``, one point)."""
+    i, j = cuda.grid(2)
+    n0, n1 = qp.shape
+    if i < n0 and j < n1:
+        a = b = qp[i, j]
+        for di in range(-1, 2):
+            ii = neighbour(i + di, n0, periodic0)
+            for dj in range(-1, 2):
+                jj = neighbour(j + dj, n1, periodic1)
+                if ii >= 0 and jj >= 0:
+                    x = qp[ii, jj]
+                    a = x if x < a else a
+                    b = x if x > b else b
+        lo[i, j], hi[i, j] = a, b
+
+
+@cuda.jit
+def mc_correct(out, q, q1, q1p, lo, hi, u, v, s0, s1, s2, s3, a0, a1, a2, a3, g0, g1, p0, p1, c, tol):
+    """MacCormack's second pass (``fused_advection_2d.mc_correct``): ``clamp(q¹ + (q -
+    q⁰)/2, I[m], I[M])`` with ``q⁰ = I[q¹](x + Δt U)`` and the nodal bounds interpolated
+    at ``x - Δt U`` (``c = Δt/h``; the field's layout as in :func:`sl_forward`)."""
+    i, j = cuda.grid(2)
+    if i < out.shape[0] and j < out.shape[1]:
+        ux, vy = sample(u, i, j, s0, s1, a0, a1), sample(v, i, j, s2, s3, a2, a3)
+        i0, i1, t0, _, j0, j1, t1, _ = departure(i, j, ux, vy, g0, g1, q1p.shape[0], q1p.shape[1], p0, p1, -c)
+        corrected = q1[i, j] + 0.5 * (q[i, j] - bilinear(q1p, i0, i1, t0, j0, j1, t1))
+        i0, i1, t0, _, j0, j1, t1, _ = departure(i, j, ux, vy, g0, g1, lo.shape[0], lo.shape[1], p0, p1, c)
+        out[i, j] = clamp_shares(corrected, bilinear(lo, i0, i1, t0, j0, j1, t1),
+                                 bilinear(hi, i0, i1, t0, j0, j1, t1), tol)[0]
