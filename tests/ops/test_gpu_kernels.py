@@ -89,14 +89,17 @@ def test_semi_lagrangian_forward_vjp_jvp_agree_with_the_reference(k, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("k", _advection_cases())
-def test_maccormack_forward_agrees_with_the_reference(k, dtype):
+def test_maccormack_forward_and_vjp_agree_with_the_reference(k, dtype):
     xp = _device()
-    kw, (q, velocity, *_), (dq, dvelocity, *_) = _inputs(k, dtype, xp)
+    kw, (q, velocity, g, *_), (dq, dvelocity, dg, *_) = _inputs(k, dtype, xp)
     with dispatch.use_reference():
         want = advection._maccormack_reference(q, velocity, **kw)
+        want_vjp = advection._maccormack_vjp_reference(g, want, q, velocity, **kw)
     _agree(gpu.maccormack(dq, dvelocity, **kw), want, dtype)
+    _agree(gpu.maccormack_vjp(dg, None, dq, dvelocity, **kw), want_vjp, dtype)
     if xp is not onp:
         assert advection.maccormack_forward.choose(dq, dvelocity, **kw)[0] == "gpu"
+        assert advection.maccormack_vjp.choose(dg, None, dq, dvelocity, **kw)[0] == "gpu"
 
 
 def _padding_cases():

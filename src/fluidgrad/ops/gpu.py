@@ -12,8 +12,8 @@ forward, VJP and JVP (2-D, Euler backtrace), and the 2-D pressure projection's s
 passes, forward (the right-hand side ``D (M u + c)``, the gradient subtraction ``u_b − M G
 p``) and VJP (their transposes), around a solve that stays the reference's
 (:func:`~.pressure.solve_pressure`: its own kernels dispatch as usual), and MacCormack
-advection forward (2-D, Euler backtrace: the semi-Lagrangian pass, the nodal bounds and
-the limited correction). Everything else runs its array-API reference on cupy arrays.
+advection forward and VJP (2-D, Euler backtrace: the semi-Lagrangian pass, the nodal
+bounds and the limited correction, and their transposes). Everything else runs its array-API reference on cupy arrays.
 """
 
 from __future__ import annotations
@@ -104,6 +104,12 @@ def semi_lagrangian(q, velocity, *, dt, domain, location="center", backtrace="eu
     return out
 
 
+def _sampling_weights(layout):
+    """The weights of the velocity samplings' transposes (1, ½ or ¼ per component)."""
+    avg = layout[4:8]
+    return ((0.5 if avg[0] else 1.0) * (0.5 if avg[1] else 1.0), (0.5 if avg[2] else 1.0) * (0.5 if avg[3] else 1.0))
+
+
 def semi_lagrangian_vjp(g, ans, q, velocity, *, dt, domain, location="center", backtrace="euler"):
     """``(Iᵀ g, Sᵀ(-Δt g ∂I[q]/∂x))`` through the padding's transpose."""
     from . import interpolation as interp
@@ -111,8 +117,7 @@ def semi_lagrangian_vjp(g, ans, q, velocity, *, dt, domain, location="center", b
     xp = xp_of(q)
     adj_qp, adj = xp.zeros_like(qp), [xp.zeros_like(p) for p in padded]
     layout = _layout(domain, location)
-    avg = layout[4:8]
-    weights = ((0.5 if avg[0] else 1.0) * (0.5 if avg[1] else 1.0), (0.5 if avg[2] else 1.0) * (0.5 if avg[3] else 1.0))
+    weights = _sampling_weights(layout)
     k = _kernels()
     k.launch(k.sl_vjp, g.shape)(g, qp, *padded, *layout, dt / domain.dx, adj_qp, *adj, *weights)
     return (interp.pad_field_transpose(adj_qp, domain, location),
@@ -218,3 +223,28 @@ def maccormack(q, velocity, *, dt, domain, location="center", backtrace="euler")
     out = xp.empty(q.shape, dtype=q.dtype)
     k.launch(k.mc_correct, q.shape)(out, q, q1, q1p, lo, hi, up, vp, *layout, c, tie_tolerance(q.dtype))
     return out
+
+
+def maccormack_vjp(g, ans, q, velocity, *, dt, domain, location="center", backtrace="euler"):
+    """The VJP of :func:`maccormack` (as ``fused_advection._maccormack_vjp``): the
+    correction's transpose into the padded adjoints of the bounds, of ``q¹`` and of U; the
+    bounds' transpose; then ``q¹ = SL(q, Δt)``'s with the cotangent of ``q¹``."""
+    from . import interpolation as interp
+    from .limiter import tie_tolerance
+    qp, padded = _padded(q, velocity, domain, location)
+    xp, k, layout, c = xp_of(q), _kernels(), _layout(domain, location), dt / domain.dx
+    tol, weights = tie_tolerance(q.dtype), _sampling_weights(layout)
+    q1 = xp.empty(q.shape, dtype=q.dtype)
+    k.launch(k.sl_forward, q.shape)(q1, qp, *padded, *layout, c)
+    q1p = interp.pad_field(q1, domain, location)
+    lo, hi = xp.empty_like(qp), xp.empty_like(qp)
+    k.launch(k.nodal_bounds, qp.shape)(qp, lo, hi, *layout[-2:])
+    adj_c, adj_lo, adj_hi, adj_q1p = xp.empty_like(g), xp.zeros_like(qp), xp.zeros_like(qp), xp.zeros_like(q1p)
+    adj_qp, adj = xp.zeros_like(qp), [xp.zeros_like(p) for p in padded]
+    k.launch(k.mc_correct_vjp, g.shape)(g, q, q1, q1p, lo, hi, *padded, *layout, c, tol, adj_c, adj_lo, adj_hi,
+                                        adj_q1p, *adj, *weights)
+    k.launch(k.nodal_bounds_vjp, qp.shape)(qp, lo, hi, adj_lo, adj_hi, adj_qp, *layout[-2:], tol)
+    adj_q1 = adj_c + interp.pad_field_transpose(adj_q1p, domain, location)
+    k.launch(k.sl_vjp, g.shape)(adj_q1, qp, *padded, *layout, c, adj_qp, *adj, *weights)
+    return (interp.pad_field_transpose(adj_qp, domain, location) + 0.5 * adj_c,
+            tuple(interp.pad_field_transpose(a, domain, d) for d, a in enumerate(adj)))

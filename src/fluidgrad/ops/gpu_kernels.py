@@ -1,15 +1,15 @@
 """GPU kernels (numba-cuda): ghost-layer padding and its transpose, 2-D semi-Lagrangian
 advection forward, VJP and JVP, and the 2-D pressure projection's stencil passes (the
 right-hand side, the gradient subtraction, and their transposes for the VJP), MacCormack's
-nodal bounds and limited correction (forward), one thread per output point.
+nodal bounds and limited correction (forward and VJP), one thread per output point.
 
 They mirror the fused CPU kernels (:mod:`.fused_padding`, :mod:`.fused_advection_2d`,
 :mod:`.fused_projection`, :mod:`.fused_limiter`) point by point, with the same
 arithmetic: the interpolation helpers, the projection's face weight and the limiter's
 clamp are the CPU kernels' own source (their ``py_func``) compiled as CUDA device
-functions by :func:`_device`, so the two cannot drift apart. The advection VJP's scatters
-(the transpose of the interpolation and of the velocity sampling) are atomic adds,
-race-free whatever the departure points.
+functions by :func:`_device`, so the two cannot drift apart. The advection VJPs' scatters
+(the transpose of the interpolation, of the velocity sampling and of the nodal bounds)
+are atomic adds, race-free whatever the departure points.
 Scalars only besides the arrays (no host arrays per launch: a host array argument would
 be copied to the device and back, with a synchronisation, at every launch).
 
@@ -303,7 +303,7 @@ def projection_vjp_finish(r, gu, gv, mu, mv, inv_h, plain, adj_u, adj_v):
         adj_v[i, j] = gv[i, j] + (left - right) * inv_h if plain or mv[i, j] else 0.0
 
 
-# -- MacCormack: the limited correction (forward) -------------------------------------------
+# -- MacCormack: nodal bounds, the limited correction, their VJPs -------------------------
 
 neighbour = _device(fused_limiter.neighbour)
 near = _device(fused_limiter.near)
@@ -342,3 +342,62 @@ def mc_correct(out, q, q1, q1p, lo, hi, u, v, s0, s1, s2, s3, a0, a1, a2, a3, g0
         i0, i1, t0, _, j0, j1, t1, _ = departure(i, j, ux, vy, g0, g1, lo.shape[0], lo.shape[1], p0, p1, c)
         out[i, j] = clamp_shares(corrected, bilinear(lo, i0, i1, t0, j0, j1, t1),
                                  bilinear(hi, i0, i1, t0, j0, j1, t1), tol)[0]
+
+
+@cuda.jit
+def mc_correct_vjp(g, q, q1, q1p, lo, hi, u, v, s0, s1, s2, s3, a0, a1, a2, a3, g0, g1, p0, p1, c, tol,
+                   adj_c, adj_lo, adj_hi, adj_q1p, adj_u, adj_v, wu, wv):
+    """The VJP of :func:`mc_correct` (``fused_advection_2d.mc_correct_vjp``): ``adj_c`` =
+    the cotangent of ``q¹ + (q - q⁰)/2``; atomically added into the padded adjoints of the
+    bounds, of ``q¹`` (through ``q⁰``) and of U (through the backward departure points and
+    the bounds' slopes at the forward ones; ``wu``, ``wv`` as in :func:`sl_vjp`)."""
+    i, j = cuda.grid(2)
+    if i < g.shape[0] and j < g.shape[1]:
+        ux, vy = sample(u, i, j, s0, s1, a0, a1), sample(v, i, j, s2, s3, a2, a3)
+        b0, b1, tb0, db0, c0, c1, tb1, db1 = departure(i, j, ux, vy, g0, g1, q1p.shape[0], q1p.shape[1], p0, p1, -c)
+        corrected = q1[i, j] + 0.5 * (q[i, j] - bilinear(q1p, b0, b1, tb0, c0, c1, tb1))
+        i0, i1, t0, d0, j0, j1, t1, d1 = departure(i, j, ux, vy, g0, g1, lo.shape[0], lo.shape[1], p0, p1, c)
+        _, s_c, s_lo, s_hi = clamp_shares(corrected, bilinear(lo, i0, i1, t0, j0, j1, t1),
+                                          bilinear(hi, i0, i1, t0, j0, j1, t1), tol)
+        gij = g[i, j]
+        sx, sy = 0.0, 0.0
+        if s_lo != 0.0:
+            spread(adj_lo, s_lo * gij, i0, i1, t0, j0, j1, t1)
+            lx, ly = bilinear_slope(lo, i0, i1, t0, d0, j0, j1, t1, d1)
+            sx, sy = sx - s_lo * lx, sy - s_lo * ly
+        if s_hi != 0.0:
+            spread(adj_hi, s_hi * gij, i0, i1, t0, j0, j1, t1)
+            hx, hy = bilinear_slope(hi, i0, i1, t0, d0, j0, j1, t1, d1)
+            sx, sy = sx - s_hi * hx, sy - s_hi * hy
+        adj_c[i, j] = s_c * gij
+        if s_c != 0.0:
+            bx, by = bilinear_slope(q1p, b0, b1, tb0, db0, c0, c1, tb1, db1)
+            spread(adj_q1p, -0.5 * (s_c * gij), b0, b1, tb0, c0, c1, tb1)
+            sx, sy = sx - 0.5 * s_c * bx, sy - 0.5 * s_c * by
+        sample_transpose(adj_u, c * (gij * sx), i, j, s0, s1, a0, a1, wu)
+        sample_transpose(adj_v, c * (gij * sy), i, j, s2, s3, a2, a3, wv)
+
+
+@cuda.jit
+def nodal_bounds_vjp(qp, lo, hi, adj_lo, adj_hi, adj_qp, periodic0, periodic1, tol):
+    """Add the transpose of :func:`nodal_bounds` into ``adj_qp``, atomically
+    (``fused_limiter.nodal_bounds_vjp``): each bound's cotangent shared equally by the
+    neighbours that attain it (to ``tol``, relative)."""
+    i, j = cuda.grid(2)
+    n0, n1 = qp.shape
+    if i < n0 and j < n1:
+        for which in range(2):
+            a = adj_lo[i, j] if which == 0 else adj_hi[i, j]
+            bound = lo[i, j] if which == 0 else hi[i, j]
+            if a != 0.0:
+                count = 0
+                for second in range(2):
+                    for di in range(-1, 2):
+                        ii = neighbour(i + di, n0, periodic0)
+                        for dj in range(-1, 2):
+                            jj = neighbour(j + dj, n1, periodic1)
+                            if ii >= 0 and jj >= 0 and near(qp[ii, jj], bound, tol):
+                                if second:
+                                    cuda.atomic.add(adj_qp, (ii, jj), a / count)
+                                else:
+                                    count += 1
