@@ -17,7 +17,7 @@ pytest.importorskip("numba_cuda")
 
 from fluidgrad.ad.tree import flatten  # noqa: E402
 from fluidgrad.backend import to_numpy  # noqa: E402
-from fluidgrad.ops import advection, dispatch, gpu, interpolation  # noqa: E402
+from fluidgrad.ops import advection, dispatch, gpu, interpolation, pressure  # noqa: E402
 
 from ops.kernel_cases import CASES  # noqa: E402
 
@@ -87,6 +87,21 @@ def test_semi_lagrangian_forward_vjp_jvp_agree_with_the_reference(k, dtype):
         assert "gpu" in ran.ran("pad_field") or kw["domain"].all_periodic
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k", _advection_cases())
+def test_maccormack_forward_and_vjp_agree_with_the_reference(k, dtype):
+    xp = _device()
+    kw, (q, velocity, g, *_), (dq, dvelocity, dg, *_) = _inputs(k, dtype, xp)
+    with dispatch.use_reference():
+        want = advection._maccormack_reference(q, velocity, **kw)
+        want_vjp = advection._maccormack_vjp_reference(g, want, q, velocity, **kw)
+    _agree(gpu.maccormack(dq, dvelocity, **kw), want, dtype)
+    _agree(gpu.maccormack_vjp(dg, None, dq, dvelocity, **kw), want_vjp, dtype)
+    if xp is not onp:
+        assert advection.maccormack_forward.choose(dq, dvelocity, **kw)[0] == "gpu"
+        assert advection.maccormack_vjp.choose(dg, None, dq, dvelocity, **kw)[0] == "gpu"
+
+
 def _padding_cases():
     return [pytest.param(k, loc, id=f"{loc}-{case.id}") for k, case in enumerate(CASES["semi_lagrangian"])
             if case.kwargs["domain"].ndim == 2 and case.kwargs.get("backtrace", "euler") == "euler"
@@ -109,8 +124,53 @@ def test_padding_and_its_transpose_agree_with_the_reference(k, location, dtype):
            interpolation._pad_field_transpose_reference(g, domain, location), dtype)
 
 
+def _outflow_sides():
+    """Outflow on the sides ``kernel_cases`` keeps closed (x_lo, y_lo, y_hi), so that every
+    ghost rule of the projection's passes meets an open face."""
+    from fluidgrad.boundaries import Boundaries, Domain
+    from ops import domains
+    spec = {"x_lo": "outflow", "x_hi": {"type": "inflow", "velocity": [-1.0, 0.3]}, "y": "outflow"}
+    return Domain(domains.make("periodic", 2).grid, Boundaries.from_dict(spec, 2))
+
+
+def _projection_cases():
+    cases = [pytest.param(case.kwargs, id=case.id) for case in CASES["project"] if case.kwargs["domain"].ndim == 2]
+    domain = _outflow_sides()
+    for solver in ("auto", "cg", "jacobi"):
+        settings = pressure.PressureSolve(solver, tolerance=1e-13, adjoint_tolerance=1e-14, iterations=20)
+        cases.append(pytest.param({"domain": domain, "solve": settings}, id=f"{solver}-outflow_sides-2d"))
+    return cases
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kw", _projection_cases())
+def test_projection_forward_and_vjp_agree_with_the_reference(kw, dtype):
+    """The projection with its stencil passes on the device (the solve between them is the
+    reference's own), forward and VJP, every solver of ``kernel_cases``."""
+    xp = _device()
+    domain = kw["domain"]
+    rng = onp.random.default_rng(5)
+    velocity = tuple(_to(rng.standard_normal(s), onp, dtype) for s in domain.velocity_shapes)
+    g = (tuple(_to(rng.standard_normal(u.shape), onp, dtype) for u in velocity),
+         _to(rng.standard_normal(domain.grid.shape), onp, dtype))
+    with dispatch.use_reference():
+        want = pressure._project_reference(velocity, **kw)
+        want_vjp = pressure._project_vjp_reference(g, want, velocity, **kw)
+    dvelocity, dg = _to(velocity, xp, dtype), _to(g, xp, dtype)
+    _agree(gpu.project(dvelocity, **kw), want, dtype)
+    _agree(gpu.project_vjp(dg, None, dvelocity, **kw), want_vjp, dtype)
+    if xp is not onp:  # on a GPU the dispatch rule picks these kernels
+        assert pressure.project_forward.choose(dvelocity, **kw)[0] == "gpu"
+        assert pressure.project_vjp.choose(dg, None, dvelocity, **kw)[0] == "gpu"
+
+
 def test_the_rule_sends_only_device_arrays_to_the_gpu_kernels():
     kw, (q, velocity, *_), _ = _inputs(0, onp.float64, onp)
     assert advection.semi_lagrangian_forward.choose(q, velocity, **kw)[0] != "gpu"
     assert not gpu.supports((q, *velocity), kw["domain"])
     assert interpolation.pad_field.choose(q, kw["domain"], "center")[0] != "gpu"
+    assert advection.maccormack_forward.choose(q, velocity, **kw)[0] != "gpu"
+    domain = kw["domain"]
+    assert pressure.project_forward.choose(velocity, domain=domain)[0] != "gpu"
+    g = (velocity, q)
+    assert pressure.project_vjp.choose(g, None, velocity, domain=domain)[0] != "gpu"

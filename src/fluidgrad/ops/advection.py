@@ -304,6 +304,8 @@ maccormack_forward.implementation("fused", _fused_supports("maccormack"))(_fused
 maccormack_vjp = Kernel("maccormack.vjp", _maccormack_vjp_reference)
 maccormack_vjp.implementation("fused", _fused_supports("maccormack", "vjp"))(_fused_vjp("maccormack"))
 maccormack_jvp = Kernel("maccormack.jvp", _maccormack_jvp_reference)
+maccormack_forward.implementation("gpu", _fused_supports("maccormack", "forward", (2,), kind="gpu"))(gpu.maccormack)
+maccormack_vjp.implementation("gpu", _fused_supports("maccormack", "vjp", (2,), kind="gpu"))(gpu.maccormack_vjp)
 
 maccormack = Primitive(maccormack_forward, "maccormack", register=True)
 maccormack.defvjp_all(needs=(0, 1))(maccormack_vjp)

@@ -8,8 +8,12 @@ take any arrays numba-cuda takes, so the ``gpu_sim`` tests call them with numpy 
 numba's CUDA simulator, where the dispatch rule never sends them.
 
 Kernels here: ghost-layer padding and its transpose (2-D), semi-Lagrangian advection
-forward, VJP and JVP (2-D, Euler backtrace). Everything else runs its array-API reference
-on cupy arrays.
+forward, VJP and JVP (2-D, Euler backtrace), and the 2-D pressure projection's stencil
+passes, forward (the right-hand side ``D (M u + c)``, the gradient subtraction ``u_b − M G
+p``) and VJP (their transposes), around a solve that stays the reference's
+(:func:`~.pressure.solve_pressure`: its own kernels dispatch as usual), and MacCormack
+advection forward and VJP (2-D, Euler backtrace: the semi-Lagrangian pass, the nodal
+bounds and the limited correction, and their transposes). Everything else runs its array-API reference on cupy arrays.
 """
 
 from __future__ import annotations
@@ -100,6 +104,12 @@ def semi_lagrangian(q, velocity, *, dt, domain, location="center", backtrace="eu
     return out
 
 
+def _sampling_weights(layout):
+    """The weights of the velocity samplings' transposes (1, ½ or ¼ per component)."""
+    avg = layout[4:8]
+    return ((0.5 if avg[0] else 1.0) * (0.5 if avg[1] else 1.0), (0.5 if avg[2] else 1.0) * (0.5 if avg[3] else 1.0))
+
+
 def semi_lagrangian_vjp(g, ans, q, velocity, *, dt, domain, location="center", backtrace="euler"):
     """``(Iᵀ g, Sᵀ(-Δt g ∂I[q]/∂x))`` through the padding's transpose."""
     from . import interpolation as interp
@@ -107,8 +117,7 @@ def semi_lagrangian_vjp(g, ans, q, velocity, *, dt, domain, location="center", b
     xp = xp_of(q)
     adj_qp, adj = xp.zeros_like(qp), [xp.zeros_like(p) for p in padded]
     layout = _layout(domain, location)
-    avg = layout[4:8]
-    weights = ((0.5 if avg[0] else 1.0) * (0.5 if avg[1] else 1.0), (0.5 if avg[2] else 1.0) * (0.5 if avg[3] else 1.0))
+    weights = _sampling_weights(layout)
     k = _kernels()
     k.launch(k.sl_vjp, g.shape)(g, qp, *padded, *layout, dt / domain.dx, adj_qp, *adj, *weights)
     return (interp.pad_field_transpose(adj_qp, domain, location),
@@ -127,3 +136,115 @@ def semi_lagrangian_jvp(dots, ans, q, velocity, *, dt, domain, location="center"
     k.launch(k.sl_jvp, q.shape)(out, dq, *du, qp, *padded, *_layout(domain, location), dt / domain.dx,
                                 dot_q is not None, dot_u is not None)
     return out
+
+
+# -- pressure projection: the stencil passes around the solve -----------------------------
+
+class _Projection:
+    """What the projection's passes need of ``domain`` for arrays like ``like``, cached
+    (masks and prescribed velocities on the device; the ghost rules and ``plain`` as
+    scalars, found once: ``plain`` asks the device)."""
+
+    def __init__(self, domain, like):
+        from . import pressure, stencils
+        self.mask = pressure._open_mask(domain, (like, like))
+        self.fixed = tuple(domain.array("fixed_velocity", like, d) for d in range(2))
+        self.rules = tuple(float(stencils.pressure_rule(domain, d, side)[0]) for d in range(2) for side in range(2))
+        self.plain = bool(all(bool(m.all()) for m in self.mask) and not any(bool(c.any()) for c in self.fixed))
+        self.inv_h = 1.0 / domain.dx
+
+    @classmethod
+    def of(cls, domain, like):
+        key = ("gpu-projection", xp_of(like).__name__, like.dtype)
+        out = domain._cache.get(key)
+        if out is None:
+            out = domain._cache[key] = cls(domain, like)
+        return out
+
+
+def supports_projection(velocity, *, domain, solve=None):
+    return supports(velocity, domain)
+
+
+def supports_projection_vjp(g, ans, velocity, *, domain, solve=None):
+    return g[1] is not None and supports((*g[0], g[1]), domain)
+
+
+def project(velocity, *, domain, solve=None):
+    """:func:`~.pressure.project` with its stencil passes on the device: ``b = D (M u +
+    c)``, the solve (:func:`~.pressure.solve_pressure`, whose kernels dispatch on their
+    own), ``u' = u_b − M G p``."""
+    from . import pressure
+    solve = pressure.PressureSolve() if solve is None else solve
+    u, v = velocity
+    pr, xp, k = _Projection.of(domain, u), xp_of(u), _kernels()
+    (mu, mv), (cu, cv) = pr.mask, pr.fixed
+    ub, vb = (u, v) if pr.plain else (xp.empty(u.shape, dtype=u.dtype), xp.empty(v.shape, dtype=v.dtype))
+    b = xp.empty((v.shape[0], u.shape[1]), dtype=u.dtype)
+    span = (u.shape[0], v.shape[1])
+    k.launch(k.projection_rhs, span)(u, v, mu, mv, cu, cv, pr.inv_h, pr.plain, ub, vb, b)
+    p = pressure.solve_pressure(domain, b, solve)
+    out_u, out_v = xp.empty(u.shape, dtype=u.dtype), xp.empty(v.shape, dtype=v.dtype)
+    k.launch(k.projection_finish, span)(p, ub, vb, mu, mv, pr.inv_h, *pr.rules, pr.plain, out_u, out_v)
+    return (out_u, out_v), p
+
+
+def project_vjp(g, ans, velocity, *, domain, solve=None):
+    """``adj_u = M (g_u + Dᵀ L⁺ (g_p − Gᵀ M g_u))``: the two transposed passes on the
+    device around one adjoint solve."""
+    from . import pressure
+    solve = pressure.PressureSolve() if solve is None else solve
+    (gu, gv), gp = g
+    pr, xp, k = _Projection.of(domain, gp), xp_of(gp), _kernels()
+    (mu, mv) = pr.mask
+    span = (gu.shape[0], gv.shape[1])
+    rhs = xp.empty(gp.shape, dtype=gp.dtype)
+    k.launch(k.projection_vjp_rhs, span)(gu, gv, gp, mu, mv, pr.inv_h, *pr.rules, pr.plain, rhs)
+    r = pressure.solve_pressure(domain, rhs, solve, adjoint=True)
+    adj_u, adj_v = xp.empty(gu.shape, dtype=gu.dtype), xp.empty(gv.shape, dtype=gv.dtype)
+    k.launch(k.projection_vjp_finish, span)(r, gu, gv, mu, mv, pr.inv_h, pr.plain, adj_u, adj_v)
+    return ((adj_u, adj_v),)
+
+
+# -- MacCormack (forward) -----------------------------------------------------------------
+
+def maccormack(q, velocity, *, dt, domain, location="center", backtrace="euler"):
+    """:func:`~.advection.maccormack` forward: ``q¹ = SL(q, Δt)``, the nodal bounds of the
+    padded ``q`` and the limited correction, three launches (and the padding of ``q¹``)."""
+    from . import interpolation as interp
+    from .limiter import tie_tolerance
+    qp, (up, vp) = _padded(q, velocity, domain, location)
+    xp, k, layout, c = xp_of(q), _kernels(), _layout(domain, location), dt / domain.dx
+    q1 = xp.empty(q.shape, dtype=q.dtype)
+    k.launch(k.sl_forward, q.shape)(q1, qp, up, vp, *layout, c)
+    q1p = interp.pad_field(q1, domain, location)
+    lo, hi = xp.empty_like(qp), xp.empty_like(qp)
+    k.launch(k.nodal_bounds, qp.shape)(qp, lo, hi, *layout[-2:])
+    out = xp.empty(q.shape, dtype=q.dtype)
+    k.launch(k.mc_correct, q.shape)(out, q, q1, q1p, lo, hi, up, vp, *layout, c, tie_tolerance(q.dtype))
+    return out
+
+
+def maccormack_vjp(g, ans, q, velocity, *, dt, domain, location="center", backtrace="euler"):
+    """The VJP of :func:`maccormack` (as ``fused_advection._maccormack_vjp``): the
+    correction's transpose into the padded adjoints of the bounds, of ``q¹`` and of U; the
+    bounds' transpose; then ``q¹ = SL(q, Δt)``'s with the cotangent of ``q¹``."""
+    from . import interpolation as interp
+    from .limiter import tie_tolerance
+    qp, padded = _padded(q, velocity, domain, location)
+    xp, k, layout, c = xp_of(q), _kernels(), _layout(domain, location), dt / domain.dx
+    tol, weights = tie_tolerance(q.dtype), _sampling_weights(layout)
+    q1 = xp.empty(q.shape, dtype=q.dtype)
+    k.launch(k.sl_forward, q.shape)(q1, qp, *padded, *layout, c)
+    q1p = interp.pad_field(q1, domain, location)
+    lo, hi = xp.empty_like(qp), xp.empty_like(qp)
+    k.launch(k.nodal_bounds, qp.shape)(qp, lo, hi, *layout[-2:])
+    adj_c, adj_lo, adj_hi, adj_q1p = xp.empty_like(g), xp.zeros_like(qp), xp.zeros_like(qp), xp.zeros_like(q1p)
+    adj_qp, adj = xp.zeros_like(qp), [xp.zeros_like(p) for p in padded]
+    k.launch(k.mc_correct_vjp, g.shape)(g, q, q1, q1p, lo, hi, *padded, *layout, c, tol, adj_c, adj_lo, adj_hi,
+                                        adj_q1p, *adj, *weights)
+    k.launch(k.nodal_bounds_vjp, qp.shape)(qp, lo, hi, adj_lo, adj_hi, adj_qp, *layout[-2:], tol)
+    adj_q1 = adj_c + interp.pad_field_transpose(adj_q1p, domain, location)
+    k.launch(k.sl_vjp, g.shape)(adj_q1, qp, *padded, *layout, c, adj_qp, *adj, *weights)
+    return (interp.pad_field_transpose(adj_qp, domain, location) + 0.5 * adj_c,
+            tuple(interp.pad_field_transpose(a, domain, d) for d, a in enumerate(adj)))

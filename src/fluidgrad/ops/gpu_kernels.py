@@ -1,11 +1,15 @@
 """GPU kernels (numba-cuda): ghost-layer padding and its transpose, 2-D semi-Lagrangian
-advection forward, VJP and JVP, one thread per output point.
+advection forward, VJP and JVP, and the 2-D pressure projection's stencil passes (the
+right-hand side, the gradient subtraction, and their transposes for the VJP), MacCormack's
+nodal bounds and limited correction (forward and VJP), one thread per output point.
 
-They mirror the fused CPU kernels (:mod:`.fused_padding`, :mod:`.fused_advection_2d`)
-point by point, with the same arithmetic: the interpolation helpers are the CPU kernels'
-own source (their ``py_func``) compiled as CUDA device functions by :func:`_device`, so
-the two cannot drift apart. The VJP's scatters (the transpose of the interpolation and
-of the velocity sampling) are atomic adds, race-free whatever the departure points.
+They mirror the fused CPU kernels (:mod:`.fused_padding`, :mod:`.fused_advection_2d`,
+:mod:`.fused_projection`, :mod:`.fused_limiter`) point by point, with the same
+arithmetic: the interpolation helpers, the projection's face weight and the limiter's
+clamp are the CPU kernels' own source (their ``py_func``) compiled as CUDA device
+functions by :func:`_device`, so the two cannot drift apart. The advection VJPs' scatters
+(the transpose of the interpolation, of the velocity sampling and of the nodal bounds)
+are atomic adds, race-free whatever the departure points.
 Scalars only besides the arrays (no host arrays per launch: a host array argument would
 be copied to the device and back, with a synchronisation, at every launch).
 
@@ -22,7 +26,7 @@ import types
 from numba import config, cuda
 
 from . import fused_advection_2d as k2
-from . import fused_lattice
+from . import fused_lattice, fused_limiter, fused_projection
 
 #: threads per block: 16×16 on a device; 8×8 in the simulator (each thread a Python thread)
 BLOCK = (8, 8) if config.ENABLE_CUDASIM else (16, 16)
@@ -193,3 +197,207 @@ def sl_jvp(out, dq, du, dv, q, u, v, s0, s1, s2, s3, a0, a1, a2, a3, g0, g1, p0,
             sx, sy = bilinear_slope(q, i0, i1, t0, d0, j0, j1, t1, d1)
             total = total + sx * (-c * sample(du, i, j, s0, s1, a0, a1)) + sy * (-c * sample(dv, i, j, s2, s3, a2, a3))
         out[i, j] = total
+
+
+# -- pressure projection: the stencil passes around the solve -------------------------------
+#
+# The passes of :mod:`.fused_projection` one point each, same arithmetic: ``u`` has n0
+# faces along axis 0 on a periodic axis and n0 + 1 on a bounded one (so the shapes say
+# which); ghost pressures beyond a bounded face are ``a·p_edge`` (``r0``..``r3`` =
+# a_lo0, a_hi0, a_lo1, a_hi1). Each launch covers (u.shape[0], v.shape[1]), the union of
+# the two components' lattices and the cells'.
+
+face_weight = _device(fused_projection._face_weight)
+
+
+@cuda.jit(device=True)
+def _masked(u, m, c, i, j):
+    return (u[i, j] if m[i, j] else 0.0) + c[i, j]
+
+
+@cuda.jit
+def projection_rhs(u, v, mu, mv, cu, cv, inv_h, plain, ub, vb, b):
+    """``u_b = M u + c`` (both components; not written if ``plain``: u itself) and
+    ``b = D u_b`` (``fused_projection.projection_rhs``)."""
+    i, j = cuda.grid(2)
+    n0, n1 = b.shape
+    if not plain:
+        if i < u.shape[0] and j < u.shape[1]:
+            ub[i, j] = _masked(u, mu, cu, i, j)
+        if i < v.shape[0] and j < v.shape[1]:
+            vb[i, j] = _masked(v, mv, cv, i, j)
+    if i < n0 and j < n1:
+        ip = i + 1 if i + 1 < u.shape[0] else 0
+        jp = j + 1 if j + 1 < v.shape[1] else 0
+        if plain:
+            b[i, j] = (u[ip, j] - u[i, j]) * inv_h + (v[i, jp] - v[i, j]) * inv_h
+        else:
+            b[i, j] = ((_masked(u, mu, cu, ip, j) - _masked(u, mu, cu, i, j)) * inv_h
+                       + (_masked(v, mv, cv, i, jp) - _masked(v, mv, cv, i, j)) * inv_h)
+
+
+@cuda.jit
+def projection_finish(p, ub, vb, mu, mv, inv_h, r0, r1, r2, r3, plain, out_u, out_v):
+    """``u' = u_b − M G p`` (``fused_projection.projection_finish``)."""
+    i, j = cuda.grid(2)
+    n0, n1 = p.shape
+    per0, per1 = ub.shape[0] == n0, vb.shape[1] == n1
+    if i < ub.shape[0] and j < ub.shape[1]:
+        im, ic = (i - 1 if i > 0 else n0 - 1), min(i, n0 - 1)
+        a_lo, a_hi, edge = 1.0, 1.0, False  # a bounded end face: a ghost pressure a·p_edge
+        if not per0 and i == 0:
+            im, a_lo, edge = 0, r0, True
+        elif not per0 and i == n0:
+            a_hi, edge = r1, True
+        d = ((a_hi * p[ic, j] - a_lo * p[im, j]) if edge else (p[ic, j] - p[im, j])) * inv_h
+        out_u[i, j] = ub[i, j] - (d if plain or mu[i, j] else 0.0)
+    if i < vb.shape[0] and j < vb.shape[1]:
+        if j == 0:
+            d = ((p[i, 0] - p[i, n1 - 1]) if per1 else (p[i, 0] - r2 * p[i, 0])) * inv_h
+        elif j == n1:
+            d = (r3 * p[i, n1 - 1] - p[i, n1 - 1]) * inv_h
+        else:
+            d = (p[i, j] - p[i, j - 1]) * inv_h
+        out_v[i, j] = vb[i, j] - (d if plain or mv[i, j] else 0.0)
+
+
+@cuda.jit
+def projection_vjp_rhs(gu, gv, gp, mu, mv, inv_h, r0, r1, r2, r3, plain, rhs):
+    """``g_p − Gᵀ M g_u`` (``fused_projection.projection_vjp_rhs``): cell i takes +w from
+    face i and −w from face i + 1, and the ghost terms."""
+    i, j = cuda.grid(2)
+    n0, n1 = gp.shape
+    if i < n0 and j < n1:
+        per0, per1 = gu.shape[0] == n0, gv.shape[1] == n1
+        ip = i + 1 if i + 1 < gu.shape[0] else 0
+        jp = j + 1 if j + 1 < gv.shape[1] else 0
+        gt = (face_weight(gu, mu, i, j, inv_h, plain) - face_weight(gu, mu, ip, j, inv_h, plain)
+              + face_weight(gv, mv, i, j, inv_h, plain) - face_weight(gv, mv, i, jp, inv_h, plain))
+        if not per0:
+            if i == 0:
+                gt -= r0 * face_weight(gu, mu, 0, j, inv_h, plain)
+            if i == n0 - 1:
+                gt += r1 * face_weight(gu, mu, n0, j, inv_h, plain)
+        if not per1:
+            if j == 0:
+                gt -= r2 * face_weight(gv, mv, i, 0, inv_h, plain)
+            if j == n1 - 1:
+                gt += r3 * face_weight(gv, mv, i, n1, inv_h, plain)
+        rhs[i, j] = gp[i, j] - gt
+
+
+@cuda.jit
+def projection_vjp_finish(r, gu, gv, mu, mv, inv_h, plain, adj_u, adj_v):
+    """``M (g_u + Dᵀ r)`` (``fused_projection.projection_vjp_finish``): face i is +1/h for
+    cell i − 1 and −1/h for cell i (either missing at a bounded end)."""
+    i, j = cuda.grid(2)
+    n0, n1 = r.shape
+    per0, per1 = gu.shape[0] == n0, gv.shape[1] == n1
+    if i < gu.shape[0] and j < gu.shape[1]:
+        left = r[i - 1 if i > 0 else n0 - 1, j] if (i > 0 or per0) else 0.0
+        right = r[min(i, n0 - 1), j] if i < n0 else 0.0
+        adj_u[i, j] = gu[i, j] + (left - right) * inv_h if plain or mu[i, j] else 0.0
+    if i < gv.shape[0] and j < gv.shape[1]:
+        left = r[i, j - 1] if j > 0 else (r[i, n1 - 1] if per1 else 0.0)
+        right = r[i, j] if j < n1 else 0.0
+        adj_v[i, j] = gv[i, j] + (left - right) * inv_h if plain or mv[i, j] else 0.0
+
+
+# -- MacCormack: nodal bounds, the limited correction, their VJPs -------------------------
+
+neighbour = _device(fused_limiter.neighbour)
+near = _device(fused_limiter.near)
+clamp_shares = _device(fused_limiter.clamp_shares, near=near)
+
+
+@cuda.jit
+def nodal_bounds(qp, lo, hi, periodic0, periodic1):
+    """``m``, ``M``: the min and max of the padded field over each sample's 3×3
+    neighbours (``fused_limiter.nodal_bounds``, one point)."""
+    i, j = cuda.grid(2)
+    n0, n1 = qp.shape
+    if i < n0 and j < n1:
+        a = b = qp[i, j]
+        for di in range(-1, 2):
+            ii = neighbour(i + di, n0, periodic0)
+            for dj in range(-1, 2):
+                jj = neighbour(j + dj, n1, periodic1)
+                if ii >= 0 and jj >= 0:
+                    x = qp[ii, jj]
+                    a = x if x < a else a
+                    b = x if x > b else b
+        lo[i, j], hi[i, j] = a, b
+
+
+@cuda.jit
+def mc_correct(out, q, q1, q1p, lo, hi, u, v, s0, s1, s2, s3, a0, a1, a2, a3, g0, g1, p0, p1, c, tol):
+    """MacCormack's second pass (``fused_advection_2d.mc_correct``): ``clamp(q¹ + (q -
+    q⁰)/2, I[m], I[M])`` with ``q⁰ = I[q¹](x + Δt U)`` and the nodal bounds interpolated
+    at ``x - Δt U`` (``c = Δt/h``; the field's layout as in :func:`sl_forward`)."""
+    i, j = cuda.grid(2)
+    if i < out.shape[0] and j < out.shape[1]:
+        ux, vy = sample(u, i, j, s0, s1, a0, a1), sample(v, i, j, s2, s3, a2, a3)
+        i0, i1, t0, _, j0, j1, t1, _ = departure(i, j, ux, vy, g0, g1, q1p.shape[0], q1p.shape[1], p0, p1, -c)
+        corrected = q1[i, j] + 0.5 * (q[i, j] - bilinear(q1p, i0, i1, t0, j0, j1, t1))
+        i0, i1, t0, _, j0, j1, t1, _ = departure(i, j, ux, vy, g0, g1, lo.shape[0], lo.shape[1], p0, p1, c)
+        out[i, j] = clamp_shares(corrected, bilinear(lo, i0, i1, t0, j0, j1, t1),
+                                 bilinear(hi, i0, i1, t0, j0, j1, t1), tol)[0]
+
+
+@cuda.jit
+def mc_correct_vjp(g, q, q1, q1p, lo, hi, u, v, s0, s1, s2, s3, a0, a1, a2, a3, g0, g1, p0, p1, c, tol,
+                   adj_c, adj_lo, adj_hi, adj_q1p, adj_u, adj_v, wu, wv):
+    """The VJP of :func:`mc_correct` (``fused_advection_2d.mc_correct_vjp``): ``adj_c`` =
+    the cotangent of ``q¹ + (q - q⁰)/2``; atomically added into the padded adjoints of the
+    bounds, of ``q¹`` (through ``q⁰``) and of U (through the backward departure points and
+    the bounds' slopes at the forward ones; ``wu``, ``wv`` as in :func:`sl_vjp`)."""
+    i, j = cuda.grid(2)
+    if i < g.shape[0] and j < g.shape[1]:
+        ux, vy = sample(u, i, j, s0, s1, a0, a1), sample(v, i, j, s2, s3, a2, a3)
+        b0, b1, tb0, db0, c0, c1, tb1, db1 = departure(i, j, ux, vy, g0, g1, q1p.shape[0], q1p.shape[1], p0, p1, -c)
+        corrected = q1[i, j] + 0.5 * (q[i, j] - bilinear(q1p, b0, b1, tb0, c0, c1, tb1))
+        i0, i1, t0, d0, j0, j1, t1, d1 = departure(i, j, ux, vy, g0, g1, lo.shape[0], lo.shape[1], p0, p1, c)
+        _, s_c, s_lo, s_hi = clamp_shares(corrected, bilinear(lo, i0, i1, t0, j0, j1, t1),
+                                          bilinear(hi, i0, i1, t0, j0, j1, t1), tol)
+        gij = g[i, j]
+        sx, sy = 0.0, 0.0
+        if s_lo != 0.0:
+            spread(adj_lo, s_lo * gij, i0, i1, t0, j0, j1, t1)
+            lx, ly = bilinear_slope(lo, i0, i1, t0, d0, j0, j1, t1, d1)
+            sx, sy = sx - s_lo * lx, sy - s_lo * ly
+        if s_hi != 0.0:
+            spread(adj_hi, s_hi * gij, i0, i1, t0, j0, j1, t1)
+            hx, hy = bilinear_slope(hi, i0, i1, t0, d0, j0, j1, t1, d1)
+            sx, sy = sx - s_hi * hx, sy - s_hi * hy
+        adj_c[i, j] = s_c * gij
+        if s_c != 0.0:
+            bx, by = bilinear_slope(q1p, b0, b1, tb0, db0, c0, c1, tb1, db1)
+            spread(adj_q1p, -0.5 * (s_c * gij), b0, b1, tb0, c0, c1, tb1)
+            sx, sy = sx - 0.5 * s_c * bx, sy - 0.5 * s_c * by
+        sample_transpose(adj_u, c * (gij * sx), i, j, s0, s1, a0, a1, wu)
+        sample_transpose(adj_v, c * (gij * sy), i, j, s2, s3, a2, a3, wv)
+
+
+@cuda.jit
+def nodal_bounds_vjp(qp, lo, hi, adj_lo, adj_hi, adj_qp, periodic0, periodic1, tol):
+    """Add the transpose of :func:`nodal_bounds` into ``adj_qp``, atomically
+    (``fused_limiter.nodal_bounds_vjp``): each bound's cotangent shared equally by the
+    neighbours that attain it (to ``tol``, relative)."""
+    i, j = cuda.grid(2)
+    n0, n1 = qp.shape
+    if i < n0 and j < n1:
+        for which in range(2):
+            a = adj_lo[i, j] if which == 0 else adj_hi[i, j]
+            bound = lo[i, j] if which == 0 else hi[i, j]
+            if a != 0.0:
+                count = 0
+                for second in range(2):
+                    for di in range(-1, 2):
+                        ii = neighbour(i + di, n0, periodic0)
+                        for dj in range(-1, 2):
+                            jj = neighbour(j + dj, n1, periodic1)
+                            if ii >= 0 and jj >= 0 and near(qp[ii, jj], bound, tol):
+                                if second:
+                                    cuda.atomic.add(adj_qp, (ii, jj), a / count)
+                                else:
+                                    count += 1

@@ -25,7 +25,7 @@ import numpy as onp
 from ..ad.core import Primitive
 from ..backend import xp_of
 from ..errors import InputError, SolveError, UnknownNameError
-from . import fused_projection, linear_solvers, spectral, stencils
+from . import fused_projection, gpu, linear_solvers, spectral, stencils
 from .dispatch import Kernel
 
 SOLVERS = ("auto", "fft", "dct", "cg", "multigrid", "jacobi")
@@ -230,6 +230,8 @@ project_forward = Kernel("project", _project_reference)
 project_forward.implementation("fused", _fused_supports)(_fused_project)
 project_vjp = Kernel("project.vjp", _project_vjp_reference)
 project_vjp.implementation("fused", _fused_vjp_supports)(_fused_project_vjp)
+project_forward.implementation("gpu", gpu.supports_projection)(gpu.project)
+project_vjp.implementation("gpu", gpu.supports_projection_vjp)(gpu.project_vjp)
 
 project = Primitive(project_forward, "project", register=True)
 project.defvjp_all(needs=())(project_vjp)
