@@ -17,8 +17,9 @@ pytest.importorskip("numba_cuda")
 
 from fluidgrad.ad.tree import flatten  # noqa: E402
 from fluidgrad.backend import to_numpy  # noqa: E402
-from fluidgrad.ops import advection, dispatch, gpu, interpolation, pressure  # noqa: E402
+from fluidgrad.ops import advection, dispatch, gpu, interpolation, poisson, pressure  # noqa: E402
 
+from ops import domains  # noqa: E402
 from ops.kernel_cases import CASES  # noqa: E402
 
 pytestmark = pytest.mark.gpu_sim
@@ -164,6 +165,47 @@ def test_projection_forward_and_vjp_agree_with_the_reference(kw, dtype):
         assert pressure.project_vjp.choose(dg, None, dvelocity, **kw)[0] == "gpu"
 
 
+def _poisson_inputs(name, dtype, xp):
+    """The pressure Laplacian of the 2-D domain ``name`` for host and device arrays, a
+    right-hand side and a start on its fluid cells (host, device)."""
+    domain = domains.make(name, 2)
+    rng = onp.random.default_rng(3)
+    b, x0 = (_to(rng.standard_normal(domain.grid.shape) * domain.fluid, onp, dtype) for _ in range(2))
+    db, dx0 = _to(b, xp, dtype), _to(x0, xp, dtype)
+    return (pressure.poisson_operator(domain, b), b, x0), (pressure.poisson_operator(domain, db), db, dx0)
+
+
+POISSON_DOMAINS = [name for name, ndim in domains.ALL if ndim == 2]  # the obstacle's among them
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", POISSON_DOMAINS)
+def test_poisson_apply_agrees_with_the_reference(name, dtype):
+    xp = _device()
+    (op, b, x0), (dop, db, dx0) = _poisson_inputs(name, dtype, xp)
+    for x, dx in ((b, db), (x0, dx0)):
+        _agree(gpu.poisson_apply(dop, dx), op._apply_reference(x), dtype)
+    if xp is not onp:  # on a GPU the dispatch rule picks this kernel
+        assert poisson.poisson_apply.choose(dop, db)[0] == "gpu"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", POISSON_DOMAINS)
+def test_jacobi_sweeps_agree_with_the_reference(name, dtype):
+    """From zero and from a start (left as it was), one sweep and several."""
+    xp = _device()
+    (op, b, x0), (dop, db, dx0) = _poisson_inputs(name, dtype, xp)
+    kept = to_numpy(dx0).copy()
+    for sweeps in (1, 2, 5):
+        for x, dx in ((None, None), (x0, dx0)):
+            with dispatch.use_reference():
+                want = poisson._jacobi_sweeps_reference(op, b, x, sweeps, 0.8)
+            _agree(gpu.jacobi_sweeps(dop, db, dx, sweeps, 0.8), want, dtype)
+    assert onp.array_equal(to_numpy(dx0), kept)
+    if xp is not onp:
+        assert poisson.jacobi_sweeps.choose(dop, db, dx0, 5, 0.8)[0] == "gpu"
+
+
 def test_the_rule_sends_only_device_arrays_to_the_gpu_kernels():
     kw, (q, velocity, *_), _ = _inputs(0, onp.float64, onp)
     assert advection.semi_lagrangian_forward.choose(q, velocity, **kw)[0] != "gpu"
@@ -174,3 +216,6 @@ def test_the_rule_sends_only_device_arrays_to_the_gpu_kernels():
     assert pressure.project_forward.choose(velocity, domain=domain)[0] != "gpu"
     g = (velocity, q)
     assert pressure.project_vjp.choose(g, None, velocity, domain=domain)[0] != "gpu"
+    (op, b, x0), _ = _poisson_inputs("obstacle", onp.float64, onp)
+    assert poisson.poisson_apply.choose(op, b)[0] != "gpu"
+    assert poisson.jacobi_sweeps.choose(op, b, x0, 5, 0.8)[0] != "gpu"

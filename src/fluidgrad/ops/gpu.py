@@ -248,3 +248,70 @@ def maccormack_vjp(g, ans, q, velocity, *, dt, domain, location="center", backtr
     k.launch(k.sl_vjp, g.shape)(adj_q1, qp, *padded, *layout, c, adj_qp, *adj, *weights)
     return (interp.pad_field_transpose(adj_qp, domain, location) + 0.5 * adj_c,
             tuple(interp.pad_field_transpose(a, domain, d) for d, a in enumerate(adj)))
+
+
+# -- the Poisson operator: L x and damped-Jacobi sweeps (2-D) ------------------------------
+
+def _on_device(a, dtype=None) -> bool:
+    return hasattr(a, "__cuda_array_interface__") and (a.dtype == dtype if dtype is not None else a.dtype.kind == "f")
+
+
+def supports_poisson(op, a, *args) -> bool:
+    """A 2-D device float array of the operator's own shape (no batch axes)."""
+    return _on_device(a) and op.ndim == 2 and tuple(a.shape) == tuple(op.shape) and available()
+
+
+def supports_jacobi(op, b, x, sweeps, omega) -> bool:
+    return sweeps > 0 and (x is None or _on_device(x, b.dtype)) and supports_poisson(op, b)
+
+
+def _neighbour_coefficients(op, dtype):
+    """``(inv_diag, diag, lo₀, hi₀, lo₁, hi₁)`` of the 2-D PoissonOperator ``op`` as device
+    cell arrays (``fused_poisson.neighbour_coefficients`` built with the operator's own
+    array module), cached on the operator."""
+    import numpy as onp
+    key = ("gpu-neighbour-arrays", onp.dtype(dtype))
+    cached = op._aux.get(key)
+    if cached is None:
+        diag, offs = op._coef(dtype)
+        xp = xp_of(diag)
+        out = [op._inv_diag(dtype), diag]
+        for d in range(2):
+            if op.periodic[d]:
+                lo, hi = offs[d]
+            else:
+                lo, hi = xp.zeros(op.shape, dtype=dtype), xp.zeros(op.shape, dtype=dtype)
+                if d == 0:
+                    lo[1:, :], hi[:-1, :] = offs[d], offs[d]
+                else:
+                    lo[:, 1:], hi[:, :-1] = offs[d], offs[d]
+            out += [lo, hi]
+        cached = op._aux[key] = tuple(xp.ascontiguousarray(a) for a in out)
+    return cached
+
+
+def poisson_apply(op, x):
+    """``L x`` (:meth:`~.poisson.PoissonOperator.apply`), one launch."""
+    out = xp_of(x).empty(x.shape, dtype=x.dtype)
+    k = _kernels()
+    k.launch(k.poisson_apply, x.shape)(x, *_neighbour_coefficients(op, x.dtype)[1:], *op.periodic, out)
+    return out
+
+
+def jacobi_sweeps(op, b, x, sweeps, omega):
+    """``sweeps`` damped-Jacobi sweeps ``x += ω D⁻¹ (b − L x)`` (``x`` None: from zero, the
+    first sweep ``ω D⁻¹ b``): one launch a sweep between two device buffers, no host
+    synchronisation between them; ``x`` itself is never written."""
+    xp, k = xp_of(b), _kernels()
+    coefficients = _neighbour_coefficients(op, b.dtype)
+    w = b.dtype.type(omega)  # ω in the field's precision, as the reference's numpy/cupy arithmetic
+    first = x is None
+    current, spare = (xp.empty(b.shape, dtype=b.dtype) if first else x), None
+    if first:
+        k.launch(k.jacobi_start, b.shape)(b, coefficients[0], w, current)
+    for _ in range(sweeps - first):
+        if spare is None:
+            spare = xp.empty(b.shape, dtype=b.dtype)
+        k.launch(k.jacobi_sweep, b.shape)(current, spare, b, *coefficients, *op.periodic, w)
+        current, spare = spare, (None if current is x else current)
+    return current

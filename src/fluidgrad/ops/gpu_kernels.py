@@ -26,7 +26,7 @@ import types
 from numba import config, cuda
 
 from . import fused_advection_2d as k2
-from . import fused_lattice, fused_limiter, fused_projection
+from . import fused_lattice, fused_limiter, fused_poisson, fused_projection
 
 #: threads per block: 16×16 on a device; 8×8 in the simulator (each thread a Python thread)
 BLOCK = (8, 8) if config.ENABLE_CUDASIM else (16, 16)
@@ -401,3 +401,46 @@ def nodal_bounds_vjp(qp, lo, hi, adj_lo, adj_hi, adj_qp, periodic0, periodic1, t
                                     cuda.atomic.add(adj_qp, (ii, jj), a / count)
                                 else:
                                     count += 1
+
+
+# -- the Poisson operator: L x and damped-Jacobi sweeps (2-D) ------------------------------
+#
+# The five-point operator of :mod:`.fused_poisson` (``(L x)_ij = d x_ij + cxm x_{i-1,j} +
+# cxp x_{i+1,j} + cym x_{i,j-1} + cyp x_{i,j+1}``, neighbours wrapped on periodic axes and
+# clamped on bounded ones, where their coefficient is 0), one thread per cell; the Jacobi
+# update is ``fused_poisson._jacobi_point`` itself.
+
+neighbours = _device(fused_poisson._neighbours)
+jacobi_point = _device(fused_poisson._jacobi_point)
+
+
+@cuda.jit
+def poisson_apply(x, diag, cxm, cxp, cym, cyp, per0, per1, out):
+    """``out = L x`` (``fused_poisson._apply_row``, one cell)."""
+    i, j = cuda.grid(2)
+    n0, n1 = x.shape
+    if i < n0 and j < n1:
+        im, ip = neighbours(i, n0, per0)
+        jm, jp = neighbours(j, n1, per1)
+        out[i, j] = (diag[i, j] * x[i, j] + cxm[i, j] * x[im, j] + cxp[i, j] * x[ip, j]
+                     + cym[i, j] * x[i, jm] + cyp[i, j] * x[i, jp])
+
+
+@cuda.jit
+def jacobi_start(b, inv_diag, omega, x):
+    """The first sweep from zero, ``x = ω D⁻¹ b`` (``fused_poisson._start``)."""
+    i, j = cuda.grid(2)
+    if i < b.shape[0] and j < b.shape[1]:
+        x[i, j] = omega * inv_diag[i, j] * b[i, j]
+
+
+@cuda.jit
+def jacobi_sweep(x, y, b, inv_diag, diag, cxm, cxp, cym, cyp, per0, per1, omega):
+    """One damped-Jacobi sweep ``y = x + ω D⁻¹ (b − L x)`` (``fused_poisson._jacobi_row``,
+    one cell)."""
+    i, j = cuda.grid(2)
+    n0, n1 = b.shape
+    if i < n0 and j < n1:
+        im, ip = neighbours(i, n0, per0)
+        jm, jp = neighbours(j, n1, per1)
+        jacobi_point(i, j, im, ip, jm, jp, x, y, b, inv_diag, diag, cxm, cxp, cym, cyp, omega)

@@ -18,7 +18,7 @@ import numpy as _np
 from fluidgrad.backend import xp_of
 from fluidgrad.errors import InputError
 
-from . import fused_poisson
+from . import fused_poisson, gpu
 from .dispatch import Kernel
 
 
@@ -263,9 +263,11 @@ def _jacobi_sweeps_reference(op, b, x, sweeps, omega):
 
 
 poisson_apply = Kernel("poisson.apply", PoissonOperator._apply_reference)
+poisson_apply.implementation("gpu", gpu.supports_poisson)(gpu.poisson_apply)
 poisson_apply.implementation("fused", fused_poisson.supports)(fused_poisson.apply)
 
 jacobi_sweeps = Kernel("poisson.jacobi", _jacobi_sweeps_reference)
+jacobi_sweeps.implementation("gpu", gpu.supports_jacobi)(gpu.jacobi_sweeps)
 
 
 @jacobi_sweeps.implementation("fused", lambda op, b, x, sweeps, omega: sweeps > 0
