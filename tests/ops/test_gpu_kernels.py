@@ -17,7 +17,7 @@ pytest.importorskip("numba_cuda")
 
 from fluidgrad.ad.tree import flatten  # noqa: E402
 from fluidgrad.backend import to_numpy  # noqa: E402
-from fluidgrad.ops import advection, dispatch, gpu, interpolation, poisson, pressure  # noqa: E402
+from fluidgrad.ops import advection, dispatch, gpu, interpolation, multigrid, poisson, pressure  # noqa: E402
 
 from ops import domains  # noqa: E402
 from ops.kernel_cases import CASES  # noqa: E402
@@ -206,6 +206,24 @@ def test_jacobi_sweeps_agree_with_the_reference(name, dtype):
         assert poisson.jacobi_sweeps.choose(dop, db, dx0, 5, 0.8)[0] == "gpu"
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", POISSON_DOMAINS)
+def test_red_black_gauss_seidel_agrees_with_the_reference(name, dtype):
+    """Both colour orders, from zero and from a start (left as it was), one sweep and two."""
+    xp = _device()
+    (op, b, x0), (dop, db, dx0) = _poisson_inputs(name, dtype, xp)
+    kept = to_numpy(dx0).copy()
+    for sweeps in (1, 2):
+        for reverse in (False, True):
+            for x, dx in ((None, None), (x0, dx0)):
+                with dispatch.use_reference():
+                    want = multigrid._gauss_seidel_reference(op, b, x, sweeps, reverse)
+                _agree(gpu.red_black(dop, db, dx, sweeps, reverse), want, dtype)
+    assert onp.array_equal(to_numpy(dx0), kept)
+    if xp is not onp:
+        assert multigrid._gauss_seidel.choose(dop, db, dx0, 2, True)[0] == "gpu"
+
+
 def test_the_rule_sends_only_device_arrays_to_the_gpu_kernels():
     kw, (q, velocity, *_), _ = _inputs(0, onp.float64, onp)
     assert advection.semi_lagrangian_forward.choose(q, velocity, **kw)[0] != "gpu"
@@ -219,3 +237,4 @@ def test_the_rule_sends_only_device_arrays_to_the_gpu_kernels():
     (op, b, x0), _ = _poisson_inputs("obstacle", onp.float64, onp)
     assert poisson.poisson_apply.choose(op, b)[0] != "gpu"
     assert poisson.jacobi_sweeps.choose(op, b, x0, 5, 0.8)[0] != "gpu"
+    assert multigrid._gauss_seidel.choose(op, b, x0, 2, True)[0] != "gpu"

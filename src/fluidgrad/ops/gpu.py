@@ -13,7 +13,10 @@ passes, forward (the right-hand side ``D (M u + c)``, the gradient subtraction `
 p``) and VJP (their transposes), around a solve that stays the reference's
 (:func:`~.pressure.solve_pressure`: its own kernels dispatch as usual), and MacCormack
 advection forward and VJP (2-D, Euler backtrace: the semi-Lagrangian pass, the nodal
-bounds and the limited correction, and their transposes). Everything else runs its array-API reference on cupy arrays.
+bounds and the limited correction, and their transposes), and the 2-D Poisson
+solvers' kernels: ``L x``, damped-Jacobi sweeps (a launch a sweep between two device
+buffers, no host synchronisation between sweeps) and red-black Gauss-Seidel (two in-place
+launches a sweep). Everything else runs its array-API reference on cupy arrays.
 """
 
 from __future__ import annotations
@@ -315,3 +318,23 @@ def jacobi_sweeps(op, b, x, sweeps, omega):
         k.launch(k.jacobi_sweep, b.shape)(current, spare, b, *coefficients, *op.periodic, w)
         current, spare = spare, (None if current is x else current)
     return current
+
+
+def supports_red_black(op, b, x, sweeps, reverse) -> bool:
+    """As the fused smoother: a true 2-colouring (no odd periodic axis)."""
+    return (sweeps > 0 and (x is None or _on_device(x, b.dtype)) and supports_poisson(op, b)
+            and not any(p and n % 2 for p, n in zip(op.periodic, op.shape)))
+
+
+def red_black(op, b, x, sweeps, reverse):
+    """``sweeps`` red-black Gauss-Seidel sweeps (:func:`~.multigrid._gauss_seidel`), colour
+    0 first (1 if ``reverse``), from ``x`` (None: zero; not written): two in-place launches
+    a sweep on one device buffer."""
+    xp, k = xp_of(b), _kernels()
+    coefficients = _neighbour_coefficients(op, b.dtype)
+    out = xp.zeros(b.shape, dtype=b.dtype) if x is None else x.copy()
+    for _ in range(sweeps):
+        for half in range(2):
+            k.launch(k.gauss_seidel_colour, b.shape)(out, b, *coefficients, *op.periodic,
+                                                     (1 - half) if reverse else half)
+    return out

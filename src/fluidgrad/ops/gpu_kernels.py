@@ -1,13 +1,16 @@
 """GPU kernels (numba-cuda): ghost-layer padding and its transpose, 2-D semi-Lagrangian
 advection forward, VJP and JVP, and the 2-D pressure projection's stencil passes (the
 right-hand side, the gradient subtraction, and their transposes for the VJP), MacCormack's
-nodal bounds and limited correction (forward and VJP), one thread per output point.
+nodal bounds and limited correction (forward and VJP), and the 2-D Poisson operator
+``L x``, damped-Jacobi sweeps and red-black Gauss-Seidel half-sweeps, one thread per
+output point.
 
 They mirror the fused CPU kernels (:mod:`.fused_padding`, :mod:`.fused_advection_2d`,
-:mod:`.fused_projection`, :mod:`.fused_limiter`) point by point, with the same
-arithmetic: the interpolation helpers, the projection's face weight and the limiter's
-clamp are the CPU kernels' own source (their ``py_func``) compiled as CUDA device
-functions by :func:`_device`, so the two cannot drift apart. The advection VJPs' scatters
+:mod:`.fused_projection`, :mod:`.fused_limiter`, :mod:`.fused_poisson`) point by point,
+with the same arithmetic: the interpolation helpers, the projection's face weight, the
+limiter's clamp, the Poisson neighbours and the Jacobi update are the CPU kernels' own
+source (their ``py_func``) compiled as CUDA device functions by :func:`_device`, so the
+two cannot drift apart. The advection VJPs' scatters
 (the transpose of the interpolation, of the velocity sampling and of the nodal bounds)
 are atomic adds, race-free whatever the departure points.
 Scalars only besides the arrays (no host arrays per launch: a host array argument would
@@ -444,3 +447,18 @@ def jacobi_sweep(x, y, b, inv_diag, diag, cxm, cxp, cym, cyp, per0, per1, omega)
         im, ip = neighbours(i, n0, per0)
         jm, jp = neighbours(j, n1, per1)
         jacobi_point(i, j, im, ip, jm, jp, x, y, b, inv_diag, diag, cxm, cxp, cym, cyp, omega)
+
+
+@cuda.jit
+def gauss_seidel_colour(x, b, inv_diag, diag, cxm, cxp, cym, cyp, per0, per1, colour):
+    """Half a red-black Gauss-Seidel sweep in place: ``x_c += D⁻¹ (b − L x)_c`` on the
+    cells of ``colour`` = (i + j) % 2 (``fused_poisson._gauss_seidel_row``, one cell); they
+    read only cells of the other colour, so no thread reads what another writes."""
+    i, j = cuda.grid(2)
+    n0, n1 = x.shape
+    if i < n0 and j < n1 and (i + j) % 2 == colour:
+        im, ip = neighbours(i, n0, per0)
+        jm, jp = neighbours(j, n1, per1)
+        lx = (diag[i, j] * x[i, j] + cxm[i, j] * x[im, j] + cxp[i, j] * x[ip, j]
+              + cym[i, j] * x[i, jm] + cyp[i, j] * x[i, jp])
+        x[i, j] = x[i, j] + inv_diag[i, j] * (b[i, j] - lx)

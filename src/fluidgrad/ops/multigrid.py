@@ -14,7 +14,7 @@ import numpy as _np
 
 from fluidgrad.backend import xp_of
 
-from . import fused_poisson
+from . import fused_poisson, gpu
 from .dispatch import Kernel
 from .poisson import (SolveInfo, Watch, _along, _initial_guess, _max_abs, _prepare_rhs, _threshold,
                       jacobi_sweeps)
@@ -243,6 +243,7 @@ _restrict = Kernel("multigrid.restrict", _restrict_reference)
 _restrict.implementation("fused", lambda fine, coarse, r: fused_poisson.supports(fine, r))(
     lambda fine, coarse, r: fused_poisson.restrict_any(r, *_fused_transfer(fine, coarse, r)))
 _gauss_seidel = Kernel("multigrid.red_black", _gauss_seidel_reference)
+_gauss_seidel.implementation("gpu", gpu.supports_red_black)(gpu.red_black)
 _gauss_seidel.implementation("fused", _gauss_seidel_supports)(fused_poisson.red_black)
 
 
