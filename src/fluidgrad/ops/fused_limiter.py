@@ -33,21 +33,28 @@ def nodal_bounds(qp, periodic0, periodic1):
     return lo, hi
 
 
+@jit
+def point_bounds(qp, i, j, periodic0, periodic1):
+    """``(m, M)`` at sample (i, j): the min and max of ``qp`` over its 3×3 neighbours (the
+    GPU kernel compiles this same source)."""
+    n0, n1 = qp.shape
+    a = b = qp[i, j]
+    for di in range(-1, 2):
+        ii = neighbour(i + di, n0, periodic0)
+        for dj in range(-1, 2):
+            jj = neighbour(j + dj, n1, periodic1)
+            if ii >= 0 and jj >= 0:
+                x = qp[ii, jj]
+                a = x if x < a else a
+                b = x if x > b else b
+    return a, b
+
+
 @row
 def _bounds_row(qp, i, lo, hi, periodic0, periodic1):
     """Row ``i`` of :func:`nodal_bounds` into ``lo``, ``hi``."""
-    n0, n1 = qp.shape
-    for j in range(n1):
-        a = b = qp[i, j]
-        for di in range(-1, 2):
-            ii = neighbour(i + di, n0, periodic0)
-            for dj in range(-1, 2):
-                jj = neighbour(j + dj, n1, periodic1)
-                if ii >= 0 and jj >= 0:
-                    x = qp[ii, jj]
-                    a = x if x < a else a
-                    b = x if x > b else b
-        lo[j], hi[j] = a, b
+    for j in range(qp.shape[1]):
+        lo[j], hi[j] = point_bounds(qp, i, j, periodic0, periodic1)
 
 
 @jit

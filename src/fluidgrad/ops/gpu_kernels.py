@@ -311,6 +311,7 @@ def projection_vjp_finish(r, gu, gv, mu, mv, inv_h, plain, adj_u, adj_v):
 neighbour = _device(fused_limiter.neighbour)
 near = _device(fused_limiter.near)
 clamp_shares = _device(fused_limiter.clamp_shares, near=near)
+point_bounds = _device(fused_limiter.point_bounds, neighbour=neighbour)
 
 
 @cuda.jit
@@ -318,18 +319,8 @@ def nodal_bounds(qp, lo, hi, periodic0, periodic1):
     """``m``, ``M``: the min and max of the padded field over each sample's 3×3
     neighbours (``fused_limiter.nodal_bounds``, one point)."""
     i, j = cuda.grid(2)
-    n0, n1 = qp.shape
-    if i < n0 and j < n1:
-        a = b = qp[i, j]
-        for di in range(-1, 2):
-            ii = neighbour(i + di, n0, periodic0)
-            for dj in range(-1, 2):
-                jj = neighbour(j + dj, n1, periodic1)
-                if ii >= 0 and jj >= 0:
-                    x = qp[ii, jj]
-                    a = x if x < a else a
-                    b = x if x > b else b
-        lo[i, j], hi[i, j] = a, b
+    if i < qp.shape[0] and j < qp.shape[1]:
+        lo[i, j], hi[i, j] = point_bounds(qp, i, j, periodic0, periodic1)
 
 
 @cuda.jit
