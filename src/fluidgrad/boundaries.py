@@ -394,6 +394,52 @@ class Domain:
             weights.append(w)
         return tuple(weights)
 
+    @functools.cached_property
+    def inflow_face(self) -> tuple:
+        """``(axis, side)`` of the box's one inflow face (:class:`InputError` if there is
+        none or more than one: an inflow profile needs exactly one)."""
+        found = [(a, s) for a, pair in enumerate(self.boundaries.faces) for s, f in enumerate(pair)
+                 if f.kind == "inflow"]
+        if len(found) != 1:
+            raise InputError(f"an inflow profile needs exactly one inflow face, the box has {len(found)}",
+                             key="boundaries")
+        return found[0]
+
+    @property
+    def inflow_profile_shape(self) -> tuple:
+        """Shape of an inflow profile: the cells of the inflow face (the grid without its axis)."""
+        axis, _ = self.inflow_face
+        return tuple(n for a, n in enumerate(self.grid.shape) if a != axis)
+
+    def inflow_velocity(self) -> float:
+        """The inflow face's own (uniform) normal velocity."""
+        axis, side = self.inflow_face
+        return self.boundaries.faces[axis][side].velocity[axis]
+
+    def fixed_velocity_with(self, profile) -> tuple:
+        """:attr:`fixed_velocity` with ``profile`` (a differentiable array of
+        :attr:`inflow_profile_shape`) as the normal velocity of the inflow face, where that
+        face touches no solid cell: ``c + E (profile - c_inflow)``, ``E`` the face's mask."""
+        from .backend import xp_of
+        from . import numpy as fnp
+        axis, side = self.inflow_face
+        raw = getattr(profile, "_fg_value", profile)
+        if tuple(getattr(raw, "shape", ())) != self.inflow_profile_shape:
+            raise InputError(f"inflow_profile: expected shape {self.inflow_profile_shape} (the cells of the "
+                             f"inflow face {face_name(axis, side)}), got {tuple(getattr(raw, 'shape', ()))}")
+        like = xp_of(raw).zeros((), dtype=raw.dtype)
+        key = ("inflow-mask", xp_of(raw).__name__, raw.dtype)
+        mask = self._cache.get(key)
+        if mask is None:
+            m = onp.zeros(self.face_shape(axis))
+            _face_slice(m, axis, 0 if side == 0 else -1)[...] = 1.0
+            m *= _face_mask_of(self, axis)
+            mask = self._cache[key] = xp_of(raw).asarray(m, dtype=raw.dtype)
+        fixed = [self.array("fixed_velocity", like, d) for d in range(self.ndim)]
+        delta = fnp.expand_dims(profile - self.inflow_velocity(), axis)
+        fixed[axis] = fixed[axis] + mask * delta
+        return tuple(fixed)
+
     @property
     def has_outflow(self) -> bool:
         return any(f.rule.pressure_dirichlet for pair in self.boundaries.faces for f in pair)
@@ -414,6 +460,12 @@ class Domain:
             out = xp.asarray(value.astype(dtype, copy=False) if value.dtype != bool else value)
             self._cache[key] = out
         return out
+
+
+def _face_mask_of(domain, axis):
+    """Faces normal to ``axis`` that touch no solid cell."""
+    left, right = domain._neighbour_cells(domain.solid, axis)
+    return ~(left | right)
 
 
 def _face_slice(array, axis, index):

@@ -19,7 +19,7 @@ import numpy as onp
 import yaml
 
 from . import __version__
-from .errors import BAD_INPUT, FluidgradError, UsageError  # noqa: F401 (re-exported)
+from .errors import BAD_INPUT, FluidgradError, InputError, UsageError  # noqa: F401 (re-exported)
 
 
 def _err(message):
@@ -116,8 +116,10 @@ def _max_divergence(state, domain):
     return float(onp.abs(div[fluid]).max()) if fluid.any() else 0.0
 
 
-def write_result(path: Path, state, sim):
-    """``result.npz``: density, cell-centred velocity, pressure, MAC faces, coordinates, t."""
+def write_result(path: Path, state, sim, body_forces=None):
+    """``result.npz``: density, cell-centred velocity, pressure, MAC faces, coordinates, t;
+    with ``body_forces`` (rows of :func:`~fluidgrad.forces.force_record`, one a step) the
+    obstacles' forces ``force[step, obstacle, part (pressure, viscous), axis]`` and ``force_t``."""
     import io
 
     from .backend import to_numpy
@@ -134,6 +136,9 @@ def write_result(path: Path, state, sim):
     }
     for d in range(domain.ndim):
         arrays["xyz"[d]] = domain.grid.cell_centers(d)
+    if body_forces:
+        arrays["force"] = onp.asarray(body_forces, dtype=float)
+        arrays["force_t"] = (state.step - len(body_forces) + 1 + onp.arange(len(body_forces))) * sim.dt
     buffer = io.BytesIO()
     onp.savez_compressed(buffer, **arrays)
     atomic_write_bytes(path, buffer.getvalue())
@@ -146,10 +151,13 @@ def _centered_velocity(state, domain):
 
 
 def _simulate(sim, state, steps, every, field, args, desc, physics=None, controls=None, force=None,
-              arrows=False, folder=None):
+              arrows=False, folder=None, body_forces=None):
     """Run ``steps`` steps with progress and blow-up checks; returns (final, frames), the
     frames a :class:`_Frames` (``field`` and, with ``arrows``, the cell-centred velocity,
-    spooled to a temporary file in ``folder``, not held in memory), or None without ``field``."""
+    spooled to a temporary file in ``folder``, not held in memory), or None without ``field``.
+    ``body_forces``: a list that gets the obstacles' forces of every step
+    (:func:`fluidgrad.forces.force_record`)."""
+    from .forces import force_record
     from .render import FrameSpool
     from .simulation import check_finite
 
@@ -165,10 +173,14 @@ def _simulate(sim, state, steps, every, field, args, desc, physics=None, control
         record(state)
     bar = _progress(steps, args, desc)
 
+    viscosity = (physics or sim.physics).viscosity
+
     def monitor(k, s):
         check_finite(k, s)
         if field and (k + 1) % every == 0:
             record(s)
+        if body_forces is not None:
+            body_forces.append(force_record(s, sim.domain, viscosity, sim.dt))
         bar.update(1)
 
     try:
@@ -268,15 +280,20 @@ def cmd_run(args) -> int:
         warm_up()  # the video's fonts and figure machinery load while the simulation runs
     sim.step(state)  # untimed warm-up: compiles the fused kernels on first use
     t0, compiled0 = time.perf_counter(), compile_seconds()
+    body_forces = [] if sim.domain.obstacles else None
     final, frames = _simulate(sim, state, scenario.steps, scenario.output["every"], field, args,
-                              f"{scenario.name}", arrows=bool(video and video.get("arrows")), folder=out)
+                              f"{scenario.name}", arrows=bool(video and video.get("arrows")), folder=out,
+                              body_forces=body_forces)
     seconds = time.perf_counter() - t0 - (compile_seconds() - compiled0)  # the simulation's own time
-    write_result(out / "result.npz", final, sim)
+    write_result(out / "result.npz", final, sim, body_forces)
     metrics = {"name": scenario.name, "steps": scenario.steps, "wall_seconds": seconds,
                "steps_per_second": scenario.steps / seconds if seconds > 0 else None,
                "max_divergence": _max_divergence(final, sim.domain), "backend": sim.backend,
                "dtype": str(sim.dtype), "grid": list(scenario.grid.resolution), "dt": scenario.dt,
                "t": final.step * scenario.dt, "compile_seconds": compile_seconds()}
+    if body_forces:
+        from .forces import summary
+        metrics["obstacles"] = summary(body_forces, sim.domain, _flow_speed(sim))
     _write_json(out / "metrics.json", metrics)  # before the video: a failed render keeps it
     written = ["result.npz", "metrics.json"]
     if video:
@@ -291,6 +308,14 @@ def cmd_run(args) -> int:
               f"{metrics['steps_per_second']:.1f} steps/s; "
               f"max |div u| = {metrics['max_divergence']:.2e}. Wrote {', '.join(written)} to {out}/.")
     return 0
+
+
+def _flow_speed(sim):
+    """The speed of the flow into the box (the inflow face's normal velocity), or None."""
+    try:
+        return abs(sim.domain.inflow_velocity())
+    except InputError:
+        return None
 
 
 def cmd_sweep(args) -> int:
@@ -344,12 +369,12 @@ def build_problem(scenario, sim):
     return scenario.problem(sim, target), target, fnp
 
 
-def _rollout_frames(problem, raw, field, every, args, desc, arrows=False, folder=None):
+def _rollout_frames(problem, raw, field, every, args, desc, arrows=False, folder=None, body_forces=None):
     """The frames of the rollout that uses parameters ``raw`` (no differentiation)."""
     _, state, physics, controls, force = problem.setup(raw)
     state = problem.sim.make_incompressible(state)  # so the first frame shows the projected flow
     return _simulate(problem.sim, state, problem.steps, every, field, args, desc, physics=physics,
-                     controls=controls, force=force, arrows=arrows, folder=folder)
+                     controls=controls, force=force, arrows=arrows, folder=folder, body_forces=body_forces)
 
 
 def loss_change(initial, final, eps=onp.finfo(float).eps) -> str:
@@ -423,30 +448,39 @@ def cmd_optimize(args) -> int:
     onp.savez_compressed(buffer, **arrays)
     atomic_write_bytes(out / "params.npz", buffer.getvalue())
     renders = {}  # each video's rendering statistics, for metrics.json
+    loss_kind = scenario.optimize["loss"]["type"]
+    body_forces = {"before": [], "after": []} if loss_kind in ("drag", "lift") else {}
+    before_final = None
     # the before video after the optimization: its rollout and the video encoder (matplotlib)
     # would otherwise raise the memory the optimization's peak sits on
-    if video and not (args.resume and (out / f"before.{video['format']}").exists()):
+    if (video and not (args.resume and (out / f"before.{video['format']}").exists())) or body_forces:
         # the initial point as the optimization evaluates it (the simulation's dtype: a float32
         # run's video is a float32 rollout, not a float64 one at twice the memory)
         x0 = problem.unflatten(problem.flatten(problem.initial_raw()))
-        _, frames = _rollout_frames(problem, x0, field, scenario.output["every"], args, "before",
-                                    video.get("arrows"), folder=out)  # frames spooled to a file
-        path, renders[path.name] = _video(frames, out / f"before.{video['format']}", video, sim.domain.solid)
+        before_final, frames = _rollout_frames(problem, x0, field, scenario.output["every"], args, "before",
+                                               video and video.get("arrows"), folder=out,
+                                               body_forces=body_forces.get("before"))  # frames spooled to a file
+        if frames is not None:
+            path, renders[path.name] = _video(frames, out / f"before.{video['format']}", video, sim.domain.solid)
         del frames, x0
     from .render import plot_loss, render_panel
     plot_loss([{"iteration": 0, "loss": result.initial_loss, "grad_norm": result.initial_grad_norm}]
               + result.history, out / "loss.png")
-    if video:
+    if video or body_forces:
         final, frames = _rollout_frames(problem, raw, field, scenario.output["every"], args, "after",
-                                        video.get("arrows"), folder=out)
-        path, renders[path.name] = _video(frames, out / f"after.{video['format']}", video, sim.domain.solid)
+                                        video and video.get("arrows"), folder=out,
+                                        body_forces=body_forces.get("after"))
+        if frames is not None:
+            path, renders[path.name] = _video(frames, out / f"after.{video['format']}", video, sim.domain.solid)
     else:
         final = problem.states(raw)[0][-1]
-    if target is not None and scenario.optimize["loss"]["type"] == "density_mse":
+    if target is not None and loss_kind == "density_mse":
         _return_freed_memory()  # the rollouts' freed arrays, before matplotlib draws the panel
         render_panel(to_numpy(target), to_numpy(final.density), out / "panel.png", obstacle=sim.domain.solid,
                      size=sim.domain.grid.size, iteration=len(result.history), loss=result.final_loss,
                      t=problem.steps * sim.dt)
+    force_metrics = (_force_outputs(body_forces, problem, raw, before_final, final, field, out, loss_kind)
+                     if body_forces else {})
     seconds = [h["seconds"] for h in result.history]
     loop_compiling = compile_seconds() - compiled0  # in the iterations' times: not the optimizer's cost
     metrics = {"name": scenario.name, "initial_loss": result.initial_loss, "final_loss": result.final_loss,
@@ -455,6 +489,7 @@ def cmd_optimize(args) -> int:
                "compile_seconds": compile_seconds(),
                "optimizer": spec["type"], "parameters": scenario.optimize["parameters"],
                "backend": sim.backend, "dtype": str(sim.dtype)}
+    metrics.update(force_metrics)
     if renders:
         metrics["render"] = renders
     _write_json(out / "metrics.json", metrics)
@@ -466,6 +501,49 @@ def cmd_optimize(args) -> int:
               f"({loss_change(result.initial_loss, result.final_loss, onp.finfo(sim.dtype).eps)}). Wrote params.npz, "
               f"history.json, loss.png, metrics.json{', before/after videos' if video else ''} to {out}/.")
     return 0
+
+
+def _force_outputs(body_forces, problem, raw, before, after, field, out, kind) -> dict:
+    """For a drag or lift loss: ``drag.png`` (the force against time before and after, the
+    loss's window shaded, and the inflow profiles), ``panel.png`` (the final ``field``
+    before | after), and the metrics (per obstacle, before and after; the change of the
+    loss's time average)."""
+    from .backend import to_numpy
+    from .forces import force_components, summary
+    from .render import plot_forces, render_panel
+    sim = problem.sim
+    dt, domain = sim.dt, sim.domain
+    window = (problem.loss_steps[0], problem.loss_steps[-1])
+    series, averages = {}, {}
+    for label, records in body_forces.items():
+        records = onp.asarray(records)
+        values = onp.array([sum(force_components(r[k].sum(axis=0), domain)[kind] for k in range(r.shape[0]))
+                            for r in records])
+        steps = 1 + onp.arange(len(values))
+        series[label] = (steps * dt, values)
+        averages[label] = float(values[onp.isin(steps, problem.loss_steps)].mean())
+    profiles = None
+    values = {"before": problem.values(problem.initial_raw()), "after": problem.values(raw)}
+    if "inflow_profile" in values["after"]:
+        axis, _ = domain.inflow_face
+        along = next(a for a in range(domain.ndim) if a != axis)
+        positions = domain.grid.cell_centers(along)
+        profiles = {label: (positions, _profile_line(to_numpy(v["inflow_profile"]))) for label, v in values.items()}
+    plot_forces(series, out / "drag.png", window=(window[0] * dt, window[1] * dt), profiles=profiles,
+                component=kind)
+    shown = field or "speed"
+    render_panel(_frame_of(before, shown, domain), _frame_of(after, shown, domain), out / "panel.png",
+                 obstacle=domain.solid, size=domain.grid.size, t=problem.steps * dt, field=shown,
+                 names=("before", "after"))
+    speed = _flow_speed(sim)
+    return {"obstacles": {label: summary(records, domain, speed) for label, records in body_forces.items()},
+            f"{kind}_before": averages["before"], f"{kind}_after": averages["after"],
+            f"{kind}_change": averages["after"] / averages["before"] - 1 if averages["before"] else None}
+
+
+def _profile_line(profile):
+    """A 1-D view of an inflow profile (3-D: the mean over the third axis)."""
+    return profile if profile.ndim == 1 else profile.mean(axis=1)
 
 
 def _horizons(text):

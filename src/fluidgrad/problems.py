@@ -7,10 +7,12 @@ call these; the command line and tests go through them.
 
 from __future__ import annotations
 
+from . import forces
 from .errors import InputError
 from .initial import density_field, velocity_field
-from .optimize import (ControlForce, InitialDensity, InitialVelocity, PhysicsParameter, Problem, density_mse,
-                       effort, kinetic_energy, smoothness, velocity_mse)
+from .optimize import (ControlForce, InflowProfile, InitialDensity, InitialVelocity, PhysicsParameter, Problem,
+                       density_mse, effort, kinetic_energy, smoothness, velocity_mse)
+from .optimize.parameters import physics_with
 
 
 def parameters(scenario) -> list:
@@ -24,6 +26,8 @@ def parameters(scenario) -> list:
             out.append(InitialDensity())
         elif name == "control_force":
             out.append(ControlForce(scenario.steps, spec["control"]["hold"], spec["control"]["coarsen"]))
+        elif name == "inflow_profile":
+            out.append(InflowProfile(spec["flow_rate"]))
         else:
             out.append(PhysicsParameter(name))
     return out
@@ -44,8 +48,10 @@ def loss_target(scenario, sim):
 
 def loss_function(scenario, sim, target):
     """``loss(states, values)``: the scenario's loss averaged over the loss states, plus
-    its regularization terms (scaled by the cell volume)."""
+    its regularization terms (scaled by the cell volume; an inflow profile's smoothness
+    by the face area)."""
     kind = scenario.optimize["loss"]["type"]
+    obstacle = scenario.optimize["loss"]["obstacle"]
     reg = scenario.optimize["regularization"]
     volume = sim.domain.grid.cell_volume
 
@@ -56,6 +62,9 @@ def loss_function(scenario, sim, target):
                 total = total + density_mse(s, target)
             elif kind == "velocity_mse":
                 total = total + velocity_mse(s, target)
+            elif kind in ("drag", "lift"):
+                force = forces.drag if kind == "drag" else forces.lift
+                total = total + force(s, sim.domain, physics_with(sim, values).viscosity, sim.dt, obstacle)
             else:
                 total = total + kinetic_energy(s, volume)
         total = total / len(states)
@@ -63,6 +72,9 @@ def loss_function(scenario, sim, target):
             for key in ("initial_velocity", "initial_density"):
                 if key in values:
                     total = total + reg["smoothness"] * smoothness(values[key], sim.domain.dx) * volume
+            if "inflow_profile" in values:
+                area = sim.domain.dx ** (sim.ndim - 1)
+                total = total + reg["smoothness"] * smoothness(values["inflow_profile"], sim.domain.dx) * area
         if reg["effort"] and "control_force" in values:
             total = total + reg["effort"] * effort(values["control_force"]) * volume
         return total

@@ -945,8 +945,9 @@ def render_png(values, field, path, **kwargs):
 
 
 def render_panel(target, result, path, *, colormap="inferno", obstacle=None, size=None, iteration=None, loss=None,
-                 t=None, field="density"):
-    """A PNG at ``path`` with three panels side by side: target | result | result − target.
+                 t=None, field="density", names=("target", "result")):
+    """A PNG at ``path`` with three panels side by side: target | result | result − target
+    (``names`` renames the first two, e.g. ``("before", "after")``).
 
     Target and result share one colour scale (``colormap``); the difference uses
     ``RdBu_r`` with symmetric limits; every colorbar names the field and its units.
@@ -992,9 +993,10 @@ def render_panel(target, result, path, *, colormap="inferno", obstacle=None, siz
     fig = _new_figure((3 * (panel_w + 1.3), panel_h + 1.2))
     axes = fig.subplots(1, 3)
     where = " (maximum over z)" if projected else ""
-    panels = [(t_, "target" + where, cmap, lo, hi, info["label"]),
-              (r, "result" + where, cmap, lo, hi, info["label"]),
-              (diff, "result − target", _colormap("RdBu_r"), -a, a, f"result − target [{info['units']}]")]
+    first, second = names
+    panels = [(t_, first + where, cmap, lo, hi, info["label"]),
+              (r, second + where, cmap, lo, hi, info["label"]),
+              (diff, f"{second} − {first}", _colormap("RdBu_r"), -a, a, f"{second} − {first} [{info['units']}]")]
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
     k = max(1, max(nx, ny) // 384)  # every k-th cell where the grid has more cells than the panel pixels
@@ -1081,6 +1083,36 @@ def plot_loss(history, path):
         ax.legend(lines, [ln.get_label() for ln in lines], fontsize=8, loc="upper right")
     else:
         ax.set_title("loss")
+    fig.tight_layout()
+    return _save_figure(fig, path)
+
+
+def plot_forces(runs, path, *, window=None, profiles=None, component="drag"):
+    """A PNG at ``path``: ``component`` (drag or lift) against time for each run in ``runs``
+    (``{label: (times, values)}``), the loss's averaging ``window`` (two times) shaded; with
+    ``profiles`` (``{label: (positions, values)}``) a second panel draws the inflow profiles."""
+    fig = _new_figure((10.0 if profiles else 6.4, 4.0))
+    axes = fig.subplots(1, 2 if profiles else 1)
+    axes = list(axes) if profiles else [axes]
+    ax = axes[0]
+    for i, (label, (times, values)) in enumerate(runs.items()):
+        ax.plot(times, values, color=f"C{i}", linewidth=1.2, label=label)
+    if window is not None:
+        ax.axvspan(window[0], window[1], color="0.85", zorder=0, label="averaged in the loss")
+    ax.set_xlabel("t [T]")
+    ax.set_ylabel(f"{component} [L³/T² per unit density]" if component else "force")
+    ax.set_title(f"{component} on the obstacles")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    if profiles:
+        px = axes[1]
+        for i, (label, (positions, values)) in enumerate(profiles.items()):
+            px.plot(values, positions, color=f"C{i}", marker=".", linewidth=1.2, label=label)
+        px.set_xlabel("inflow velocity [L/T]")
+        px.set_ylabel("position along the inflow face [L]")
+        px.set_title("inflow profile")
+        px.grid(True, alpha=0.3)
+        px.legend(fontsize=8)
     fig.tight_layout()
     return _save_figure(fig, path)
 

@@ -57,7 +57,8 @@ OPTIMIZE_DEFAULTS = {
     "parameters": ["initial_velocity"],
     "parametrization": "stream",
     "smoothing": 0.0,
-    "loss": {"type": "density_mse", "target": None, "times": None},
+    "loss": {"type": "density_mse", "target": None, "times": None, "window": None, "obstacle": None},
+    "flow_rate": "fixed",             # inflow_profile: fixed | free
     "regularization": {"smoothness": 0.0, "effort": 0.0},
     "control": {"hold": 1, "coarsen": 1},
     "optimizer": {"type": "lbfgs", "iterations": 50},
@@ -67,8 +68,8 @@ OPTIMIZE_DEFAULTS = {
 SHAPES = {"circle": ("center", "radius"), "sphere": ("center", "radius"), "box": ("lower", "upper"),
           "image": ("path", "threshold")}
 PARAMETERS = ("initial_velocity", "initial_density", "control_force", "viscosity", "buoyancy",
-              "vorticity_confinement", "source_rate")
-LOSSES = ("density_mse", "velocity_mse", "kinetic_energy")
+              "vorticity_confinement", "source_rate", "inflow_profile")
+LOSSES = ("density_mse", "velocity_mse", "kinetic_energy", "drag", "lift")
 FIELDS = ("density", "vorticity", "speed", "pressure")
 
 
@@ -585,6 +586,8 @@ def parse_scenario(data, path: Path | None = None, overrides: dict | None = None
     backend = c.choice(d["backend"], ("numpy", "cupy"), "backend", "numpy")
     dtype = c.choice(d["dtype"], ("float32", "float64"), "dtype", "float64")
     optimize = _parse_optimize(c, d["optimize"], ndim, grid, base, steps) if d["optimize"] is not None else None
+    if optimize is not None and boundaries is not None:
+        _check_forces_and_inflow(c, optimize, boundaries, obstacles)
 
     name = d["name"] if d["name"] is not None else (path.stem if path is not None else "scenario")
     if not isinstance(name, str) or not name or "/" in name:
@@ -594,6 +597,20 @@ def parse_scenario(data, path: Path | None = None, overrides: dict | None = None
         raise ScenarioError(c.problems, path, c.paths)
     return Scenario(name, description, path, grid, dt, steps, physics, advection, pressure, boundaries,
                     obstacles, initial, sources, output, backend, dtype, optimize, data)
+
+
+def _check_forces_and_inflow(c, optimize, boundaries, obstacles):
+    """What ``drag``/``lift`` losses and an ``inflow_profile`` parameter need of the box."""
+    kind, obstacle = optimize["loss"]["type"], optimize["loss"]["obstacle"]
+    if kind in ("drag", "lift"):
+        if not obstacles:
+            c.add("optimize.loss.type", f"{kind} is the force on obstacles, and the scenario has none")
+        elif obstacle is not None and obstacle >= len(obstacles):
+            c.add("optimize.loss.obstacle", f"expected an obstacle index in 0..{len(obstacles) - 1}", obstacle, True)
+    if "inflow_profile" in optimize["parameters"]:
+        inflow = [f for pair in boundaries.faces for f in pair if f.kind == "inflow"]
+        if len(inflow) != 1:
+            c.add("optimize.parameters", f"inflow_profile needs exactly one inflow face, the box has {len(inflow)}")
 
 
 def _parse_boundaries(c, spec, ndim):
@@ -816,7 +833,7 @@ def _parse_optimize(c, spec, ndim, grid, base, steps):
         c.choice(p, PARAMETERS, f"optimize.parameters[{i}]")
     parametrization = c.choice(o["parametrization"], ("stream", "raw"), "optimize.parametrization", "stream")
     smoothing = c.number(o["smoothing"], "optimize.smoothing", nonnegative=True, default=0.0)
-    loss = c.keys(o["loss"], ["type", "target", "times"], "optimize.loss")
+    loss = c.keys(o["loss"], ["type", "target", "times", "window", "obstacle"], "optimize.loss")
     kind = c.choice(loss.get("type"), LOSSES, "optimize.loss.type", "density_mse")
     target = loss.get("target")
     if kind in ("density_mse", "velocity_mse"):
@@ -843,6 +860,23 @@ def _parse_optimize(c, spec, ndim, grid, base, steps):
             times = [c.number(t, f"optimize.loss.times[{i}]", positive=True, integer=True) for i, t in enumerate(times)]
             if steps and any(t is not None and t > steps for t in times):
                 c.add("optimize.loss.times", f"steps must lie in 1..{steps}", times, True)
+    window = loss.get("window")
+    if window is not None:
+        if times is not None:
+            c.add("optimize.loss.window", "give times or a window, not both")
+        lo_hi = c.vector(window, 2, "optimize.loss.window", positive=True, integer=True)
+        if lo_hi and lo_hi[0] > lo_hi[1]:
+            c.add("optimize.loss.window", "expected [first, last] with first <= last", window, True)
+        elif lo_hi and steps and lo_hi[1] > steps:
+            c.add("optimize.loss.window", f"steps must lie in 1..{steps}", window, True)
+        elif lo_hi:
+            times = list(range(int(lo_hi[0]), int(lo_hi[1]) + 1))
+    obstacle = loss.get("obstacle")
+    if obstacle is not None:
+        if kind not in ("drag", "lift"):
+            c.add("optimize.loss.obstacle", f"not used by {kind}")
+        obstacle = c.number(obstacle, "optimize.loss.obstacle", nonnegative=True, integer=True)
+    flow_rate = c.choice(o["flow_rate"], ("fixed", "free"), "optimize.flow_rate", "fixed")
     reg = c.keys(o["regularization"], ["smoothness", "effort"], "optimize.regularization")
     smooth = c.number(reg.get("smoothness"), "optimize.regularization.smoothness", nonnegative=True, default=0.0)
     eff = c.number(reg.get("effort"), "optimize.regularization.effort", nonnegative=True, default=0.0)
@@ -883,7 +917,8 @@ def _parse_optimize(c, spec, ndim, grid, base, steps):
             c.add("optimize.checkpointing.memory_budget", str(exc), ck.get("memory_budget"), True)
             budget = None
     return {"parameters": params, "parametrization": parametrization, "smoothing": smoothing,
-            "loss": {"type": kind, "target": target, "times": times},
+            "loss": {"type": kind, "target": target, "times": times, "obstacle": obstacle},
+            "flow_rate": flow_rate,
             "regularization": {"smoothness": smooth, "effort": eff},
             "control": {"hold": hold, "coarsen": coarsen},
             "optimizer": {"type": opt_type, "iterations": iterations, "options": options},

@@ -28,7 +28,7 @@ from .boundaries import Domain
 from .errors import InputError, SimulationError, SolveError, UnknownNameError
 from .ops.advection import SCHEMES
 from .ops import (PressureSolve, add_source, advect_state, apply_force, buoyancy, close_faces,
-                  diffuse_velocity, impose, project, vorticity_confinement)
+                  diffuse_velocity, impose, project, project_fixed, vorticity_confinement)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +107,8 @@ class Physics:
     buoyancy: tuple = (0.0, 0.0)
     vorticity_confinement: object = 0.0
     source_rate: object = None  # overrides every source's rate (e.g. an inflow speed)
+    #: the normal velocity on the inflow face, one value per face cell (overrides the face's own)
+    inflow_profile: object = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,8 +243,12 @@ class Simulation:
                                     implicit=self.implicit_viscosity)
         return state.replace(velocity=velocity)
 
-    def make_incompressible(self, state: State) -> State:
-        velocity, pressure = project(state.velocity, domain=self.domain, solve=self.pressure)
+    def make_incompressible(self, state: State, fixed=None) -> State:
+        """Project ``state``'s velocity; ``fixed``: the closed faces' values, if not the domain's."""
+        if fixed is None:
+            velocity, pressure = project(state.velocity, domain=self.domain, solve=self.pressure)
+        else:
+            velocity, pressure = project_fixed(state.velocity, fixed, domain=self.domain, solve=self.pressure)
         return state.replace(velocity=velocity, pressure=pressure)
 
     def step(self, state: State, physics: Physics | None = None, force=None) -> State:
@@ -250,13 +256,16 @@ class Simulation:
         allowed), ``force`` is a control force on the faces (a tuple, one per axis)."""
         physics = self.physics if physics is None else physics
         dt = self.dt
-        state = state.replace(velocity=close_faces(state.velocity, self.domain))
+        fixed = None
+        if physics.inflow_profile is not None:
+            fixed = self.domain.fixed_velocity_with(physics.inflow_profile)
+        state = state.replace(velocity=close_faces(state.velocity, self.domain, fixed))
         state = self.apply_sources(state, dt, physics)
         state = self.advect(state, dt)
         state = self.apply_forces(state, dt, physics, force)
         state = self.apply_viscosity(state, dt, physics)
         try:
-            state = self.make_incompressible(state)
+            state = self.make_incompressible(state, fixed)
         except SolveError as exc:
             raise SimulationError(f"step {state.step + 1}: {exc}{self._blow_up_hint(state)}") from None
         return state.replace(step=state.step + 1)

@@ -87,6 +87,16 @@ def _projection_cases():
     return _each_domain(build)
 
 
+def _project_fixed_cases():
+    from fluidgrad.ops.pressure import PressureSolve
+    settings = PressureSolve("auto", tolerance=1e-13, adjoint_tolerance=1e-14)
+
+    def build(domain, tag):
+        return [Case(lambda rng, d=domain: (velocity(d, rng), velocity(d, rng)),
+                     kwargs={"domain": domain, "solve": settings}, id=tag, rtol_dot=1e-10)]
+    return _each_domain(build)
+
+
 def _diffusion_cases(rtol_dot=1e-10):
     def build(domain, tag):
         dt = 0.5 * domains.H
@@ -114,6 +124,7 @@ CASES = {
     "explicit_diffusion": _diffusion_cases(),
     "implicit_diffusion": _diffusion_cases(rtol_dot=1e-12),
     "project": _projection_cases(),
+    "project_fixed": _project_fixed_cases(),
     "divergence": _cases_velocity_in(),
     "gradient": _cases_cells_in(),
     "laplacian": _laplacian_cases(),

@@ -159,10 +159,12 @@ class _Fused:
             fused_projection.prepare(p, fl, True, False, n_fluid)
         return p
 
-    def project(self, velocity, domain, settings):
-        ub, vb, b = fused_projection.projection_rhs(*velocity, *self.mask, *self.fixed, domain.dx, self.plain)
+    def project(self, velocity, domain, settings, fixed=None):
+        plain = self.plain and fixed is None
+        fixed = self.fixed if fixed is None else tuple(onp.ascontiguousarray(c) for c in fixed)
+        ub, vb, b = fused_projection.projection_rhs(*velocity, *self.mask, *fixed, domain.dx, plain)
         p = self._solve_prepared(domain, b, settings)
-        u, v, p = fused_projection.projection_finish(p, ub, vb, *self.mask, domain.dx, self.rules, self.plain)
+        u, v, p = fused_projection.projection_finish(p, ub, vb, *self.mask, domain.dx, self.rules, plain)
         return (u, v), p
 
     def vjp(self, g_u, g_p, domain, settings):
@@ -181,13 +183,15 @@ class _Fused:
         return out
 
 
-def _projection(velocity, domain, settings, homogeneous=False):
-    """``(u', p)`` from the formulas above; ``homogeneous`` drops the prescribed values."""
+def _projection(velocity, domain, settings, homogeneous=False, fixed=None):
+    """``(u', p)`` from the formulas above; ``homogeneous`` drops the prescribed values,
+    ``fixed`` replaces them."""
     mask = _open_mask(domain, velocity)
-    if homogeneous:
+    if homogeneous and fixed is None:
         u_b = tuple(m * u for m, u in zip(mask, velocity))
     else:
-        fixed = tuple(domain.array("fixed_velocity", velocity[d], d) for d in range(domain.ndim))
+        if fixed is None:
+            fixed = tuple(domain.array("fixed_velocity", velocity[d], d) for d in range(domain.ndim))
         u_b = tuple(m * u + c for m, u, c in zip(mask, velocity, fixed))
     p = solve_pressure(domain, stencils._divergence(u_b, domain=domain), settings)
     grad = stencils._gradient(p, domain=domain)
@@ -199,15 +203,22 @@ def _project_reference(velocity, *, domain, solve=PressureSolve()):
     return _projection(velocity, domain, solve)
 
 
-def _project_vjp_reference(g, ans, velocity, *, domain, solve=PressureSolve()):
-    """``adj_u = M (g_u + Dᵀ L⁺ (g_p - Gᵀ M g_u))``: one adjoint solve."""
+def _adjoint_faces(g, domain, solve):
+    """``(M, w)``: the open-face masks and ``w = g_u + Dᵀ L⁺ (g_p - Gᵀ M g_u)``, the adjoint of
+    ``u_b`` (one adjoint solve)."""
     g_u, g_p = g
     mask = _open_mask(domain, g_u)
     masked = tuple(m * gu for m, gu in zip(mask, g_u))
     rhs = g_p - stencils._gradient_transpose(masked, None, domain=domain)
     adj_rhs = solve_pressure(domain, rhs, solve, adjoint=True)
     back = stencils._divergence_transpose(adj_rhs, None, domain=domain)
-    return (tuple(m * (gu + b) for m, gu, b in zip(mask, g_u, back)),)
+    return mask, tuple(gu + b for gu, b in zip(g_u, back))
+
+
+def _project_vjp_reference(g, ans, velocity, *, domain, solve=PressureSolve()):
+    """``adj_u = M (g_u + Dᵀ L⁺ (g_p - Gᵀ M g_u))``: one adjoint solve."""
+    mask, w = _adjoint_faces(g, domain, solve)
+    return (tuple(m * a for m, a in zip(mask, w)),)
 
 
 def _fused_supports(velocity, *, domain, solve=PressureSolve()):
@@ -241,6 +252,43 @@ project.defvjp_all(needs=())(project_vjp)
 def _project_jvp(dots, ans, velocity, *, domain, solve=PressureSolve()):
     """Linear in the open faces: the homogeneous projection of the tangent."""
     return _projection(dots[0], domain, solve, homogeneous=True)
+
+
+# -- with the closed faces' values as an input (an inflow profile) --------------------
+
+
+def _project_fixed_reference(velocity, fixed, *, domain, solve=PressureSolve()):
+    """:func:`project` with the closed faces' values ``c = fixed`` (face arrays) given."""
+    return _projection(velocity, domain, solve, fixed=fixed)
+
+
+def _fused_fixed_supports(velocity, fixed, *, domain, solve=PressureSolve()):
+    return _Fused.supports(domain, *velocity, *fixed)
+
+
+def _fused_project_fixed(velocity, fixed, *, domain, solve=PressureSolve()):
+    return _Fused.of(domain, solve, velocity[0]).project(velocity, domain, solve, fixed)
+
+
+project_fixed_forward = Kernel("project_fixed", _project_fixed_reference)
+project_fixed_forward.implementation("fused", _fused_fixed_supports)(_fused_project_fixed)
+project_fixed = Primitive(project_fixed_forward, "project_fixed", register=True)
+
+
+@project_fixed.defvjp_all(needs=())
+def _project_fixed_vjp(g, ans, velocity, fixed, *, domain, solve=PressureSolve()):
+    """``adj_u = M w``, ``adj_c = w`` (``u_b = M u + c``; ``w`` as in :func:`_adjoint_faces`)."""
+    mask, w = _adjoint_faces(g, domain, solve)
+    return tuple(m * a for m, a in zip(mask, w)), w
+
+
+@project_fixed.defjvp_all
+def _project_fixed_jvp(dots, ans, velocity, fixed, *, domain, solve=PressureSolve()):
+    """Affine in ``(u, c)``: the projection of the tangents, ``dot_c`` on the closed faces."""
+    dot_u, dot_c = dots
+    zeros = lambda like: tuple(0 * x for x in like)  # noqa: E731
+    dot_u = zeros(ans[0]) if dot_u is None else dot_u
+    return _projection(dot_u, domain, solve, homogeneous=True, fixed=dot_c)
 
 
 def make_incompressible(velocity, *, domain, solve=PressureSolve()):

@@ -28,11 +28,13 @@ def impose(q, mask, value):
     return q * (1 - m) + value * m
 
 
-def close_faces(velocity, domain):
+def close_faces(velocity, domain, fixed=None):
     """The MAC ``velocity`` with every closed face (walls, inflow faces, faces touching a
-    solid cell) at its prescribed value: ``u·open + fixed``. What a state holds on those
-    faces has no effect, so its gradient there is exactly zero."""
+    solid cell) at its prescribed value: ``u·open + fixed`` (``fixed``: the domain's, or
+    given face arrays, e.g. with an inflow profile). What a state holds on those faces has
+    no effect, so its gradient there is exactly zero."""
     if not domain.has_closed_faces:
         return tuple(velocity)
-    return tuple(u * domain.array("open_faces", raw(u), d) + domain.array("fixed_velocity", raw(u), d)
-                 for d, u in enumerate(velocity))
+    if fixed is None:
+        fixed = tuple(domain.array("fixed_velocity", raw(u), d) for d, u in enumerate(velocity))
+    return tuple(u * domain.array("open_faces", raw(u), d) + c for d, (u, c) in enumerate(zip(velocity, fixed)))

@@ -4,10 +4,10 @@ a resumable loop."""
 from .losses import density_mse, effort, kinetic_energy, smoothness, velocity_mse
 from .loop import OptimizationResult, ResumeError, run
 from .optimizers import OPTIMIZERS, Adam, GradientDescent, LBFGS, ScipyLBFGSB, make_optimizer
-from .parameters import ControlForce, InitialDensity, InitialVelocity, PhysicsParameter
+from .parameters import ControlForce, InflowProfile, InitialDensity, InitialVelocity, PhysicsParameter
 from .problem import Problem
 
-__all__ = ["Adam", "ControlForce", "GradientDescent", "InitialDensity", "InitialVelocity", "LBFGS",
+__all__ = ["Adam", "ControlForce", "InflowProfile", "GradientDescent", "InitialDensity", "InitialVelocity", "LBFGS",
            "OPTIMIZERS", "OptimizationResult", "PhysicsParameter", "Problem", "ResumeError",
            "ScipyLBFGSB", "density_mse", "effort", "kinetic_energy", "make_optimizer", "run",
            "smoothness", "velocity_mse"]

@@ -11,7 +11,9 @@ a differentiable map to what the simulation uses:
 * ``ControlForce``: a force per step, or held for ``hold`` steps, optionally on a grid
   ``coarsen`` times coarser and upsampled (piecewise constant) to the faces;
 * ``PhysicsParameter``: a scalar (or vector) physical parameter: viscosity, buoyancy,
-  vorticity confinement, or a source rate (inflow speed).
+  vorticity confinement, or a source rate (inflow speed);
+* ``InflowProfile``: the normal velocity on the inflow face, one value per face cell,
+  optionally at a fixed flow rate.
 """
 
 from __future__ import annotations
@@ -136,7 +138,30 @@ class ControlForce:
         return tuple(_upsample(r[window], self.coarsen, s) for r, s in zip(raw, faces))
 
 
-PHYSICS_KEYS = ("viscosity", "buoyancy", "vorticity_confinement", "source_rate")
+@dataclasses.dataclass
+class InflowProfile:
+    """The normal velocity on the box's inflow face, one value per face cell. With
+    ``flow_rate='fixed'`` the flow rate stays that of the face's own velocity ``v̄``: the
+    raw values are rescaled to that mean, ``v = v̄ r / mean(r)`` (so raw values kept
+    non-negative by the optimizer's ``bounds`` give a profile without backflow, and the
+    gradient reaching ``r`` has no component along ``r``); ``'free'`` uses ``r`` itself."""
+
+    flow_rate: str = "fixed"
+    name: str = "inflow_profile"
+
+    def shapes(self, sim):
+        return (sim.domain.inflow_profile_shape,)
+
+    def initial(self, sim):
+        return (onp.full(sim.domain.inflow_profile_shape, sim.domain.inflow_velocity()),)
+
+    def apply(self, raw, sim):
+        if self.flow_rate == "free":
+            return raw[0]
+        return raw[0] * (sim.domain.inflow_velocity() / fnp.mean(raw[0]))
+
+
+PHYSICS_KEYS = ("viscosity", "buoyancy", "vorticity_confinement", "source_rate", "inflow_profile")
 
 
 @dataclasses.dataclass
@@ -174,5 +199,5 @@ def physics_with(sim, values: dict) -> Physics:
     return dataclasses.replace(sim.physics, **changes)
 
 
-__all__ = ["ControlForce", "InitialDensity", "InitialVelocity", "PHYSICS_KEYS", "PhysicsParameter",
+__all__ = ["ControlForce", "InflowProfile", "InitialDensity", "InitialVelocity", "PHYSICS_KEYS", "PhysicsParameter",
            "Source", "physics_with"]
