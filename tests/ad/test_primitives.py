@@ -10,6 +10,7 @@ import pytest
 
 import fluidgrad
 import fluidgrad.ops  # noqa: F401 - registers the fluid kernels
+import fluidgrad.collocated  # noqa: F401 - registers the collocated <-> MAC maps
 from fluidgrad.ad.core import Primitive, differentiable_primitives
 from fluidgrad.ad.tree import flatten, tree_map
 from fluidgrad.testing import _inner, _random_like, check_vjp

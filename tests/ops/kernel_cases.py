@@ -117,7 +117,15 @@ def _probe_cases():
                  kwargs={"k": 0, "monitor": lambda k, g: None})]
 
 
+def _half_cell_shift_cases():
+    """Even and odd lengths (the even ones carry a Nyquist mode), along each axis."""
+    return [Case(lambda rng, s=shape: (rng.standard_normal(s),), kwargs={"axis": axis}, id=f"{shape}-axis{axis}")
+            for shape in ((8, 6), (7, 5), (4, 6, 5)) for axis in range(len(shape))]
+
+
 CASES = {
+    "centers_to_faces": _half_cell_shift_cases(),
+    "faces_to_centers": _half_cell_shift_cases(),
     "adjoint_probe": _probe_cases(),
     "vorticity_confinement": _each_domain(lambda domain, tag: [
         Case(lambda rng, d=domain: (velocity(d, rng), 0.7), kwargs={"domain": domain}, id=tag)]),
