@@ -18,8 +18,8 @@ from fluidgrad.scenario import bundled_scenarios, load_scenario
 
 SMALL = {"smoke_plume": "[24,32]", "smoke_plume_3d": "[8,12,8]", "lid_cavity": "[16,16]",
          "taylor_green": "[16,16]", "karman_vortex": "[48,12]", "smoke_target": "[16,16]",
-         "control_to_target": "[16,16]", "fit_buoyancy": "[16,16]"}
-OPTIMIZATION = ["smoke_target", "control_to_target", "fit_buoyancy"]
+         "control_to_target": "[16,16]", "fit_buoyancy": "[16,16]", "drag_min": "[24,8]"}
+OPTIMIZATION = ["smoke_target", "control_to_target", "fit_buoyancy", "drag_min"]
 
 
 def fluidgrad(*args):
@@ -88,6 +88,32 @@ def test_gradcheck_passes_on_every_bundled_optimization(name, tmp_path, capsys):
         assert len(d["steps"]) == len(d["errors"]) == len(d["taylor_remainders"]) == 15
         assert d["best_error"] == min(e for e in d["errors"] if e is not None)
     assert imageio.v3.imread(out / "gradcheck.png").shape[2] in (3, 4)
+
+
+def test_a_run_with_an_obstacle_records_its_forces(tmp_path):
+    assert fluidgrad("run", "karman_vortex", "--steps", 12, "--set", "grid.resolution=[48,12]", "--out", tmp_path,
+                     "--quiet") == 0
+    result = onp.load(tmp_path / "result.npz")
+    assert result["force"].shape == (12, 1, 2, 2)  # step, obstacle, part (pressure, viscous), axis
+    onp.testing.assert_allclose(result["force_t"], 0.02 * onp.arange(1, 13))
+    (obstacle,) = json.loads((tmp_path / "metrics.json").read_text())["obstacles"]
+    drag = result["force"][6:, 0, :, 0].sum(axis=1)  # the last half of the steps
+    assert obstacle["drag_mean"] == pytest.approx(drag.mean()) and obstacle["drag_mean"] > 0
+    assert obstacle["drag_coefficient"] == pytest.approx(2 * drag.mean() / (1.0 ** 2 * 0.2))
+
+
+def test_a_drag_optimization_lowers_the_drag_and_draws_it(tmp_path):
+    assert fluidgrad("optimize", "drag_min", "--steps", 40, "--iterations", 2, "--set", "grid.resolution=[48,16]",
+                     "--out", tmp_path, "--quiet") == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["drag_after"] < 0.97 * metrics["drag_before"] and metrics["drag_change"] < -0.03
+    before, after = metrics["obstacles"]["before"][0], metrics["obstacles"]["after"][0]
+    assert before["drag_mean"] > after["drag_mean"] > 0
+    params = onp.load(tmp_path / "params.npz")
+    assert params["inflow_profile"].shape == (16,) and params["inflow_profile"].min() >= 0  # the optimizer's bounds
+    assert params["inflow_velocity"].mean() == pytest.approx(1.0)  # at the inflow face's flow rate
+    for image in ("drag.png", "panel.png", "loss.png"):
+        assert imageio.v3.imread(tmp_path / image).shape[2] in (3, 4)
 
 
 def test_gradcheck_horizons_and_no_overwrite(tmp_path, capsys):

@@ -444,6 +444,8 @@ def cmd_optimize(args) -> int:
     if "initial_velocity" in values:
         for d, u in enumerate(values["initial_velocity"]):
             arrays[f"initial_velocity_{'uvw'[d]}"] = to_numpy(u)
+    if "inflow_profile" in values:  # the profile the simulation used (the raw one rescaled to the flow rate)
+        arrays["inflow_velocity"] = to_numpy(values["inflow_profile"])
     buffer = io.BytesIO()
     onp.savez_compressed(buffer, **arrays)
     atomic_write_bytes(out / "params.npz", buffer.getvalue())

@@ -599,6 +599,25 @@ def parse_scenario(data, path: Path | None = None, overrides: dict | None = None
                     obstacles, initial, sources, output, backend, dtype, optimize, data)
 
 
+def _window(c, window, steps):
+    """``optimize.loss.window``: ``[first, last]`` steps; negative ones count from the end
+    (-1 the last step; a window reaching before the first step starts there)."""
+    if not isinstance(window, list) or len(window) != 2 or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v != 0 for v in window):
+        c.add("optimize.loss.window", "expected [first, last]: two non-zero step numbers (negative: from the end)",
+              window, True)
+        return None
+    if not steps:
+        return None
+    first, last = (v if v > 0 else steps + 1 + v for v in window)
+    if window[0] < 0:
+        first = max(first, 1)
+    if not 1 <= first <= last <= steps:
+        c.add("optimize.loss.window", f"expected 1 <= first <= last <= {steps} (the steps)", window, True)
+        return None
+    return first, last
+
+
 def _check_forces_and_inflow(c, optimize, boundaries, obstacles):
     """What ``drag``/``lift`` losses and an ``inflow_profile`` parameter need of the box."""
     kind, obstacle = optimize["loss"]["type"], optimize["loss"]["obstacle"]
@@ -864,13 +883,9 @@ def _parse_optimize(c, spec, ndim, grid, base, steps):
     if window is not None:
         if times is not None:
             c.add("optimize.loss.window", "give times or a window, not both")
-        lo_hi = c.vector(window, 2, "optimize.loss.window", positive=True, integer=True)
-        if lo_hi and lo_hi[0] > lo_hi[1]:
-            c.add("optimize.loss.window", "expected [first, last] with first <= last", window, True)
-        elif lo_hi and steps and lo_hi[1] > steps:
-            c.add("optimize.loss.window", f"steps must lie in 1..{steps}", window, True)
-        elif lo_hi:
-            times = list(range(int(lo_hi[0]), int(lo_hi[1]) + 1))
+        bounds = _window(c, window, steps)
+        if bounds:
+            times = list(range(bounds[0], bounds[1] + 1))
     obstacle = loss.get("obstacle")
     if obstacle is not None:
         if kind not in ("drag", "lift"):
