@@ -47,10 +47,11 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", default="runs/gallery", help="where to run the scenarios")
     p.add_argument("--out", default=str(ROOT / "docs" / "gallery"))
+    p.add_argument("names", nargs="*", help="the scenarios to render (default: every bundled one)")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for name in sorted(bundled_scenarios()):
+    for name in args.names or sorted(bundled_scenarios()):
         scenario = load_scenario(name)
         folder = Path(args.runs) / name
         command = "optimize" if scenario.optimize else "run"

@@ -10,11 +10,12 @@ from .errors import (BackendError, FluidgradError, GradientCheckError, InputErro
 from . import numpy, testing  # noqa: E402
 from .scenario import load_scenario  # noqa: E402
 from .simulation import Physics, Simulation, State  # noqa: E402
+from . import forces  # noqa: E402
 
 __all__ = ["BackendError", "DifferentiationError", "FluidgradError", "GradientCheckError", "InputError",
            "ResumeError", "ScenarioError", "SimulationError", "SolveError", "UnknownNameError", "UsageError",
            "detect_anomaly", "Primitive", "Tape", "Tensor", "checkpoint",
-           "elementwise_grad", "get_backend", "grad", "jvp", "numpy", "primitive",
+           "elementwise_grad", "forces", "get_backend", "grad", "jvp", "numpy", "primitive",
            "register_tree", "stop_gradient", "tensor", "testing", "to_numpy", "value_and_grad",
            "vjp", "xp_of", "load_scenario", "Physics", "Simulation", "State"]
 
