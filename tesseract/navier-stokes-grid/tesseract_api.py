@@ -64,7 +64,7 @@ from fluidgrad import forces  # noqa: E402
 from fluidgrad.boundaries import Boundaries, Domain, Obstacle  # noqa: E402
 from fluidgrad.collocated import collocated_to_mac, mac_to_collocated  # noqa: E402
 from fluidgrad.grid import Grid  # noqa: E402
-from fluidgrad.ops import advect_velocity  # noqa: E402
+from fluidgrad.ops import PressureSolve, advect_velocity  # noqa: E402
 
 #: the inputs and outputs derivatives flow through
 DIFFERENTIABLE_INPUTS = ("v0", "viscosity", "dt", "inflow_profile")
@@ -84,6 +84,9 @@ class OutputSchema(_make_differentiable(_CanonicalOutput, list(DIFFERENTIABLE_OU
 #: the rollout's tape may take this much memory before steps are recomputed (checkpointing);
 #: N = 128 and 100 steps fit, so their VJP recomputes nothing
 MEMORY_BUDGET = 2 ** 30
+
+#: the pressure solve on a box with walls or an obstacle (iterative there)
+PRESSURE = PressureSolve(tolerance=1e-11, adjoint_tolerance=1e-12)
 
 
 class _VelocitySimulation(Simulation):
@@ -129,7 +132,10 @@ class _Problem:
         self.obstacle = bool(obstacles)
         if self.obstacle and self.steps < 1:
             raise InputError("steps: the drag on the obstacle needs at least one step")
-        self.sim = _VelocitySimulation(domain, self.dt0, Physics(viscosity=nu), advection="maccormack")
+        # walls and obstacles make the pressure solve iterative: solve it (and its adjoint)
+        # to near rounding, so that the VJP is the JVP's transpose to ~1e-10, not ~1e-7
+        self.sim = _VelocitySimulation(domain, self.dt0, Physics(viscosity=nu), advection="maccormack",
+                                       pressure=PRESSURE if domain.has_closed_faces else PressureSolve())
         self.primals = {"v0": v0[:, :, 0, :].astype(np.float64),
                         "viscosity": np.asarray(inputs.viscosity, dtype=np.float64).reshape(1),
                         "dt": np.asarray(inputs.dt, dtype=np.float64).reshape(1)}
