@@ -9,9 +9,9 @@ or build the image with ``tesseract build tesseract/navier-stokes-grid``.
 
 How the schema maps onto fluidgrad:
 
-* ``v0`` ``(N, N, 1, 2)``: the velocity at the points ``(i, j)·h`` of the periodic box
-  of side ``domain_extent`` (``h = domain_extent / N``). fluidgrad's cell ``(i, j)``
-  holds Mosaic's point ``(i, j)`` (a periodic box has no preferred origin). Each
+* ``v0`` ``(N, N, 1, 2)``: the velocity at the points of the box of side
+  ``domain_extent`` (``h = domain_extent / N``); fluidgrad's cell ``(i, j)``, centred at
+  ``(i + ½, j + ½)·h``, holds Mosaic's point ``(i, j)``. Each
   component goes to its MAC faces by :mod:`fluidgrad.collocated`'s exact half-cell
   Fourier shift and comes back by the inverse shift, so the map costs nothing
   (a neighbour average would cost ``sin²(π/N)`` per round trip).
@@ -23,6 +23,15 @@ How the schema maps onto fluidgrad:
   ``w = s·u`` with viscosity ``s·ν`` (advection is positively homogeneous in the
   advected field and linear in the departure distance ``dt·u = dt₀·w``; viscosity and
   projection are linear), so ``result = run_{dt₀}(s·v0; s·ν) / s``.
+* ``boundary_conditions``: periodic → periodic, no_slip → no-slip wall, neumann → outflow
+  (zero-gradient velocity, p = 0), dirichlet → no-slip / moving wall / inflow by its value;
+  ``obstacle`` → a fluidgrad circle or box (fractions of ``domain_extent``);
+  ``inflow_profile`` → ``Physics.inflow_profile`` on x_lo (x_hi, periodic or neumann,
+  becomes the outflow). On bounded axes the point ↔ face map is second order (cell
+  centres, :mod:`fluidgrad.collocated`).
+* ``drag``: ``-F_x`` (the x-force on the fluid, Mosaic's sign) of
+  :func:`fluidgrad.forces.total_forces`, averaged over the last ``max(1, steps // 2)``
+  steps as Mosaic's reference solvers do; in the rescaled run it is divided by ``s²``.
 * VJP and JVP are fluidgrad's reverse and forward modes through the checkpointed
   rollout (one tape node per kernel, adjoint solves, no unrolled iterations).
 """
