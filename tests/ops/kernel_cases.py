@@ -126,6 +126,11 @@ def _half_cell_shift_cases():
 CASES = {
     "centers_to_faces": _half_cell_shift_cases(),
     "faces_to_centers": _half_cell_shift_cases(),
+    "centers_to_faces_bounded": _half_cell_shift_cases() + [
+        Case(lambda rng: (rng.standard_normal((1, 4)),), kwargs={"axis": 0}, id="one-cell"),
+        Case(lambda rng: (rng.standard_normal((2, 3)),), kwargs={"axis": 0}, id="two-cells")],
+    "faces_to_centers_bounded": _half_cell_shift_cases() + [
+        Case(lambda rng: (rng.standard_normal((2, 4)),), kwargs={"axis": 0}, id="one-cell")],
     "adjoint_probe": _probe_cases(),
     "vorticity_confinement": _each_domain(lambda domain, tag: [
         Case(lambda rng, d=domain: (velocity(d, rng), 0.7), kwargs={"domain": domain}, id=tag)]),
