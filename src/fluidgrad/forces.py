@@ -102,16 +102,24 @@ def obstacle_forces(state, domain, viscosity, dt):
     pressure_parts, viscous_parts = [], []
     p = state.pressure
     viscous = tuple(u + g for u, g in zip(state.velocity, gradient(p, domain=domain)))  # before the projection
-    for w in body_weights(domain):
-        pressure_parts.append([fnp.sum(_as(w.pressure[d], p) * p) / dt for d in range(domain.ndim)])
-        viscous_parts.append([viscosity * fnp.sum(_as(w.shear[d], u) * (u - w.velocity[d]))
-                              for d, u in enumerate(viscous)])
+    for w in _weights_like(domain, p):
+        pressure_parts.append([fnp.sum(w.pressure[d] * p) / dt for d in range(domain.ndim)])
+        viscous_parts.append([viscosity * fnp.sum(w.shear[d] * (u - w.velocity[d])) for d, u in enumerate(viscous)])
     return pressure_parts, viscous_parts
 
 
-def _as(weights, like):
+def _weights_like(domain, like):
+    """:func:`body_weights` as arrays of ``like``'s module and dtype (cached on the domain)."""
     raw = getattr(like, "_fg_value", like)
-    return xp_of(raw).asarray(weights, dtype=raw.dtype)
+    xp = xp_of(raw)
+    key = ("body-weights", xp.__name__, raw.dtype)
+    out = domain._cache.get(key)
+    if out is None:
+        out = domain._cache[key] = tuple(
+            BodyWeights(tuple(xp.asarray(a, dtype=raw.dtype) for a in w.pressure),
+                        tuple(xp.asarray(a, dtype=raw.dtype) for a in w.shear), w.velocity)
+            for w in body_weights(domain))
+    return out
 
 
 def flow_axis(domain) -> tuple:
