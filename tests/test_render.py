@@ -575,7 +575,7 @@ def test_loss_plot_draws_the_gradient_norm_on_a_second_axis(tmp_path, monkeypatc
 
 SMALL = {"smoke_plume": [24, 32], "smoke_plume_3d": [8, 12, 8], "lid_cavity": [16, 16], "taylor_green": [16, 16],
          "karman_vortex": [48, 12], "smoke_target": [16, 16], "control_to_target": [16, 16],
-         "fit_buoyancy": [16, 16]}
+         "fit_buoyancy": [16, 16], "drag_min": [24, 8]}
 
 
 @pytest.fixture
