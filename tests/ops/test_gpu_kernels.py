@@ -90,17 +90,22 @@ def test_semi_lagrangian_forward_vjp_jvp_agree_with_the_reference(k, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("k", _advection_cases())
-def test_maccormack_forward_and_vjp_agree_with_the_reference(k, dtype):
+def test_maccormack_forward_vjp_jvp_agree_with_the_reference(k, dtype):
     xp = _device()
-    kw, (q, velocity, g, *_), (dq, dvelocity, dg, *_) = _inputs(k, dtype, xp)
+    kw, (q, velocity, g, dot_q, dot_u), (dq, dvelocity, dg, ddot_q, ddot_u) = _inputs(k, dtype, xp)
     with dispatch.use_reference():
         want = advection._maccormack_reference(q, velocity, **kw)
         want_vjp = advection._maccormack_vjp_reference(g, want, q, velocity, **kw)
+        want_jvp = [advection._maccormack_jvp_reference(dots, want, q, velocity, **kw)
+                    for dots in ((dot_q, dot_u), (dot_q, None), (None, dot_u))]
     _agree(gpu.maccormack(dq, dvelocity, **kw), want, dtype)
     _agree(gpu.maccormack_vjp(dg, None, dq, dvelocity, **kw), want_vjp, dtype)
+    for dots, expected in zip(((ddot_q, ddot_u), (ddot_q, None), (None, ddot_u)), want_jvp):
+        _agree(gpu.maccormack_jvp(dots, None, dq, dvelocity, **kw), expected, dtype)
     if xp is not onp:
         assert advection.maccormack_forward.choose(dq, dvelocity, **kw)[0] == "gpu"
         assert advection.maccormack_vjp.choose(dg, None, dq, dvelocity, **kw)[0] == "gpu"
+        assert advection.maccormack_jvp.choose((ddot_q, ddot_u), None, dq, dvelocity, **kw)[0] == "gpu"
 
 
 def _padding_cases():
@@ -145,9 +150,9 @@ def _projection_cases():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kw", _projection_cases())
-def test_projection_forward_and_vjp_agree_with_the_reference(kw, dtype):
+def test_projection_forward_vjp_jvp_agree_with_the_reference(kw, dtype):
     """The projection with its stencil passes on the device (the solve between them is the
-    reference's own), forward and VJP, every solver of ``kernel_cases``."""
+    reference's own), forward, VJP and JVP, every solver of ``kernel_cases``."""
     xp = _device()
     domain = kw["domain"]
     rng = onp.random.default_rng(5)
@@ -157,12 +162,15 @@ def test_projection_forward_and_vjp_agree_with_the_reference(kw, dtype):
     with dispatch.use_reference():
         want = pressure._project_reference(velocity, **kw)
         want_vjp = pressure._project_vjp_reference(g, want, velocity, **kw)
+        want_jvp = pressure._project_jvp_reference((g[0],), want, velocity, **kw)
     dvelocity, dg = _to(velocity, xp, dtype), _to(g, xp, dtype)
     _agree(gpu.project(dvelocity, **kw), want, dtype)
     _agree(gpu.project_vjp(dg, None, dvelocity, **kw), want_vjp, dtype)
+    _agree(gpu.project_jvp((dg[0],), None, dvelocity, **kw), want_jvp, dtype)
     if xp is not onp:  # on a GPU the dispatch rule picks these kernels
         assert pressure.project_forward.choose(dvelocity, **kw)[0] == "gpu"
         assert pressure.project_vjp.choose(dg, None, dvelocity, **kw)[0] == "gpu"
+        assert pressure.project_jvp.choose((dg[0],), None, dvelocity, **kw)[0] == "gpu"
 
 
 def _poisson_inputs(name, dtype, xp):
@@ -234,6 +242,7 @@ def test_the_rule_sends_only_device_arrays_to_the_gpu_kernels():
     assert pressure.project_forward.choose(velocity, domain=domain)[0] != "gpu"
     g = (velocity, q)
     assert pressure.project_vjp.choose(g, None, velocity, domain=domain)[0] != "gpu"
+    assert pressure.project_jvp.choose((velocity,), None, velocity, domain=domain)[0] != "gpu"
     (op, b, x0), _ = _poisson_inputs("obstacle", onp.float64, onp)
     assert poisson.poisson_apply.choose(op, b)[0] != "gpu"
     assert poisson.jacobi_sweeps.choose(op, b, x0, 5, 0.8)[0] != "gpu"

@@ -306,6 +306,7 @@ maccormack_vjp.implementation("fused", _fused_supports("maccormack", "vjp"))(_fu
 maccormack_jvp = Kernel("maccormack.jvp", _maccormack_jvp_reference)
 maccormack_forward.implementation("gpu", _fused_supports("maccormack", "forward", (2,), kind="gpu"))(gpu.maccormack)
 maccormack_vjp.implementation("gpu", _fused_supports("maccormack", "vjp", (2,), kind="gpu"))(gpu.maccormack_vjp)
+maccormack_jvp.implementation("gpu", _fused_supports("maccormack", "jvp", (2,), kind="gpu"))(gpu.maccormack_jvp)
 
 maccormack = Primitive(maccormack_forward, "maccormack", register=True)
 maccormack.defvjp_all(needs=(0, 1))(maccormack_vjp)

@@ -10,10 +10,11 @@ numba's CUDA simulator, where the dispatch rule never sends them.
 Kernels here: ghost-layer padding and its transpose (2-D), semi-Lagrangian advection
 forward, VJP and JVP (2-D, Euler backtrace), and the 2-D pressure projection's stencil
 passes, forward (the right-hand side ``D (M u + c)``, the gradient subtraction ``u_b − M G
-p``) and VJP (their transposes), around a solve that stays the reference's
+p``), VJP (their transposes) and JVP (the forward's passes without the prescribed
+velocities), around a solve that stays the reference's
 (:func:`~.pressure.solve_pressure`: its own kernels dispatch as usual), and MacCormack
-advection forward and VJP (2-D, Euler backtrace: the semi-Lagrangian pass, the nodal
-bounds and the limited correction, and their transposes), and the 2-D Poisson
+advection forward, VJP and JVP (2-D, Euler backtrace: the semi-Lagrangian pass, the nodal
+bounds and the limited correction, their transposes and their tangents), and the 2-D Poisson
 solvers' kernels: ``L x``, damped-Jacobi sweeps (a launch a sweep between two device
 buffers, no host synchronisation between sweeps) and red-black Gauss-Seidel (two in-place
 launches a sweep). Everything else runs its array-API reference on cupy arrays.
@@ -152,8 +153,10 @@ class _Projection:
         from . import pressure, stencils
         self.mask = pressure._open_mask(domain, (like, like))
         self.fixed = tuple(domain.array("fixed_velocity", like, d) for d in range(2))
+        self.zero = tuple(xp_of(like).zeros_like(c) for c in self.fixed)  # the homogeneous (tangent) projection's
         self.rules = tuple(float(stencils.pressure_rule(domain, d, side)[0]) for d in range(2) for side in range(2))
-        self.plain = bool(all(bool(m.all()) for m in self.mask) and not any(bool(c.any()) for c in self.fixed))
+        self.open = bool(all(bool(m.all()) for m in self.mask))
+        self.plain = self.open and not any(bool(c.any()) for c in self.fixed)
         self.inv_h = 1.0 / domain.dx
 
     @classmethod
@@ -173,23 +176,40 @@ def supports_projection_vjp(g, ans, velocity, *, domain, solve=None):
     return g[1] is not None and supports((*g[0], g[1]), domain)
 
 
-def project(velocity, *, domain, solve=None):
-    """:func:`~.pressure.project` with its stencil passes on the device: ``b = D (M u +
-    c)``, the solve (:func:`~.pressure.solve_pressure`, whose kernels dispatch on their
-    own), ``u' = u_b − M G p``."""
+def _project(velocity, domain, solve, homogeneous):
+    """``u_b = M u + c`` (``c`` dropped if ``homogeneous``), ``b = D u_b``, ``p = L⁺ b``,
+    ``u' = u_b − M G p``: two launches around the solve."""
     from . import pressure
     solve = pressure.PressureSolve() if solve is None else solve
     u, v = velocity
     pr, xp, k = _Projection.of(domain, u), xp_of(u), _kernels()
-    (mu, mv), (cu, cv) = pr.mask, pr.fixed
-    ub, vb = (u, v) if pr.plain else (xp.empty(u.shape, dtype=u.dtype), xp.empty(v.shape, dtype=v.dtype))
+    (mu, mv), (cu, cv) = pr.mask, (pr.zero if homogeneous else pr.fixed)
+    plain = pr.open if homogeneous else pr.plain
+    ub, vb = (u, v) if plain else (xp.empty(u.shape, dtype=u.dtype), xp.empty(v.shape, dtype=v.dtype))
     b = xp.empty((v.shape[0], u.shape[1]), dtype=u.dtype)
     span = (u.shape[0], v.shape[1])
-    k.launch(k.projection_rhs, span)(u, v, mu, mv, cu, cv, pr.inv_h, pr.plain, ub, vb, b)
+    k.launch(k.projection_rhs, span)(u, v, mu, mv, cu, cv, pr.inv_h, plain, ub, vb, b)
     p = pressure.solve_pressure(domain, b, solve)
     out_u, out_v = xp.empty(u.shape, dtype=u.dtype), xp.empty(v.shape, dtype=v.dtype)
-    k.launch(k.projection_finish, span)(p, ub, vb, mu, mv, pr.inv_h, *pr.rules, pr.plain, out_u, out_v)
+    k.launch(k.projection_finish, span)(p, ub, vb, mu, mv, pr.inv_h, *pr.rules, plain, out_u, out_v)
     return (out_u, out_v), p
+
+
+def project(velocity, *, domain, solve=None):
+    """:func:`~.pressure.project` with its stencil passes on the device: ``b = D (M u +
+    c)``, the solve (:func:`~.pressure.solve_pressure`, whose kernels dispatch on their
+    own), ``u' = u_b − M G p``."""
+    return _project(velocity, domain, solve, homogeneous=False)
+
+
+def supports_projection_jvp(dots, ans, velocity, *, domain, solve=None):
+    return dots[0] is not None and supports(dots[0], domain)
+
+
+def project_jvp(dots, ans, velocity, *, domain, solve=None):
+    """``(dot_u', dot_p)``: the homogeneous projection of the tangent (``c`` dropped; the
+    projection is affine in ``u``), the forward's passes with zero prescribed velocities."""
+    return _project(dots[0], domain, solve, homogeneous=True)
 
 
 def project_vjp(g, ans, velocity, *, domain, solve=None):
@@ -209,22 +229,28 @@ def project_vjp(g, ans, velocity, *, domain, solve=None):
     return ((adj_u, adj_v),)
 
 
-# -- MacCormack (forward) -----------------------------------------------------------------
+# -- MacCormack: forward, VJP, JVP -------------------------------------------------------
+
+def _maccormack_first(q, velocity, dt, domain, location):
+    """What every MacCormack rule starts from: the padded ``q`` and velocity, the layout,
+    ``c = Δt/h``, ``q¹ = SL(q, Δt)`` and its padding, and the nodal bounds of the padded ``q``."""
+    from . import interpolation as interp
+    qp, padded = _padded(q, velocity, domain, location)
+    xp, k, layout, c = xp_of(q), _kernels(), _layout(domain, location), dt / domain.dx
+    q1 = xp.empty(q.shape, dtype=q.dtype)
+    k.launch(k.sl_forward, q.shape)(q1, qp, *padded, *layout, c)
+    lo, hi = xp.empty_like(qp), xp.empty_like(qp)
+    k.launch(k.nodal_bounds, qp.shape)(qp, lo, hi, *layout[-2:])
+    return qp, padded, layout, c, q1, interp.pad_field(q1, domain, location), lo, hi
+
 
 def maccormack(q, velocity, *, dt, domain, location="center", backtrace="euler"):
     """:func:`~.advection.maccormack` forward: ``q¹ = SL(q, Δt)``, the nodal bounds of the
     padded ``q`` and the limited correction, three launches (and the padding of ``q¹``)."""
-    from . import interpolation as interp
     from .limiter import tie_tolerance
-    qp, (up, vp) = _padded(q, velocity, domain, location)
-    xp, k, layout, c = xp_of(q), _kernels(), _layout(domain, location), dt / domain.dx
-    q1 = xp.empty(q.shape, dtype=q.dtype)
-    k.launch(k.sl_forward, q.shape)(q1, qp, up, vp, *layout, c)
-    q1p = interp.pad_field(q1, domain, location)
-    lo, hi = xp.empty_like(qp), xp.empty_like(qp)
-    k.launch(k.nodal_bounds, qp.shape)(qp, lo, hi, *layout[-2:])
-    out = xp.empty(q.shape, dtype=q.dtype)
-    k.launch(k.mc_correct, q.shape)(out, q, q1, q1p, lo, hi, up, vp, *layout, c, tie_tolerance(q.dtype))
+    qp, padded, layout, c, q1, q1p, lo, hi = _maccormack_first(q, velocity, dt, domain, location)
+    out, k = xp_of(q).empty(q.shape, dtype=q.dtype), _kernels()
+    k.launch(k.mc_correct, q.shape)(out, q, q1, q1p, lo, hi, *padded, *layout, c, tie_tolerance(q.dtype))
     return out
 
 
@@ -234,14 +260,9 @@ def maccormack_vjp(g, ans, q, velocity, *, dt, domain, location="center", backtr
     bounds' transpose; then ``q¹ = SL(q, Δt)``'s with the cotangent of ``q¹``."""
     from . import interpolation as interp
     from .limiter import tie_tolerance
-    qp, padded = _padded(q, velocity, domain, location)
-    xp, k, layout, c = xp_of(q), _kernels(), _layout(domain, location), dt / domain.dx
+    qp, padded, layout, c, q1, q1p, lo, hi = _maccormack_first(q, velocity, dt, domain, location)
+    xp, k = xp_of(q), _kernels()
     tol, weights = tie_tolerance(q.dtype), _sampling_weights(layout)
-    q1 = xp.empty(q.shape, dtype=q.dtype)
-    k.launch(k.sl_forward, q.shape)(q1, qp, *padded, *layout, c)
-    q1p = interp.pad_field(q1, domain, location)
-    lo, hi = xp.empty_like(qp), xp.empty_like(qp)
-    k.launch(k.nodal_bounds, qp.shape)(qp, lo, hi, *layout[-2:])
     adj_c, adj_lo, adj_hi, adj_q1p = xp.empty_like(g), xp.zeros_like(qp), xp.zeros_like(qp), xp.zeros_like(q1p)
     adj_qp, adj = xp.zeros_like(qp), [xp.zeros_like(p) for p in padded]
     k.launch(k.mc_correct_vjp, g.shape)(g, q, q1, q1p, lo, hi, *padded, *layout, c, tol, adj_c, adj_lo, adj_hi,
@@ -251,6 +272,29 @@ def maccormack_vjp(g, ans, q, velocity, *, dt, domain, location="center", backtr
     k.launch(k.sl_vjp, g.shape)(adj_q1, qp, *padded, *layout, c, adj_qp, *adj, *weights)
     return (interp.pad_field_transpose(adj_qp, domain, location) + 0.5 * adj_c,
             tuple(interp.pad_field_transpose(a, domain, d) for d, a in enumerate(adj)))
+
+
+def maccormack_jvp(dots, ans, q, velocity, *, dt, domain, location="center", backtrace="euler"):
+    """``dot_q' = s_c (dot_q¹ + (dot_q − dot_q⁰)/2) + s_lo dot_lo + s_hi dot_hi`` (the
+    reference's rule): the bounds' tangents on the padded lattice, ``dot_q¹`` by the
+    semi-Lagrangian JVP, then one pass for the bounds' and ``q⁰``'s tangents and the clamp's shares."""
+    from . import interpolation as interp
+    from .limiter import tie_tolerance
+    dot_q, dot_u = dots
+    qp, padded, layout, c, q1, q1p, lo, hi = _maccormack_first(q, velocity, dt, domain, location)
+    xp, k, tol = xp_of(q), _kernels(), tie_tolerance(q.dtype)
+    dq = xp.zeros_like(q) if dot_q is None else dot_q
+    dqp = interp.pad_field(dq, domain, location, homogeneous=True)
+    du = padded if dot_u is None else interp.pad_velocity(dot_u, domain, homogeneous=True)
+    dlo, dhi = xp.empty_like(qp), xp.empty_like(qp)
+    k.launch(k.nodal_bounds_jvp, qp.shape)(qp, dqp, lo, hi, dlo, dhi, *layout[-2:], tol)
+    dq1 = xp.empty(q.shape, dtype=q.dtype)
+    k.launch(k.sl_jvp, q.shape)(dq1, dqp, *du, qp, *padded, *layout, c, True, dot_u is not None)
+    dq1p = interp.pad_field(dq1, domain, location, homogeneous=True)
+    out = xp.empty(q.shape, dtype=q.dtype)
+    k.launch(k.mc_correct_jvp, q.shape)(out, q, dq, q1, dq1, q1p, dq1p, lo, hi, dlo, dhi, *padded, *du, *layout,
+                                        c, tol, dot_u is not None)
+    return out
 
 
 # -- the Poisson operator: L x and damped-Jacobi sweeps (2-D) ------------------------------

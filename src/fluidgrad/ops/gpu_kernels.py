@@ -1,7 +1,7 @@
 """GPU kernels (numba-cuda): ghost-layer padding and its transpose, 2-D semi-Lagrangian
 advection forward, VJP and JVP, and the 2-D pressure projection's stencil passes (the
 right-hand side, the gradient subtraction, and their transposes for the VJP), MacCormack's
-nodal bounds and limited correction (forward and VJP), and the 2-D Poisson operator
+nodal bounds and limited correction (forward, VJP and JVP), and the 2-D Poisson operator
 ``L x``, damped-Jacobi sweeps and red-black Gauss-Seidel half-sweeps, one thread per
 output point.
 
@@ -395,6 +395,59 @@ def nodal_bounds_vjp(qp, lo, hi, adj_lo, adj_hi, adj_qp, periodic0, periodic1, t
                                     cuda.atomic.add(adj_qp, (ii, jj), a / count)
                                 else:
                                     count += 1
+
+
+@cuda.jit
+def nodal_bounds_jvp(qp, dqp, lo, hi, dlo, dhi, periodic0, periodic1, tol):
+    """The tangents of :func:`nodal_bounds` (``NodalBounds.tangent``, one point): each
+    bound's the mean of ``dqp`` over the neighbours that attain it (to ``tol``, relative)."""
+    i, j = cuda.grid(2)
+    n0, n1 = qp.shape
+    if i < n0 and j < n1:
+        for which in range(2):
+            bound = lo[i, j] if which == 0 else hi[i, j]
+            total, count = 0.0, 0
+            for di in range(-1, 2):
+                ii = neighbour(i + di, n0, periodic0)
+                for dj in range(-1, 2):
+                    jj = neighbour(j + dj, n1, periodic1)
+                    if ii >= 0 and jj >= 0 and near(qp[ii, jj], bound, tol):
+                        total += dqp[ii, jj]
+                        count += 1
+            if which == 0:
+                dlo[i, j] = total / count
+            else:
+                dhi[i, j] = total / count
+
+
+@cuda.jit
+def mc_correct_jvp(out, q, dq, q1, dq1, q1p, dq1p, lo, hi, dlo, dhi, u, v, du, dv, s0, s1, s2, s3, a0, a1, a2, a3,
+                   g0, g1, p0, p1, c, tol, with_u):
+    """The JVP of :func:`mc_correct`: ``s_c (dot_q¹ + (dot_q − dot_q⁰)/2) + s_lo dot_lo +
+    s_hi dot_hi``, with ``dot_q⁰ = I[dot_q¹](x + Δt U) + ∂I[q¹]/∂x · Δt S dot_u`` and the
+    bounds' tangents ``I[dot_m](x − Δt U) − ∂I[m]/∂x · Δt S dot_u`` (``dq1p``, ``dlo``,
+    ``dhi``: padded; ``du``, ``dv`` read only ``with_u``)."""
+    i, j = cuda.grid(2)
+    if i < out.shape[0] and j < out.shape[1]:
+        ux, vy = sample(u, i, j, s0, s1, a0, a1), sample(v, i, j, s2, s3, a2, a3)
+        b0, b1, tb0, db0, c0, c1, tb1, db1 = departure(i, j, ux, vy, g0, g1, q1p.shape[0], q1p.shape[1], p0, p1, -c)
+        corrected = q1[i, j] + 0.5 * (q[i, j] - bilinear(q1p, b0, b1, tb0, c0, c1, tb1))
+        i0, i1, t0, d0, j0, j1, t1, d1 = departure(i, j, ux, vy, g0, g1, lo.shape[0], lo.shape[1], p0, p1, c)
+        _, s_c, s_lo, s_hi = clamp_shares(corrected, bilinear(lo, i0, i1, t0, j0, j1, t1),
+                                          bilinear(hi, i0, i1, t0, j0, j1, t1), tol)
+        dot_lo = bilinear(dlo, i0, i1, t0, j0, j1, t1)
+        dot_hi = bilinear(dhi, i0, i1, t0, j0, j1, t1)
+        dot_q0 = bilinear(dq1p, b0, b1, tb0, c0, c1, tb1)
+        if with_u:
+            dx, dy = -c * sample(du, i, j, s0, s1, a0, a1), -c * sample(dv, i, j, s2, s3, a2, a3)
+            lx, ly = bilinear_slope(lo, i0, i1, t0, d0, j0, j1, t1, d1)
+            hx, hy = bilinear_slope(hi, i0, i1, t0, d0, j0, j1, t1, d1)
+            bx, by = bilinear_slope(q1p, b0, b1, tb0, db0, c0, c1, tb1, db1)
+            dot_lo = dot_lo + lx * dx + ly * dy
+            dot_hi = dot_hi + hx * dx + hy * dy
+            dot_q0 = dot_q0 - bx * dx - by * dy
+        dot_c = dq1[i, j] + 0.5 * (dq[i, j] - dot_q0)
+        out[i, j] = s_c * dot_c + s_lo * dot_lo + s_hi * dot_hi
 
 
 # -- the Poisson operator: L x and damped-Jacobi sweeps (2-D) ------------------------------
