@@ -173,24 +173,24 @@ def test_projection_forward_vjp_jvp_agree_with_the_reference(kw, dtype):
         assert pressure.project_jvp.choose((dg[0],), None, dvelocity, **kw)[0] == "gpu"
 
 
-def _poisson_inputs(name, dtype, xp):
-    """The pressure Laplacian of the 2-D domain ``name`` for host and device arrays, a
+def _poisson_inputs(name, dtype, xp, ndim=2):
+    """The pressure Laplacian of the domain ``name`` for host and device arrays, a
     right-hand side and a start on its fluid cells (host, device)."""
-    domain = domains.make(name, 2)
+    domain = domains.make(name, ndim)
     rng = onp.random.default_rng(3)
     b, x0 = (_to(rng.standard_normal(domain.grid.shape) * domain.fluid, onp, dtype) for _ in range(2))
     db, dx0 = _to(b, xp, dtype), _to(x0, xp, dtype)
     return (pressure.poisson_operator(domain, b), b, x0), (pressure.poisson_operator(domain, db), db, dx0)
 
 
-POISSON_DOMAINS = [name for name, ndim in domains.ALL if ndim == 2]  # the obstacle's among them
+POISSON_DOMAINS = [pytest.param(name, ndim, id=f"{name}-{ndim}d") for name, ndim in domains.ALL]  # obstacles too
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name", POISSON_DOMAINS)
-def test_poisson_apply_agrees_with_the_reference(name, dtype):
+@pytest.mark.parametrize("name, ndim", POISSON_DOMAINS)
+def test_poisson_apply_agrees_with_the_reference(name, ndim, dtype):
     xp = _device()
-    (op, b, x0), (dop, db, dx0) = _poisson_inputs(name, dtype, xp)
+    (op, b, x0), (dop, db, dx0) = _poisson_inputs(name, dtype, xp, ndim)
     for x, dx in ((b, db), (x0, dx0)):
         _agree(gpu.poisson_apply(dop, dx), op._apply_reference(x), dtype)
     if xp is not onp:  # on a GPU the dispatch rule picks this kernel
@@ -198,13 +198,13 @@ def test_poisson_apply_agrees_with_the_reference(name, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name", POISSON_DOMAINS)
-def test_jacobi_sweeps_agree_with_the_reference(name, dtype):
+@pytest.mark.parametrize("name, ndim", POISSON_DOMAINS)
+def test_jacobi_sweeps_agree_with_the_reference(name, ndim, dtype):
     """From zero and from a start (left as it was), one sweep and several."""
     xp = _device()
-    (op, b, x0), (dop, db, dx0) = _poisson_inputs(name, dtype, xp)
+    (op, b, x0), (dop, db, dx0) = _poisson_inputs(name, dtype, xp, ndim)
     kept = to_numpy(dx0).copy()
-    for sweeps in (1, 2, 5):
+    for sweeps in (1, 2, 3):  # 3: a spare buffer reused
         for x, dx in ((None, None), (x0, dx0)):
             with dispatch.use_reference():
                 want = poisson._jacobi_sweeps_reference(op, b, x, sweeps, 0.8)
@@ -215,11 +215,14 @@ def test_jacobi_sweeps_agree_with_the_reference(name, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name", POISSON_DOMAINS)
-def test_red_black_gauss_seidel_agrees_with_the_reference(name, dtype):
+@pytest.mark.parametrize("name, ndim", POISSON_DOMAINS)
+def test_red_black_gauss_seidel_agrees_with_the_reference(name, ndim, dtype):
     """Both colour orders, from zero and from a start (left as it was), one sweep and two."""
     xp = _device()
-    (op, b, x0), (dop, db, dx0) = _poisson_inputs(name, dtype, xp)
+    (op, b, x0), (dop, db, dx0) = _poisson_inputs(name, dtype, xp, ndim)
+    if any(p and n % 2 for p, n in zip(op.periodic, op.shape)):
+        assert not gpu.supports_red_black(dop, db, dx0, 2, True)
+        pytest.skip("an odd periodic axis: no 2-colouring, the rule declines the kernel (the reference runs)")
     kept = to_numpy(dx0).copy()
     for sweeps in (1, 2):
         for reverse in (False, True):

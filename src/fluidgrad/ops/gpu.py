@@ -14,8 +14,8 @@ p``), VJP (their transposes) and JVP (the forward's passes without the prescribe
 velocities), around a solve that stays the reference's
 (:func:`~.pressure.solve_pressure`: its own kernels dispatch as usual), and MacCormack
 advection forward, VJP and JVP (2-D, Euler backtrace: the semi-Lagrangian pass, the nodal
-bounds and the limited correction, their transposes and their tangents), and the 2-D Poisson
-solvers' kernels: ``L x``, damped-Jacobi sweeps (a launch a sweep between two device
+bounds and the limited correction, their transposes and their tangents), and the Poisson
+solvers' kernels (2-D and 3-D): ``L x``, damped-Jacobi sweeps (a launch a sweep between two device
 buffers, no host synchronisation between sweeps) and red-black Gauss-Seidel (two in-place
 launches a sweep). Everything else runs its array-API reference on cupy arrays.
 """
@@ -297,25 +297,30 @@ def maccormack_jvp(dots, ans, q, velocity, *, dt, domain, location="center", bac
     return out
 
 
-# -- the Poisson operator: L x and damped-Jacobi sweeps (2-D) ------------------------------
+# -- the Poisson operator: L x, damped-Jacobi and red-black sweeps (2-D, 3-D) --------------
 
 def _on_device(a, dtype=None) -> bool:
     return hasattr(a, "__cuda_array_interface__") and (a.dtype == dtype if dtype is not None else a.dtype.kind == "f")
 
 
 def supports_poisson(op, a, *args) -> bool:
-    """A 2-D device float array of the operator's own shape (no batch axes)."""
-    return _on_device(a) and op.ndim == 2 and tuple(a.shape) == tuple(op.shape) and available()
+    """A 2-D or 3-D device float array of the operator's own shape (no batch axes)."""
+    return _on_device(a) and op.ndim in (2, 3) and tuple(a.shape) == tuple(op.shape) and available()
 
 
 def supports_jacobi(op, b, x, sweeps, omega) -> bool:
     return sweeps > 0 and (x is None or _on_device(x, b.dtype)) and supports_poisson(op, b)
 
 
+def _of_rank(name, ndim):
+    """The kernel ``name`` of :mod:`.gpu_kernels` for ``ndim`` dimensions (``name_3d`` in 3-D)."""
+    return getattr(_kernels(), name if ndim == 2 else f"{name}_3d")
+
+
 def _neighbour_coefficients(op, dtype):
-    """``(inv_diag, diag, lo₀, hi₀, lo₁, hi₁)`` of the 2-D PoissonOperator ``op`` as device
-    cell arrays (``fused_poisson.neighbour_coefficients`` built with the operator's own
-    array module), cached on the operator."""
+    """``(inv_diag, diag, lo₀, hi₀, lo₁, hi₁[, lo₂, hi₂])`` of the PoissonOperator ``op`` as
+    device cell arrays (``fused_poisson.neighbour_coefficients`` built with the operator's
+    own array module), cached on the operator."""
     import numpy as onp
     key = ("gpu-neighbour-arrays", onp.dtype(dtype))
     cached = op._aux.get(key)
@@ -323,15 +328,14 @@ def _neighbour_coefficients(op, dtype):
         diag, offs = op._coef(dtype)
         xp = xp_of(diag)
         out = [op._inv_diag(dtype), diag]
-        for d in range(2):
+        for d in range(op.ndim):
             if op.periodic[d]:
                 lo, hi = offs[d]
             else:
                 lo, hi = xp.zeros(op.shape, dtype=dtype), xp.zeros(op.shape, dtype=dtype)
-                if d == 0:
-                    lo[1:, :], hi[:-1, :] = offs[d], offs[d]
-                else:
-                    lo[:, 1:], hi[:, :-1] = offs[d], offs[d]
+                inner, lower = [slice(None)] * op.ndim, [slice(None)] * op.ndim
+                inner[d], lower[d] = slice(1, None), slice(None, -1)
+                lo[tuple(inner)], hi[tuple(lower)] = offs[d], offs[d]
             out += [lo, hi]
         cached = op._aux[key] = tuple(xp.ascontiguousarray(a) for a in out)
     return cached
@@ -341,7 +345,8 @@ def poisson_apply(op, x):
     """``L x`` (:meth:`~.poisson.PoissonOperator.apply`), one launch."""
     out = xp_of(x).empty(x.shape, dtype=x.dtype)
     k = _kernels()
-    k.launch(k.poisson_apply, x.shape)(x, *_neighbour_coefficients(op, x.dtype)[1:], *op.periodic, out)
+    k.launch(_of_rank("poisson_apply", x.ndim), x.shape)(x, *_neighbour_coefficients(op, x.dtype)[1:],
+                                                          *op.periodic, out)
     return out
 
 
@@ -355,11 +360,12 @@ def jacobi_sweeps(op, b, x, sweeps, omega):
     first = x is None
     current, spare = (xp.empty(b.shape, dtype=b.dtype) if first else x), None
     if first:
-        k.launch(k.jacobi_start, b.shape)(b, coefficients[0], w, current)
+        k.launch(_of_rank("jacobi_start", b.ndim), b.shape)(b, coefficients[0], w, current)
+    sweep = _of_rank("jacobi_sweep", b.ndim)
     for _ in range(sweeps - first):
         if spare is None:
             spare = xp.empty(b.shape, dtype=b.dtype)
-        k.launch(k.jacobi_sweep, b.shape)(current, spare, b, *coefficients, *op.periodic, w)
+        k.launch(sweep, b.shape)(current, spare, b, *coefficients, *op.periodic, w)
         current, spare = spare, (None if current is x else current)
     return current
 
@@ -377,8 +383,8 @@ def red_black(op, b, x, sweeps, reverse):
     xp, k = xp_of(b), _kernels()
     coefficients = _neighbour_coefficients(op, b.dtype)
     out = xp.zeros(b.shape, dtype=b.dtype) if x is None else x.copy()
+    colour = _of_rank("gauss_seidel_colour", b.ndim)
     for _ in range(sweeps):
         for half in range(2):
-            k.launch(k.gauss_seidel_colour, b.shape)(out, b, *coefficients, *op.periodic,
-                                                     (1 - half) if reverse else half)
+            k.launch(colour, b.shape)(out, b, *coefficients, *op.periodic, (1 - half) if reverse else half)
     return out

@@ -31,14 +31,18 @@ from numba import config, cuda
 from . import fused_advection_2d as k2
 from . import fused_lattice, fused_limiter, fused_poisson, fused_projection
 
-#: threads per block: 16×16 on a device; 8×8 in the simulator (each thread a Python thread)
-BLOCK = (8, 8) if config.ENABLE_CUDASIM else (16, 16)
+#: threads per block, 2-D and 3-D: 16×16 and 8×8×4 (in the simulator, where each thread
+#: is a Python thread, 8×8 and 8×8×4, cut down to the shape: no idle threads)
+BLOCKS = {2: (8, 8), 3: (8, 8, 4)} if config.ENABLE_CUDASIM else {2: (16, 16), 3: (8, 8, 4)}
 
 
 def launch(kernel, shape):
-    """``kernel[grid, block]`` covering the 2-D ``shape`` with one thread per point."""
-    grid = tuple((n + b - 1) // b for n, b in zip(shape, BLOCK))
-    return kernel[grid, BLOCK]
+    """``kernel[grid, block]`` covering the 2-D or 3-D ``shape`` with one thread per point."""
+    block = BLOCKS[len(shape)]
+    if config.ENABLE_CUDASIM:
+        block = tuple(min(n, b) for n, b in zip(shape, block))
+    grid = tuple((n + b - 1) // b for n, b in zip(shape, block))
+    return kernel[grid, block]
 
 
 def _device(cpu_kernel, **callees):
@@ -500,9 +504,66 @@ def gauss_seidel_colour(x, b, inv_diag, diag, cxm, cxp, cym, cyp, per0, per1, co
     read only cells of the other colour, so no thread reads what another writes."""
     i, j = cuda.grid(2)
     n0, n1 = x.shape
-    if i < n0 and j < n1 and (i + j) % 2 == colour:
+    if i < n0 and j < n1 and (i + j + k) % 2 == colour:
         im, ip = neighbours(i, n0, per0)
         jm, jp = neighbours(j, n1, per1)
         lx = (diag[i, j] * x[i, j] + cxm[i, j] * x[im, j] + cxp[i, j] * x[ip, j]
               + cym[i, j] * x[i, jm] + cyp[i, j] * x[i, jp])
         x[i, j] = x[i, j] + inv_diag[i, j] * (b[i, j] - lx)
+
+
+# -- the 3-D Poisson operator: L x, damped-Jacobi sweeps, red-black Gauss-Seidel ----------
+#
+# The seven-point operator of :mod:`.fused_poisson` (``fused_poisson._apply_3d_at``
+# compiled as a device function), one thread per cell.
+
+apply_3d_at = _device(fused_poisson._apply_3d_at)
+
+
+@cuda.jit(device=True)
+def _cell_neighbours_3d(i, j, k, n0, n1, n2, per0, per1, per2):
+    im, ip = neighbours(i, n0, per0)
+    jm, jp = neighbours(j, n1, per1)
+    km, kp = neighbours(k, n2, per2)
+    return im, ip, jm, jp, km, kp
+
+
+@cuda.jit
+def poisson_apply_3d(x, diag, cxm, cxp, cym, cyp, czm, czp, per0, per1, per2, out):
+    """``out = L x`` (``fused_poisson.poisson_apply_3d``, one cell)."""
+    i, j, k = cuda.grid(3)
+    n0, n1, n2 = x.shape
+    if i < n0 and j < n1 and k < n2:
+        im, ip, jm, jp, km, kp = _cell_neighbours_3d(i, j, k, n0, n1, n2, per0, per1, per2)
+        out[i, j, k] = apply_3d_at(x, i, j, k, im, ip, jm, jp, km, kp, diag, cxm, cxp, cym, cyp, czm, czp)
+
+
+@cuda.jit
+def jacobi_start_3d(b, inv_diag, omega, x):
+    """The first sweep from zero, ``x = ω D⁻¹ b``."""
+    i, j, k = cuda.grid(3)
+    if i < b.shape[0] and j < b.shape[1] and k < b.shape[2]:
+        x[i, j, k] = omega * inv_diag[i, j, k] * b[i, j, k]
+
+
+@cuda.jit
+def jacobi_sweep_3d(x, y, b, inv_diag, diag, cxm, cxp, cym, cyp, czm, czp, per0, per1, per2, omega):
+    """One damped-Jacobi sweep ``y = x + ω D⁻¹ (b − L x)``, one cell."""
+    i, j, k = cuda.grid(3)
+    n0, n1, n2 = b.shape
+    if i < n0 and j < n1 and k < n2:
+        im, ip, jm, jp, km, kp = _cell_neighbours_3d(i, j, k, n0, n1, n2, per0, per1, per2)
+        lx = apply_3d_at(x, i, j, k, im, ip, jm, jp, km, kp, diag, cxm, cxp, cym, cyp, czm, czp)
+        y[i, j, k] = x[i, j, k] + omega * inv_diag[i, j, k] * (b[i, j, k] - lx)
+
+
+@cuda.jit
+def gauss_seidel_colour_3d(x, b, inv_diag, diag, cxm, cxp, cym, cyp, czm, czp, per0, per1, per2, colour):
+    """Half a red-black Gauss-Seidel sweep in place on the cells of ``colour`` = (i + j +
+    k) % 2 (``fused_poisson.gauss_seidel_3d``, one cell)."""
+    i, j, k = cuda.grid(3)
+    n0, n1, n2 = x.shape
+    if i < n0 and j < n1 and k < n2 and (i + j + k) % 2 == colour:
+        im, ip, jm, jp, km, kp = _cell_neighbours_3d(i, j, k, n0, n1, n2, per0, per1, per2)
+        lx = apply_3d_at(x, i, j, k, im, ip, jm, jp, km, kp, diag, cxm, cxp, cym, cyp, czm, czp)
+        x[i, j, k] = x[i, j, k] + inv_diag[i, j, k] * (b[i, j, k] - lx)
