@@ -39,9 +39,9 @@ def available() -> bool:
 
 
 def supports(arrays, domain, backtrace="euler") -> bool:
-    """Whether the GPU kernels take ``arrays`` on ``domain``: 2-D, the Euler backtrace,
-    device arrays of one float dtype."""
-    if not hasattr(arrays[0], "__cuda_array_interface__") or domain.ndim != 2 or backtrace != "euler":
+    """Whether the GPU kernels take ``arrays`` on ``domain``: 2-D or 3-D, the Euler
+    backtrace, device arrays of one float dtype (a kernel's own ``supports`` may narrow it)."""
+    if not hasattr(arrays[0], "__cuda_array_interface__") or domain.ndim not in (2, 3) or backtrace != "euler":
         return False  # host arrays first: the rule asks on every kernel call
     dtype = arrays[0].dtype
     return (dtype.kind == "f" and all(hasattr(a, "__cuda_array_interface__") and a.dtype == dtype for a in arrays)
@@ -56,18 +56,30 @@ def _kernels():
 # -- padding ------------------------------------------------------------------------------
 
 def supports_padding(q, domain, *args, **kwargs) -> bool:
-    return q.ndim == 2 and supports((q,), domain)
+    return q.ndim == domain.ndim and supports((q,), domain)
+
+
+def _ghost_rules(domain, location):
+    """The ghost rules ``(a, b)`` of ``location`` as [a_lo0, b_lo0, a_hi0, b_hi0, a_lo1, ...]
+    and which axes are padded, as scalars (cached)."""
+    key = ("gpu-ghost-rules", location)
+    out = domain._cache.get(key)
+    if out is None:
+        from . import stencils
+        rules = tuple(float(x) for d in range(domain.ndim) for side in range(2)
+                      for x in stencils.cell_rule(domain, location, d, side))
+        out = domain._cache[key] = (rules, tuple(not domain.periodic(d) for d in range(domain.ndim)))
+    return out
 
 
 def pad_field(q, domain, location, homogeneous=False):
     """:func:`~.interpolation.pad_field` on the device."""
     if domain.all_periodic:
         return q
-    from .interpolation import _ghost_rules
-    rules, pad0, pad1 = _ghost_rules(domain, location)
-    out = xp_of(q).empty((q.shape[0] + 2 * pad0, q.shape[1] + 2 * pad1), dtype=q.dtype)
+    rules, pads = _ghost_rules(domain, location)
+    out = xp_of(q).empty(tuple(n + 2 * p for n, p in zip(q.shape, pads)), dtype=q.dtype)
     k = _kernels()
-    k.launch(k.pad, out.shape)(q, out, *(float(r) for r in rules), pad0, pad1, homogeneous)
+    k.launch(k.pad if q.ndim == 2 else k.pad_3d, out.shape)(q, out, *rules, *pads, homogeneous)
     return out
 
 
@@ -75,11 +87,10 @@ def pad_field_transpose(g, domain, location):
     """:func:`~.interpolation.pad_field_transpose` on the device."""
     if domain.all_periodic:
         return g
-    from .interpolation import _ghost_rules
-    rules, pad0, pad1 = _ghost_rules(domain, location)
-    out = xp_of(g).empty((g.shape[0] - 2 * pad0, g.shape[1] - 2 * pad1), dtype=g.dtype)
+    rules, pads = _ghost_rules(domain, location)
+    out = xp_of(g).empty(tuple(n - 2 * p for n, p in zip(g.shape, pads)), dtype=g.dtype)
     k = _kernels()
-    k.launch(k.pad_transpose, out.shape)(g, out, *(float(rules[i]) for i in (0, 2, 4, 6)), pad0, pad1)
+    k.launch(k.pad_transpose if g.ndim == 2 else k.pad_3d_transpose, out.shape)(g, out, *rules[::2], *pads)
     return out
 
 
@@ -169,11 +180,11 @@ class _Projection:
 
 
 def supports_projection(velocity, *, domain, solve=None):
-    return supports(velocity, domain)
+    return domain.ndim == 2 and supports(velocity, domain)
 
 
 def supports_projection_vjp(g, ans, velocity, *, domain, solve=None):
-    return g[1] is not None and supports((*g[0], g[1]), domain)
+    return domain.ndim == 2 and g[1] is not None and supports((*g[0], g[1]), domain)
 
 
 def _project(velocity, domain, solve, homogeneous):
@@ -203,7 +214,7 @@ def project(velocity, *, domain, solve=None):
 
 
 def supports_projection_jvp(dots, ans, velocity, *, domain, solve=None):
-    return dots[0] is not None and supports(dots[0], domain)
+    return domain.ndim == 2 and dots[0] is not None and supports(dots[0], domain)
 
 
 def project_jvp(dots, ans, velocity, *, domain, solve=None):

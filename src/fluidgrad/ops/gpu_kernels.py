@@ -160,6 +160,76 @@ def pad_transpose(g, out, r0, r2, r4, r6, pad0, pad1):
     out[i, j] = v
 
 
+@cuda.jit(device=True)
+def _ghost(v, at_lo, at_hi, a_lo, b_lo, a_hi, b_hi, w):
+    """``v`` through one axis' ghost rule: ``a·v + b`` at a ghost, ``v`` inside."""
+    if at_lo:
+        return a_lo * v + w * b_lo
+    if at_hi:
+        return a_hi * v + w * b_hi
+    return v
+
+
+@cuda.jit
+def pad_3d(q, out, r0, b0, r2, b2, r4, b4, r6, b6, r8, b8, r10, b10, pad0, pad1, pad2, homogeneous):
+    """The 3-D :func:`pad`: a padded point is its nearest interior sample through the ghost
+    rule of each axis where it is a ghost, axis 0 first (as ``stencils.pad`` axis by axis)."""
+    i, j, k = cuda.grid(3)
+    if i >= out.shape[0] or j >= out.shape[1] or k >= out.shape[2]:
+        return
+    n0, n1, n2 = q.shape
+    o0, o1, o2 = (1 if pad0 else 0), (1 if pad1 else 0), (1 if pad2 else 0)
+    w = 0.0 if homogeneous else 1.0
+    v = q[min(max(i - o0, 0), n0 - 1), min(max(j - o1, 0), n1 - 1), min(max(k - o2, 0), n2 - 1)]
+    v = _ghost(v, pad0 and i == 0, pad0 and i == n0 + 1, r0, b0, r2, b2, w)
+    v = _ghost(v, pad1 and j == 0, pad1 and j == n1 + 1, r4, b4, r6, b6, w)
+    out[i, j, k] = _ghost(v, pad2 and k == 0, pad2 and k == n2 + 1, r8, b8, r10, b10, w)
+
+
+@cuda.jit(device=True)
+def _gather_axis2(g, p0, p1, k, n2, pad2, r8, r10):
+    """Axis 2 of :func:`pad_3d_transpose` at the padded (p0, p1): the interior point and
+    the ghosts that copy it, times a."""
+    o2 = 1 if pad2 else 0
+    v = g[p0, p1, k + o2]
+    if pad2:
+        if k == 0:
+            v += r8 * g[p0, p1, 0]
+        if k == n2 - 1:
+            v += r10 * g[p0, p1, n2 + 1]
+    return v
+
+
+@cuda.jit(device=True)
+def _gather_axis1(g, p0, j, k, n1, n2, pad1, pad2, r4, r6, r8, r10):
+    o1 = 1 if pad1 else 0
+    v = _gather_axis2(g, p0, j + o1, k, n2, pad2, r8, r10)
+    if pad1:
+        if j == 0:
+            v += r4 * _gather_axis2(g, p0, 0, k, n2, pad2, r8, r10)
+        if j == n1 - 1:
+            v += r6 * _gather_axis2(g, p0, n1 + 1, k, n2, pad2, r8, r10)
+    return v
+
+
+@cuda.jit
+def pad_3d_transpose(g, out, r0, r2, r4, r6, r8, r10, pad0, pad1, pad2):
+    """Adjoint of :func:`pad_3d`: each edge point gathers its ghosts' cotangents times a,
+    axis 2 first (as ``stencils.pad_transpose`` axis by axis, in reverse)."""
+    i, j, k = cuda.grid(3)
+    n0, n1, n2 = out.shape
+    if i >= n0 or j >= n1 or k >= n2:
+        return
+    o0 = 1 if pad0 else 0
+    v = _gather_axis1(g, i + o0, j, k, n1, n2, pad1, pad2, r4, r6, r8, r10)
+    if pad0:
+        if i == 0:
+            v += r0 * _gather_axis1(g, 0, j, k, n1, n2, pad1, pad2, r4, r6, r8, r10)
+        if i == n0 - 1:
+            v += r2 * _gather_axis1(g, n0 + 1, j, k, n1, n2, pad1, pad2, r4, r6, r8, r10)
+    out[i, j, k] = v
+
+
 # -- semi-Lagrangian: forward, VJP, JVP ------------------------------------------------------
 
 @cuda.jit
