@@ -53,61 +53,6 @@ def _agree(got, want, dtype):
         assert float(onp.abs(a - b).max()) <= TOLERANCE[dtype] * scale
 
 
-def _advection_cases():
-    return [pytest.param(k, id=case.id) for k, case in enumerate(CASES["semi_lagrangian"])
-            if case.kwargs["domain"].ndim == 2 and case.kwargs.get("backtrace", "euler") == "euler"]
-
-
-def _inputs(k, dtype, xp):
-    case = CASES["semi_lagrangian"][k]
-    rng = onp.random.default_rng(k)
-    q, velocity = case.make(rng)
-    g, dot_q = rng.standard_normal(q.shape), rng.standard_normal(q.shape)
-    dot_u = tuple(rng.standard_normal(u.shape) for u in velocity)
-    host = [_to(x, onp, dtype) for x in (q, velocity, g, dot_q, dot_u)]
-    return case.kwargs, host, [_to(x, xp, dtype) for x in host]
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("k", _advection_cases())
-def test_semi_lagrangian_forward_vjp_jvp_agree_with_the_reference(k, dtype):
-    xp = _device()
-    kw, (q, velocity, g, dot_q, dot_u), (dq, dvelocity, dg, ddot_q, ddot_u) = _inputs(k, dtype, xp)
-    with dispatch.use_reference():
-        want = advection._semi_lagrangian_reference(q, velocity, **kw)
-        want_vjp = advection._semi_lagrangian_vjp_reference(g, want, q, velocity, **kw)
-        want_jvp = [advection._semi_lagrangian_jvp_reference(dots, want, q, velocity, **kw)
-                    for dots in ((dot_q, dot_u), (dot_q, None), (None, dot_u))]
-    with dispatch.record() as ran:
-        _agree(gpu.semi_lagrangian(dq, dvelocity, **kw), want, dtype)
-        _agree(gpu.semi_lagrangian_vjp(dg, None, dq, dvelocity, **kw), want_vjp, dtype)
-        for dots, expected in zip(((ddot_q, ddot_u), (ddot_q, None), (None, ddot_u)), want_jvp):
-            _agree(gpu.semi_lagrangian_jvp(dots, None, dq, dvelocity, **kw), expected, dtype)
-    if xp is not onp:  # on a GPU the dispatch rule picks these kernels, padding included
-        assert advection.semi_lagrangian_forward.choose(dq, dvelocity, **kw)[0] == "gpu"
-        assert "gpu" in ran.ran("pad_field") or kw["domain"].all_periodic
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("k", _advection_cases())
-def test_maccormack_forward_vjp_jvp_agree_with_the_reference(k, dtype):
-    xp = _device()
-    kw, (q, velocity, g, dot_q, dot_u), (dq, dvelocity, dg, ddot_q, ddot_u) = _inputs(k, dtype, xp)
-    with dispatch.use_reference():
-        want = advection._maccormack_reference(q, velocity, **kw)
-        want_vjp = advection._maccormack_vjp_reference(g, want, q, velocity, **kw)
-        want_jvp = [advection._maccormack_jvp_reference(dots, want, q, velocity, **kw)
-                    for dots in ((dot_q, dot_u), (dot_q, None), (None, dot_u))]
-    _agree(gpu.maccormack(dq, dvelocity, **kw), want, dtype)
-    _agree(gpu.maccormack_vjp(dg, None, dq, dvelocity, **kw), want_vjp, dtype)
-    for dots, expected in zip(((ddot_q, ddot_u), (ddot_q, None), (None, ddot_u)), want_jvp):
-        _agree(gpu.maccormack_jvp(dots, None, dq, dvelocity, **kw), expected, dtype)
-    if xp is not onp:
-        assert advection.maccormack_forward.choose(dq, dvelocity, **kw)[0] == "gpu"
-        assert advection.maccormack_vjp.choose(dg, None, dq, dvelocity, **kw)[0] == "gpu"
-        assert advection.maccormack_jvp.choose((ddot_q, ddot_u), None, dq, dvelocity, **kw)[0] == "gpu"
-
-
 def _lopsided_3d():
     """A 3-D box whose two sides differ on every axis (``kernel_cases``' 3-D domains treat
     the sides of axis 2 alike), so that a ghost rule applied on the wrong side shows."""
@@ -118,14 +63,104 @@ def _lopsided_3d():
     return Domain(domains.make("periodic", 3).grid, Boundaries.from_dict(spec, 3))
 
 
+#: The simulator runs a Python thread per point (~0.5 ms each), so the 3-D tests are thinned:
+#: every 3-D domain in float64, float32 on every other one (FLOAT32_3D); the advection
+#: kernels at one location per domain, in turn (each location on two domains); and the
+#: tangents one at a time in float64 only (both dimensions).
+LOCATIONS_3D = {"periodic": "face2", "no_slip": "center", "free_slip": "face0", "moving_wall": "face1",
+                "inflow_outflow": "face2", "mixed": "center", "obstacle": "face0", "lopsided": "face1"}
+FLOAT32_3D = ("periodic", "free_slip", "inflow_outflow", "obstacle")
+
+
+def _dtypes(name, ndim):
+    """The dtypes a domain is tested in (see :data:`FLOAT32_3D`)."""
+    return (onp.float64, onp.float32) if ndim == 2 or name in FLOAT32_3D else (onp.float64,)
+
+
+def _lopsided_case():
+    from ops.kernel_cases import Case, velocity
+    domain = _lopsided_3d()
+    return Case(lambda rng: (rng.standard_normal(domain.face_shape(1)), velocity(domain, rng)),
+                kwargs={"domain": domain, "dt": 0.6 * domains.H, "location": 1}, id="face1-lopsided-3d")
+
+
+def _advection_cases():
+    """(seed, case, dtype): every 2-D case of ``kernel_cases`` in both dtypes; in 3-D those
+    of :data:`LOCATIONS_3D` (and the lopsided box)."""
+    out = []
+    for seed, case in enumerate([*CASES["semi_lagrangian"], _lopsided_case()]):
+        if case.kwargs.get("backtrace", "euler") != "euler":
+            continue
+        location, name = case.id.split("-", 1)
+        name = name.rsplit("-", 1)[0]
+        ndim = case.kwargs["domain"].ndim
+        if ndim == 3 and LOCATIONS_3D[name] != location:
+            continue
+        out += [pytest.param(seed, case, dtype, id=f"{case.id}-{dtype.__name__}") for dtype in _dtypes(name, ndim)]
+    return out
+
+
+def _tangents(kw, dtype, dot_q, dot_u):
+    """Both tangents, and each alone (in float64)."""
+    if dtype is not onp.float64:
+        return ((dot_q, dot_u),)
+    return ((dot_q, dot_u), (dot_q, None), (None, dot_u))
+
+
+def _inputs(seed, case, dtype, xp):
+    rng = onp.random.default_rng(seed)
+    q, velocity = case.make(rng)
+    g, dot_q = rng.standard_normal(q.shape), rng.standard_normal(q.shape)
+    dot_u = tuple(rng.standard_normal(u.shape) for u in velocity)
+    host = [_to(x, onp, dtype) for x in (q, velocity, g, dot_q, dot_u)]
+    return case.kwargs, host, [_to(x, xp, dtype) for x in host]
+
+
+@pytest.mark.parametrize("seed, case, dtype", _advection_cases())
+def test_semi_lagrangian_forward_vjp_jvp_agree_with_the_reference(seed, case, dtype):
+    xp = _device()
+    kw, (q, velocity, g, dot_q, dot_u), (dq, dvelocity, dg, ddot_q, ddot_u) = _inputs(seed, case, dtype, xp)
+    with dispatch.use_reference():
+        want = advection._semi_lagrangian_reference(q, velocity, **kw)
+        want_vjp = advection._semi_lagrangian_vjp_reference(g, want, q, velocity, **kw)
+        want_jvp = [advection._semi_lagrangian_jvp_reference(dots, want, q, velocity, **kw)
+                    for dots in _tangents(kw, dtype, dot_q, dot_u)]
+    with dispatch.record() as ran:
+        _agree(gpu.semi_lagrangian(dq, dvelocity, **kw), want, dtype)
+        _agree(gpu.semi_lagrangian_vjp(dg, None, dq, dvelocity, **kw), want_vjp, dtype)
+        for dots, expected in zip(_tangents(kw, dtype, ddot_q, ddot_u), want_jvp, strict=True):
+            _agree(gpu.semi_lagrangian_jvp(dots, None, dq, dvelocity, **kw), expected, dtype)
+    if xp is not onp:  # on a GPU the dispatch rule picks these kernels, padding included
+        assert advection.semi_lagrangian_forward.choose(dq, dvelocity, **kw)[0] == "gpu"
+        assert "gpu" in ran.ran("pad_field") or kw["domain"].all_periodic
+
+
+@pytest.mark.parametrize("seed, case, dtype", _advection_cases())
+def test_maccormack_forward_vjp_jvp_agree_with_the_reference(seed, case, dtype):
+    xp = _device()
+    kw, (q, velocity, g, dot_q, dot_u), (dq, dvelocity, dg, ddot_q, ddot_u) = _inputs(seed, case, dtype, xp)
+    with dispatch.use_reference():
+        want = advection._maccormack_reference(q, velocity, **kw)
+        want_vjp = advection._maccormack_vjp_reference(g, want, q, velocity, **kw)
+        want_jvp = [advection._maccormack_jvp_reference(dots, want, q, velocity, **kw)
+                    for dots in _tangents(kw, dtype, dot_q, dot_u)]
+    _agree(gpu.maccormack(dq, dvelocity, **kw), want, dtype)
+    _agree(gpu.maccormack_vjp(dg, None, dq, dvelocity, **kw), want_vjp, dtype)
+    for dots, expected in zip(_tangents(kw, dtype, ddot_q, ddot_u), want_jvp, strict=True):
+        _agree(gpu.maccormack_jvp(dots, None, dq, dvelocity, **kw), expected, dtype)
+    if xp is not onp:
+        assert advection.maccormack_forward.choose(dq, dvelocity, **kw)[0] == "gpu"
+        assert advection.maccormack_vjp.choose(dg, None, dq, dvelocity, **kw)[0] == "gpu"
+        assert advection.maccormack_jvp.choose((ddot_q, ddot_u), None, dq, dvelocity, **kw)[0] == "gpu"
+
+
 def _padding_cases():
-    named = [(f"{name}-{ndim}d", domains.make(name, ndim)) for name, ndim in domains.ALL]
-    return [pytest.param(domain, loc, id=f"{loc}-{tag}") for tag, domain in named + [("lopsided-3d", _lopsided_3d())]
-            for loc in ("center", *range(domain.ndim))]
+    named = [(name, ndim, domains.make(name, ndim)) for name, ndim in domains.ALL] + [("lopsided", 3, _lopsided_3d())]
+    return [pytest.param(domain, loc, dtype, id=f"{loc}-{name}-{ndim}d-{dtype.__name__}") for name, ndim, domain in named
+            for loc in ("center", *range(ndim)) for dtype in _dtypes(name, ndim)]
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("domain, location", _padding_cases())
+@pytest.mark.parametrize("domain, location, dtype", _padding_cases())
 def test_padding_and_its_transpose_agree_with_the_reference(domain, location, dtype):
     xp = _device()
     rng = onp.random.default_rng(7)
@@ -194,11 +229,11 @@ def _poisson_inputs(name, dtype, xp, ndim=2):
     return (pressure.poisson_operator(domain, b), b, x0), (pressure.poisson_operator(domain, db), db, dx0)
 
 
-POISSON_DOMAINS = [pytest.param(name, ndim, id=f"{name}-{ndim}d") for name, ndim in domains.ALL]  # obstacles too
+POISSON_DOMAINS = [pytest.param(name, ndim, dtype, id=f"{name}-{ndim}d-{dtype.__name__}")
+                   for name, ndim in domains.ALL for dtype in _dtypes(name, ndim)]  # obstacles too
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name, ndim", POISSON_DOMAINS)
+@pytest.mark.parametrize("name, ndim, dtype", POISSON_DOMAINS)
 def test_poisson_apply_agrees_with_the_reference(name, ndim, dtype):
     xp = _device()
     (op, b, x0), (dop, db, dx0) = _poisson_inputs(name, dtype, xp, ndim)
@@ -208,8 +243,7 @@ def test_poisson_apply_agrees_with_the_reference(name, ndim, dtype):
         assert poisson.poisson_apply.choose(dop, db)[0] == "gpu"
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name, ndim", POISSON_DOMAINS)
+@pytest.mark.parametrize("name, ndim, dtype", POISSON_DOMAINS)
 def test_jacobi_sweeps_agree_with_the_reference(name, ndim, dtype):
     """From zero and from a start (left as it was), one sweep and several."""
     xp = _device()
@@ -225,8 +259,7 @@ def test_jacobi_sweeps_agree_with_the_reference(name, ndim, dtype):
         assert poisson.jacobi_sweeps.choose(dop, db, dx0, 5, 0.8)[0] == "gpu"
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name, ndim", POISSON_DOMAINS)
+@pytest.mark.parametrize("name, ndim, dtype", POISSON_DOMAINS)
 def test_red_black_gauss_seidel_agrees_with_the_reference(name, ndim, dtype):
     """Both colour orders, from zero and from a start (left as it was), one sweep and two."""
     xp = _device()
@@ -247,7 +280,7 @@ def test_red_black_gauss_seidel_agrees_with_the_reference(name, ndim, dtype):
 
 
 def test_the_rule_sends_only_device_arrays_to_the_gpu_kernels():
-    kw, (q, velocity, *_), _ = _inputs(0, onp.float64, onp)
+    kw, (q, velocity, *_), _ = _inputs(0, CASES["semi_lagrangian"][0], onp.float64, onp)
     assert advection.semi_lagrangian_forward.choose(q, velocity, **kw)[0] != "gpu"
     assert not gpu.supports((q, *velocity), kw["domain"])
     assert interpolation.pad_field.choose(q, kw["domain"], "center")[0] != "gpu"

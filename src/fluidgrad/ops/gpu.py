@@ -23,6 +23,7 @@ launches a sweep). Everything else runs its array-API reference on cupy arrays.
 from __future__ import annotations
 
 import functools
+import math
 
 from ..backend import xp_of
 
@@ -96,13 +97,27 @@ def pad_field_transpose(g, domain, location):
 
 # -- semi-Lagrangian advection --------------------------------------------------------------
 
-def _layout(domain, location):
-    """The field's :class:`~.fused_lattice.Layout` as the kernels' scalars: shifts,
-    averaging flags, offsets, periodic flags."""
-    from .fused_lattice import Layout
-    lay = Layout.of(domain, location)
-    return (*(int(s) for s in lay.shift), *(bool(a) for a in lay.avg), float(lay.geo[0]), float(lay.geo[1]),
-            bool(lay.geo[2]), bool(lay.geo[3]))
+class _Layout:
+    """The field's :class:`~.fused_lattice.Layout` as the kernels take it (cached):
+    ``args`` (2-D: 16 scalars, the shifts, averaging flags, offsets and periodic flags;
+    3-D: one tuple of those four tuples), ``periodic`` (per axis) and ``weights`` (of the
+    velocity samplings' transposes: 1, ½, ¼ or ⅛ per component)."""
+
+    def __init__(self, domain, location):
+        from .fused_lattice import Layout
+        lay, nd = Layout.of(domain, location), domain.ndim
+        shift, avg = tuple(int(s) for s in lay.shift), tuple(bool(a) for a in lay.avg)
+        offset, self.periodic = tuple(float(g) for g in lay.geo[:nd]), tuple(bool(p) for p in lay.geo[nd:])
+        self.args = (*shift, *avg, *offset, *self.periodic) if nd == 2 else ((shift, avg, offset, self.periodic),)
+        self.weights = tuple(math.prod(0.5 if avg[nd * c + a] else 1.0 for a in range(nd)) for c in range(nd))
+
+    @classmethod
+    def of(cls, domain, location):
+        key = ("gpu-layout", location)
+        out = domain._cache.get(key)
+        if out is None:
+            out = domain._cache[key] = cls(domain, location)
+        return out
 
 
 def _padded(q, velocity, domain, location):
@@ -112,29 +127,21 @@ def _padded(q, velocity, domain, location):
 
 def semi_lagrangian(q, velocity, *, dt, domain, location="center", backtrace="euler"):
     """``q'(x) = I[q](x - Δt U(x))``."""
-    qp, (up, vp) = _padded(q, velocity, domain, location)
+    qp, padded = _padded(q, velocity, domain, location)
     out = xp_of(q).empty(q.shape, dtype=q.dtype)
-    k = _kernels()
-    k.launch(k.sl_forward, q.shape)(out, qp, up, vp, *_layout(domain, location), dt / domain.dx)
+    _kernels().launch(_of_rank("sl_forward", q.ndim), q.shape)(out, qp, *padded, *_Layout.of(domain, location).args,
+                                                               dt / domain.dx)
     return out
-
-
-def _sampling_weights(layout):
-    """The weights of the velocity samplings' transposes (1, ½ or ¼ per component)."""
-    avg = layout[4:8]
-    return ((0.5 if avg[0] else 1.0) * (0.5 if avg[1] else 1.0), (0.5 if avg[2] else 1.0) * (0.5 if avg[3] else 1.0))
 
 
 def semi_lagrangian_vjp(g, ans, q, velocity, *, dt, domain, location="center", backtrace="euler"):
     """``(Iᵀ g, Sᵀ(-Δt g ∂I[q]/∂x))`` through the padding's transpose."""
     from . import interpolation as interp
     qp, padded = _padded(q, velocity, domain, location)
-    xp = xp_of(q)
+    xp, lay = xp_of(q), _Layout.of(domain, location)
     adj_qp, adj = xp.zeros_like(qp), [xp.zeros_like(p) for p in padded]
-    layout = _layout(domain, location)
-    weights = _sampling_weights(layout)
-    k = _kernels()
-    k.launch(k.sl_vjp, g.shape)(g, qp, *padded, *layout, dt / domain.dx, adj_qp, *adj, *weights)
+    _kernels().launch(_of_rank("sl_vjp", q.ndim), g.shape)(g, qp, *padded, *lay.args, dt / domain.dx, adj_qp, *adj,
+                                                           *lay.weights)
     return (interp.pad_field_transpose(adj_qp, domain, location),
             tuple(interp.pad_field_transpose(a, domain, d) for d, a in enumerate(adj)))
 
@@ -147,9 +154,8 @@ def semi_lagrangian_jvp(dots, ans, q, velocity, *, dt, domain, location="center"
     dq = qp if dot_q is None else interp.pad_field(dot_q, domain, location, homogeneous=True)
     du = padded if dot_u is None else interp.pad_velocity(dot_u, domain, homogeneous=True)
     out = xp_of(q).empty(q.shape, dtype=q.dtype)
-    k = _kernels()
-    k.launch(k.sl_jvp, q.shape)(out, dq, *du, qp, *padded, *_layout(domain, location), dt / domain.dx,
-                                dot_q is not None, dot_u is not None)
+    _kernels().launch(_of_rank("sl_jvp", q.ndim), q.shape)(out, dq, *du, qp, *padded, *_Layout.of(domain, location).args,
+                                                           dt / domain.dx, dot_q is not None, dot_u is not None)
     return out
 
 
@@ -247,21 +253,22 @@ def _maccormack_first(q, velocity, dt, domain, location):
     ``c = Δt/h``, ``q¹ = SL(q, Δt)`` and its padding, and the nodal bounds of the padded ``q``."""
     from . import interpolation as interp
     qp, padded = _padded(q, velocity, domain, location)
-    xp, k, layout, c = xp_of(q), _kernels(), _layout(domain, location), dt / domain.dx
+    xp, k, lay, c = xp_of(q), _kernels(), _Layout.of(domain, location), dt / domain.dx
     q1 = xp.empty(q.shape, dtype=q.dtype)
-    k.launch(k.sl_forward, q.shape)(q1, qp, *padded, *layout, c)
+    k.launch(_of_rank("sl_forward", q.ndim), q.shape)(q1, qp, *padded, *lay.args, c)
     lo, hi = xp.empty_like(qp), xp.empty_like(qp)
-    k.launch(k.nodal_bounds, qp.shape)(qp, lo, hi, *layout[-2:])
-    return qp, padded, layout, c, q1, interp.pad_field(q1, domain, location), lo, hi
+    k.launch(_of_rank("nodal_bounds", q.ndim), qp.shape)(qp, lo, hi, *lay.periodic)
+    return qp, padded, lay, c, q1, interp.pad_field(q1, domain, location), lo, hi
 
 
 def maccormack(q, velocity, *, dt, domain, location="center", backtrace="euler"):
     """:func:`~.advection.maccormack` forward: ``q¹ = SL(q, Δt)``, the nodal bounds of the
     padded ``q`` and the limited correction, three launches (and the padding of ``q¹``)."""
     from .limiter import tie_tolerance
-    qp, padded, layout, c, q1, q1p, lo, hi = _maccormack_first(q, velocity, dt, domain, location)
-    out, k = xp_of(q).empty(q.shape, dtype=q.dtype), _kernels()
-    k.launch(k.mc_correct, q.shape)(out, q, q1, q1p, lo, hi, *padded, *layout, c, tie_tolerance(q.dtype))
+    qp, padded, lay, c, q1, q1p, lo, hi = _maccormack_first(q, velocity, dt, domain, location)
+    out = xp_of(q).empty(q.shape, dtype=q.dtype)
+    _kernels().launch(_of_rank("mc_correct", q.ndim), q.shape)(out, q, q1, q1p, lo, hi, *padded, *lay.args, c,
+                                                               tie_tolerance(q.dtype))
     return out
 
 
@@ -271,16 +278,15 @@ def maccormack_vjp(g, ans, q, velocity, *, dt, domain, location="center", backtr
     bounds' transpose; then ``q¹ = SL(q, Δt)``'s with the cotangent of ``q¹``."""
     from . import interpolation as interp
     from .limiter import tie_tolerance
-    qp, padded, layout, c, q1, q1p, lo, hi = _maccormack_first(q, velocity, dt, domain, location)
-    xp, k = xp_of(q), _kernels()
-    tol, weights = tie_tolerance(q.dtype), _sampling_weights(layout)
+    qp, padded, lay, c, q1, q1p, lo, hi = _maccormack_first(q, velocity, dt, domain, location)
+    xp, k, nd, tol = xp_of(q), _kernels(), q.ndim, tie_tolerance(q.dtype)
     adj_c, adj_lo, adj_hi, adj_q1p = xp.empty_like(g), xp.zeros_like(qp), xp.zeros_like(qp), xp.zeros_like(q1p)
     adj_qp, adj = xp.zeros_like(qp), [xp.zeros_like(p) for p in padded]
-    k.launch(k.mc_correct_vjp, g.shape)(g, q, q1, q1p, lo, hi, *padded, *layout, c, tol, adj_c, adj_lo, adj_hi,
-                                        adj_q1p, *adj, *weights)
-    k.launch(k.nodal_bounds_vjp, qp.shape)(qp, lo, hi, adj_lo, adj_hi, adj_qp, *layout[-2:], tol)
+    k.launch(_of_rank("mc_correct_vjp", nd), g.shape)(g, q, q1, q1p, lo, hi, *padded, *lay.args, c, tol, adj_c,
+                                                      adj_lo, adj_hi, adj_q1p, *adj, *lay.weights)
+    k.launch(_of_rank("nodal_bounds_vjp", nd), qp.shape)(qp, lo, hi, adj_lo, adj_hi, adj_qp, *lay.periodic, tol)
     adj_q1 = adj_c + interp.pad_field_transpose(adj_q1p, domain, location)
-    k.launch(k.sl_vjp, g.shape)(adj_q1, qp, *padded, *layout, c, adj_qp, *adj, *weights)
+    k.launch(_of_rank("sl_vjp", nd), g.shape)(adj_q1, qp, *padded, *lay.args, c, adj_qp, *adj, *lay.weights)
     return (interp.pad_field_transpose(adj_qp, domain, location) + 0.5 * adj_c,
             tuple(interp.pad_field_transpose(a, domain, d) for d, a in enumerate(adj)))
 
@@ -292,19 +298,19 @@ def maccormack_jvp(dots, ans, q, velocity, *, dt, domain, location="center", bac
     from . import interpolation as interp
     from .limiter import tie_tolerance
     dot_q, dot_u = dots
-    qp, padded, layout, c, q1, q1p, lo, hi = _maccormack_first(q, velocity, dt, domain, location)
-    xp, k, tol = xp_of(q), _kernels(), tie_tolerance(q.dtype)
+    qp, padded, lay, c, q1, q1p, lo, hi = _maccormack_first(q, velocity, dt, domain, location)
+    xp, k, nd, tol = xp_of(q), _kernels(), q.ndim, tie_tolerance(q.dtype)
     dq = xp.zeros_like(q) if dot_q is None else dot_q
     dqp = interp.pad_field(dq, domain, location, homogeneous=True)
     du = padded if dot_u is None else interp.pad_velocity(dot_u, domain, homogeneous=True)
     dlo, dhi = xp.empty_like(qp), xp.empty_like(qp)
-    k.launch(k.nodal_bounds_jvp, qp.shape)(qp, dqp, lo, hi, dlo, dhi, *layout[-2:], tol)
+    k.launch(_of_rank("nodal_bounds_jvp", nd), qp.shape)(qp, dqp, lo, hi, dlo, dhi, *lay.periodic, tol)
     dq1 = xp.empty(q.shape, dtype=q.dtype)
-    k.launch(k.sl_jvp, q.shape)(dq1, dqp, *du, qp, *padded, *layout, c, True, dot_u is not None)
+    k.launch(_of_rank("sl_jvp", nd), q.shape)(dq1, dqp, *du, qp, *padded, *lay.args, c, True, dot_u is not None)
     dq1p = interp.pad_field(dq1, domain, location, homogeneous=True)
     out = xp.empty(q.shape, dtype=q.dtype)
-    k.launch(k.mc_correct_jvp, q.shape)(out, q, dq, q1, dq1, q1p, dq1p, lo, hi, dlo, dhi, *padded, *du, *layout,
-                                        c, tol, dot_u is not None)
+    k.launch(_of_rank("mc_correct_jvp", nd), q.shape)(out, q, dq, q1, dq1, q1p, dq1p, lo, hi, dlo, dhi, *padded, *du,
+                                                      *lay.args, c, tol, dot_u is not None)
     return out
 
 

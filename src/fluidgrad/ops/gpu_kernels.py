@@ -29,6 +29,7 @@ import types
 from numba import config, cuda
 
 from . import fused_advection_2d as k2
+from . import fused_advection_3d as k3
 from . import fused_lattice, fused_limiter, fused_poisson, fused_projection
 
 #: threads per block, 2-D and 3-D: 16×16 and 8×8×4 (in the simulator, where each thread
@@ -637,3 +638,259 @@ def gauss_seidel_colour_3d(x, b, inv_diag, diag, cxm, cxp, cym, cyp, czm, czp, p
         im, ip, jm, jp, km, kp = _cell_neighbours_3d(i, j, k, n0, n1, n2, per0, per1, per2)
         lx = apply_3d_at(x, i, j, k, im, ip, jm, jp, km, kp, diag, cxm, cxp, cym, cyp, czm, czp)
         x[i, j, k] = x[i, j, k] + inv_diag[i, j, k] * (b[i, j, k] - lx)
+
+
+# -- 3-D advection: semi-Lagrangian forward, VJP, JVP; MacCormack's bounds and correction --
+#
+# As in 2-D, one thread per point of the field's lattice; the trilinear interpolant and its
+# slope are ``fused_advection_3d``'s (``_trilinear``, ``_trilinear_slope``), the nodal
+# bounds ``fused_limiter.point_bounds_3d``. ``lay`` = (shift, avg, offset, periodic): the
+# field's :class:`~.fused_lattice.Layout` as tuples (9 shifts, 9 averaging flags, then per
+# axis the offset and whether it is periodic).
+
+trilinear = _device(k3._trilinear)
+_at = _device(k3._at)
+_axis_slope_3d = _device(k3._axis_slope_3d, _at=_at, below=below)
+trilinear_slope = _device(k3._trilinear_slope, _axis_slope_3d=_axis_slope_3d)
+point_bounds_3d = _device(fused_limiter.point_bounds_3d, neighbour=neighbour)
+
+
+@cuda.jit(device=True)
+def spread_3d(out, g, i0, i1, t0, j0, j1, t1, k0, k1, t2):
+    """Transpose of :func:`trilinear`, atomically: ``out[corner] += w g``."""
+    for a in range(2):
+        ii, wi = (i1, t0) if a else (i0, 1 - t0)
+        for b in range(2):
+            jj, wj = (j1, t1) if b else (j0, 1 - t1)
+            wij = wi * wj * g
+            cuda.atomic.add(out, (ii, jj, k0), wij * (1 - t2))
+            cuda.atomic.add(out, (ii, jj, k1), wij * t2)
+
+
+@cuda.jit(device=True)
+def sample_3d(a, i, j, k, s0, s1, s2, avg0, avg1, avg2):
+    """A padded velocity component at the field's point (i, j, k): the mean of its samples
+    at ``(i + s0) mod p₀`` [and the next] along each axis (a sample not averaged over
+    counts twice, so the eighth of the sum is exactly the 1-, 2-, 4- or 8-point mean)."""
+    r0 = (i + s0) % a.shape[0]
+    r1 = (i + s0 + 1) % a.shape[0] if avg0 else r0
+    c0 = (j + s1) % a.shape[1]
+    c1 = (j + s1 + 1) % a.shape[1] if avg1 else c0
+    d0 = (k + s2) % a.shape[2]
+    d1 = (k + s2 + 1) % a.shape[2] if avg2 else d0
+    return 0.125 * (((a[r0, c0, d0] + a[r0, c0, d1]) + (a[r0, c1, d0] + a[r0, c1, d1]))
+                    + ((a[r1, c0, d0] + a[r1, c0, d1]) + (a[r1, c1, d0] + a[r1, c1, d1])))
+
+
+@cuda.jit(device=True)
+def sample_transpose_3d(adj, g, i, j, k, s0, s1, s2, avg0, avg1, avg2, w):
+    """Transpose of :func:`sample_3d`, atomically (``w``: 1, ½, ¼ or ⅛)."""
+    for k0 in range(2 if avg0 else 1):
+        for k1 in range(2 if avg1 else 1):
+            for k2 in range(2 if avg2 else 1):
+                cuda.atomic.add(adj, ((i + s0 + k0) % adj.shape[0], (j + s1 + k1) % adj.shape[1],
+                                      (k + s2 + k2) % adj.shape[2]), w * g)
+
+
+@cuda.jit(device=True)
+def velocity_3d(u, v, w, i, j, k, lay):
+    """U at the field's point (i, j, k) from the padded components."""
+    sh, av = lay[0], lay[1]
+    return (sample_3d(u, i, j, k, sh[0], sh[1], sh[2], av[0], av[1], av[2]),
+            sample_3d(v, i, j, k, sh[3], sh[4], sh[5], av[3], av[4], av[5]),
+            sample_3d(w, i, j, k, sh[6], sh[7], sh[8], av[6], av[7], av[8]))
+
+
+@cuda.jit(device=True)
+def velocity_transpose_3d(adj_u, adj_v, adj_w, gx, gy, gz, i, j, k, lay, wu, wv, ww):
+    """Transpose of :func:`velocity_3d`, atomically."""
+    sh, av = lay[0], lay[1]
+    sample_transpose_3d(adj_u, gx, i, j, k, sh[0], sh[1], sh[2], av[0], av[1], av[2], wu)
+    sample_transpose_3d(adj_v, gy, i, j, k, sh[3], sh[4], sh[5], av[3], av[4], av[5], wv)
+    sample_transpose_3d(adj_w, gz, i, j, k, sh[6], sh[7], sh[8], av[6], av[7], av[8], ww)
+
+
+@cuda.jit(device=True)
+def departure_3d(i, j, k, ux, vy, wz, lay, shape, c):
+    """The trilinear stencil (i0, i1, t0, d0, j0, j1, t1, d1, k0, k1, t2, d2) of ``x − c·U``
+    on a padded lattice of ``shape`` (``fused_advection_3d._cell_3d``)."""
+    off, per = lay[2], lay[3]
+    i0, i1, t0, d0 = locate(i + off[0] - c * ux, shape[0], per[0])
+    j0, j1, t1, d1 = locate(j + off[1] - c * vy, shape[1], per[1])
+    k0, k1, t2, d2 = locate(k + off[2] - c * wz, shape[2], per[2])
+    return i0, i1, t0, d0, j0, j1, t1, d1, k0, k1, t2, d2
+
+
+@cuda.jit
+def sl_forward_3d(out, q, u, v, w, lay, c):
+    """``q'(x) = I[q](x − Δt U(x))`` at the field's point (``c = Δt/h``; ``q``, ``u``,
+    ``v``, ``w`` padded)."""
+    i, j, k = cuda.grid(3)
+    if i < out.shape[0] and j < out.shape[1] and k < out.shape[2]:
+        ux, vy, wz = velocity_3d(u, v, w, i, j, k, lay)
+        i0, i1, t0, _, j0, j1, t1, _, k0, k1, t2, _ = departure_3d(i, j, k, ux, vy, wz, lay, q.shape, c)
+        out[i, j, k] = trilinear(q, i0, i1, t0, j0, j1, t1, k0, k1, t2)
+
+
+@cuda.jit
+def sl_vjp_3d(g, q, u, v, w, lay, c, adj_q, adj_u, adj_v, adj_w, wu, wv, ww):
+    """``adj_q += Iᵀ g`` and ``adj_U += Sᵀ(−Δt g ∂I[q]/∂x)`` on the padded lattices, by
+    atomic adds."""
+    i, j, k = cuda.grid(3)
+    if i < g.shape[0] and j < g.shape[1] and k < g.shape[2]:
+        ux, vy, wz = velocity_3d(u, v, w, i, j, k, lay)
+        i0, i1, t0, d0, j0, j1, t1, d1, k0, k1, t2, d2 = departure_3d(i, j, k, ux, vy, wz, lay, q.shape, c)
+        gijk = g[i, j, k]
+        spread_3d(adj_q, gijk, i0, i1, t0, j0, j1, t1, k0, k1, t2)
+        sx, sy, sz = trilinear_slope(q, i0, i1, t0, d0, j0, j1, t1, d1, k0, k1, t2, d2)
+        velocity_transpose_3d(adj_u, adj_v, adj_w, -c * (gijk * sx), -c * (gijk * sy), -c * (gijk * sz),
+                              i, j, k, lay, wu, wv, ww)
+
+
+@cuda.jit
+def sl_jvp_3d(out, dq, du, dv, dw, q, u, v, w, lay, c, with_q, with_u):
+    """``dot_q' = I dot_q + Σ_a ∂I[q]/∂x_a · (−Δt S_a dot_u_a)`` (padded tangents; those
+    not ``with_*`` are not read)."""
+    i, j, k = cuda.grid(3)
+    if i < out.shape[0] and j < out.shape[1] and k < out.shape[2]:
+        ux, vy, wz = velocity_3d(u, v, w, i, j, k, lay)
+        i0, i1, t0, d0, j0, j1, t1, d1, k0, k1, t2, d2 = departure_3d(i, j, k, ux, vy, wz, lay, q.shape, c)
+        total = 0.0
+        if with_q:
+            total = trilinear(dq, i0, i1, t0, j0, j1, t1, k0, k1, t2)
+        if with_u:
+            sx, sy, sz = trilinear_slope(q, i0, i1, t0, d0, j0, j1, t1, d1, k0, k1, t2, d2)
+            dux, dvy, dwz = velocity_3d(du, dv, dw, i, j, k, lay)
+            total = total + sx * (-c * dux) + sy * (-c * dvy) + sz * (-c * dwz)
+        out[i, j, k] = total
+
+
+@cuda.jit
+def nodal_bounds_3d(qp, lo, hi, periodic0, periodic1, periodic2):
+    """``m``, ``M`` over each sample's 3×3×3 neighbours (``fused_limiter.point_bounds_3d``)."""
+    i, j, k = cuda.grid(3)
+    if i < qp.shape[0] and j < qp.shape[1] and k < qp.shape[2]:
+        lo[i, j, k], hi[i, j, k] = point_bounds_3d(qp, i, j, k, periodic0, periodic1, periodic2)
+
+
+@cuda.jit
+def nodal_bounds_vjp_3d(qp, lo, hi, adj_lo, adj_hi, adj_qp, periodic0, periodic1, periodic2, tol):
+    """Add the transpose of :func:`nodal_bounds_3d` into ``adj_qp``, atomically
+    (``fused_limiter.nodal_bounds_vjp_3d``): each bound's cotangent shared equally by the
+    neighbours that attain it."""
+    i, j, k = cuda.grid(3)
+    n0, n1, n2 = qp.shape
+    if i < n0 and j < n1 and k < n2:
+        for which in range(2):
+            a = adj_lo[i, j, k] if which == 0 else adj_hi[i, j, k]
+            bound = lo[i, j, k] if which == 0 else hi[i, j, k]
+            if a != 0.0:
+                count = 0
+                for second in range(2):
+                    for di in range(-1, 2):
+                        ii = neighbour(i + di, n0, periodic0)
+                        for dj in range(-1, 2):
+                            jj = neighbour(j + dj, n1, periodic1)
+                            for dk in range(-1, 2):
+                                kk = neighbour(k + dk, n2, periodic2)
+                                if ii >= 0 and jj >= 0 and kk >= 0 and near(qp[ii, jj, kk], bound, tol):
+                                    if second:
+                                        cuda.atomic.add(adj_qp, (ii, jj, kk), a / count)
+                                    else:
+                                        count += 1
+
+
+@cuda.jit
+def nodal_bounds_jvp_3d(qp, dqp, lo, hi, dlo, dhi, periodic0, periodic1, periodic2, tol):
+    """The tangents of :func:`nodal_bounds_3d`: each bound's the mean of ``dqp`` over the
+    neighbours that attain it (``NodalBounds.tangent``, one point)."""
+    i, j, k = cuda.grid(3)
+    n0, n1, n2 = qp.shape
+    if i < n0 and j < n1 and k < n2:
+        for which in range(2):
+            bound = lo[i, j, k] if which == 0 else hi[i, j, k]
+            total, count = 0.0, 0
+            for di in range(-1, 2):
+                ii = neighbour(i + di, n0, periodic0)
+                for dj in range(-1, 2):
+                    jj = neighbour(j + dj, n1, periodic1)
+                    for dk in range(-1, 2):
+                        kk = neighbour(k + dk, n2, periodic2)
+                        if ii >= 0 and jj >= 0 and kk >= 0 and near(qp[ii, jj, kk], bound, tol):
+                            total += dqp[ii, jj, kk]
+                            count += 1
+            if which == 0:
+                dlo[i, j, k] = total / count
+            else:
+                dhi[i, j, k] = total / count
+
+
+@cuda.jit
+def mc_correct_3d(out, q, q1, q1p, lo, hi, u, v, w, lay, c, tol):
+    """MacCormack's second pass (as :func:`mc_correct`) on a 3-D lattice."""
+    i, j, k = cuda.grid(3)
+    if i < out.shape[0] and j < out.shape[1] and k < out.shape[2]:
+        ux, vy, wz = velocity_3d(u, v, w, i, j, k, lay)
+        b0, b1, tb0, _, e0, e1, tb1, _, f0, f1, tb2, _ = departure_3d(i, j, k, ux, vy, wz, lay, q1p.shape, -c)
+        corrected = q1[i, j, k] + 0.5 * (q[i, j, k] - trilinear(q1p, b0, b1, tb0, e0, e1, tb1, f0, f1, tb2))
+        i0, i1, t0, _, j0, j1, t1, _, k0, k1, t2, _ = departure_3d(i, j, k, ux, vy, wz, lay, lo.shape, c)
+        out[i, j, k] = clamp_shares(corrected, trilinear(lo, i0, i1, t0, j0, j1, t1, k0, k1, t2),
+                                    trilinear(hi, i0, i1, t0, j0, j1, t1, k0, k1, t2), tol)[0]
+
+
+@cuda.jit
+def mc_correct_vjp_3d(g, q, q1, q1p, lo, hi, u, v, w, lay, c, tol, adj_c, adj_lo, adj_hi, adj_q1p, adj_u, adj_v,
+                      adj_w, wu, wv, ww):
+    """The VJP of :func:`mc_correct_3d` (as :func:`mc_correct_vjp`)."""
+    i, j, k = cuda.grid(3)
+    if i < g.shape[0] and j < g.shape[1] and k < g.shape[2]:
+        ux, vy, wz = velocity_3d(u, v, w, i, j, k, lay)
+        b0, b1, tb0, db0, e0, e1, tb1, db1, f0, f1, tb2, db2 = departure_3d(i, j, k, ux, vy, wz, lay, q1p.shape, -c)
+        corrected = q1[i, j, k] + 0.5 * (q[i, j, k] - trilinear(q1p, b0, b1, tb0, e0, e1, tb1, f0, f1, tb2))
+        i0, i1, t0, d0, j0, j1, t1, d1, k0, k1, t2, d2 = departure_3d(i, j, k, ux, vy, wz, lay, lo.shape, c)
+        _, s_c, s_lo, s_hi = clamp_shares(corrected, trilinear(lo, i0, i1, t0, j0, j1, t1, k0, k1, t2),
+                                          trilinear(hi, i0, i1, t0, j0, j1, t1, k0, k1, t2), tol)
+        gijk = g[i, j, k]
+        sx, sy, sz = 0.0, 0.0, 0.0
+        if s_lo != 0.0:
+            spread_3d(adj_lo, s_lo * gijk, i0, i1, t0, j0, j1, t1, k0, k1, t2)
+            lx, ly, lz = trilinear_slope(lo, i0, i1, t0, d0, j0, j1, t1, d1, k0, k1, t2, d2)
+            sx, sy, sz = sx - s_lo * lx, sy - s_lo * ly, sz - s_lo * lz
+        if s_hi != 0.0:
+            spread_3d(adj_hi, s_hi * gijk, i0, i1, t0, j0, j1, t1, k0, k1, t2)
+            hx, hy, hz = trilinear_slope(hi, i0, i1, t0, d0, j0, j1, t1, d1, k0, k1, t2, d2)
+            sx, sy, sz = sx - s_hi * hx, sy - s_hi * hy, sz - s_hi * hz
+        adj_c[i, j, k] = s_c * gijk
+        if s_c != 0.0:
+            spread_3d(adj_q1p, -0.5 * (s_c * gijk), b0, b1, tb0, e0, e1, tb1, f0, f1, tb2)
+            bx, by, bz = trilinear_slope(q1p, b0, b1, tb0, db0, e0, e1, tb1, db1, f0, f1, tb2, db2)
+            sx, sy, sz = sx - 0.5 * s_c * bx, sy - 0.5 * s_c * by, sz - 0.5 * s_c * bz
+        velocity_transpose_3d(adj_u, adj_v, adj_w, c * (gijk * sx), c * (gijk * sy), c * (gijk * sz),
+                              i, j, k, lay, wu, wv, ww)
+
+
+@cuda.jit
+def mc_correct_jvp_3d(out, q, dq, q1, dq1, q1p, dq1p, lo, hi, dlo, dhi, u, v, w, du, dv, dw, lay, c, tol, with_u):
+    """The JVP of :func:`mc_correct_3d` (as :func:`mc_correct_jvp`)."""
+    i, j, k = cuda.grid(3)
+    if i < out.shape[0] and j < out.shape[1] and k < out.shape[2]:
+        ux, vy, wz = velocity_3d(u, v, w, i, j, k, lay)
+        b0, b1, tb0, db0, e0, e1, tb1, db1, f0, f1, tb2, db2 = departure_3d(i, j, k, ux, vy, wz, lay, q1p.shape, -c)
+        corrected = q1[i, j, k] + 0.5 * (q[i, j, k] - trilinear(q1p, b0, b1, tb0, e0, e1, tb1, f0, f1, tb2))
+        i0, i1, t0, d0, j0, j1, t1, d1, k0, k1, t2, d2 = departure_3d(i, j, k, ux, vy, wz, lay, lo.shape, c)
+        _, s_c, s_lo, s_hi = clamp_shares(corrected, trilinear(lo, i0, i1, t0, j0, j1, t1, k0, k1, t2),
+                                          trilinear(hi, i0, i1, t0, j0, j1, t1, k0, k1, t2), tol)
+        dot_lo = trilinear(dlo, i0, i1, t0, j0, j1, t1, k0, k1, t2)
+        dot_hi = trilinear(dhi, i0, i1, t0, j0, j1, t1, k0, k1, t2)
+        dot_q0 = trilinear(dq1p, b0, b1, tb0, e0, e1, tb1, f0, f1, tb2)
+        if with_u:
+            dux, dvy, dwz = velocity_3d(du, dv, dw, i, j, k, lay)
+            dx, dy, dz = -c * dux, -c * dvy, -c * dwz
+            lx, ly, lz = trilinear_slope(lo, i0, i1, t0, d0, j0, j1, t1, d1, k0, k1, t2, d2)
+            hx, hy, hz = trilinear_slope(hi, i0, i1, t0, d0, j0, j1, t1, d1, k0, k1, t2, d2)
+            bx, by, bz = trilinear_slope(q1p, b0, b1, tb0, db0, e0, e1, tb1, db1, f0, f1, tb2, db2)
+            dot_lo = dot_lo + lx * dx + ly * dy + lz * dz
+            dot_hi = dot_hi + hx * dx + hy * dy + hz * dz
+            dot_q0 = dot_q0 - bx * dx - by * dy - bz * dz
+        dot_c = dq1[i, j, k] + 0.5 * (dq[i, j, k] - dot_q0)
+        out[i, j, k] = s_c * dot_c + s_lo * dot_lo + s_hi * dot_hi
