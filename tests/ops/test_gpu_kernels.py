@@ -26,7 +26,6 @@ pytestmark = pytest.mark.gpu_sim
 
 SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 TOLERANCE = {onp.float64: 1e-12, onp.float32: 1e-5}
-DTYPES = [pytest.param(t, id=t.__name__) for t in (onp.float64, onp.float32)]
 
 
 def _device():
@@ -55,11 +54,12 @@ def _agree(got, want, dtype):
 
 def _lopsided_3d():
     """A 3-D box whose two sides differ on every axis (``kernel_cases``' 3-D domains treat
-    the sides of axis 2 alike), so that a ghost rule applied on the wrong side shows."""
+    the sides of axis 2 alike), so that a ghost rule applied on the wrong side shows; the
+    pressure's rules differ across axes 0 and 2 (outflow on one side)."""
     from fluidgrad.boundaries import Boundaries, Domain
     spec = {"x_lo": "outflow", "x_hi": {"type": "inflow", "velocity": [-1.0, 0.3, 0.2]},
             "y_lo": "no_slip", "y_hi": "free_slip",
-            "z_lo": "free_slip", "z_hi": {"type": "no_slip", "velocity": [0.5, -0.4, 0.0]}}
+            "z_lo": "outflow", "z_hi": {"type": "no_slip", "velocity": [0.5, -0.4, 0.0]}}
     return Domain(domains.make("periodic", 3).grid, Boundaries.from_dict(spec, 3))
 
 
@@ -186,16 +186,22 @@ def _outflow_sides():
 
 
 def _projection_cases():
-    cases = [pytest.param(case.kwargs, id=case.id) for case in CASES["project"] if case.kwargs["domain"].ndim == 2]
-    domain = _outflow_sides()
+    """Every 2-D case of ``kernel_cases`` (each solver) and the outflow sides, in both
+    dtypes; every 3-D domain and the lopsided box with the default solver (the solve
+    between the passes is the reference's own), float32 as :data:`FLOAT32_3D`."""
+    two = [(case.id, case.kwargs) for case in CASES["project"] if case.kwargs["domain"].ndim == 2]
     for solver in ("auto", "cg", "jacobi"):
         settings = pressure.PressureSolve(solver, tolerance=1e-13, adjoint_tolerance=1e-14, iterations=20)
-        cases.append(pytest.param({"domain": domain, "solve": settings}, id=f"{solver}-outflow_sides-2d"))
-    return cases
+        two.append((f"{solver}-outflow_sides-2d", {"domain": _outflow_sides(), "solve": settings}))
+    out = [pytest.param(kw, dtype, id=f"{tag}-{dtype.__name__}") for tag, kw in two for dtype in (onp.float64, onp.float32)]
+    settings = pressure.PressureSolve("auto", tolerance=1e-13, adjoint_tolerance=1e-14)
+    three = [(name, domains.make(name, 3)) for name, ndim in domains.ALL if ndim == 3] + [("lopsided", _lopsided_3d())]
+    out += [pytest.param({"domain": domain, "solve": settings}, dtype, id=f"auto-{name}-3d-{dtype.__name__}")
+            for name, domain in three for dtype in _dtypes(name, 3)]
+    return out
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("kw", _projection_cases())
+@pytest.mark.parametrize("kw, dtype", _projection_cases())
 def test_projection_forward_vjp_jvp_agree_with_the_reference(kw, dtype):
     """The projection with its stencil passes on the device (the solve between them is the
     reference's own), forward, VJP and JVP, every solver of ``kernel_cases``."""

@@ -168,10 +168,11 @@ class _Projection:
 
     def __init__(self, domain, like):
         from . import pressure, stencils
-        self.mask = pressure._open_mask(domain, (like, like))
-        self.fixed = tuple(domain.array("fixed_velocity", like, d) for d in range(2))
+        nd = domain.ndim
+        self.mask = pressure._open_mask(domain, (like,) * nd)
+        self.fixed = tuple(domain.array("fixed_velocity", like, d) for d in range(nd))
         self.zero = tuple(xp_of(like).zeros_like(c) for c in self.fixed)  # the homogeneous (tangent) projection's
-        self.rules = tuple(float(stencils.pressure_rule(domain, d, side)[0]) for d in range(2) for side in range(2))
+        self.rules = tuple(float(stencils.pressure_rule(domain, d, side)[0]) for d in range(nd) for side in range(2))
         self.open = bool(all(bool(m.all()) for m in self.mask))
         self.plain = self.open and not any(bool(c.any()) for c in self.fixed)
         self.inv_h = 1.0 / domain.dx
@@ -186,11 +187,20 @@ class _Projection:
 
 
 def supports_projection(velocity, *, domain, solve=None):
-    return domain.ndim == 2 and supports(velocity, domain)
+    return supports(velocity, domain)
 
 
 def supports_projection_vjp(g, ans, velocity, *, domain, solve=None):
-    return domain.ndim == 2 and g[1] is not None and supports((*g[0], g[1]), domain)
+    return g[1] is not None and supports((*g[0], g[1]), domain)
+
+
+def supports_projection_jvp(dots, ans, velocity, *, domain, solve=None):
+    return dots[0] is not None and supports(dots[0], domain)
+
+
+def _span(velocity):
+    """What a projection pass covers: the union of the components' lattices and the cells'."""
+    return tuple(u.shape[d] for d, u in enumerate(velocity))
 
 
 def _project(velocity, domain, solve, homogeneous):
@@ -198,18 +208,18 @@ def _project(velocity, domain, solve, homogeneous):
     ``u' = u_b − M G p``: two launches around the solve."""
     from . import pressure
     solve = pressure.PressureSolve() if solve is None else solve
-    u, v = velocity
-    pr, xp, k = _Projection.of(domain, u), xp_of(u), _kernels()
-    (mu, mv), (cu, cv) = pr.mask, (pr.zero if homogeneous else pr.fixed)
+    nd, like = domain.ndim, velocity[0]
+    pr, xp, k = _Projection.of(domain, like), xp_of(like), _kernels()
     plain = pr.open if homogeneous else pr.plain
-    ub, vb = (u, v) if plain else (xp.empty(u.shape, dtype=u.dtype), xp.empty(v.shape, dtype=v.dtype))
-    b = xp.empty((v.shape[0], u.shape[1]), dtype=u.dtype)
-    span = (u.shape[0], v.shape[1])
-    k.launch(k.projection_rhs, span)(u, v, mu, mv, cu, cv, pr.inv_h, plain, ub, vb, b)
+    masked = tuple(velocity) if plain else tuple(xp.empty(u.shape, dtype=u.dtype) for u in velocity)
+    b = xp.empty(domain.grid.shape, dtype=like.dtype)
+    k.launch(_of_rank("projection_rhs", nd), _span(velocity))(*velocity, *pr.mask,
+                                                              *(pr.zero if homogeneous else pr.fixed), pr.inv_h, plain,
+                                                              *masked, b)
     p = pressure.solve_pressure(domain, b, solve)
-    out_u, out_v = xp.empty(u.shape, dtype=u.dtype), xp.empty(v.shape, dtype=v.dtype)
-    k.launch(k.projection_finish, span)(p, ub, vb, mu, mv, pr.inv_h, *pr.rules, plain, out_u, out_v)
-    return (out_u, out_v), p
+    out = tuple(xp.empty(u.shape, dtype=u.dtype) for u in velocity)
+    k.launch(_of_rank("projection_finish", nd), _span(velocity))(p, *masked, *pr.mask, pr.inv_h, *pr.rules, plain, *out)
+    return out, p
 
 
 def project(velocity, *, domain, solve=None):
@@ -219,31 +229,26 @@ def project(velocity, *, domain, solve=None):
     return _project(velocity, domain, solve, homogeneous=False)
 
 
-def supports_projection_jvp(dots, ans, velocity, *, domain, solve=None):
-    return domain.ndim == 2 and dots[0] is not None and supports(dots[0], domain)
+def project_vjp(g, ans, velocity, *, domain, solve=None):
+    """``adj_u = M (g_u + Dᵀ L⁺ (g_p − Gᵀ M g_u))``: the two transposed passes on the
+    device around one adjoint solve."""
+    from . import pressure
+    solve = pressure.PressureSolve() if solve is None else solve
+    g_u, gp = g
+    nd = domain.ndim
+    pr, xp, k = _Projection.of(domain, gp), xp_of(gp), _kernels()
+    rhs = xp.empty(gp.shape, dtype=gp.dtype)
+    k.launch(_of_rank("projection_vjp_rhs", nd), _span(g_u))(*g_u, gp, *pr.mask, pr.inv_h, *pr.rules, pr.plain, rhs)
+    r = pressure.solve_pressure(domain, rhs, solve, adjoint=True)
+    adj = tuple(xp.empty(gd.shape, dtype=gd.dtype) for gd in g_u)
+    k.launch(_of_rank("projection_vjp_finish", nd), _span(g_u))(r, *g_u, *pr.mask, pr.inv_h, pr.plain, *adj)
+    return (adj,)
 
 
 def project_jvp(dots, ans, velocity, *, domain, solve=None):
     """``(dot_u', dot_p)``: the homogeneous projection of the tangent (``c`` dropped; the
     projection is affine in ``u``), the forward's passes with zero prescribed velocities."""
     return _project(dots[0], domain, solve, homogeneous=True)
-
-
-def project_vjp(g, ans, velocity, *, domain, solve=None):
-    """``adj_u = M (g_u + Dᵀ L⁺ (g_p − Gᵀ M g_u))``: the two transposed passes on the
-    device around one adjoint solve."""
-    from . import pressure
-    solve = pressure.PressureSolve() if solve is None else solve
-    (gu, gv), gp = g
-    pr, xp, k = _Projection.of(domain, gp), xp_of(gp), _kernels()
-    (mu, mv) = pr.mask
-    span = (gu.shape[0], gv.shape[1])
-    rhs = xp.empty(gp.shape, dtype=gp.dtype)
-    k.launch(k.projection_vjp_rhs, span)(gu, gv, gp, mu, mv, pr.inv_h, *pr.rules, pr.plain, rhs)
-    r = pressure.solve_pressure(domain, rhs, solve, adjoint=True)
-    adj_u, adj_v = xp.empty(gu.shape, dtype=gu.dtype), xp.empty(gv.shape, dtype=gv.dtype)
-    k.launch(k.projection_vjp_finish, span)(r, gu, gv, mu, mv, pr.inv_h, pr.plain, adj_u, adj_v)
-    return ((adj_u, adj_v),)
 
 
 # -- MacCormack: forward, VJP, JVP -------------------------------------------------------

@@ -894,3 +894,157 @@ def mc_correct_jvp_3d(out, q, dq, q1, dq1, q1p, dq1p, lo, hi, dlo, dhi, u, v, w,
             dot_q0 = dot_q0 - bx * dx - by * dy - bz * dz
         dot_c = dq1[i, j, k] + 0.5 * (dq[i, j, k] - dot_q0)
         out[i, j, k] = s_c * dot_c + s_lo * dot_lo + s_hi * dot_hi
+
+
+# -- 3-D pressure projection: the stencil passes around the solve --------------------------
+#
+# As the 2-D passes, per axis ``d`` of the three: component d has n_d faces along axis d on
+# a periodic axis and n_d + 1 on a bounded one; ghost pressures beyond a bounded face are
+# ``a·p_edge`` (``r0``..``r5`` = a_lo0, a_hi0, a_lo1, a_hi1, a_lo2, a_hi2). Each launch
+# covers (u.shape[0], v.shape[1], w.shape[2]), the union of the components' lattices and
+# the cells'.
+
+@cuda.jit(device=True)
+def _along(a, d, m, i, j, k):
+    """``a`` at index ``m`` along axis ``d`` and (i, j, k) along the others."""
+    if d == 0:
+        return a[m, j, k]
+    if d == 1:
+        return a[i, m, k]
+    return a[i, j, m]
+
+
+@cuda.jit(device=True)
+def _inside(a, i, j, k):
+    return i < a.shape[0] and j < a.shape[1] and k < a.shape[2]
+
+
+@cuda.jit(device=True)
+def _masked_3d(u, m, c, i, j, k):
+    return (u[i, j, k] if m[i, j, k] else 0.0) + c[i, j, k]
+
+
+@cuda.jit(device=True)
+def _open_3d(u, m, c, d, f, i, j, k, plain):
+    """``(M u + c)`` of component ``u`` (axis ``d``) at face ``f`` along d."""
+    if d == 0:
+        return u[f, j, k] if plain else _masked_3d(u, m, c, f, j, k)
+    if d == 1:
+        return u[i, f, k] if plain else _masked_3d(u, m, c, i, f, k)
+    return u[i, j, f] if plain else _masked_3d(u, m, c, i, j, f)
+
+
+@cuda.jit(device=True)
+def _difference_3d(u, m, c, d, cell, i, j, k, plain, inv_h):
+    """``((M u + c)[cell + 1] − (M u + c)[cell]) / h`` along axis ``d`` (wrapping)."""
+    up = cell + 1 if cell + 1 < u.shape[d] else 0
+    return (_open_3d(u, m, c, d, up, i, j, k, plain) - _open_3d(u, m, c, d, cell, i, j, k, plain)) * inv_h
+
+
+@cuda.jit
+def projection_rhs_3d(u, v, w, mu, mv, mw, cu, cv, cw, inv_h, plain, ub, vb, wb, b):
+    """``u_b = M u + c`` (every component; not written if ``plain``) and ``b = D u_b``."""
+    i, j, k = cuda.grid(3)
+    if not plain:
+        if _inside(u, i, j, k):
+            ub[i, j, k] = _masked_3d(u, mu, cu, i, j, k)
+        if _inside(v, i, j, k):
+            vb[i, j, k] = _masked_3d(v, mv, cv, i, j, k)
+        if _inside(w, i, j, k):
+            wb[i, j, k] = _masked_3d(w, mw, cw, i, j, k)
+    if _inside(b, i, j, k):
+        b[i, j, k] = (_difference_3d(u, mu, cu, 0, i, i, j, k, plain, inv_h)
+                      + _difference_3d(v, mv, cv, 1, j, i, j, k, plain, inv_h)
+                      + _difference_3d(w, mw, cw, 2, k, i, j, k, plain, inv_h))
+
+
+@cuda.jit(device=True)
+def _face_gradient_3d(p, d, f, i, j, k, periodic, a_lo, a_hi, inv_h):
+    """``(G p)_d`` at face ``f`` along axis ``d``: ``(p[f] − p[f−1]) / h``, wrapped on a
+    periodic axis, the ghosts ``a·p_edge`` beyond a bounded one."""
+    n = p.shape[d]
+    if periodic:
+        return (_along(p, d, f, i, j, k) - _along(p, d, f - 1 if f > 0 else n - 1, i, j, k)) * inv_h
+    if f == 0:
+        x = _along(p, d, 0, i, j, k)
+        return (x - a_lo * x) * inv_h
+    if f == n:
+        x = _along(p, d, n - 1, i, j, k)
+        return (a_hi * x - x) * inv_h
+    return (_along(p, d, f, i, j, k) - _along(p, d, f - 1, i, j, k)) * inv_h
+
+
+@cuda.jit
+def projection_finish_3d(p, ub, vb, wb, mu, mv, mw, inv_h, r0, r1, r2, r3, r4, r5, plain, out_u, out_v, out_w):
+    """``u' = u_b − M G p``."""
+    i, j, k = cuda.grid(3)
+    if _inside(ub, i, j, k):
+        d = _face_gradient_3d(p, 0, i, i, j, k, ub.shape[0] == p.shape[0], r0, r1, inv_h)
+        out_u[i, j, k] = ub[i, j, k] - (d if plain or mu[i, j, k] else 0.0)
+    if _inside(vb, i, j, k):
+        d = _face_gradient_3d(p, 1, j, i, j, k, vb.shape[1] == p.shape[1], r2, r3, inv_h)
+        out_v[i, j, k] = vb[i, j, k] - (d if plain or mv[i, j, k] else 0.0)
+    if _inside(wb, i, j, k):
+        d = _face_gradient_3d(p, 2, k, i, j, k, wb.shape[2] == p.shape[2], r4, r5, inv_h)
+        out_w[i, j, k] = wb[i, j, k] - (d if plain or mw[i, j, k] else 0.0)
+
+
+@cuda.jit(device=True)
+def _face_weight_3d(g, m, d, f, i, j, k, inv_h, plain):
+    """``(M g)_d / h`` at face ``f`` along axis ``d``."""
+    if d == 0:
+        return g[f, j, k] * inv_h if plain or m[f, j, k] else 0.0
+    if d == 1:
+        return g[i, f, k] * inv_h if plain or m[i, f, k] else 0.0
+    return g[i, j, f] * inv_h if plain or m[i, j, f] else 0.0
+
+
+@cuda.jit(device=True)
+def _gradient_transpose_3d(g, m, d, cell, n, i, j, k, a_lo, a_hi, inv_h, plain):
+    """``(Gᵀ M g)_d`` at ``cell`` along axis ``d`` (of ``n`` cells): +w from its low face,
+    −w from its high face, and the ghost terms at a bounded end."""
+    up = cell + 1 if cell + 1 < g.shape[d] else 0
+    out = _face_weight_3d(g, m, d, cell, i, j, k, inv_h, plain) - _face_weight_3d(g, m, d, up, i, j, k, inv_h, plain)
+    if g.shape[d] != n:  # bounded
+        if cell == 0:
+            out -= a_lo * _face_weight_3d(g, m, d, 0, i, j, k, inv_h, plain)
+        if cell == n - 1:
+            out += a_hi * _face_weight_3d(g, m, d, n, i, j, k, inv_h, plain)
+    return out
+
+
+@cuda.jit
+def projection_vjp_rhs_3d(gu, gv, gw, gp, mu, mv, mw, inv_h, r0, r1, r2, r3, r4, r5, plain, rhs):
+    """``g_p − Gᵀ M g_u``."""
+    i, j, k = cuda.grid(3)
+    n0, n1, n2 = gp.shape
+    if i < n0 and j < n1 and k < n2:
+        gt = (_gradient_transpose_3d(gu, mu, 0, i, n0, i, j, k, r0, r1, inv_h, plain)
+              + _gradient_transpose_3d(gv, mv, 1, j, n1, i, j, k, r2, r3, inv_h, plain)
+              + _gradient_transpose_3d(gw, mw, 2, k, n2, i, j, k, r4, r5, inv_h, plain))
+        rhs[i, j, k] = gp[i, j, k] - gt
+
+
+@cuda.jit(device=True)
+def _divergence_transpose_3d(r, d, f, i, j, k, periodic):
+    """``(Dᵀ r)_d · h`` at face ``f`` along axis ``d``: +r of the cell below, −r of the cell
+    above (either missing at a bounded end)."""
+    n = r.shape[d]
+    below = _along(r, d, f - 1 if f > 0 else n - 1, i, j, k) if (f > 0 or periodic) else 0.0
+    above = _along(r, d, f if f < n else n - 1, i, j, k) if f < n else 0.0
+    return below - above
+
+
+@cuda.jit
+def projection_vjp_finish_3d(r, gu, gv, gw, mu, mv, mw, inv_h, plain, adj_u, adj_v, adj_w):
+    """``M (g_u + Dᵀ r)``."""
+    i, j, k = cuda.grid(3)
+    if _inside(gu, i, j, k):
+        t = _divergence_transpose_3d(r, 0, i, i, j, k, gu.shape[0] == r.shape[0])
+        adj_u[i, j, k] = gu[i, j, k] + t * inv_h if plain or mu[i, j, k] else 0.0
+    if _inside(gv, i, j, k):
+        t = _divergence_transpose_3d(r, 1, j, i, j, k, gv.shape[1] == r.shape[1])
+        adj_v[i, j, k] = gv[i, j, k] + t * inv_h if plain or mv[i, j, k] else 0.0
+    if _inside(gw, i, j, k):
+        t = _divergence_transpose_3d(r, 2, k, i, j, k, gw.shape[2] == r.shape[2])
+        adj_w[i, j, k] = gw[i, j, k] + t * inv_h if plain or mw[i, j, k] else 0.0
