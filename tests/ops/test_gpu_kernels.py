@@ -285,6 +285,35 @@ def test_red_black_gauss_seidel_agrees_with_the_reference(name, ndim, dtype):
         assert multigrid._gauss_seidel.choose(dop, db, dx0, 2, True)[0] == "gpu"
 
 
+def _even_domain(name, ndim):
+    """``domains.make(name, ndim)``, in 3-D on an 8×6×4 grid (one that coarsens)."""
+    if ndim == 2:
+        return domains.make(name, 2)
+    from fluidgrad.boundaries import Domain, Obstacle
+    shape = (8, 6, 4)
+    obstacles = ([Obstacle("sphere", center=tuple(n * domains.H / 2 for n in shape), radius=1.6 * domains.H)]
+                 if name == "obstacle" else [])
+    return Domain(domains._grid(shape), domains.make(name, 3).boundaries, obstacles)
+
+
+@pytest.mark.parametrize("name, ndim, dtype", POISSON_DOMAINS)
+def test_multigrid_transfers_agree_with_the_reference(name, ndim, dtype):
+    """Prolongation and restriction between the pressure Laplacian and its coarsening."""
+    xp = _device()
+    domain = _even_domain(name, ndim)
+    rng = onp.random.default_rng(11)
+    fine = pressure.poisson_operator(domain, onp.zeros(domain.grid.shape, dtype=dtype))
+    dfine = pressure.poisson_operator(domain, xp.zeros(domain.grid.shape, dtype=dtype))
+    coarse, dcoarse = fine.coarsen(), dfine.coarsen()
+    e = _to(rng.standard_normal(coarse.shape), onp, dtype)
+    r = _to(rng.standard_normal(fine.shape), onp, dtype)
+    _agree(gpu.prolong(dfine, dcoarse, xp.asarray(e)), multigrid._prolong_reference(fine, coarse, e), dtype)
+    _agree(gpu.restrict(dfine, dcoarse, xp.asarray(r)), multigrid._restrict_reference(fine, coarse, r), dtype)
+    if xp is not onp:  # on a GPU the dispatch rule picks these kernels
+        assert multigrid._prolong.choose(dfine, dcoarse, xp.asarray(e))[0] == "gpu"
+        assert multigrid._restrict.choose(dfine, dcoarse, xp.asarray(r))[0] == "gpu"
+
+
 def test_the_rule_sends_only_device_arrays_to_the_gpu_kernels():
     kw, (q, velocity, *_), _ = _inputs(0, CASES["semi_lagrangian"][0], onp.float64, onp)
     assert advection.semi_lagrangian_forward.choose(q, velocity, **kw)[0] != "gpu"
@@ -300,3 +329,4 @@ def test_the_rule_sends_only_device_arrays_to_the_gpu_kernels():
     assert poisson.poisson_apply.choose(op, b)[0] != "gpu"
     assert poisson.jacobi_sweeps.choose(op, b, x0, 5, 0.8)[0] != "gpu"
     assert multigrid._gauss_seidel.choose(op, b, x0, 2, True)[0] != "gpu"
+    assert multigrid._restrict.choose(op, op.coarsen(), b)[0] != "gpu"

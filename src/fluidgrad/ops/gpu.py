@@ -410,3 +410,49 @@ def red_black(op, b, x, sweeps, reverse):
         for half in range(2):
             k.launch(colour, b.shape)(out, b, *coefficients, *op.periodic, (1 - half) if reverse else half)
     return out
+
+
+# -- multigrid transfers (2-D, 3-D) --------------------------------------------------------
+
+def supports_transfer(fine, coarse, a) -> bool:
+    """A 2-D or 3-D device float array."""
+    return _on_device(a) and fine.ndim in (2, 3) and a.ndim == fine.ndim and available()
+
+
+def _transfer(fine, coarse, dtype):
+    """The per-axis weights (a_lo, b_lo, a_hi, b_hi) of ``multigrid._transfer_weights`` as
+    contiguous device arrays, the fine fluid mask and whether it is all fluid (cached)."""
+    def make(dtype):
+        from .multigrid import _transfer_weights
+        xp = coarse._xp
+        weights = tuple(tuple(xp.ascontiguousarray(w) for w in axis) for axis in _transfer_weights(coarse, dtype))
+        return weights, xp.ascontiguousarray(fine._fluid_mask(dtype)), bool(fine.all_fluid)
+    return coarse._cached("gpu-transfer", dtype, make)
+
+
+def prolong(fine, coarse, e):
+    """The multigrid prolongation (``multigrid._prolong_reference``): one launch an axis,
+    the fine fluid mask applied in the last."""
+    weights, fluid, all_fluid = _transfer(fine, coarse, e.dtype)
+    xp, nd = xp_of(e), e.ndim
+    kernel = _of_rank("prolong_axis", nd)
+    for d in range(nd):
+        out = xp.empty(tuple(2 * n if a == d else n for a, n in enumerate(e.shape)), dtype=e.dtype)
+        _kernels().launch(kernel, out.shape)(e, out, *weights[d], d, fluid, d == nd - 1 and not all_fluid)
+        e = out
+    return e
+
+
+def restrict(fine, coarse, r):
+    """The multigrid restriction (``multigrid._restrict_reference``, the transpose of
+    :func:`prolong` over 2ᵈ): one launch an axis, the last first, the fluid mask applied in
+    the first and the scale in the last."""
+    weights, fluid, all_fluid = _transfer(fine, coarse, r.dtype)
+    xp, nd = xp_of(r), r.ndim
+    kernel = _of_rank("restrict_axis", nd)
+    for d in reversed(range(nd)):
+        out = xp.empty(tuple(n // 2 if a == d else n for a, n in enumerate(r.shape)), dtype=r.dtype)
+        _kernels().launch(kernel, out.shape)(r, out, *weights[d], d, fluid, d == nd - 1 and not all_fluid,
+                                             0.5 ** nd if d == 0 else 1.0)
+        r = out
+    return r

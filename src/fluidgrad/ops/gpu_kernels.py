@@ -1048,3 +1048,106 @@ def projection_vjp_finish_3d(r, gu, gv, gw, mu, mv, mw, inv_h, plain, adj_u, adj
     if _inside(gw, i, j, k):
         t = _divergence_transpose_3d(r, 2, k, i, j, k, gw.shape[2] == r.shape[2])
         adj_w[i, j, k] = gw[i, j, k] + t * inv_h if plain or mw[i, j, k] else 0.0
+
+
+# -- multigrid transfers: prolongation and restriction, one launch an axis ---------------
+#
+# ``multigrid._prolong_reference`` / ``_restrict_reference`` (and ``fused_poisson.prolong``,
+# ``restrict``) axis by axis: along axis ``d`` fine cell 2K takes ``a_lo e[K] + b_lo
+# e[K−1]`` and 2K+1 takes ``a_hi e[K] + b_hi e[K+1]`` (neighbours wrap; the weights are 0
+# where a bounded axis ends), the restriction is the transpose. The weights of axis d have
+# the shape of the coarser of the pass's two arrays.
+
+@cuda.jit(device=True)
+def _along2(a, d, m, i, j):
+    """``a`` at index ``m`` along axis ``d`` and (i, j) along the other."""
+    return a[m, j] if d == 0 else a[i, m]
+
+
+@cuda.jit(device=True)
+def _wrapped(k, n):
+    return k + n if k < 0 else (k - n if k >= n else k)
+
+
+@cuda.jit
+def prolong_axis(e, out, a_lo, b_lo, a_hi, b_hi, d, fluid, masked):
+    """``out``: ``e`` interpolated to twice its cells along axis ``d`` (times the fine fluid
+    mask if ``masked``: the last axis of a prolongation that needs it)."""
+    i, j = cuda.grid(2)
+    if i < out.shape[0] and j < out.shape[1]:
+        f = i if d == 0 else j
+        kc, n = f // 2, e.shape[d]
+        ci, cj = (kc, j) if d == 0 else (i, kc)
+        if f % 2 == 0:
+            v = a_lo[ci, cj] * _along2(e, d, kc, i, j) + b_lo[ci, cj] * _along2(e, d, _wrapped(kc - 1, n), i, j)
+        else:
+            v = a_hi[ci, cj] * _along2(e, d, kc, i, j) + b_hi[ci, cj] * _along2(e, d, _wrapped(kc + 1, n), i, j)
+        out[i, j] = v * fluid[i, j] if masked else v
+
+
+@cuda.jit(device=True)
+def _fine2(r, fluid, d, m, i, j, masked):
+    """Fine ``r`` at index ``m`` along axis ``d``, masked to the fluid if ``masked``."""
+    v = _along2(r, d, m, i, j)
+    return v * _along2(fluid, d, m, i, j) if masked else v
+
+
+@cuda.jit
+def restrict_axis(r, out, a_lo, b_lo, a_hi, b_hi, d, fluid, masked, scale):
+    """``out``: the transpose of :func:`prolong_axis` applied to ``r`` (``r`` masked to
+    the fluid first if ``masked``: the first axis of a restriction), times ``scale``."""
+    i, j = cuda.grid(2)
+    if i < out.shape[0] and j < out.shape[1]:
+        kc, n = (i if d == 0 else j), out.shape[d]
+        kp, km = _wrapped(kc + 1, n), _wrapped(kc - 1, n)
+        ip, jp = (kp, j) if d == 0 else (i, kp)
+        im, jm = (km, j) if d == 0 else (i, km)
+        out[i, j] = scale * (a_lo[i, j] * _fine2(r, fluid, d, 2 * kc, i, j, masked)
+                             + a_hi[i, j] * _fine2(r, fluid, d, 2 * kc + 1, i, j, masked)
+                             + b_lo[ip, jp] * _fine2(r, fluid, d, 2 * kp, i, j, masked)
+                             + b_hi[im, jm] * _fine2(r, fluid, d, 2 * km + 1, i, j, masked))
+
+
+@cuda.jit(device=True)
+def _index3(d, m, i, j, k):
+    """(i, j, k) with the index along axis ``d`` replaced by ``m``."""
+    if d == 0:
+        return m, j, k
+    if d == 1:
+        return i, m, k
+    return i, j, m
+
+
+@cuda.jit
+def prolong_axis_3d(e, out, a_lo, b_lo, a_hi, b_hi, d, fluid, masked):
+    """:func:`prolong_axis` on a 3-D grid."""
+    i, j, k = cuda.grid(3)
+    if i < out.shape[0] and j < out.shape[1] and k < out.shape[2]:
+        f = i if d == 0 else (j if d == 1 else k)
+        kc, n = f // 2, e.shape[d]
+        c = _index3(d, kc, i, j, k)
+        if f % 2 == 0:
+            v = a_lo[c] * e[c] + b_lo[c] * e[_index3(d, _wrapped(kc - 1, n), i, j, k)]
+        else:
+            v = a_hi[c] * e[c] + b_hi[c] * e[_index3(d, _wrapped(kc + 1, n), i, j, k)]
+        out[i, j, k] = v * fluid[i, j, k] if masked else v
+
+
+@cuda.jit(device=True)
+def _fine3(r, fluid, d, m, i, j, k, masked):
+    c = _index3(d, m, i, j, k)
+    return r[c] * fluid[c] if masked else r[c]
+
+
+@cuda.jit
+def restrict_axis_3d(r, out, a_lo, b_lo, a_hi, b_hi, d, fluid, masked, scale):
+    """:func:`restrict_axis` on a 3-D grid."""
+    i, j, k = cuda.grid(3)
+    if i < out.shape[0] and j < out.shape[1] and k < out.shape[2]:
+        kc = i if d == 0 else (j if d == 1 else k)
+        n = out.shape[d]
+        kp, km = _wrapped(kc + 1, n), _wrapped(kc - 1, n)
+        out[i, j, k] = scale * (a_lo[i, j, k] * _fine3(r, fluid, d, 2 * kc, i, j, k, masked)
+                                + a_hi[i, j, k] * _fine3(r, fluid, d, 2 * kc + 1, i, j, k, masked)
+                                + b_lo[_index3(d, kp, i, j, k)] * _fine3(r, fluid, d, 2 * kp, i, j, k, masked)
+                                + b_hi[_index3(d, km, i, j, k)] * _fine3(r, fluid, d, 2 * km + 1, i, j, k, masked))

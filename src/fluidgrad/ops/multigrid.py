@@ -242,6 +242,8 @@ _prolong.implementation("fused", lambda fine, coarse, e: fused_poisson.supports(
 _restrict = Kernel("multigrid.restrict", _restrict_reference)
 _restrict.implementation("fused", lambda fine, coarse, r: fused_poisson.supports(fine, r))(
     lambda fine, coarse, r: fused_poisson.restrict_any(r, *_fused_transfer(fine, coarse, r)))
+_prolong.implementation("gpu", gpu.supports_transfer)(gpu.prolong)
+_restrict.implementation("gpu", gpu.supports_transfer)(gpu.restrict)
 _gauss_seidel = Kernel("multigrid.red_black", _gauss_seidel_reference)
 _gauss_seidel.implementation("gpu", gpu.supports_red_black)(gpu.red_black)
 _gauss_seidel.implementation("fused", _gauss_seidel_supports)(fused_poisson.red_black)
