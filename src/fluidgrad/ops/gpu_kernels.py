@@ -575,7 +575,7 @@ def gauss_seidel_colour(x, b, inv_diag, diag, cxm, cxp, cym, cyp, per0, per1, co
     read only cells of the other colour, so no thread reads what another writes."""
     i, j = cuda.grid(2)
     n0, n1 = x.shape
-    if i < n0 and j < n1 and (i + j + k) % 2 == colour:
+    if i < n0 and j < n1 and (i + j) % 2 == colour:
         im, ip = neighbours(i, n0, per0)
         jm, jp = neighbours(j, n1, per1)
         lx = (diag[i, j] * x[i, j] + cxm[i, j] * x[im, j] + cxp[i, j] * x[ip, j]
