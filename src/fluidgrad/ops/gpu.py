@@ -7,17 +7,18 @@ of one float dtype, numba-cuda installed and a device usable. The functions them
 take any arrays numba-cuda takes, so the ``gpu_sim`` tests call them with numpy arrays in
 numba's CUDA simulator, where the dispatch rule never sends them.
 
-Kernels here: ghost-layer padding and its transpose (2-D), semi-Lagrangian advection
-forward, VJP and JVP (2-D, Euler backtrace), and the 2-D pressure projection's stencil
-passes, forward (the right-hand side ``D (M u + c)``, the gradient subtraction ``u_b − M G
-p``), VJP (their transposes) and JVP (the forward's passes without the prescribed
-velocities), around a solve that stays the reference's
-(:func:`~.pressure.solve_pressure`: its own kernels dispatch as usual), and MacCormack
-advection forward, VJP and JVP (2-D, Euler backtrace: the semi-Lagrangian pass, the nodal
-bounds and the limited correction, their transposes and their tangents), and the Poisson
-solvers' kernels (2-D and 3-D): ``L x``, damped-Jacobi sweeps (a launch a sweep between two device
-buffers, no host synchronisation between sweeps) and red-black Gauss-Seidel (two in-place
-launches a sweep). Everything else runs its array-API reference on cupy arrays.
+Kernels here, 2-D and 3-D: ghost-layer padding and its transpose; semi-Lagrangian and
+MacCormack advection forward, VJP and JVP (Euler backtrace: the semi-Lagrangian pass, the
+nodal bounds and the limited correction, their transposes and their tangents); the
+pressure projection's stencil passes, forward (the right-hand side ``D (M u + c)``, the
+gradient subtraction ``u_b − M G p``), VJP (their transposes) and JVP (the forward's passes
+without the prescribed velocities), around a solve that stays the reference's
+(:func:`~.pressure.solve_pressure`: its own kernels dispatch as usual); and the Poisson
+solvers' kernels: ``L x``, damped-Jacobi sweeps (a launch a sweep between two device
+buffers, no host synchronisation between sweeps), red-black Gauss-Seidel (two in-place
+launches a sweep) and the multigrid transfers (a launch an axis). A function picks its
+kernel by the arrays' rank (:func:`_of_rank`). Everything else runs its array-API
+reference on cupy arrays.
 """
 
 from __future__ import annotations

@@ -1,20 +1,23 @@
-"""GPU kernels (numba-cuda): ghost-layer padding and its transpose, 2-D semi-Lagrangian
-advection forward, VJP and JVP, and the 2-D pressure projection's stencil passes (the
-right-hand side, the gradient subtraction, and their transposes for the VJP), MacCormack's
-nodal bounds and limited correction (forward, VJP and JVP), and the 2-D Poisson operator
-``L x``, damped-Jacobi sweeps and red-black Gauss-Seidel half-sweeps, one thread per
-output point.
+"""GPU kernels (numba-cuda), 2-D and 3-D (``_3d``): ghost-layer padding and its transpose,
+semi-Lagrangian advection forward, VJP and JVP, MacCormack's nodal bounds and limited
+correction (forward, VJP and JVP), the pressure projection's stencil passes (the
+right-hand side, the gradient subtraction, and their transposes for the VJP), the Poisson
+operator ``L x``, damped-Jacobi sweeps, red-black Gauss-Seidel half-sweeps and the
+multigrid transfers (one axis a launch), one thread per output point.
 
 They mirror the fused CPU kernels (:mod:`.fused_padding`, :mod:`.fused_advection_2d`,
-:mod:`.fused_projection`, :mod:`.fused_limiter`, :mod:`.fused_poisson`) point by point,
+``_3d``, :mod:`.fused_projection`, :mod:`.fused_limiter`, :mod:`.fused_poisson`) point by
+point (where a CPU kernel is 2-D only, the 3-D kernel follows the reference's formulas),
 with the same arithmetic: the interpolation helpers, the projection's face weight, the
-limiter's clamp, the Poisson neighbours and the Jacobi update are the CPU kernels' own
+limiter's clamp and nodal bounds, the trilinear interpolant and its slope, the Poisson
+neighbours, ``L x`` in 3-D and the Jacobi update are the CPU kernels' own
 source (their ``py_func``) compiled as CUDA device functions by :func:`_device`, so the
 two cannot drift apart. The advection VJPs' scatters
 (the transpose of the interpolation, of the velocity sampling and of the nodal bounds)
 are atomic adds, race-free whatever the departure points.
-Scalars only besides the arrays (no host arrays per launch: a host array argument would
-be copied to the device and back, with a synchronisation, at every launch).
+Scalars (and tuples of scalars: the 3-D layout) only besides the arrays (no host arrays
+per launch: a host array argument would be copied to the device and back, with a
+synchronisation, at every launch).
 
 Runs on the CPU in numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``, set before numba
 starts): the same source, each thread a Python thread, host (numpy) arrays in place of
