@@ -320,6 +320,31 @@ def test_multigrid_transfers_agree_with_the_reference(name, ndim, dtype):
         assert multigrid._restrict.choose(dfine, dcoarse, xp.asarray(r))[0] == "gpu"
 
 
+@pytest.mark.parametrize("solve", ["cg", "multigrid"])
+def test_solver_loops_on_the_gpu_kernels_reach_the_reference_solution(solve, monkeypatch):
+    """CG (preconditioned by a V-cycle) and multigrid V-cycles with every Poisson kernel
+    a GPU kernel (in the simulator the rule is let take its host arrays), convergence
+    checked every 4 iterations, reach the reference's solution."""
+    from fluidgrad.ops import linear_solvers
+    xp = _device()
+    if xp is onp:  # the simulator's arrays are numpy's: let the rule send them to the GPU kernels
+        monkeypatch.setattr(gpu, "_on_device", lambda a, dtype=None: a.dtype.kind == "f"
+                            and (dtype is None or a.dtype == dtype))
+    monkeypatch.setattr(multigrid, "MAX_COARSE_CELLS", 16)  # 8×6 -> 4×3: a two-level V-cycle
+    domain = domains.make("obstacle", 2)
+    b = onp.random.default_rng(8).standard_normal(domain.grid.shape) * domain.fluid
+    run = getattr(linear_solvers, f"solve_{solve}")
+    with dispatch.use_reference():
+        want, info = run(pressure.poisson_operator(domain, b), b, 1e-11)
+    dop = pressure.poisson_operator(domain, xp.asarray(b))
+    with dispatch.record() as ran:
+        got, dinfo = run(dop, xp.asarray(b), 1e-11, check_every=4)
+    assert info.converged and dinfo.converged and dinfo.iterations % 4 == 0
+    for name in ("poisson.apply", "multigrid.red_black", "multigrid.prolong", "multigrid.restrict"):
+        assert ran.ran(name) == {"gpu"}, (name, ran.summary())
+    assert float(onp.abs(to_numpy(got) - want).max()) <= 1e-9 * float(onp.abs(want).max())
+
+
 def test_the_rule_sends_only_device_arrays_to_the_gpu_kernels():
     kw, (q, velocity, *_), _ = _inputs(0, CASES["semi_lagrangian"][0], onp.float64, onp)
     assert advection.semi_lagrangian_forward.choose(q, velocity, **kw)[0] != "gpu"
