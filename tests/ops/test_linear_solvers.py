@@ -379,3 +379,36 @@ def test_a_non_finite_or_growing_residual_is_divergence(solver):
     w = Watch(1.0)
     assert all(w.check(k, 0.999 ** k) == "" for k in range(1, 5000))  # slow: halves every 693 iterations
     assert Watch(1.0).check(STALL_ITERATIONS, 0.6) == "stalled"
+
+
+@pytest.mark.parametrize("solve", [solve_cg, solve_multigrid], ids=["cg", "multigrid"])
+def test_solves_on_device_arrays_read_the_residual_every_k_iterations(solve, monkeypatch):
+    """On device arrays (the strict stand-in for cupy) a solve reads its residual on the
+    host (a synchronisation on a GPU) every ``CHECK_EVERY`` iterations, not every one, and
+    still reaches the tolerance; the host solve checks every iteration."""
+    import strict_device
+    from fluidgrad.ops.linear_solvers import CHECK_EVERY
+    solid = np.zeros((32, 32), bool)
+    solid[12:18, 10:16] = True
+    host = make_operator((32, 32), dirichlet_faces={(0, 0)}, solid=solid, h=1.0)
+    b = random_rhs(host, seed=3)
+    want, info = solve(host, b, 1e-10)
+    reads = []
+    for name in ("__float__", "__bool__", "__int__", "get"):
+        real = getattr(strict_device.ndarray, name)
+        monkeypatch.setattr(strict_device.ndarray, name,
+                            lambda self, *a, _real=real, **k: reads.append(1) or _real(self, *a, **k))
+    with strict_device.installed() as cupy:
+        monkeypatch.setitem(CHECK_EVERY, cupy.__name__, 4)
+        op = PoissonOperator([cupy.asarray(w) for w in host.conductances], host.h, cupy.asarray(host.fluid))
+        db = cupy.asarray(b)
+        solve(op, db, 1e-10)  # the first solve builds the hierarchy and the coarsest inverse
+        reads.clear()
+        p, dinfo = solve(op, db, 1e-10)
+        n_reads = len(reads)
+        p = cupy.asnumpy(p)
+    assert info.converged and dinfo.converged and dinfo.iterations >= info.iterations >= 4
+    assert dinfo.iterations % 4 == 0 and dinfo.iterations < info.iterations + 4
+    assert n_reads <= dinfo.iterations // 4 + 3, (n_reads, dinfo.iterations)
+    assert true_residual(host, b, p) <= 1e-10
+    np.testing.assert_allclose(p, want, atol=1e-9 * np.abs(want).max())

@@ -210,7 +210,7 @@ semi_lagrangian_jvp.implementation("fused", _fused_supports("semi_lagrangian", "
 for _kernel, _rule, _fun in ((semi_lagrangian_forward, "forward", gpu.semi_lagrangian),
                              (semi_lagrangian_vjp, "vjp", gpu.semi_lagrangian_vjp),
                              (semi_lagrangian_jvp, "jvp", gpu.semi_lagrangian_jvp)):
-    _kernel.implementation("gpu", _fused_supports("semi_lagrangian", _rule, (2,), kind="gpu"))(_fun)
+    _kernel.implementation("gpu", _fused_supports("semi_lagrangian", _rule, kind="gpu"))(_fun)
 
 semi_lagrangian = Primitive(semi_lagrangian_forward, "semi_lagrangian", register=True)
 semi_lagrangian.defvjp_all(needs=(0, 1))(semi_lagrangian_vjp)
@@ -304,8 +304,9 @@ maccormack_forward.implementation("fused", _fused_supports("maccormack"))(_fused
 maccormack_vjp = Kernel("maccormack.vjp", _maccormack_vjp_reference)
 maccormack_vjp.implementation("fused", _fused_supports("maccormack", "vjp"))(_fused_vjp("maccormack"))
 maccormack_jvp = Kernel("maccormack.jvp", _maccormack_jvp_reference)
-maccormack_forward.implementation("gpu", _fused_supports("maccormack", "forward", (2,), kind="gpu"))(gpu.maccormack)
-maccormack_vjp.implementation("gpu", _fused_supports("maccormack", "vjp", (2,), kind="gpu"))(gpu.maccormack_vjp)
+maccormack_forward.implementation("gpu", _fused_supports("maccormack", "forward", kind="gpu"))(gpu.maccormack)
+maccormack_vjp.implementation("gpu", _fused_supports("maccormack", "vjp", kind="gpu"))(gpu.maccormack_vjp)
+maccormack_jvp.implementation("gpu", _fused_supports("maccormack", "jvp", kind="gpu"))(gpu.maccormack_jvp)
 
 maccormack = Primitive(maccormack_forward, "maccormack", register=True)
 maccormack.defvjp_all(needs=(0, 1))(maccormack_vjp)

@@ -118,6 +118,25 @@ def clamp_shares(c, lo, hi, tol):
     return r, 0.0, 0.0, 0.0  # NaN
 
 
+@jit
+def point_bounds_3d(qp, i, j, k, periodic0, periodic1, periodic2):
+    """``(m, M)`` at sample (i, j, k): the min and max of ``qp`` over its 3×3×3 neighbours
+    (the GPU kernel compiles this same source)."""
+    n0, n1, n2 = qp.shape
+    a = b = qp[i, j, k]
+    for di in range(-1, 2):
+        ii = neighbour(i + di, n0, periodic0)
+        for dj in range(-1, 2):
+            jj = neighbour(j + dj, n1, periodic1)
+            for dk in range(-1, 2):
+                kk = neighbour(k + dk, n2, periodic2)
+                if ii >= 0 and jj >= 0 and kk >= 0:
+                    x = qp[ii, jj, kk]
+                    a = x if x < a else a
+                    b = x if x > b else b
+    return a, b
+
+
 @pjit
 def nodal_bounds_3d(qp, periodic0, periodic1, periodic2):
     """``m``, ``M``: the min and max of the padded field over each sample's 3×3×3 neighbours."""
@@ -126,18 +145,7 @@ def nodal_bounds_3d(qp, periodic0, periodic1, periodic2):
     for i in prange(n0):
         for j in range(n1):
             for k in range(n2):
-                a = b = qp[i, j, k]
-                for di in range(-1, 2):
-                    ii = neighbour(i + di, n0, periodic0)
-                    for dj in range(-1, 2):
-                        jj = neighbour(j + dj, n1, periodic1)
-                        for dk in range(-1, 2):
-                            kk = neighbour(k + dk, n2, periodic2)
-                            if ii >= 0 and jj >= 0 and kk >= 0:
-                                x = qp[ii, jj, kk]
-                                a = x if x < a else a
-                                b = x if x > b else b
-                lo[i, j, k], hi[i, j, k] = a, b
+                lo[i, j, k], hi[i, j, k] = point_bounds_3d(qp, numba.int64(i), j, k, periodic0, periodic1, periodic2)
     return lo, hi
 
 

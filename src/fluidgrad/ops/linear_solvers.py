@@ -25,10 +25,11 @@ from fluidgrad.backend import xp_of
 from fluidgrad.errors import UnknownNameError
 
 from .multigrid import _hierarchy, solve_multigrid, v_cycle
-from .poisson import STALL_ITERATIONS, PoissonOperator, SolveInfo, Watch, _initial_guess, _max_abs, _prepare_rhs, _threshold
+from .poisson import (CHECK_EVERY, STALL_ITERATIONS, PoissonOperator, SolveInfo, Watch, _initial_guess, _max_abs,
+                      _prepare_rhs, _threshold, check_interval)
 from .poisson import jacobi_sweeps as poisson_jacobi
 
-__all__ = ["STALL_ITERATIONS", "PoissonOperator", "SolveInfo", "Watch", "solve_cg", "solve_jacobi",
+__all__ = ["CHECK_EVERY", "STALL_ITERATIONS", "PoissonOperator", "SolveInfo", "Watch", "solve_cg", "solve_jacobi",
            "solve_multigrid", "v_cycle"]
 
 
@@ -70,13 +71,16 @@ def _preconditioner(op, kind, dtype):
 
 
 def solve_cg(op, b, tolerance=1e-6, max_iterations=10_000, preconditioner="multigrid", x0=None,
-             relative=False, check_every=1):
+             relative=False, check_every=None):
     """Preconditioned CG on ``A p = −b`` (A = −L) until max|b − L p| ≤ tolerance.
 
-    ``check_every`` iterations the residual is compared with the threshold (a host
-    synchronisation on GPUs); when the recursive residual passes, the true one is checked.
-    A diverging or stalled solve (:class:`~.poisson.Watch`) stops there, not converged.
+    Every ``check_every`` iterations (default: :data:`~.poisson.CHECK_EVERY` for ``b``'s
+    array module) the residual is compared with the threshold, a host synchronisation on
+    GPUs; in between the step sizes stay 0-d device arrays (nothing waits for the device).
+    When the recursive residual passes, the true one is checked. A diverging or stalled
+    solve (:class:`~.poisson.Watch`) stops there, not converged.
     """
+    check_every = check_interval(b) if check_every is None else int(check_every)
     with _np.errstate(over="ignore", invalid="ignore"):  # a blow-up is caught by the watch
         return _cg(op, b, tolerance, max_iterations, preconditioner, x0, relative, check_every)
 

@@ -17,7 +17,7 @@ from fluidgrad.backend import xp_of
 from . import fused_poisson, gpu
 from .dispatch import Kernel
 from .poisson import (SolveInfo, Watch, _along, _initial_guess, _max_abs, _prepare_rhs, _threshold,
-                      jacobi_sweeps)
+                      check_interval, jacobi_sweeps)
 
 # Multigrid settings: coarsen while a level has more than MAX_COARSE_CELLS cells; the coarsest
 # level is solved by a dense (pseudo-)inverse if it has at most MAX_DENSE_CELLS cells, else (sizes
@@ -242,6 +242,8 @@ _prolong.implementation("fused", lambda fine, coarse, e: fused_poisson.supports(
 _restrict = Kernel("multigrid.restrict", _restrict_reference)
 _restrict.implementation("fused", lambda fine, coarse, r: fused_poisson.supports(fine, r))(
     lambda fine, coarse, r: fused_poisson.restrict_any(r, *_fused_transfer(fine, coarse, r)))
+_prolong.implementation("gpu", gpu.supports_transfer)(gpu.prolong)
+_restrict.implementation("gpu", gpu.supports_transfer)(gpu.restrict)
 _gauss_seidel = Kernel("multigrid.red_black", _gauss_seidel_reference)
 _gauss_seidel.implementation("gpu", gpu.supports_red_black)(gpu.red_black)
 _gauss_seidel.implementation("fused", _gauss_seidel_supports)(fused_poisson.red_black)
@@ -272,9 +274,12 @@ def v_cycle(op, b, hierarchy=None):
     return op.remove_mean(_v_cycle(levels, 0, _prepare_rhs(op, b)))
 
 
-def solve_multigrid(op, b, tolerance=1e-6, max_iterations=200, relative=False, x0=None):
-    """Solve ``L p = b`` by V-cycles ``p += V(b − L p)`` until max|b − L p| ≤ tolerance;
-    a diverging or stalled solve (:class:`~.poisson.Watch`) stops there, not converged."""
+def solve_multigrid(op, b, tolerance=1e-6, max_iterations=200, relative=False, x0=None, check_every=None):
+    """Solve ``L p = b`` by V-cycles ``p += V(b − L p)`` until max|b − L p| ≤ tolerance,
+    checked every ``check_every`` cycles (default: :data:`~.poisson.CHECK_EVERY` for
+    ``b``'s array module; a check is a host synchronisation on GPUs); a diverging or
+    stalled solve (:class:`~.poisson.Watch`) stops there, not converged."""
+    check_every = check_interval(b) if check_every is None else int(check_every)
     with _np.errstate(over="ignore", invalid="ignore"):  # a blow-up is caught by the watch
         b = _prepare_rhs(op, b)
         threshold = _threshold(b, tolerance, relative)
@@ -283,11 +288,12 @@ def solve_multigrid(op, b, tolerance=1e-6, max_iterations=200, relative=False, x
         it, watch, reason = 0, None, ""
         while True:
             r = b - op.apply(p)
-            res = _max_abs(r)
-            watch = watch or Watch(res)
-            reason = watch.check(it, res)
-            if res <= threshold or it >= max_iterations or reason:
-                break
+            if it % check_every == 0 or it >= max_iterations:
+                res = _max_abs(r)
+                watch = watch or Watch(res)
+                reason = watch.check(it, res)
+                if res <= threshold or it >= max_iterations or reason:
+                    break
             p = p + v_cycle(op, r, hierarchy)
             it += 1
     return p, SolveInfo(it, res, res <= threshold and not reason, reason)

@@ -248,10 +248,14 @@ project = Primitive(project_forward, "project", register=True)
 project.defvjp_all(needs=())(project_vjp)
 
 
-@project.defjvp_all
-def _project_jvp(dots, ans, velocity, *, domain, solve=PressureSolve()):
+def _project_jvp_reference(dots, ans, velocity, *, domain, solve=PressureSolve()):
     """Linear in the open faces: the homogeneous projection of the tangent."""
     return _projection(dots[0], domain, solve, homogeneous=True)
+
+
+project_jvp = Kernel("project.jvp", _project_jvp_reference)
+project_jvp.implementation("gpu", gpu.supports_projection_jvp)(gpu.project_jvp)
+project.defjvp_all(project_jvp)
 
 
 # -- with the closed faces' values as an input (an inflow profile) --------------------
