@@ -96,29 +96,35 @@ def main():
     parser.add_argument("--levels", type=int, default=3, help="resolutions (each doubles the last)")
     args = parser.parse_args()
     report = {}
-    if "stokes" in args.cases:
-        rows = report["stokes"] = [stokes(16 * 2 ** k) for k in range(args.levels)]
-        print("Stokes flow through a square array of cylinders, c = 0.0707 (Sangani & Acrivos 1982: K = "
-              f"{rows[0]['K_exact']:.3f})")
-        print(f"{'cells':>6} {'D/h':>6} {'F/(μU)':>9} {'error':>8} {'F / body force':>15}")
-        for r in rows:
+    levels = range(args.levels)
+    if "stokes" in args.cases:  # each row printed as it is done: the finest take minutes
+        print(f"Stokes flow through a square array of cylinders, c = 0.0707 (Sangani & Acrivos 1982: K = "
+              f"{sangani_acrivos(math.pi * 0.15 ** 2):.3f})")
+        print(f"{'cells':>6} {'D/h':>6} {'F/(μU)':>9} {'error':>8} {'F / body force':>15}", flush=True)
+        for r in _rows(report, "stokes", (stokes(16 * 2 ** k) for k in levels)):
             print(f"{r['n']:>6} {r['cells_per_diameter']:>6.1f} {r['K']:>9.3f} {r['K'] / r['K_exact'] - 1:>+8.2%} "
-                  f"{r['balance']:>15.8f}")
+                  f"{r['balance']:>15.8f}", flush=True)
     if "turek20" in args.cases:
-        rows = report["turek20"] = [turek(41 * 2 ** k, 20, 8.0) for k in range(args.levels)]
         print("Schäfer-Turek 2D-1 (Re = 20): reference C_D = 5.5795, C_L = 0.0106")
-        print(f"{'ny':>5} {'D/h':>5} {'C_D':>8} {'error':>8} {'C_L':>8} {'seconds':>8}")
-        for r in rows:
+        print(f"{'ny':>5} {'D/h':>5} {'C_D':>8} {'error':>8} {'C_L':>8} {'seconds':>8}", flush=True)
+        for r in _rows(report, "turek20", (turek(41 * 2 ** k, 20, 8.0) for k in levels)):
             print(f"{r['ny']:>5} {r['cells_per_diameter']:>5.0f} {r['C_D']:>8.4f} {r['C_D'] / 5.5795 - 1:>+8.2%} "
-                  f"{r['C_L']:>8.4f} {r['seconds']:>8.1f}")
+                  f"{r['C_L']:>8.4f} {r['seconds']:>8.1f}", flush=True)
     if "turek100" in args.cases:
-        rows = report["turek100"] = [turek(41 * 2 ** k, 100, 12.0) for k in range(args.levels)]
         print("Schäfer-Turek 2D-2 (Re = 100): reference C_D,max = 3.22-3.24, C_L,max = 0.99-1.01, St = 0.295-0.305")
-        print(f"{'ny':>5} {'D/h':>5} {'C_D,max':>8} {'C_L,max':>8} {'St':>7} {'seconds':>8}")
-        for r in rows:
+        print(f"{'ny':>5} {'D/h':>5} {'C_D,max':>8} {'C_L,max':>8} {'St':>7} {'seconds':>8}", flush=True)
+        for r in _rows(report, "turek100", (turek(41 * 2 ** k, 100, 12.0) for k in levels)):
             print(f"{r['ny']:>5} {r['cells_per_diameter']:>5.0f} {r['C_D_max']:>8.4f} {r['C_L_max']:>8.4f} "
-                  f"{r['St']:>7.4f} {r['seconds']:>8.1f}")
+                  f"{r['St']:>7.4f} {r['seconds']:>8.1f}", flush=True)
     print(json.dumps(report))
+
+
+def _rows(report, name, rows):
+    """Each row of ``rows`` as it is computed, kept in ``report[name]``."""
+    report[name] = []
+    for row in rows:
+        report[name].append(row)
+        yield row
 
 
 if __name__ == "__main__":

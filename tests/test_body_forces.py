@@ -49,6 +49,19 @@ def test_archimedes_the_pressure_force_on_a_body_in_fluid_at_rest_is_the_weight_
     assert errors[1] < 0.6 * errors[0] and errors[1] < 0.15
 
 
+def test_archimedes_in_3d_and_the_force_components_of_a_sphere():
+    domain = Domain(Grid((10, 8, 8), (1.25, 1.0, 1.0)), Boundaries.closed(3),
+                    [Obstacle("sphere", center=(0.6, 0.5, 0.45), radius=0.25)])
+    sim = Simulation(domain, 0.05, Physics(), pressure=TIGHT)
+    state = sim.step(sim.zeros_state(), force=_uniform_force(domain, 2.0, 2))  # "gravity" along +z
+    (total,) = forces.total_forces(state, domain, 0.0, sim.dt)
+    cells = domain.obstacles[0].cells(domain.grid)
+    below, above = domain._neighbour_cells(cells, 2)
+    onp.testing.assert_allclose(float(total[2]), -2.0 * (below | above).sum() * domain.dx ** 3, rtol=1e-9)
+    parts = forces.force_components([float(c) for c in total], domain)
+    assert set(parts) == {"drag", "lift", "side"} and parts["side"] == pytest.approx(float(total[2]))
+
+
 def test_in_a_steady_flow_driven_by_a_body_force_the_obstacle_takes_exactly_that_force():
     # a periodic array of cylinders (Stokes flow through a square array): at steady state
     # the drag (pressure + viscous) equals the force on the fluid, to the steady state's
