@@ -65,7 +65,9 @@ def turek(ny, reynolds, seconds, cfl=0.4):
     y = domain.grid.cell_centers(1)
     profile = 6 * mean_speed * y * (0.41 - y) / 0.41 ** 2  # mean = mean_speed, peak 1.5×
     physics = Physics(viscosity=nu, inflow_profile=profile)
-    sim = Simulation(domain, dt, physics, pressure=PressureSolve(tolerance=1e-8))
+    # 41·2^k cells across: multigrid cannot coarsen the odd 41 and its Chebyshev coarsest
+    # solve on 220 × 41 cells is slow; Jacobi-preconditioned CG is 3× faster here
+    sim = Simulation(domain, dt, physics, pressure=PressureSolve("cg", tolerance=1e-5, preconditioner="jacobi"))
     steps = int(seconds / dt)
     records = []
     state = sim.zeros_state()
@@ -94,9 +96,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("cases", nargs="*", default=["stokes", "turek20"], choices=["stokes", "turek20", "turek100"])
     parser.add_argument("--levels", type=int, default=3, help="resolutions (each doubles the last)")
+    parser.add_argument("--first", type=int, default=0, help="the first level (0: the coarsest)")
     args = parser.parse_args()
     report = {}
-    levels = range(args.levels)
+    levels = range(args.first, args.first + args.levels)
     if "stokes" in args.cases:  # each row printed as it is done: the finest take minutes
         print(f"Stokes flow through a square array of cylinders, c = 0.0707 (Sangani & Acrivos 1982: K = "
               f"{sangani_acrivos(math.pi * 0.15 ** 2):.3f})")
