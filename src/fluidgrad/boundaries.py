@@ -348,8 +348,7 @@ class Domain:
         projection); False on walls, inflow faces and faces touching a solid cell."""
         masks = []
         for axis in range(self.ndim):
-            left, right = self._neighbour_cells(self.solid, axis)
-            mask = ~(left | right)
+            mask = _face_mask_of(self, axis)
             if not self.periodic(axis):
                 for side, index in ((0, 0), (1, -1)):
                     if not self.boundaries.rule(axis, side).open:

@@ -36,7 +36,7 @@ import numpy as onp
 from . import numpy as fnp
 from .backend import xp_of
 from .ops.diffusion import ObstacleWalls
-from .ops.stencils import gradient
+from .ops.stencils import _take, gradient
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,10 +66,11 @@ def _weights(domain, body, fluid, obstacle) -> BodyWeights:
     area = h ** (nd - 1)
     pressure = [onp.zeros(domain.grid.shape) for _ in range(nd)]
     for n in range(nd):
-        # faces normal to n: (low cell, high cell) pairs; fluid below a body cell pushes +n
-        for sign, f_side in ((+1, 0), (-1, 1)):
-            touching = _pairs(fluid, n, domain.periodic(n))[f_side] & _pairs(body, n, domain.periodic(n))[1 - f_side]
-            pressure[n] += sign * area * _cells_of(touching, n, f_side, domain.periodic(n))
+        # faces normal to n: fluid below a body cell pushes it +n, fluid above it -n
+        fluid_lo, fluid_hi = domain._neighbour_cells(fluid, n)
+        body_lo, body_hi = domain._neighbour_cells(body, n)
+        pressure[n] += area * (_low_cells(fluid_lo & body_hi, n, domain.periodic(n))
+                               - _high_cells(fluid_hi & body_lo, n, domain.periodic(n)))
     shear = []
     for d in range(nd):
         walls = ObstacleWalls(domain, d, body)
@@ -78,22 +79,15 @@ def _weights(domain, body, fluid, obstacle) -> BodyWeights:
     return BodyWeights(tuple(pressure), tuple(shear), velocity)
 
 
-def _pairs(cells, axis, periodic):
-    """``(low, high)`` neighbours of every interior face normal to ``axis``: face ``k``
-    between cells ``k - 1`` and ``k`` (all n faces if periodic, else the n - 1 inner ones)."""
-    if periodic:
-        return onp.roll(cells, 1, axis), cells
-    n = cells.shape[axis]
-    return onp.take(cells, range(n - 1), axis), onp.take(cells, range(1, n), axis)
+def _low_cells(faces, axis, periodic):
+    """A mask on the faces normal to ``axis`` (face k between cells k - 1 and k) moved to
+    each face's low cell."""
+    return (onp.roll(faces, -1, axis) if periodic else _take(faces, axis, slice(1, None))).astype(float)
 
 
-def _cells_of(faces, axis, side, periodic):
-    """Scatter a mask on faces (indexed as :func:`_pairs`) to the cell on ``side`` (0: low)."""
-    if periodic:
-        return (onp.roll(faces, -1, axis) if side == 0 else faces).astype(float)
-    pad = [(0, 0)] * faces.ndim
-    pad[axis] = (0, 1) if side == 0 else (1, 0)
-    return onp.pad(faces, pad).astype(float)
+def _high_cells(faces, axis, periodic):
+    """A mask on the faces normal to ``axis`` moved to each face's high cell."""
+    return (faces if periodic else _take(faces, axis, slice(0, -1))).astype(float)
 
 
 def obstacle_forces(state, domain, viscosity, dt):

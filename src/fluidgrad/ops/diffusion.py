@@ -60,7 +60,7 @@ class ObstacleWalls:
         for a in range(domain.ndim):
             if not domain.periodic(a):
                 for side, index in ((0, 0), (1, -1)):
-                    _edge(diagonal, a, index)[...] += stencils.velocity_rule(domain, d, a, side)[0]
+                    stencils._take(diagonal, a, index)[...] += stencils.velocity_rule(domain, d, a, side)[0]
         self.diagonal = diagonal
 
     def apply_homogeneous(self, x, nudt, domain):
@@ -73,8 +73,8 @@ class ObstacleWalls:
                 total += xp.roll(x, 1, a) + xp.roll(x, -1, a)
             else:
                 n = x.shape[a]
-                _slab(total, a, 1, n)[...] += _slab(x, a, 0, n - 1)
-                _slab(total, a, 0, n - 1)[...] += _slab(x, a, 1, n)
+                stencils._take(total, a, slice(1, n))[...] += stencils._take(x, a, slice(0, n - 1))
+                stencils._take(total, a, slice(0, n - 1))[...] += stencils._take(x, a, slice(1, n))
         return x - (nudt / domain.dx ** 2) * (self.open * total)
 
     @classmethod
@@ -89,18 +89,6 @@ class ObstacleWalls:
                 setattr(walls, name, xp.asarray(getattr(walls, name), dtype=like.dtype))
             out = domain._cache[key] = walls
         return out
-
-
-def _edge(a, axis, index):
-    sl = [slice(None)] * a.ndim
-    sl[axis] = index
-    return a[tuple(sl)]
-
-
-def _slab(a, axis, start, stop):
-    sl = [slice(None)] * a.ndim
-    sl[axis] = slice(start, stop)
-    return a[tuple(sl)]
 
 
 def _shifted(a, axis, shift, periodic):
