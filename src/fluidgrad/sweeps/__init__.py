@@ -55,6 +55,8 @@ def sweep_store(scenario, vary: dict, *, zipped=False, what="run", client=None, 
         raise UsageError(f"--what {what}: expected one of {', '.join(WHAT)}")
     if record_every is not None and (what != "run" or int(record_every) < 1):
         raise UsageError(f"--record-every {record_every}: expected a step count >= 1, with --what run only")
+    if client is None:
+        _start_forkserver()  # its imports run while this process checks the members and creates the store
     overrides = dict(overrides or {})
     members = expand({k: list(v) for k, v in vary.items()}, zipped)
     loaded = load_members(scenario, members, overrides)
@@ -85,14 +87,17 @@ def sweep_store(scenario, vary: dict, *, zipped=False, what="run", client=None, 
         futures = {client.submit(run_member, str(source), {**overrides, **m.values}, what, str(path), m.index,
                                  record_every, pure=False,
                                  key=f"fluidgrad-member-{m.index}-{os.getpid()}-{id(members)}"): m for m in todo}
-        summary = store.summary_writer(path)
-        for future in as_completed(futures):
-            member = futures.pop(future)
-            result = future.result()  # the member's scalars: its arrays are in the store already
-            summary(member.index, result)
-            if on_member is not None:
-                on_member(member.index, result)
-            del future, result
+        summary = store.SummaryWriter(path)
+        try:
+            for future in as_completed(futures):
+                member = futures.pop(future)
+                result = future.result()  # the member's scalars: its arrays are in the store already
+                summary.write(member.index, result)
+                if on_member is not None:
+                    on_member(member.index, result)
+                del future, result
+        finally:  # also when interrupted: every member that finished is recorded
+            summary.flush()
     finally:
         if cluster is not None:
             client.close()
@@ -100,24 +105,32 @@ def sweep_store(scenario, vary: dict, *, zipped=False, what="run", client=None, 
     return path
 
 
+def _start_forkserver():
+    """Start the ``forkserver`` the local cluster's workers are forked from, importing the
+    member code once, where the platform has one; returns the start method to use."""
+    import multiprocessing
+
+    import dask
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return dask.config.get("distributed.worker.multiprocessing-method")
+    import multiprocessing.forkserver
+    multiprocessing.get_context("forkserver").set_forkserver_preload(["fluidgrad.sweeps.run", "distributed", "zarr"])
+    multiprocessing.forkserver.ensure_running()
+    return "forkserver"
+
+
 def _local_client(workers, threads_per_worker):
     """A ``LocalCluster`` that does not oversubscribe the cores this process may use.
 
     Its worker processes are forked from a ``forkserver`` that has imported the member
-    code once (where the platform has one): each worker skips those imports, and the
+    code once (:func:`_start_forkserver`): each worker skips those imports, and the
     cluster closes in ~0.05 s, where spawned workers took 0.7-1.3 s to shut down."""
-    import multiprocessing
-
     import dask
     from dask.distributed import Client, LocalCluster
     from ..ops.cores import usable_cores
     threads = max(1, int(threads_per_worker))
     workers = workers or max(1, usable_cores() // threads)
-    method = dask.config.get("distributed.worker.multiprocessing-method")
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        method = "forkserver"
-        multiprocessing.get_context(method).set_forkserver_preload(["fluidgrad.sweeps.run", "distributed", "zarr"])
-    with dask.config.set({"distributed.worker.multiprocessing-method": method}):
+    with dask.config.set({"distributed.worker.multiprocessing-method": _start_forkserver()}):
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                                env={"FLUIDGRAD_THREADS": str(threads)})
     return Client(cluster), cluster

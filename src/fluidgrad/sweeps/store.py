@@ -28,6 +28,8 @@ member, so no two processes ever write the same chunk); the driver writes the sc
 from __future__ import annotations
 
 import json
+import os
+import time
 
 import numpy as onp
 
@@ -168,18 +170,39 @@ def member_writer(path, index: int):
     """``write(arrays, time=None)``: writes member ``index``'s arrays (name -> array; at
     snapshot ``time`` for the recorded fields) into its own chunks of the store; for the
     process that runs the member."""
-    import asyncio
-
-    from zarr.core.sync import sync
     array = _arrays(path)
 
-    async def write_all(targets, selection):
-        await asyncio.gather(*(target.setitem(selection, value) for target, value in targets))
-
-    def write(arrays, time=None):  # the arrays' chunks at once: 2.9 ms for a 64² member's 4 fields, not 4.5
-        targets = [(array(name).async_array, value) for name, value in arrays.items()]
-        sync(write_all(targets, (index,) if time is None else (index, time)))
+    def write(arrays, time=None):
+        where = (index,) if time is None else (index, time)
+        for name, value in arrays.items():
+            target = array(name)
+            put_chunk(target, where + (0,) * (target.ndim - len(where)), value)
     return write
+
+
+def put_chunk(array, coords, values):
+    """Write ``values`` as the chunk at chunk-grid position ``coords`` of the format-2
+    zarr ``array`` (in a local store): the bytes zarr itself writes (the array's dtype,
+    filters, compressor and chunk key), into a temporary file renamed over the chunk's,
+    so a reader sees the old chunk or the new one, never a part. Zarr's own ``setitem``
+    costs ~1.5 ms of CPU a chunk in its asynchronous machinery (7 ms for a 64² member's
+    four fields, 3.5 % of its simulation); this, 0.2 ms."""
+    meta = array.metadata
+    data = onp.ascontiguousarray(onp.asarray(values, dtype=meta.dtype.to_native_dtype()).reshape(meta.chunks))
+    for codec in meta.filters or ():
+        data = codec.encode(data)
+    if meta.compressor is not None:
+        data = meta.compressor.encode(data)
+    file = os.path.join(str(array.store_path.store.root), array.path, meta.encode_chunk_key(coords))
+    temporary = os.path.join(os.path.dirname(file), f".{os.path.basename(file)}.{os.getpid()}.partial")
+    try:
+        handle = open(temporary, "wb")
+    except FileNotFoundError:  # a nested chunk key ("/" separator) whose folder is new
+        os.makedirs(os.path.dirname(file), exist_ok=True)
+        handle = open(temporary, "wb")
+    with handle:
+        handle.write(data)
+    os.replace(temporary, file)
 
 
 _OPEN = {}  # (store path, its metadata's inode and mtime) -> {name: zarr array}: opened once per process
@@ -189,32 +212,67 @@ def _arrays(path):
     """``array(name)``: the store's zarr array ``name``, opened once per process and
     store (a worker writes many members into the same store; opening costs ~1 ms an
     array). A store created anew at the same path is a new key."""
-    import os
     import zarr
     meta = os.stat(os.path.join(str(path), ".zmetadata"))
     key = (str(path), meta.st_ino, meta.st_mtime_ns)
     if key not in _OPEN:
         _OPEN.clear()  # one store at a time: a worker moves on to the next sweep
-        _OPEN[key] = {"": zarr.open_group(str(path), mode="r+", zarr_format=2, use_consolidated=False)}
+        _OPEN[key] = {"": zarr.open_group(zarr.storage.LocalStore(str(path)), mode="r+", zarr_format=2,
+                                          use_consolidated=False)}
     cache = _OPEN[key]
     return lambda name: cache.get(name) or cache.setdefault(name, cache[""][name])
 
 
-def summary_writer(path):
-    """``write(index, result)``: writes a member's error, scalars and, last, its status
-    (the driver does this, once the member's own arrays are in the store)."""
-    array = _arrays(path)
+class SummaryWriter:
+    """The driver's writes of each member's scalars, error and, last, status, once the
+    member's own arrays are in the store.
 
-    def write(index, result):
-        values = {"error": result["error"], **result["metrics"], "status": result["status"]}
-        for name, value in values.items():  # the status last
-            array(name)[index] = value[:TEXT_LENGTH] if isinstance(value, str) else value
-    return write
+    The numbers and the statuses are kept here (a few bytes a member) and written as
+    whole chunks at most every ``every`` seconds, and by :meth:`flush` (the sweep calls it
+    when it ends or is interrupted): writing five arrays a member took the driver 20 ms of
+    CPU, taken from the workers when they have every core. A text (an error, a stop
+    reason; or the blank replacing one of an earlier run) is written at once. Killed
+    between two flushes, the store shows the last flush's state: members finished since
+    then are run again by ``--resume``."""
+
+    def __init__(self, path, every=0.5):
+        self.array, self.every = _arrays(path), every
+        self.values, self.texts, self.dirty, self.last = {}, {}, set(), time.monotonic()
+
+    def write(self, index, result):
+        for name, value in {**result["metrics"], "error": result["error"], "status": result["status"]}.items():
+            target = self.array(name)
+            if target.dtype.kind == "U" and name != "status":
+                if name not in self.texts:  # the members with a text already (a resumed sweep's)
+                    self.texts[name] = set(onp.flatnonzero(target[...] != "").tolist())
+                if value or index in self.texts[name]:
+                    target[index] = value[:TEXT_LENGTH]
+                    self.texts[name].discard(index)
+                continue
+            if name not in self.values:
+                self.values[name] = target[...]
+            self.values[name][index] = value
+            self.dirty.add((name, index // target.chunks[0]))
+        if time.monotonic() - self.last >= self.every:
+            self.flush()
+
+    def flush(self):
+        """Write every chunk changed since the last flush, the statuses' last."""
+        for name, chunk in sorted(self.dirty, key=lambda item: item[0] == "status"):
+            target, size = self.array(name), self.array(name).chunks[0]
+            part = self.values[name][chunk * size:(chunk + 1) * size]
+            whole = onp.zeros(size, part.dtype)  # the last chunk is stored whole; zarr reads only its start
+            whole[:len(part)] = part
+            put_chunk(target, (chunk,), whole)
+        self.dirty.clear()
+        self.last = time.monotonic()
 
 
 def write_summary(path, index: int, result: dict):
-    """Write one member's summary (see :func:`summary_writer`)."""
-    summary_writer(path)(index, result)
+    """Write one member's summary now (see :class:`SummaryWriter`)."""
+    writer = SummaryWriter(path)
+    writer.write(index, result)
+    writer.flush()
 
 
 def finished(path) -> set:
