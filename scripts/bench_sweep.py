@@ -164,11 +164,13 @@ def main(argv=None):
           f"{spread([p['bound'] for p in per])}×")
     if loop is not None:
         print(f"2 workers vs the shell loop: {rate['sweep, 2 workers'] / rate['shell loop']:.2f}×")
-    print(f"per member: {med['marginal']:.3f} s in the 1-worker sweep against {member_seconds:.3f} s of simulation "
-          f"(overhead {overhead:+.1%}, whole commands)")
-    print(f"steady state (32 members, this process): 2 workers vs 1 {spread([p['steady'] for p in per])}×; "
-          f"scheduling overhead per member {spread([100 * p['scheduling'] for p in per])} % "
+    print(f"steady state (32 members, this process): 2 workers vs 1 {spread([p['steady'] for p in per])}× members "
+          f"per minute; scheduling overhead per member {spread([100 * p['scheduling'] for p in per])} % "
           f"({statistics.median(runs['gap']) * 1e3:.1f} ms of {statistics.median(runs['own']):.3f} s)")
+    print(f"cross-check from whole commands: {med['marginal']:.3f} s per member in the 1-worker sweep "
+          f"((T(16) - T(1)) / 15) against {member_seconds:.3f} s of simulation, {overhead:+.1%} "
+          f"(per repetition {spread([100 * (p['marginal'] / member_seconds - 1) for p in per])} %: the difference "
+          f"of two whole commands carries their noise)")
     print(json.dumps({"benchmark": "sweep", "machine": info, "load_average": load, "n": args.n, "steps": args.steps,
                       "members": members, "seconds": seconds, "members_per_minute": rate, "runs": runs,
                       "per_repeat": per, "median": med, "member_seconds": member_seconds, "overhead": overhead}))

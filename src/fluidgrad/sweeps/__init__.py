@@ -55,8 +55,6 @@ def sweep_store(scenario, vary: dict, *, zipped=False, what="run", client=None, 
         raise UsageError(f"--what {what}: expected one of {', '.join(WHAT)}")
     if record_every is not None and (what != "run" or int(record_every) < 1):
         raise UsageError(f"--record-every {record_every}: expected a step count >= 1, with --what run only")
-    if client is None:
-        _start_forkserver()  # its imports run while this process checks the members and creates the store
     overrides = dict(overrides or {})
     members = expand({k: list(v) for k, v in vary.items()}, zipped)
     loaded = load_members(scenario, members, overrides)
@@ -74,6 +72,8 @@ def sweep_store(scenario, vary: dict, *, zipped=False, what="run", client=None, 
     source = resolve(scenario)
     path = (Path(out if out is not None else tempfile.mkdtemp(prefix="fluidgrad-sweep-")) / "sweep.zarr").resolve()
     done = store.resumable(path, members, overrides, what, record_every) if resume and path.exists() else set()
+    if client is None and len(done) < len(members):
+        _start_forkserver()  # its imports run while this process creates the store and the cluster's scheduler
     if not done:
         path.parent.mkdir(parents=True, exist_ok=True)
         store.create(path, loaded[0], members, source.read_text(), overrides, what, record_every, names)
