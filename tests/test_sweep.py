@@ -297,3 +297,27 @@ def test_resume_after_the_whole_command_is_killed(tmp_path):
     assert list(a["status"].values) == ["done"] * 8
     for name in ("density", "pressure", "u", "v"):
         assert onp.array_equal(a[name].values, b[name].values), name
+
+
+_PEAK = """
+import resource, sys
+from fluidgrad.cli import main
+code = main(sys.argv[1:])
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB: this process, the driver, alone
+sys.exit(code)
+"""
+
+
+@pytest.mark.slow
+def test_the_drivers_peak_memory_is_flat_in_the_number_of_members(tmp_path):
+    """64 members against 16 at 256² (2 MiB of fields a member: 128 MiB if the driver held
+    them all): the driver's peak within 1.2×."""
+    peaks = {}
+    for count in (16, 64):
+        done = subprocess.run([sys.executable, "-c", _PEAK, "sweep", "taylor_green", "--set",
+                               "grid.resolution=[256,256]", "--steps", "1", "--vary",
+                               f"physics.viscosity=linspace(0.01,0.05,{count})", "--workers", "2", "--quiet",
+                               "--out", str(tmp_path / str(count))], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        peaks[count] = int(done.stdout.split()[-1]) / 1024
+    assert peaks[64] <= 1.2 * peaks[16], peaks
