@@ -205,10 +205,31 @@ def test_optimize_sweep_equals_fluidgrad_optimize(copied, tmp_path, client):
     (["--record-every", "0"], "--record-every 0: expected a step count >= 1"),
     (["--what", "optimize", "--record-every", "2"], "with --what run only"),
     (["--what", "sample"], "invalid choice: 'sample'"),
+    (["--workers", "0"], "--workers 0: expected a whole number >= 1"),
+    (["--workers", "-1"], "--workers -1: expected a whole number >= 1"),  # hung before
+    (["--threads-per-worker", "0"], "--threads-per-worker 0: expected a whole number >= 1"),
+    (["--scheduler", "localhost"], "--scheduler localhost: cannot connect (missing port number"),
+    (["--scheduler", "http://localhost:8786"], "cannot connect (unknown address scheme 'http'"),
 ])
 def test_bad_sweep_flags_are_one_line_errors(tmp_path, flags, message):
     done = _cli("sweep", "taylor_green", "--vary", "physics.viscosity=0.01", *SMALL, *flags, "--out", str(tmp_path / "s"))
     assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not (tmp_path / "s").exists()
+
+
+def test_an_unreachable_scheduler_is_a_one_line_error(tmp_path, capsys):
+    import socket
+
+    import dask
+    from fluidgrad import cli
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
+        code = cli.main(["sweep", "taylor_green", "--vary", "physics.viscosity=0.01", *SMALL,
+                         "--scheduler", f"tcp://127.0.0.1:{port}", "--out", str(tmp_path / "s")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and f"--scheduler tcp://127.0.0.1:{port}: cannot connect" in err
     assert not (tmp_path / "s").exists()
 
 

@@ -335,7 +335,10 @@ def cmd_sweep(args) -> int:
     address = args.scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
     if address:
         from dask.distributed import Client
-        client = Client(address)
+        try:
+            client = Client(address)
+        except (OSError, ValueError, TypeError) as exc:  # unreachable, refused, timed out, malformed
+            raise UsageError(f"--scheduler {address}: cannot connect ({str(exc).splitlines()[0]})") from None
     failed = []
     bar = _progress(total, args, f"sweep {scenario.name}", unit="member")
 

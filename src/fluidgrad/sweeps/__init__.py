@@ -9,6 +9,7 @@ writes them and its status, so nothing of the members' size passes through it.
 
 from __future__ import annotations
 
+import numbers
 import os
 import tempfile
 from pathlib import Path
@@ -55,6 +56,9 @@ def sweep_store(scenario, vary: dict, *, zipped=False, what="run", client=None, 
         raise UsageError(f"--what {what}: expected one of {', '.join(WHAT)}")
     if record_every is not None and (what != "run" or int(record_every) < 1):
         raise UsageError(f"--record-every {record_every}: expected a step count >= 1, with --what run only")
+    for flag, count in (("--workers", workers), ("--threads-per-worker", threads_per_worker)):
+        if count is not None and (isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 1):
+            raise UsageError(f"{flag} {count}: expected a whole number >= 1")
     overrides = dict(overrides or {})
     members = expand({k: list(v) for k, v in vary.items()}, zipped)
     loaded = load_members(scenario, members, overrides)
@@ -128,7 +132,7 @@ def _local_client(workers, threads_per_worker):
     import dask
     from dask.distributed import Client, LocalCluster
     from ..ops.cores import usable_cores
-    threads = max(1, int(threads_per_worker))
+    threads = int(threads_per_worker)
     workers = workers or max(1, usable_cores() // threads)
     with dask.config.set({"distributed.worker.multiprocessing-method": _start_forkserver()}):
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
