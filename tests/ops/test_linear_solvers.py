@@ -285,9 +285,12 @@ def test_tight_solves_are_symmetric(operators, case):
     assert sym_error(lambda b: solve_multigrid(op, b, **tight)[0], op) <= 1e-9
 
 
-def test_chebyshev_coarse_fallback_is_symmetric_and_converges(monkeypatch):
-    """Sizes that stop halving above the dense-solve limit use a Chebyshev coarse solve."""
+@pytest.mark.parametrize("sparse", [True, False])
+def test_coarse_fallback_is_symmetric_and_converges(monkeypatch, sparse):
+    """Sizes that stop halving above the dense-solve limit use a sparse LU coarse solve
+    (numpy) or a Chebyshev one."""
     monkeypatch.setattr(multigrid, "MAX_DENSE_CELLS", 100)
+    monkeypatch.setattr(multigrid, "SPARSE_COARSE", sparse)
     op = make_operator((52, 36), dirichlet_faces={(0, 1)}, solid=ball((52, 36), 0.2))
     assert multigrid._hierarchy(op)[-1].size > 100
     assert sym_error(lambda b: v_cycle(op, b), op) <= 1e-12
@@ -298,6 +301,36 @@ def test_chebyshev_coarse_fallback_is_symmetric_and_converges(monkeypatch):
     assert sym_error(lambda b: v_cycle(op, b), op) <= 1e-12
     p, info = solve_multigrid(op, random_rhs(op), 1e-8)
     assert info.converged and info.iterations <= 15
+
+
+@pytest.mark.parametrize("shape, options", [
+    ((26, 18), dict(dirichlet_faces={(0, 1)}, solid=ball((26, 18), 0.2))),
+    ((26, 18), dict(periodic=(True, False))),                       # singular
+    ((15, 13), dict(periodic=(True, True))),                        # singular, odd periodic sides
+    ((10, 8, 6), dict(dirichlet_faces={(2, 0)}, solid=ball((10, 8, 6), 0.25))),
+])
+def test_the_sparse_coarse_solve_is_the_pseudo_inverse(monkeypatch, shape, options):
+    """The sparse LU coarsest solve equals the dense L⁺ b (the null space pinned, then
+    projected out) on consistent right-hand sides."""
+    monkeypatch.setattr(multigrid, "MAX_DENSE_CELLS", 0)
+    op = make_operator(shape, **options)
+    b = random_rhs(op, seed=3)
+    dense = np.reshape(multigrid._dense_inverse(op, np.float64) @ b.reshape(-1), shape)
+    sparse = multigrid._coarse_solve(op, b)
+    np.testing.assert_allclose(sparse, dense, rtol=0, atol=1e-10 * np.abs(dense).max())
+    np.testing.assert_allclose(op.apply(sparse), b, rtol=0, atol=1e-9 * np.abs(b).max())
+    assert not sparse[~op.fluid].any()
+
+
+def test_a_grid_that_stops_halving_early_solves_fast():
+    """440×82 cells (Schäfer-Turek's 41·2^k across) coarsen to 220×41 and no further: the
+    sparse coarsest solve keeps a CG+multigrid solve at the iterations of a halving grid."""
+    op = make_operator((440, 82), dirichlet_faces={(0, 1)}, solid=ball((440, 82), 0.05))
+    assert multigrid._hierarchy(op)[-1].shape == (220, 41)
+    b = random_rhs(op)
+    p, info = solve_cg(op, b, 1e-8)
+    assert info.converged and info.iterations <= 10 and true_residual(op, b, p) <= 1e-8
+    assert ("sparse-lu", np.dtype(np.float64).str) in multigrid._hierarchy(op)[-1]._aux
 
 
 # --------------------------------------------------------------------------- multigrid efficiency
