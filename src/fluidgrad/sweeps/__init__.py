@@ -111,14 +111,16 @@ def sweep_store(scenario, vary: dict, *, zipped=False, what="run", client=None, 
 
 def _start_forkserver():
     """Start the ``forkserver`` the local cluster's workers are forked from, importing the
-    member code once, where the platform has one; returns the start method to use."""
+    member code once, where the platform has one (its children ignore SIGINT: see
+    :mod:`.forked`); returns the start method to use."""
     import multiprocessing
 
     import dask
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return dask.config.get("distributed.worker.multiprocessing-method")
     import multiprocessing.forkserver
-    multiprocessing.get_context("forkserver").set_forkserver_preload(["fluidgrad.sweeps.run", "distributed", "zarr"])
+    multiprocessing.get_context("forkserver").set_forkserver_preload(
+        ["fluidgrad.sweeps.run", "distributed", "zarr", "fluidgrad.sweeps.forked"])
     multiprocessing.forkserver.ensure_running()
     return "forkserver"
 
