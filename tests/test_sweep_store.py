@@ -134,3 +134,15 @@ def test_a_worker_warms_up_once_per_kind_of_member(monkeypatch):
     second = member_run.run_member("taylor_green", {**small, "physics.viscosity": 0.02})
     assert first["status"] == second["status"] == "done"
     assert warmed >= 1 and len(steps) - warmed < warmed  # the second member took no warm-up step
+
+
+def test_importing_the_forkserver_module_elsewhere_keeps_ctrl_c():
+    """Only the forkserver (flagged) ignores SIGINT: a process ignoring it passes that on
+    to every program it starts, and the command line would ignore Ctrl-C."""
+    import importlib
+    import signal
+    import sys
+    before = signal.getsignal(signal.SIGINT)
+    sys.modules.pop("fluidgrad.sweeps.forked", None)
+    importlib.import_module("fluidgrad.sweeps.forked")
+    assert signal.getsignal(signal.SIGINT) is before

@@ -121,7 +121,11 @@ def _start_forkserver():
     import multiprocessing.forkserver
     multiprocessing.get_context("forkserver").set_forkserver_preload(
         ["fluidgrad.sweeps.run", "distributed", "zarr", "fluidgrad.sweeps.forked"])
-    multiprocessing.forkserver.ensure_running()
+    os.environ["FLUIDGRAD_FORKSERVER"] = "1"  # for .forked, in the forkserver only
+    try:
+        multiprocessing.forkserver.ensure_running()
+    finally:
+        del os.environ["FLUIDGRAD_FORKSERVER"]
     return "forkserver"
 
 
