@@ -1,9 +1,10 @@
 """Geometric multigrid for the Poisson operator (:mod:`.poisson`): the hierarchy of coarser
 operators, boundary- and obstacle-aware transfers, red-black Gauss-Seidel (or damped
 Jacobi) smoothing, a direct (dense or sparse LU) or Chebyshev coarsest solve, the
-symmetric V-cycle and V-cycles as a solver. The V-cycle from zero is a fixed symmetric linear map of ``b``, so
-it serves as a CG preconditioner and transposes itself in reverse-mode AD. The
-smoothers and transfers are kernels with a fused implementation (:mod:`.dispatch`).
+symmetric V-cycle and V-cycles as a solver. The V-cycle from zero is a fixed symmetric
+linear map of ``b``, so it serves as a CG preconditioner and transposes itself in
+reverse-mode AD. The smoothers and transfers are kernels with a fused implementation
+(:mod:`.dispatch`).
 """
 
 from __future__ import annotations

@@ -259,7 +259,8 @@ class SummaryWriter:
     def flush(self):
         """Write every chunk changed since the last flush, the statuses' last."""
         for name, chunk in sorted(self.dirty, key=lambda item: item[0] == "status"):
-            target, size = self.array(name), self.array(name).chunks[0]
+            target = self.array(name)
+            size = target.chunks[0]
             part = self.values[name][chunk * size:(chunk + 1) * size]
             whole = onp.zeros(size, part.dtype)  # the last chunk is stored whole; zarr reads only its start
             whole[:len(part)] = part
